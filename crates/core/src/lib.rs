@@ -1,0 +1,18 @@
+//! rollgate-core: the model and the decisions of rollgate.
+//!
+//! It owns the inventory (parse, then validate), the presets and their parsers, the view
+//! of a cluster and the gates decided from it, the plan, the journal, and the one quoting
+//! function for remote commands. It has no network code and no async runtime: the
+//! transport is `rollgate-ssh`, the executor is the `rollgate` binary.
+
+pub mod cluster;
+pub mod inventory;
+pub mod journal;
+pub mod plan;
+pub mod preset;
+pub mod quote;
+
+pub use cluster::{ClusterView, Member, RaftState};
+pub use inventory::{Host, Inventory, InventoryError};
+pub use plan::Step;
+pub use preset::{Preset, ProbeError, ProbeOutput};

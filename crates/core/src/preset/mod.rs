@@ -1,0 +1,145 @@
+//! Presets: what rollgate knows about one clustered system.
+//!
+//! A preset is data plus parsers: the unit and role order, the commands that probe the
+//! cluster from one of its hosts, and the parsers that turn their output into a
+//! [`ClusterView`]. Adding a preset is a new file here and one line in [`PRESETS`].
+
+use std::fmt;
+
+use crate::cluster::ClusterView;
+use crate::quote::q;
+
+mod etcd;
+
+pub use etcd::Etcd;
+
+/// Every preset rollgate has, by name.
+pub static PRESETS: &[&dyn Preset] = &[&Etcd];
+
+/// The preset called `name`.
+pub fn lookup(name: &str) -> Option<&'static dyn Preset> {
+    PRESETS.iter().copied().find(|p| p.name() == name)
+}
+
+/// The names of every preset, for error messages.
+pub fn names() -> Vec<&'static str> {
+    PRESETS.iter().map(|p| p.name()).collect()
+}
+
+/// What a remote command printed and how it ended; the input of every parser.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeOutput {
+    /// Standard output, as UTF-8 (lossy).
+    pub stdout: String,
+    /// Standard error, as UTF-8 (lossy).
+    pub stderr: String,
+    /// Exit status; `None` when the command was killed by a signal.
+    pub exit: Option<u32>,
+}
+
+/// A probe's output that rollgate could not understand.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The output is not in the format the preset expects.
+    #[error("{preset} {probe}: cannot parse line {line}: {text:?}: {reason}")]
+    Parse {
+        /// Preset name.
+        preset: &'static str,
+        /// Probe name.
+        probe: &'static str,
+        /// 1-based line of the output that failed.
+        line: usize,
+        /// That line, as printed.
+        text: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The command failed and printed nothing to parse.
+    #[error("{preset} {probe}: command failed (exit {exit:?}) and printed nothing to parse; stderr: {stderr}")]
+    Failed {
+        /// Preset name.
+        preset: &'static str,
+        /// Probe name.
+        probe: &'static str,
+        /// Exit status.
+        exit: Option<u32>,
+        /// The last lines of standard error.
+        stderr: String,
+    },
+}
+
+/// One clustered system's knowledge: order, probes, parsers.
+///
+/// Commands run on one host of the cluster through its login shell (as root or through
+/// sudo); their outputs come back as [`ProbeOutput`].
+pub trait Preset: fmt::Debug + Send + Sync {
+    /// The name used in inventories (`preset = "etcd"`).
+    fn name(&self) -> &'static str;
+    /// The systemd unit when the inventory sets none.
+    fn default_unit(&self) -> &'static str;
+    /// Roles in upgrade order: every host of the first role before any of the second.
+    fn role_order(&self) -> &'static [&'static str];
+    /// The role of a host that does not set one.
+    fn default_role(&self) -> &'static str {
+        self.role_order()[0]
+    }
+    /// Roles that are Raft members: within them, followers go first and the leader last.
+    fn raft_roles(&self) -> &'static [&'static str];
+    /// Largest raft index distance behind the leader that counts as caught up.
+    fn default_max_raft_lag(&self) -> u64;
+    /// Names of the probes an inventory may override in `[cluster.probes]`.
+    fn probe_names(&self) -> &'static [&'static str] {
+        &["status", "health"]
+    }
+    /// The default command of probe `name` (one of [`Preset::probe_names`]).
+    fn probe_command(&self, name: &str) -> String;
+    /// Parses the `status` probe: every member, reachable or not, with leader and raft
+    /// indexes.
+    ///
+    /// # Errors
+    /// [`ProbeError`] quoting the first line it could not read.
+    fn parse_status(&self, out: &ProbeOutput) -> Result<ClusterView, ProbeError>;
+    /// Parses the `health` probe into `view`'s members' `healthy` and `error`.
+    ///
+    /// # Errors
+    /// [`ProbeError`] quoting the first line it could not read.
+    fn parse_health(&self, out: &ProbeOutput, view: &mut ClusterView) -> Result<(), ProbeError>;
+    /// The command that prints the version of the binary at `binary`.
+    fn version_command(&self, binary: &str) -> String {
+        format!("{} --version", q(binary))
+    }
+    /// Parses what [`Preset::version_command`] printed.
+    ///
+    /// # Errors
+    /// [`ProbeError`] when no version is found.
+    fn parse_version(&self, out: &ProbeOutput) -> Result<semver::Version, ProbeError>;
+}
+
+/// Finds the first `prefix` followed by a semantic version in `text` (`etcd Version:
+/// 3.4.23`, `Nomad v1.10.5`); shared by presets whose `--version` prints one line.
+pub(crate) fn version_after(preset: &'static str, text: &str, prefix: &str) -> Result<semver::Version, ProbeError> {
+    for line in text.lines() {
+        if let Some(rest) = line.trim().strip_prefix(prefix) {
+            let word = rest
+                .trim()
+                .trim_start_matches('v')
+                .split_whitespace()
+                .next()
+                .unwrap_or("");
+            return semver::Version::parse(word).map_err(|e| ProbeError::Parse {
+                preset,
+                probe: "version",
+                line: 1 + text.lines().position(|l| l == line).unwrap_or(0),
+                text: line.to_owned(),
+                reason: e.to_string(),
+            });
+        }
+    }
+    Err(ProbeError::Parse {
+        preset,
+        probe: "version",
+        line: 1,
+        text: text.lines().next().unwrap_or("").to_owned(),
+        reason: format!("no line starts with {prefix:?}"),
+    })
+}
