@@ -1,0 +1,134 @@
+//! The command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Rolling upgrades of Raft clusters (etcd, ...) over plain SSH: leader last, quorum kept,
+/// every byte verified, every data root backed up, resumable, reversible.
+#[derive(Debug, Parser)]
+#[command(name = "rollgate", version, about)]
+pub struct Args {
+    /// The inventory (TOML) describing the cluster.
+    #[arg(short = 'i', long, env = "ROLLGATE_INVENTORY", global = true)]
+    pub inventory: Option<PathBuf>,
+    /// Where runs, journals, backups and the lock live [default: .rollgate beside the inventory].
+    #[arg(long, global = true)]
+    pub state_dir: Option<PathBuf>,
+    /// How many hosts to connect to (and run commands on) at once.
+    #[arg(long, default_value_t = 64, global = true)]
+    pub parallel: usize,
+    /// Learn the keys of hosts not in known_hosts (a changed key is always refused).
+    #[arg(long, global = true)]
+    pub accept_new: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do when a host fails during an upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Put the previous binary back on the failed host, start it, check its health.
+    Rollback,
+    /// Leave the failed host as it is, for a person.
+    Halt,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Is it safe to start an upgrade? Per host and for the cluster; exits 0 only if so.
+    Check,
+    /// A table of the hosts: Raft state, version, unit state, raft index and lag.
+    Status {
+        /// Print a JSON array instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command on the hosts at once (joined with spaces and run by the remote shell,
+    /// as ssh does).
+    Exec {
+        /// Glob over host names, or `role:ROLE`.
+        #[arg(long)]
+        hosts: Option<String>,
+        /// The command and its arguments.
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
+    /// Show the order, steps and backups of an upgrade; touches nothing.
+    Plan {
+        #[command(flatten)]
+        binary: BinaryArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Upgrade the cluster's binary, one host at a time, leader last.
+    Upgrade {
+        #[command(flatten)]
+        binary: BinaryArgs,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Refuse unless the staged binary reports this version.
+        #[arg(long)]
+        expect_version: Option<semver::Version>,
+        /// What to do with a host that fails.
+        #[arg(long, value_enum, default_value_t = OnFailure::Rollback)]
+        on_failure: OnFailure,
+        /// Start even if the cluster is degraded (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Continue an interrupted run from its journal.
+    Resume {
+        /// The run id [default: the newest unfinished run].
+        run_id: Option<String>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Put the previous binary back on the hosts a run changed, in reverse order.
+    Rollback {
+        /// The run id [default: the newest run].
+        run_id: Option<String>,
+        /// Also restore each host's data root from that run's backup.
+        #[arg(long)]
+        restore_data: bool,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// List runs and their state.
+    Runs,
+    /// Archive data roots outside an upgrade: unit stopped, one host at a time.
+    Backup {
+        /// Glob over host names, or `role:ROLE`.
+        #[arg(long)]
+        hosts: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BinaryArgs {
+    /// The new binary (a local file).
+    #[arg(long)]
+    pub binary: PathBuf,
+    /// Its expected sha256 (hex); a file that does not match is refused before anything else.
+    #[arg(long)]
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Do not ask for confirmation (required without a terminal).
+    #[arg(long)]
+    pub yes: bool,
+    /// How long the health gate waits for a started host.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub health_timeout: Option<Duration>,
+    /// Print every journal event as a JSON line on stdout.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,141 @@
+//! `rollgate check`: is it safe to start an upgrade? Exits 0 only if so.
+
+use std::process::ExitCode;
+
+use futures::future::join_all;
+use rollgate_core::{ClusterView, Inventory};
+
+use super::{human_bytes, short};
+use crate::context::Ctx;
+use crate::facts::HostFacts;
+use crate::{facts, probe};
+
+/// The reasons an upgrade must not start, from the hosts' facts and the cluster view.
+pub fn problems(inv: &Inventory, facts: &[Result<HostFacts, String>], view: Result<&ClusterView, &str>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (h, f) in inv.hosts.iter().zip(facts) {
+        match f {
+            Err(e) => out.push(format!("{}: {e}", h.name)),
+            Ok(f) => {
+                if f.sudo_ok == Some(false) {
+                    out.push(format!("{}: `sudo -n true` fails for user {}", h.name, h.user));
+                }
+                if f.unit_load != "loaded" {
+                    out.push(format!(
+                        "{}: unit {} is {}",
+                        h.name,
+                        h.unit,
+                        if f.unit_load.is_empty() {
+                            "unknown"
+                        } else {
+                            &f.unit_load
+                        }
+                    ));
+                } else if f.unit_active != "active" {
+                    out.push(format!("{}: unit {} is {}", h.name, h.unit, f.unit_active));
+                }
+                if f.binary_sha256.is_none() {
+                    out.push(format!("{}: binary {} is missing", h.name, h.binary));
+                } else if f.version.is_none() {
+                    out.push(format!("{}: cannot read the version of {}", h.name, h.binary));
+                }
+            }
+        }
+    }
+    match view {
+        Err(e) => out.push(format!("cluster: {e}")),
+        Ok(v) => {
+            out.extend(
+                v.problems(inv.cluster.max_raft_lag)
+                    .into_iter()
+                    .map(|p| format!("cluster: {p}")),
+            );
+            let raft_roles = inv.cluster.preset.raft_roles();
+            for h in inv.hosts.iter().filter(|h| raft_roles.contains(&h.role.as_str())) {
+                if v.member_at(&h.address).is_none() {
+                    out.push(format!("cluster: {} ({}) is not a member", h.name, h.address));
+                }
+            }
+            for m in &v.members {
+                if !inv.hosts.iter().any(|h| h.address == m.endpoint_host()) {
+                    out.push(format!("cluster: member {} is not in the inventory", m.endpoint));
+                }
+            }
+        }
+    }
+    out
+}
+
+pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let hosts: Vec<_> = ctx.inv.hosts.iter().collect();
+    let sessions = ctx.connect(&hosts).await;
+    let facts: Vec<Result<HostFacts, String>> = join_all(hosts.iter().zip(&sessions).map(|(h, s)| async move {
+        match s {
+            Ok(s) => facts::gather(&ctx.inv, h, s).await.map_err(|e| format!("{e:#}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }))
+    .await;
+    let view = probe::first_view(&ctx.inv, sessions.iter().filter_map(|s| s.as_ref().ok()), &[]).await;
+    let mut t = super::table(&[
+        "host",
+        "ssh",
+        "sudo",
+        "unit",
+        "binary sha256",
+        "version",
+        "data root",
+        "free",
+    ]);
+    for (h, f) in hosts.iter().zip(&facts) {
+        match f {
+            Ok(f) => t.add_row([
+                h.name.clone(),
+                "ok".into(),
+                f.sudo_ok
+                    .map_or("-".into(), |ok| if ok { "ok".into() } else { "refused".into() }),
+                format!("{} {}", h.unit, f.unit_active),
+                short(f.binary_sha256.as_deref()),
+                f.version.clone().unwrap_or_else(|| "?".into()),
+                format!(
+                    "{} ({} files)",
+                    human_bytes(f.data_bytes),
+                    f.data_files.map_or("-".into(), |n| n.to_string())
+                ),
+                human_bytes(f.free_bytes),
+            ]),
+            Err(_) => t.add_row([
+                h.name.clone(),
+                "FAILED".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]),
+        };
+    }
+    println!("{t}");
+    let view_ref = view.as_ref().map(|(_, v)| v).map_err(|e| format!("{e:#}"));
+    if let Ok(v) = &view_ref {
+        let leader = v.leader().map_or_else(|| "none".to_owned(), |m| m.endpoint.clone());
+        println!(
+            "cluster {}: {} member(s), quorum {}, leader {leader}",
+            ctx.inv.cluster.name,
+            v.members.len(),
+            v.quorum()
+        );
+    }
+    let problems = problems(&ctx.inv, &facts, view_ref.as_ref().map_err(String::as_str).copied());
+    if problems.is_empty() {
+        println!("ok: safe to start an upgrade");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("NOT safe to start an upgrade:");
+        for p in &problems {
+            println!("  - {p}");
+        }
+        Ok(ExitCode::from(1))
+    }
+}

@@ -1,0 +1,81 @@
+//! The commands, one module each, and how their failures map to exit codes.
+
+use std::process::ExitCode;
+
+use crate::args::{Args, Command};
+use crate::context::Ctx;
+
+mod check;
+mod exec;
+mod status;
+
+/// A failure with a documented exit code (see the crate docs).
+#[derive(Debug)]
+pub struct Exit {
+    /// The process exit code.
+    pub code: u8,
+    /// What to print.
+    pub message: String,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// The exit code for an error: its [`Exit`] code, 2 for an inventory error, else 1.
+pub fn exit_code_of(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(x) = cause.downcast_ref::<Exit>() {
+            return x.code;
+        }
+        if cause.downcast_ref::<rollgate_core::InventoryError>().is_some() {
+            return 2;
+        }
+    }
+    1
+}
+
+/// Runs the command `args` names.
+pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
+    let ctx = Ctx::load(&args)?;
+    match args.command {
+        Command::Check => check::run(&ctx).await,
+        Command::Status { json } => status::run(&ctx, json).await,
+        Command::Exec { hosts, command } => exec::run(&ctx, hosts.as_deref(), &command).await,
+        _ => anyhow::bail!("not built yet"),
+    }
+}
+
+/// A table in rollgate's style.
+pub fn table(header: &[&str]) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_header(header.iter().copied());
+    t
+}
+
+/// The first 12 hex digits of a sha256, as tables show it.
+pub fn short(sha: Option<&str>) -> String {
+    sha.map_or_else(|| "-".to_owned(), |s| s.chars().take(12).collect())
+}
+
+/// Bytes as `12.3 MiB`.
+pub fn human_bytes(n: Option<u64>) -> String {
+    let Some(n) = n else { return "-".to_owned() };
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}

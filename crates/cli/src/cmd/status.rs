@@ -1,0 +1,125 @@
+//! `rollgate status`: one row per host, from the hosts' facts and one cluster view.
+
+use std::process::ExitCode;
+
+use futures::future::join_all;
+use rollgate_core::{ClusterView, RaftState};
+use serde::Serialize;
+
+use crate::context::Ctx;
+use crate::{facts, probe};
+
+/// One host's row.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    /// Host name.
+    pub name: String,
+    /// Address.
+    pub address: String,
+    /// Role.
+    pub role: String,
+    /// Raft state.
+    pub state: RaftState,
+    /// Version the member reports, else the installed binary's.
+    pub version: Option<String>,
+    /// `systemctl is-active`, or `unreachable`.
+    pub unit_state: String,
+    /// The member's raft index.
+    pub raft_index: Option<u64>,
+    /// Entries behind the leader.
+    pub lag: Option<u64>,
+    /// What went wrong reaching it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Builds the rows for every host of the inventory.
+pub async fn rows(ctx: &Ctx) -> (Vec<Row>, Option<ClusterView>) {
+    let hosts: Vec<_> = ctx.inv.hosts.iter().collect();
+    let sessions = ctx.connect(&hosts).await;
+    let facts = join_all(hosts.iter().zip(&sessions).map(|(h, s)| async move {
+        match s {
+            Ok(s) => facts::gather(&ctx.inv, h, s).await.map_err(|e| format!("{e:#}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }))
+    .await;
+    let view = probe::first_view(&ctx.inv, sessions.iter().filter_map(|s| s.as_ref().ok()), &[])
+        .await
+        .ok()
+        .map(|(_, v)| v);
+    let rows = hosts
+        .iter()
+        .zip(facts)
+        .map(|(h, f)| {
+            let member = view
+                .as_ref()
+                .and_then(|v| v.member_at(&h.address))
+                .filter(|m| m.reachable);
+            let (unit_state, fv, error) = match f {
+                Ok(f) => (f.unit_active, f.version, None),
+                Err(e) => ("unreachable".to_owned(), None, Some(e)),
+            };
+            Row {
+                name: h.name.clone(),
+                address: h.address.clone(),
+                role: h.role.clone(),
+                state: view.as_ref().map_or(RaftState::Unknown, |v| v.state_of(&h.address)),
+                version: member.and_then(|m| m.version.clone()).or(fv),
+                unit_state,
+                raft_index: member.and_then(|m| m.raft_index),
+                lag: view.as_ref().and_then(|v| v.lag_of(&h.address)),
+                error,
+            }
+        })
+        .collect();
+    (rows, view)
+}
+
+/// Prints `rows` as a table.
+pub fn print_table(rows: &[Row]) {
+    let mut t = super::table(&[
+        "host",
+        "address",
+        "role",
+        "state",
+        "version",
+        "unit",
+        "raft index",
+        "lag",
+    ]);
+    for r in rows {
+        let state = serde_json::to_value(r.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        t.add_row([
+            r.name.clone(),
+            r.address.clone(),
+            r.role.clone(),
+            state,
+            r.version.clone().unwrap_or_else(|| "-".into()),
+            r.unit_state.clone(),
+            r.raft_index.map_or_else(|| "-".into(), |i| i.to_string()),
+            r.lag.map_or_else(|| "-".into(), |i| i.to_string()),
+        ]);
+    }
+    println!("{t}");
+    for r in rows.iter().filter(|r| r.error.is_some()) {
+        println!("{}: {}", r.name, r.error.as_deref().unwrap_or_default());
+    }
+}
+
+pub async fn run(ctx: &Ctx, json: bool) -> anyhow::Result<ExitCode> {
+    let (rows, _) = rows(ctx).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print_table(&rows);
+    }
+    Ok(if rows.iter().any(|r| r.error.is_some()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,124 @@
+//! What every command starts from: the validated inventory, connection options, the
+//! state directory, and sessions to the hosts.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use rollgate_core::{Host, Inventory};
+use rollgate_ssh::{Options, PrivateKey, Session, SshError, Target};
+
+use crate::args::Args;
+
+/// The inventory, connection options and state directory of one invocation.
+#[derive(Debug)]
+pub struct Ctx {
+    /// The validated inventory.
+    pub inv: Inventory,
+    /// Connection options shared by every host.
+    pub opts: Options,
+    /// At most this many connections or commands at once.
+    pub parallel: usize,
+    /// Runs, journals, backups and the lock.
+    pub state_dir: PathBuf,
+    identities: HashMap<PathBuf, Arc<PrivateKey>>,
+}
+
+impl Ctx {
+    /// Loads the inventory named by `-i` and every identity file it names (asking for a
+    /// passphrase once per encrypted key).
+    ///
+    /// # Errors
+    /// No inventory given, an invalid inventory, or an unusable key file.
+    pub fn load(args: &Args) -> anyhow::Result<Self> {
+        let Some(path) = &args.inventory else {
+            bail!("no inventory: pass -i FILE or set ROLLGATE_INVENTORY");
+        };
+        let inv = Inventory::load(path)?;
+        let state_dir = match &args.state_dir {
+            Some(d) => d.clone(),
+            None => path.parent().unwrap_or(Path::new(".")).join(".rollgate"),
+        };
+        let mut identities = HashMap::new();
+        for p in inv.hosts.iter().filter_map(|h| h.identity.as_ref()) {
+            if !identities.contains_key(p) {
+                identities.insert(p.clone(), load_key(p)?);
+            }
+        }
+        let opts = Options {
+            known_hosts: inv.ssh.known_hosts.clone(),
+            accept_new: args.accept_new,
+            connect_timeout: inv.ssh.connect_timeout,
+            keepalive: Duration::from_secs(15),
+            sudo: inv.ssh.sudo,
+            use_agent: true,
+        };
+        Ok(Self {
+            inv,
+            opts,
+            parallel: args.parallel,
+            state_dir,
+            identities,
+        })
+    }
+
+    /// The connection target of `host`.
+    pub fn target(&self, host: &Host) -> Target {
+        Target {
+            name: host.name.clone(),
+            address: host.address.clone(),
+            port: host.port,
+            user: host.user.clone(),
+            identity: host
+                .identity
+                .as_ref()
+                .and_then(|p| self.identities.get(p).map(|k| (p.clone(), k.clone()))),
+        }
+    }
+
+    /// Connects to `hosts`, at most `parallel` at once; results in `hosts` order.
+    pub async fn connect(&self, hosts: &[&Host]) -> Vec<Result<Session, SshError>> {
+        let targets: Vec<Target> = hosts.iter().map(|h| self.target(h)).collect();
+        rollgate_ssh::connect_many(&targets, &self.opts, self.parallel).await
+    }
+
+    /// Connects to `hosts` and fails on the first that cannot be reached, naming it.
+    ///
+    /// # Errors
+    /// The first connection error.
+    pub async fn connect_all(&self, hosts: &[&Host]) -> anyhow::Result<Vec<Session>> {
+        self.connect(hosts)
+            .await
+            .into_iter()
+            .map(|r| r.map_err(anyhow::Error::from))
+            .collect()
+    }
+}
+
+/// Loads a private key, asking for its passphrase (`ROLLGATE_KEY_PASSPHRASE`, or a prompt on
+/// a terminal) when it is encrypted.
+fn load_key(path: &Path) -> anyhow::Result<Arc<PrivateKey>> {
+    match rollgate_ssh::load_identity(path, None) {
+        Ok(k) => Ok(k),
+        Err(SshError::Key { reason, .. }) if reason.starts_with("the key is encrypted") => {
+            let pass = match std::env::var("ROLLGATE_KEY_PASSPHRASE") {
+                Ok(p) => p,
+                Err(_) if std::io::stdin().is_terminal() => {
+                    rpassword::prompt_password(format!("Passphrase for {}: ", path.display()))
+                        .with_context(|| format!("reading the passphrase of {}", path.display()))?
+                }
+                Err(_) => {
+                    bail!(
+                        "private key {} is encrypted: set ROLLGATE_KEY_PASSPHRASE (no terminal to ask on)",
+                        path.display()
+                    )
+                }
+            };
+            Ok(rollgate_ssh::load_identity(path, Some(&pass))?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

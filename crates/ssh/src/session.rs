@@ -1,0 +1,704 @@
+//! Sessions: connect, authenticate, run commands, upload files.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use russh::client::{self, Handle};
+use russh::keys::{self, known_hosts, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+use russh::{ChannelMsg, Disconnect};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use rollgate_core::quote::quote;
+
+use crate::SshError;
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Host name, for messages.
+    pub name: String,
+    /// IP address or DNS name; also the name looked up in known_hosts.
+    pub address: String,
+    /// TCP port.
+    pub port: u16,
+    /// Login user.
+    pub user: String,
+    /// The private key to offer first (already loaded, see [`load_identity`]), and its file.
+    pub identity: Option<(PathBuf, Arc<PrivateKey>)>,
+}
+
+/// How to connect: the same for every host of a run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The known_hosts file that host keys are checked against.
+    pub known_hosts: PathBuf,
+    /// Learn keys of unknown hosts into `known_hosts` (never changed ones).
+    pub accept_new: bool,
+    /// TCP connect, key exchange and authentication together must finish within this.
+    pub connect_timeout: Duration,
+    /// Keepalive interval; three unanswered keepalives close the session.
+    pub keepalive: Duration,
+    /// Run privileged commands ([`Session::exec_priv`]) through `sudo -n`.
+    pub sudo: bool,
+    /// Try the ssh-agent at `SSH_AUTH_SOCK` after the identity file.
+    pub use_agent: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            known_hosts: PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".ssh/known_hosts"),
+            accept_new: false,
+            connect_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(15),
+            sudo: false,
+            use_agent: true,
+        }
+    }
+}
+
+/// How a remote command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code(u32),
+    /// It was killed by this signal (`KILL`, `TERM`, ...).
+    Signal(String),
+    /// The channel closed without an exit status.
+    Unknown,
+}
+
+impl ExitStatus {
+    /// `true` for exit code 0.
+    pub fn success(&self) -> bool {
+        *self == ExitStatus::Code(0)
+    }
+
+    /// The exit code, if it exited.
+    pub fn code(&self) -> Option<u32> {
+        match self {
+            ExitStatus::Code(c) => Some(*c),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exit {c}"),
+            ExitStatus::Signal(s) => write!(f, "killed by SIG{s}"),
+            ExitStatus::Unknown => f.write_str("no exit status"),
+        }
+    }
+}
+
+/// What a remote command printed and how it ended.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Standard output (empty for [`Session::exec_stream`], which hands it to a sink).
+    pub stdout: Vec<u8>,
+    /// Standard error.
+    pub stderr: Vec<u8>,
+    /// How it ended.
+    pub status: ExitStatus,
+}
+
+impl Output {
+    /// Standard output as text (lossy UTF-8).
+    pub fn stdout_str(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.stdout)
+    }
+
+    /// Standard error as text (lossy UTF-8).
+    pub fn stderr_str(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.stderr)
+    }
+}
+
+/// What an upload did.
+#[derive(Debug, Clone)]
+pub struct UploadReport {
+    /// Bytes sent.
+    pub bytes: u64,
+    /// sha256 of the file, hex, as computed while sending and confirmed by the host.
+    pub sha256: String,
+    /// Wall time of the transfer and the check.
+    pub elapsed: Duration,
+}
+
+impl UploadReport {
+    /// Transfer rate in bytes per second.
+    pub fn bytes_per_sec(&self) -> f64 {
+        self.bytes as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Loads a private key file (OpenSSH or PEM format). An encrypted key needs `passphrase`.
+///
+/// # Errors
+/// [`SshError::Key`] when the file cannot be read, is not a key, is encrypted and no
+/// passphrase was given (the message says so), or the passphrase is wrong.
+pub fn load_identity(path: &Path, passphrase: Option<&str>) -> Result<Arc<PrivateKey>, SshError> {
+    keys::load_secret_key(path, passphrase)
+        .map(Arc::new)
+        .map_err(|e| SshError::Key {
+            path: path.to_owned(),
+            reason: match e {
+                keys::Error::KeyIsEncrypted => {
+                    "the key is encrypted: set ROLLGATE_KEY_PASSPHRASE or run on a terminal to be asked".to_owned()
+                }
+                other => other.to_string(),
+            },
+        })
+}
+
+/// Checks host keys against known_hosts; on failure the error is the connect's result.
+struct HostKeyCheck {
+    host: String,
+    address: String,
+    port: u16,
+    known_hosts: PathBuf,
+    accept_new: bool,
+}
+
+impl HostKeyCheck {
+    fn hostport(&self) -> String {
+        if self.port == 22 {
+            self.address.clone()
+        } else {
+            format!("[{}]:{}", self.address, self.port)
+        }
+    }
+
+    /// russh counts known_hosts lines without the comment lines; this gives the file's own
+    /// line number for the `n`th counted line.
+    fn real_line(&self, counted: usize) -> usize {
+        let Ok(text) = std::fs::read_to_string(&self.known_hosts) else {
+            return counted;
+        };
+        let mut seen = 0;
+        for (i, l) in text.lines().enumerate() {
+            if !l.starts_with('#') {
+                seen += 1;
+                if seen == counted {
+                    return i + 1;
+                }
+            }
+        }
+        counted
+    }
+}
+
+impl client::Handler for HostKeyCheck {
+    type Error = SshError;
+
+    async fn check_server_key(&mut self, key: &keys::PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        let keys::PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            return Err(SshError::Upload {
+                host: self.host.clone(),
+                path: String::new(),
+                reason: "host certificates are not supported".into(),
+            });
+        };
+        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+        let algorithm = key.algorithm().to_string();
+        match known_hosts::check_known_hosts_path(&self.address, self.port, key, &self.known_hosts) {
+            Ok(true) => Ok(true),
+            Ok(false) if self.accept_new => {
+                known_hosts::learn_known_hosts_path(&self.address, self.port, key, &self.known_hosts).map_err(
+                    |source| SshError::KnownHosts {
+                        path: self.known_hosts.clone(),
+                        source,
+                    },
+                )?;
+                tracing::warn!(host = %self.host, %fingerprint, "learned new host key into {}", self.known_hosts.display());
+                Ok(true)
+            }
+            Ok(false) => Err(SshError::UnknownHost {
+                host: self.host.clone(),
+                hostport: self.hostport(),
+                address: self.address.clone(),
+                port: self.port,
+                fingerprint,
+                algorithm,
+                known_hosts: self.known_hosts.clone(),
+            }),
+            Err(keys::Error::KeyChanged { line }) => Err(SshError::HostKeyChanged {
+                host: self.host.clone(),
+                fingerprint,
+                algorithm,
+                known_hosts: self.known_hosts.clone(),
+                line: self.real_line(line),
+            }),
+            Err(source) => Err(SshError::KnownHosts {
+                path: self.known_hosts.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+/// An authenticated SSH session to one host, reused for every command of a run.
+pub struct Session {
+    target: Target,
+    handle: Handle<HostKeyCheck>,
+    sudo: bool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("target", &self.target)
+            .field("sudo", &self.sudo)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The host key algorithms to ask for: those recorded for this host first (as OpenSSH
+/// does), so a host with several keys offers the one known_hosts has.
+fn preferred_host_keys(address: &str, port: u16, known_hosts_path: &Path) -> russh::Preferred {
+    let mut preferred = russh::Preferred::default();
+    let recorded: Vec<keys::Algorithm> = known_hosts::known_host_keys_path(address, port, known_hosts_path)
+        .map(|v| v.into_iter().map(|(_, k)| k.algorithm()).collect())
+        .unwrap_or_default();
+    if !recorded.is_empty() {
+        let mut algs: Vec<keys::Algorithm> = Vec::new();
+        for a in preferred.key.iter() {
+            let recorded_match = recorded.iter().any(|r| {
+                r == a || (matches!(r, keys::Algorithm::Rsa { .. }) && matches!(a, keys::Algorithm::Rsa { .. }))
+            });
+            if recorded_match {
+                algs.push(a.clone());
+            }
+        }
+        for a in preferred.key.iter() {
+            if !algs.contains(a) {
+                algs.push(a.clone());
+            }
+        }
+        preferred.key = Cow::Owned(algs);
+    }
+    preferred
+}
+
+impl Session {
+    /// Connects to `target`, checks its host key and authenticates: the identity file
+    /// first, then each key of the ssh-agent.
+    ///
+    /// # Errors
+    /// [`SshError::Connect`], [`SshError::Timeout`], [`SshError::UnknownHost`],
+    /// [`SshError::HostKeyChanged`], [`SshError::Auth`], [`SshError::Protocol`].
+    pub async fn connect(target: &Target, opts: &Options) -> Result<Self, SshError> {
+        match tokio::time::timeout(opts.connect_timeout, Self::connect_inner(target, opts)).await {
+            Ok(r) => r,
+            Err(_) => Err(SshError::Timeout {
+                host: target.name.clone(),
+                after: opts.connect_timeout,
+            }),
+        }
+    }
+
+    async fn connect_inner(target: &Target, opts: &Options) -> Result<Self, SshError> {
+        let config = Arc::new(client::Config {
+            keepalive_interval: Some(opts.keepalive),
+            keepalive_max: 3,
+            nodelay: true,
+            preferred: preferred_host_keys(&target.address, target.port, &opts.known_hosts),
+            ..Default::default()
+        });
+        let addr = format!("{}:{}", target.address, target.port);
+        let socket = tokio::net::TcpStream::connect((target.address.as_str(), target.port))
+            .await
+            .map_err(|source| SshError::Connect {
+                host: target.name.clone(),
+                addr: addr.clone(),
+                source,
+            })?;
+        let check = HostKeyCheck {
+            host: target.name.clone(),
+            address: target.address.clone(),
+            port: target.port,
+            known_hosts: opts.known_hosts.clone(),
+            accept_new: opts.accept_new,
+        };
+        let mut handle = client::connect_stream(config, socket, check)
+            .await
+            .map_err(|e| e.on(&target.name))?;
+        let mut tried = Vec::new();
+        if let Some((path, key)) = &target.identity {
+            let hash = if key.algorithm().is_rsa() {
+                handle
+                    .best_supported_rsa_hash()
+                    .await
+                    .map_err(|e| SshError::from(e).on(&target.name))?
+                    .flatten()
+            } else {
+                None
+            };
+            let res = handle
+                .authenticate_publickey(&target.user, PrivateKeyWithHashAlg::new(key.clone(), hash))
+                .await
+                .map_err(|e| SshError::from(e).on(&target.name))?;
+            if res.success() {
+                return Ok(Self {
+                    target: target.clone(),
+                    handle,
+                    sudo: opts.sudo,
+                });
+            }
+            tried.push(format!("key {}", path.display()));
+        }
+        if opts.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some() {
+            if Self::try_agent(&mut handle, target, &mut tried).await? {
+                return Ok(Self {
+                    target: target.clone(),
+                    handle,
+                    sudo: opts.sudo,
+                });
+            }
+        }
+        Err(SshError::Auth {
+            host: target.name.clone(),
+            user: target.user.clone(),
+            tried,
+        })
+    }
+
+    async fn try_agent(
+        handle: &mut Handle<HostKeyCheck>,
+        target: &Target,
+        tried: &mut Vec<String>,
+    ) -> Result<bool, SshError> {
+        let mut agent = match keys::agent::client::AgentClient::connect_env().await {
+            Ok(a) => a,
+            Err(e) => {
+                tried.push(format!("ssh-agent (unreachable: {e})"));
+                return Ok(false);
+            }
+        };
+        let identities = agent.request_identities().await.unwrap_or_default();
+        if identities.is_empty() {
+            tried.push("ssh-agent (no keys)".into());
+        }
+        for id in identities {
+            let key: PublicKey = id.public_key().into_owned();
+            let hash = if key.algorithm().is_rsa() {
+                handle
+                    .best_supported_rsa_hash()
+                    .await
+                    .map_err(|e| SshError::from(e).on(&target.name))?
+                    .flatten()
+            } else {
+                None
+            };
+            let fp = key.fingerprint(HashAlg::Sha256).to_string();
+            match handle
+                .authenticate_publickey_with(&target.user, key, hash, &mut agent)
+                .await
+            {
+                Ok(r) if r.success() => return Ok(true),
+                Ok(_) => tried.push(format!("agent key {fp}")),
+                Err(e) => tried.push(format!("agent key {fp} ({e})")),
+            }
+        }
+        Ok(false)
+    }
+
+    /// The host this session is connected to.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// `true` while the connection is open.
+    pub fn is_open(&self) -> bool {
+        !self.handle.is_closed()
+    }
+
+    /// Runs `command` through the login user's shell and collects its output until the
+    /// channel closes.
+    ///
+    /// # Errors
+    /// [`SshError::Protocol`] when the channel cannot be opened or the connection drops.
+    pub async fn exec(&self, command: &str) -> Result<Output, SshError> {
+        let mut stdout = Vec::new();
+        let mut out = self
+            .exec_stream(command, None, &mut |d: &[u8]| {
+                stdout.extend_from_slice(d);
+                Ok(())
+            })
+            .await?;
+        out.stdout = stdout;
+        Ok(out)
+    }
+
+    /// `command` as it runs for [`Session::exec_priv`]: through `sudo -n sh -c` when the
+    /// session uses sudo, unchanged otherwise.
+    ///
+    /// # Errors
+    /// [`SshError::Quote`] when the command holds a NUL byte.
+    pub fn privileged(&self, command: &str) -> Result<String, SshError> {
+        if self.sudo {
+            Ok(format!("sudo -n -- sh -c {}", quote(command)?))
+        } else {
+            Ok(command.to_owned())
+        }
+    }
+
+    /// Runs `command` as root: through `sudo -n` when the session uses sudo. A refused sudo
+    /// is [`SshError::SudoDenied`], never a prompt that hangs.
+    ///
+    /// # Errors
+    /// As [`Session::exec`], and [`SshError::SudoDenied`].
+    pub async fn exec_priv(&self, command: &str) -> Result<Output, SshError> {
+        let out = self.exec(&self.privileged(command)?).await?;
+        self.check_sudo(command, &out)?;
+        Ok(out)
+    }
+
+    fn check_sudo(&self, command: &str, out: &Output) -> Result<(), SshError> {
+        if self.sudo && out.status == ExitStatus::Code(1) {
+            let err = out.stderr_str();
+            if err.starts_with("sudo: ")
+                && (err.contains("password is required")
+                    || err.contains("not in the sudoers")
+                    || err.contains("not allowed"))
+            {
+                return Err(SshError::SudoDenied {
+                    host: self.target.name.clone(),
+                    user: self.target.user.clone(),
+                    command: command.to_owned(),
+                    stderr: err.trim().to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `command` as root (see [`Session::exec_priv`]), handing standard output to
+    /// `sink` as it arrives; standard error is collected. `stdin`, when given, is sent and
+    /// then closed.
+    ///
+    /// # Errors
+    /// As [`Session::exec_priv`]; an error returned by `sink` aborts the command.
+    pub async fn exec_priv_stream(
+        &self,
+        command: &str,
+        sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
+    ) -> Result<Output, SshError> {
+        let out = self.exec_stream(&self.privileged(command)?, None, sink).await?;
+        self.check_sudo(command, &out)?;
+        Ok(out)
+    }
+
+    /// Runs `command` (as given), sending `stdin` when given, handing stdout to `sink`.
+    async fn exec_stream(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
+    ) -> Result<Output, SshError> {
+        let host = &self.target.name;
+        let mut channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| SshError::from(e).on(host))?;
+        channel
+            .exec(true, command)
+            .await
+            .map_err(|e| SshError::from(e).on(host))?;
+        if let Some(data) = stdin {
+            channel.data(data).await.map_err(|e| SshError::from(e).on(host))?;
+            channel.eof().await.map_err(|e| SshError::from(e).on(host))?;
+        }
+        let mut stderr = Vec::new();
+        let mut status = ExitStatus::Unknown;
+        let mut sink_error = None;
+        // Exit status, EOF and close may come in any order; read until the channel closes.
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => {
+                    if sink_error.is_none() {
+                        if let Err(e) = sink(&data) {
+                            sink_error = Some(e);
+                            let _ = channel.close().await;
+                        }
+                    }
+                }
+                ChannelMsg::ExtendedData { data, ext: 1 } => stderr.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => status = ExitStatus::Code(exit_status),
+                ChannelMsg::ExitSignal { signal_name, .. } => status = ExitStatus::Signal(format!("{signal_name:?}")),
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        if let Some(source) = sink_error {
+            return Err(SshError::Io {
+                path: PathBuf::from(format!("<output of {host}>")),
+                source,
+            });
+        }
+        if status == ExitStatus::Unknown && self.handle.is_closed() {
+            return Err(SshError::Protocol {
+                host: host.clone(),
+                source: russh::Error::Disconnect,
+            });
+        }
+        Ok(Output {
+            stdout: Vec::new(),
+            stderr,
+            status,
+        })
+    }
+
+    /// Uploads the local file `local` to `dest` on the host (as root, see
+    /// [`Session::exec_priv`]), with mode `mode`.
+    ///
+    /// The file is streamed to a temporary name in `dest`'s directory while its sha256 is
+    /// computed; the host checks the size (a dropped connection leaves a short file, which
+    /// the host removes) and computes sha256 with `sha256sum`; only when both agree is the
+    /// file renamed to `dest`. On a mismatch the temporary file is removed.
+    ///
+    /// # Errors
+    /// [`SshError::Io`] for the local file, [`SshError::ChecksumMismatch`],
+    /// [`SshError::Upload`], and the errors of [`Session::exec_priv`].
+    pub async fn upload(&self, local: &Path, dest: &str, mode: u32) -> Result<UploadReport, SshError> {
+        let started = Instant::now();
+        let host = &self.target.name;
+        let io = |source| SshError::Io {
+            path: local.to_owned(),
+            source,
+        };
+        let mut file = tokio::fs::File::open(local).await.map_err(io)?;
+        let size = file.metadata().await.map_err(io)?.len();
+        let (dir, name) = dest.rsplit_once('/').ok_or_else(|| SshError::Upload {
+            host: host.clone(),
+            path: dest.to_owned(),
+            reason: "destination must be an absolute path".into(),
+        })?;
+        let dir = if dir.is_empty() { "/" } else { dir };
+        let tmp = format!("{dir}/.{name}.rollgate-tmp-{:08x}", rand::random::<u32>());
+        let qtmp = quote(&tmp)?.into_owned();
+        let receive = format!(
+            "t={qtmp}; trap 'rm -f \"$t\"' HUP INT TERM PIPE; umask 077; head -c {size} > \"$t\" || {{ rm -f \"$t\"; exit 96; }}; \
+             if [ \"$(stat -c %s \"$t\")\" != {size} ]; then rm -f \"$t\"; echo \"short upload: $(stat -c %s \"$t\" 2>/dev/null) of {size} bytes\" >&2; exit 97; fi; \
+             sha256sum \"$t\""
+        );
+        let command = self.privileged(&receive)?;
+        let mut channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| SshError::from(e).on(host))?;
+        channel
+            .exec(true, command)
+            .await
+            .map_err(|e| SshError::from(e).on(host))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut sent = 0u64;
+        loop {
+            let n = file.read(&mut buf).await.map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            channel.data(&buf[..n]).await.map_err(|e| SshError::from(e).on(host))?;
+            sent += n as u64;
+        }
+        channel.eof().await.map_err(|e| SshError::from(e).on(host))?;
+        let expected = hex::encode(hasher.finalize());
+        let (mut stdout, mut stderr, mut status) = (Vec::new(), Vec::new(), ExitStatus::Unknown);
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
+                ChannelMsg::ExtendedData { data, ext: 1 } => stderr.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => status = ExitStatus::Code(exit_status),
+                ChannelMsg::ExitSignal { signal_name, .. } => status = ExitStatus::Signal(format!("{signal_name:?}")),
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        let out = Output { stdout, stderr, status };
+        self.check_sudo(&receive, &out)?;
+        if !out.status.success() || sent != size {
+            return Err(SshError::Upload {
+                host: host.clone(),
+                path: dest.to_owned(),
+                reason: format!(
+                    "{} after {sent} of {size} bytes: {}",
+                    out.status,
+                    out.stderr_str().trim()
+                ),
+            });
+        }
+        let got = out.stdout_str().split_whitespace().next().unwrap_or("").to_owned();
+        if got != expected {
+            let _ = self.exec_priv(&format!("rm -f {qtmp}")).await;
+            return Err(SshError::ChecksumMismatch {
+                host: host.clone(),
+                path: dest.to_owned(),
+                expected,
+                got,
+            });
+        }
+        let place = format!(
+            "chmod {mode:o} {qtmp} && mv -f {qtmp} {} || {{ rm -f {qtmp}; exit 1; }}",
+            quote(dest)?
+        );
+        let out = self.exec_priv(&place).await?;
+        if !out.status.success() {
+            return Err(SshError::Upload {
+                host: host.clone(),
+                path: dest.to_owned(),
+                reason: out.stderr_str().trim().to_owned(),
+            });
+        }
+        Ok(UploadReport {
+            bytes: sent,
+            sha256: expected,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Closes the session politely.
+    pub async fn close(self) {
+        let _ = self.handle.disconnect(Disconnect::ByApplication, "", "en").await;
+    }
+}
+
+/// Connects to every target, at most `parallel` at once; results are in `targets` order.
+pub async fn connect_many(targets: &[Target], opts: &Options, parallel: usize) -> Vec<Result<Session, SshError>> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    for (i, t) in targets.iter().enumerate() {
+        let (t, o, sem) = (t.clone(), opts.clone(), sem.clone());
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            (i, Session::connect(&t, &o).await)
+        });
+    }
+    let mut out: Vec<Option<Result<Session, SshError>>> = (0..targets.len()).map(|_| None).collect();
+    while let Some(joined) = set.join_next().await {
+        if let Ok((i, r)) = joined {
+            out[i] = Some(r);
+        }
+    }
+    out.into_iter()
+        .zip(targets)
+        .map(|(r, t)| {
+            r.unwrap_or_else(|| {
+                Err(SshError::Upload {
+                    host: t.name.clone(),
+                    path: String::new(),
+                    reason: "connect task panicked".into(),
+                })
+            })
+        })
+        .collect()
+}
