@@ -7,12 +7,15 @@
 
 use std::process::ExitCode;
 
+mod archive;
 mod args;
 mod cmd;
 mod context;
 mod facts;
 mod probe;
+mod runner;
 mod select;
+mod state;
 
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLGATE_LOG").unwrap_or_else(|_| "warn".into());

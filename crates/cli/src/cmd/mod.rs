@@ -7,7 +7,9 @@ use crate::context::Ctx;
 
 mod check;
 mod exec;
+mod rollback;
 mod status;
+mod upgrade;
 
 /// A failure with a documented exit code (see the crate docs).
 #[derive(Debug)]
@@ -46,7 +48,22 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Command::Check => check::run(&ctx).await,
         Command::Status { json } => status::run(&ctx, json).await,
         Command::Exec { hosts, command } => exec::run(&ctx, hosts.as_deref(), &command).await,
-        _ => anyhow::bail!("not built yet"),
+        Command::Plan { binary, json } => upgrade::plan(&ctx, &binary, json).await,
+        Command::Upgrade {
+            binary,
+            run,
+            expect_version,
+            on_failure,
+            force,
+        } => upgrade::upgrade(&ctx, &binary, &run, expect_version.as_ref(), on_failure, force).await,
+        Command::Resume { run_id, run } => upgrade::resume(&ctx, run_id.as_deref(), &run).await,
+        Command::Rollback {
+            run_id,
+            restore_data,
+            run,
+        } => rollback::rollback(&ctx, run_id.as_deref(), restore_data, &run).await,
+        Command::Runs => rollback::runs(&ctx),
+        Command::Backup { hosts, yes } => rollback::backup(&ctx, hosts.as_deref(), yes).await,
     }
 }
 

@@ -1,0 +1,486 @@
+//! The executor: runs a plan's steps on the hosts, one host at a time, journaling each
+//! step before the next starts. Used by `upgrade`, `resume`, `rollback` and `backup`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use futures::future::join_all;
+use rollgate_core::journal::{self, Journal, Record, Status};
+use rollgate_core::quote::q;
+use rollgate_core::{ClusterView, Host, Inventory};
+use rollgate_ssh::Session;
+use serde_json::{json, Value};
+
+use crate::context::Ctx;
+use crate::probe;
+use crate::state::{RunMeta, StateDir};
+
+/// Runs one journaled step of a host: `step!(runner, host, "stop", runner.stop_unit(host))`
+/// skips it when the journal has it done, else awaits the future and journals the outcome.
+/// Evaluates to `Result<(), HostError>`.
+macro_rules! step {
+    ($r:expr, $host:expr, $name:expr, $fut:expr) => {{
+        match $r.begin(&$host.name, $name) {
+            Ok(Some(t)) => {
+                let res = $fut.await;
+                $r.finish(&$host.name, $name, t, res)
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }};
+}
+pub(crate) use step;
+
+/// Why a host's steps stopped.
+#[derive(Debug)]
+pub enum HostError {
+    /// A step failed.
+    Failed {
+        /// The step.
+        step: String,
+        /// What was seen.
+        error: anyhow::Error,
+    },
+    /// Ctrl-C: stopped after the last completed step.
+    Interrupted,
+}
+
+/// One run's executor: sessions to every host, the journal, the stop flag.
+pub struct Runner<'a> {
+    pub ctx: &'a Ctx,
+    pub sd: StateDir,
+    pub meta: RunMeta,
+    journal: Journal,
+    pub records: Vec<Record>,
+    json: bool,
+    sessions: HashMap<String, Session>,
+    stop: Arc<AtomicBool>,
+}
+
+impl<'a> Runner<'a> {
+    /// A runner for `meta`'s run, journaling into `journal` (whose earlier `records` are
+    /// given for a resumed run). Connects to every host of the inventory.
+    ///
+    /// # Errors
+    /// A host that cannot be reached, named.
+    pub async fn new(
+        ctx: &'a Ctx,
+        meta: RunMeta,
+        journal: Journal,
+        records: Vec<Record>,
+        json: bool,
+    ) -> anyhow::Result<Self> {
+        let hosts: Vec<&Host> = ctx.inv.hosts.iter().collect();
+        let mut sessions = HashMap::new();
+        for (h, s) in hosts.iter().zip(ctx.connect(&hosts).await) {
+            sessions.insert(h.name.clone(), s?);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\nrollgate: Ctrl-C: stopping after the current step (Ctrl-C again is not needed)");
+                flag.store(true, Ordering::SeqCst);
+            }
+        });
+        Ok(Self {
+            ctx,
+            sd: StateDir::new(&ctx.state_dir, &ctx.inv.cluster.name),
+            meta,
+            journal,
+            records,
+            json,
+            sessions,
+            stop,
+        })
+    }
+
+    pub fn inv(&self) -> &'a Inventory {
+        &self.ctx.inv
+    }
+
+    pub fn session(&self, host: &str) -> &Session {
+        &self.sessions[host]
+    }
+
+    pub fn sessions_in_order(&self) -> impl Iterator<Item = &Session> {
+        self.ctx.inv.hosts.iter().map(|h| &self.sessions[&h.name])
+    }
+
+    /// `true` once Ctrl-C was pressed.
+    pub fn interrupted(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Appends a record to the journal (fsynced) and prints it: a line on stderr, and the
+    /// JSON record on stdout with `--json`.
+    pub fn record(
+        &mut self,
+        host: Option<&str>,
+        step: &str,
+        status: Status,
+        started: Option<Instant>,
+        detail: Value,
+    ) -> anyhow::Result<()> {
+        let rec = Record {
+            run: self.meta.run.clone(),
+            ts: journal::now_rfc3339(),
+            host: host.map(str::to_owned),
+            step: step.to_owned(),
+            status,
+            ms: started.map(|s| s.elapsed().as_millis() as u64),
+            detail,
+        };
+        self.journal.append(&rec)?;
+        if self.json {
+            println!("{}", serde_json::to_string(&rec)?);
+        }
+        if status != Status::Started {
+            let took = rec
+                .ms
+                .map_or_else(String::new, |ms| format!(" ({:.2} s)", ms as f64 / 1000.0));
+            let what = match status {
+                Status::Done => "done",
+                Status::Skipped => "already done",
+                Status::Failed => "FAILED",
+                Status::Started => "started",
+            };
+            let extra = match (status, rec.detail.get("error").and_then(Value::as_str)) {
+                (Status::Failed, Some(e)) => format!(": {e}"),
+                _ => String::new(),
+            };
+            eprintln!("{:<8} {:<16} {what}{took}{extra}", host.unwrap_or("*"), step);
+        }
+        self.records.push(rec);
+        Ok(())
+    }
+
+    /// `true` when `host`'s `step` is done or skipped in this run, and not undone by a later
+    /// rollback of that host.
+    pub fn done(&self, host: &str, step: &str) -> bool {
+        let mine: Vec<&Record> = self
+            .records
+            .iter()
+            .filter(|r| r.host.as_deref() == Some(host))
+            .collect();
+        let after = mine
+            .iter()
+            .rposition(|r| r.step == "rollback-health" && r.status == Status::Done)
+            .map_or(0, |i| i + 1);
+        mine[after..]
+            .iter()
+            .any(|r| r.step == step && matches!(r.status, Status::Done | Status::Skipped))
+    }
+
+    /// The detail of `host`'s last done `step`.
+    pub fn detail(&self, host: &str, step: &str) -> Option<&Value> {
+        self.records
+            .iter()
+            .rev()
+            .find(|r| r.host.as_deref() == Some(host) && r.step == step && r.status == Status::Done)
+            .map(|r| &r.detail)
+    }
+
+    /// Begins step `step` of `host`: `None` when it is already done in this run (so it is
+    /// skipped), else the time it started.
+    ///
+    /// # Errors
+    /// [`HostError::Interrupted`] after Ctrl-C.
+    pub fn begin(&self, host: &str, step: &str) -> Result<Option<Instant>, HostError> {
+        if self.done(host, step) {
+            return Ok(None);
+        }
+        if self.interrupted() {
+            return Err(HostError::Interrupted);
+        }
+        Ok(Some(Instant::now()))
+    }
+
+    /// Journals the outcome of a step begun at `started`: done, skipped (the step found its
+    /// effect already in place: `Ok((false, _))`) or failed.
+    ///
+    /// # Errors
+    /// [`HostError::Failed`] for a failed step, or a journal that cannot be written.
+    pub fn finish(
+        &mut self,
+        host: &str,
+        step: &str,
+        started: Instant,
+        res: anyhow::Result<(bool, Value)>,
+    ) -> Result<(), HostError> {
+        match res {
+            Ok((acted, detail)) => {
+                let status = if acted { Status::Done } else { Status::Skipped };
+                self.record(Some(host), step, status, Some(started), detail)
+                    .map_err(|error| HostError::Failed {
+                        step: step.into(),
+                        error,
+                    })
+            }
+            Err(error) => {
+                let _ = self.record(
+                    Some(host),
+                    step,
+                    Status::Failed,
+                    Some(started),
+                    json!({ "error": format!("{error:#}") }),
+                );
+                Err(HostError::Failed {
+                    step: step.into(),
+                    error,
+                })
+            }
+        }
+    }
+
+    // --- the steps ------------------------------------------------------------------------
+
+    /// The cluster view from the first host that answers, skipping `skip`.
+    pub async fn view(&self, skip: &[&str]) -> anyhow::Result<(String, ClusterView)> {
+        probe::first_view(self.inv(), self.sessions_in_order(), skip).await
+    }
+
+    /// Gate: every member healthy, one leader, and quorum kept without `host`; retried for
+    /// up to 30 s (a cluster settles after the previous host). `strict = false` (rollback)
+    /// only asks for quorum without `host` and a leader.
+    pub async fn gate(&self, host: &Host, strict: bool) -> anyhow::Result<(bool, Value)> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let reasons = match self.view(&[host.name.as_str()]).await.or(self.view(&[]).await) {
+                Ok((from, v)) => {
+                    let mut reasons: Vec<String> = if strict {
+                        v.problems(self.inv().cluster.max_raft_lag)
+                    } else {
+                        Vec::new()
+                    };
+                    if v.leader().is_none() && reasons.is_empty() {
+                        reasons.push("no leader".into());
+                    }
+                    if !v.keeps_quorum_without(&host.address) {
+                        reasons.push(format!(
+                            "stopping {} would break quorum ({} of {} voters needed)",
+                            host.name,
+                            v.quorum(),
+                            v.voters()
+                        ));
+                    }
+                    if reasons.is_empty() {
+                        let state = v.state_of(&host.address);
+                        return Ok((
+                            true,
+                            json!({
+                                "probed_from": from,
+                                "leader": v.leader().map(|m| m.endpoint.clone()),
+                                "state": state,
+                                "members": v.members.len(),
+                            }),
+                        ));
+                    }
+                    reasons
+                }
+                Err(e) => vec![format!("{e:#}")],
+            };
+            if Instant::now() >= deadline {
+                bail!("cluster not safe to take {} down: {}", host.name, reasons.join("; "));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Stop the unit and wait until it is inactive. Skipped when it already is.
+    pub async fn stop_unit(&self, host: &Host) -> anyhow::Result<(bool, Value)> {
+        let u = q(&host.unit);
+        let script = format!(
+            "s=$(systemctl is-active {u}); case $s in inactive|failed) echo already; exit 0;; esac
+systemctl stop {u} || exit $?
+for i in $(seq 1 300); do s=$(systemctl is-active {u}); case $s in inactive|failed) echo stopped; exit 0;; esac; sleep 0.1; done
+echo \"unit {u} is still $s 30 s after stop\" >&2; exit 1"
+        );
+        let out = self.session(&host.name).exec_priv(&script).await?;
+        if !out.status.success() {
+            bail!(
+                "systemctl stop {} ({}): {}",
+                host.unit,
+                out.status,
+                out.stderr_str().trim()
+            );
+        }
+        Ok((!out.stdout_str().starts_with("already"), Value::Null))
+    }
+
+    /// Start the unit and wait until it is active (or failed, an error with the unit's last
+    /// log lines), for at most the health timeout.
+    pub async fn start_unit(&self, host: &Host) -> anyhow::Result<(bool, Value)> {
+        let u = q(&host.unit);
+        let secs = (self.meta.health_timeout_ms / 1000).max(5);
+        let script = format!(
+            "s=$(systemctl is-active {u}); [ \"$s\" = active ] && {{ echo already; exit 0; }}
+systemctl reset-failed {u} 2>/dev/null; systemctl start --no-block {u} || exit $?
+end=$(( $(date +%s) + {secs} ))
+while :; do
+  s=$(systemctl is-active {u})
+  case $s in
+    active) echo started; exit 0;;
+    failed) echo \"unit {u} failed to start:\" >&2; journalctl -u {u} -n 5 --no-pager -o cat >&2; exit 1;;
+  esac
+  [ $(date +%s) -ge $end ] && {{ echo \"unit {u} still $s after {secs} s\" >&2; exit 1; }}
+  sleep 0.1
+done"
+        );
+        let out = self.session(&host.name).exec_priv(&script).await?;
+        if !out.status.success() {
+            bail!(
+                "systemctl start {} ({}): {}",
+                host.unit,
+                out.status,
+                out.stderr_str().trim()
+            );
+        }
+        Ok((!out.stdout_str().starts_with("already"), Value::Null))
+    }
+
+    /// Health gate: `host` is a reachable, healthy member reporting `version`, the cluster
+    /// has a leader, `host` is within the raft lag of it, and every member is healthy;
+    /// polled until the health timeout.
+    pub async fn health(&self, host: &Host, version: &str) -> anyhow::Result<(bool, Value)> {
+        let deadline = Instant::now() + Duration::from_millis(self.meta.health_timeout_ms);
+        let max_lag = self.inv().cluster.max_raft_lag;
+        let session = self.session(&host.name);
+        loop {
+            let reasons = match probe::cluster_view(self.inv(), session).await {
+                Ok(v) => {
+                    let mut r = v.problems(max_lag);
+                    match v.member_at(&host.address) {
+                        None => r.push(format!("{} is not a member", host.address)),
+                        Some(m) if m.reachable && m.version.as_deref() != Some(version) => {
+                            r.push(format!(
+                                "{} reports version {}, not {version}",
+                                host.name,
+                                m.version.as_deref().unwrap_or("?")
+                            ));
+                        }
+                        Some(_) => {}
+                    }
+                    if !v.caught_up(&host.address, max_lag) {
+                        r.push(format!("{} has not caught up with the leader", host.name));
+                    }
+                    if r.is_empty() {
+                        return Ok((
+                            true,
+                            json!({
+                                "version": version,
+                                "leader": v.leader().map(|m| m.endpoint.clone()),
+                                "raft_index": v.member_at(&host.address).and_then(|m| m.raft_index),
+                                "lag": v.lag_of(&host.address),
+                            }),
+                        ));
+                    }
+                    r
+                }
+                Err(e) => vec![format!("{e:#}")],
+            };
+            if Instant::now() >= deadline {
+                bail!(
+                    "not healthy after {:?}: {}",
+                    Duration::from_millis(self.meta.health_timeout_ms),
+                    reasons.join("; ")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Archive `host`'s data root into the state directory.
+    pub async fn backup(&self, host: &Host) -> anyhow::Result<(bool, Value)> {
+        let b = crate::archive::backup(
+            self.session(&host.name),
+            &host.data_root,
+            &self.sd.backup_dir(&host.name),
+            &self.meta.run,
+        )
+        .await?;
+        Ok((true, serde_json::to_value(&b)?))
+    }
+
+    /// Put `BINARY.rollgate-prev` back in place when the installed binary is not already
+    /// `prev_sha256`.
+    pub async fn restore_binary(&self, host: &Host, prev_sha256: &str) -> anyhow::Result<(bool, Value)> {
+        let (b, p, want) = (
+            q(&host.binary),
+            q(&format!("{}.rollgate-prev", host.binary)),
+            q(prev_sha256),
+        );
+        let script = format!(
+            "cur=$(sha256sum < {b} | cut -d' ' -f1); [ \"$cur\" = {want} ] && {{ echo already; exit 0; }}
+[ -f {p} ] || {{ echo \"{p} is missing: nothing to roll back to\" >&2; exit 3; }}
+[ \"$(sha256sum < {p} | cut -d' ' -f1)\" = {want} ] || {{ echo \"{p} is not the binary recorded before the swap\" >&2; exit 4; }}
+mv -f {p} {b} && echo restored"
+        );
+        let out = self.session(&host.name).exec_priv(&script).await?;
+        if !out.status.success() {
+            bail!(
+                "restoring {} ({}): {}",
+                host.binary,
+                out.status,
+                out.stderr_str().trim()
+            );
+        }
+        Ok((
+            !out.stdout_str().starts_with("already"),
+            json!({ "sha256": prev_sha256 }),
+        ))
+    }
+
+    /// Rolls `host` back: stop, optionally restore its data root from `archive`, put the
+    /// previous binary back, start, health gate on `version`. Steps are journaled as
+    /// `rollback-*`.
+    pub async fn roll_back_host(
+        &mut self,
+        host: &Host,
+        prev_sha256: &str,
+        version: &str,
+        archive: Option<PathBuf>,
+    ) -> Result<(), HostError> {
+        step!(self, host, "rollback-stop", self.stop_unit(host))?;
+        if let Some(a) = archive {
+            step!(self, host, "rollback-restore-data", async {
+                crate::archive::restore(self.session(&host.name), &host.data_root, &a, &self.meta.run).await?;
+                Ok((true, json!({ "archive": a })))
+            })?;
+        }
+        step!(self, host, "rollback-binary", self.restore_binary(host, prev_sha256))?;
+        step!(self, host, "rollback-start", self.start_unit(host))?;
+        step!(self, host, "rollback-health", self.health(host, version))
+    }
+
+    /// Removes the staged binary from `hosts` (after a failure: they stay untouched).
+    pub async fn unstage(&self, hosts: &[&Host]) {
+        join_all(hosts.iter().map(|h| async move {
+            let staged = q(&format!("{}.rollgate-new", h.binary));
+            let _ = self.session(&h.name).exec_priv(&format!("rm -f {staged}")).await;
+        }))
+        .await;
+    }
+
+    /// The versions each host's installed binary reports, and their sha256, by host name.
+    pub async fn installed(&self) -> anyhow::Result<HashMap<String, crate::facts::HostFacts>> {
+        let inv = self.inv();
+        let all = join_all(inv.hosts.iter().map(|h| async move {
+            (
+                h.name.clone(),
+                crate::facts::gather(inv, h, self.session(&h.name)).await,
+            )
+        }))
+        .await;
+        let mut out = HashMap::new();
+        for (name, f) in all {
+            out.insert(name.clone(), f.map_err(|e| anyhow!("{name}: {e:#}"))?);
+        }
+        Ok(out)
+    }
+}

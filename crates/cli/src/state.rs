@@ -1,0 +1,253 @@
+//! The state directory: runs (`runs/RUN/run.json`, `runs/RUN/journal.jsonl`), the
+//! cluster's lock (`CLUSTER.lock`) and backups (`backups/CLUSTER/HOST/`).
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use rollgate_core::journal::{self, Journal, Record, Status};
+use serde::{Deserialize, Serialize};
+
+use crate::args::OnFailure;
+use crate::cmd::Exit;
+
+/// What an upgrade run was asked to do: written once at its start, read by resume.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunMeta {
+    /// Run id.
+    pub run: String,
+    /// Cluster name.
+    pub cluster: String,
+    /// The local binary.
+    pub binary: PathBuf,
+    /// Its sha256, hex.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// The version `--expect-version` demanded, if any.
+    pub expect_version: Option<String>,
+    /// What to do with a failed host.
+    pub on_failure: OnFailure,
+    /// Health gate timeout, milliseconds.
+    pub health_timeout_ms: u64,
+    /// `--force` was given: a degraded start was accepted.
+    pub force: bool,
+    /// Creation time, RFC 3339.
+    pub created: String,
+}
+
+/// A run's state, derived from its journal and the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunState {
+    /// Its process holds the lock now.
+    Running,
+    /// Every host upgraded and healthy.
+    Done,
+    /// Stopped at a failure.
+    Failed,
+    /// Stopped by Ctrl-C or killed: resumable.
+    Interrupted,
+    /// Rolled back.
+    RolledBack,
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunState::Running => "running",
+            RunState::Done => "done",
+            RunState::Failed => "failed",
+            RunState::Interrupted => "interrupted",
+            RunState::RolledBack => "rolled back",
+        })
+    }
+}
+
+/// The state directory of one cluster.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+    cluster: String,
+}
+
+impl StateDir {
+    /// The state directory `root` for `cluster`.
+    pub fn new(root: &Path, cluster: &str) -> Self {
+        Self {
+            root: root.to_owned(),
+            cluster: cluster.to_owned(),
+        }
+    }
+
+    /// `runs/RUN/`.
+    pub fn run_dir(&self, run: &str) -> PathBuf {
+        self.root.join("runs").join(run)
+    }
+
+    /// `runs/RUN/journal.jsonl`.
+    pub fn journal_path(&self, run: &str) -> PathBuf {
+        self.run_dir(run).join("journal.jsonl")
+    }
+
+    /// `backups/CLUSTER/HOST/`.
+    pub fn backup_dir(&self, host: &str) -> PathBuf {
+        self.root.join("backups").join(&self.cluster).join(host)
+    }
+
+    /// Writes `meta` as `runs/RUN/run.json` and opens the run's journal.
+    ///
+    /// # Errors
+    /// I/O.
+    pub fn create_run(&self, meta: &RunMeta) -> anyhow::Result<Journal> {
+        let dir = self.run_dir(&meta.run);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("run.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(meta)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(Journal::open(&self.journal_path(&meta.run))?)
+    }
+
+    /// Reads `runs/RUN/run.json`.
+    ///
+    /// # Errors
+    /// No such run, or an unreadable file.
+    pub fn load_meta(&self, run: &str) -> anyhow::Result<RunMeta> {
+        let path = self.run_dir(run).join("run.json");
+        let text = std::fs::read(&path).with_context(|| format!("no run {run} ({})", path.display()))?;
+        Ok(serde_json::from_slice(&text).with_context(|| format!("reading {}", path.display()))?)
+    }
+
+    /// Every run of this cluster, oldest first, with its state.
+    ///
+    /// # Errors
+    /// I/O on the state directory.
+    pub fn runs(&self) -> anyhow::Result<Vec<(RunMeta, RunState, Vec<Record>)>> {
+        let dir = self.root.join("runs");
+        let mut ids: Vec<String> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+        };
+        ids.sort();
+        let holder = self.lock_holder();
+        let mut out = Vec::new();
+        for id in ids {
+            let Ok(meta) = self.load_meta(&id) else { continue };
+            if meta.cluster != self.cluster {
+                continue;
+            }
+            let records = Journal::read(&self.journal_path(&id)).unwrap_or_default();
+            let running = holder.as_ref().is_some_and(|h| h.run == id && pid_alive(h.pid));
+            out.push((meta, run_state(&records, running), records));
+        }
+        Ok(out)
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.root.join(format!("{}.lock", self.cluster))
+    }
+
+    fn lock_holder(&self) -> Option<LockInfo> {
+        std::fs::read(self.lock_path())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+    }
+
+    /// Takes the cluster's lock for `run`. A lock whose process is gone is taken over with
+    /// a warning; a live one is refused naming its run (exit code 3).
+    ///
+    /// # Errors
+    /// [`Exit`] with code 3 when another live run holds it; I/O.
+    pub fn lock(&self, run: &str) -> anyhow::Result<Lock> {
+        std::fs::create_dir_all(&self.root).with_context(|| format!("creating {}", self.root.display()))?;
+        let path = self.lock_path();
+        let info = LockInfo {
+            pid: std::process::id(),
+            run: run.to_owned(),
+            since: journal::now_rfc3339(),
+        };
+        for _ in 0..2 {
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    f.write_all(&serde_json::to_vec(&info)?)?;
+                    f.sync_all()?;
+                    return Ok(Lock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match self.lock_holder() {
+                    Some(h) if pid_alive(h.pid) && h.pid != std::process::id() => {
+                        return Err(Exit {
+                            code: 3,
+                            message: format!(
+                                "cluster {} is locked by run {} (pid {}, since {}); lock file {}",
+                                self.cluster,
+                                h.run,
+                                h.pid,
+                                h.since,
+                                path.display()
+                            ),
+                        }
+                        .into());
+                    }
+                    h => {
+                        let who = h.map_or_else(
+                            || "an unreadable lock".to_owned(),
+                            |h| format!("run {} (pid {} is gone)", h.run, h.pid),
+                        );
+                        eprintln!(
+                            "rollgate: warning: taking over the stale lock of {who}: {}",
+                            path.display()
+                        );
+                        let _ = std::fs::remove_file(&path);
+                    }
+                },
+                Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+            }
+        }
+        anyhow::bail!("could not take the lock {}", path.display())
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LockInfo {
+    pid: u32,
+    run: String,
+    since: String,
+}
+
+/// The cluster's lock; released when dropped.
+#[derive(Debug)]
+pub struct Lock {
+    path: PathBuf,
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// A run's state from its run-wide journal records.
+pub fn run_state(records: &[Record], running: bool) -> RunState {
+    if running {
+        return RunState::Running;
+    }
+    let last = records
+        .iter()
+        .rev()
+        .find(|r| r.host.is_none() && matches!(r.step.as_str(), "run" | "rollback"));
+    match last.map(|r| (r.step.as_str(), r.status)) {
+        Some(("rollback", Status::Done)) => RunState::RolledBack,
+        Some(("run", Status::Done)) => RunState::Done,
+        Some((_, Status::Failed)) => RunState::Failed,
+        _ => RunState::Interrupted,
+    }
+}
