@@ -1,1 +1,8 @@
-fn main() {}
+//! Integration tests against the lab (`lab/lab up`): real OpenSSH servers, real systemd,
+//! a real etcd cluster. Without a lab they skip with a message, except under CI=true.
+
+mod commands;
+mod lab;
+mod ssh;
+mod upgrade;
+mod util;

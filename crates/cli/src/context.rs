@@ -54,7 +54,7 @@ impl Ctx {
             connect_timeout: inv.ssh.connect_timeout,
             keepalive: Duration::from_secs(15),
             sudo: inv.ssh.sudo,
-            use_agent: true,
+            agent: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
         };
         Ok(Self {
             inv,

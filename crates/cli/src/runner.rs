@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail};
+use anyhow::{anyhow, bail, Context as _};
 use futures::future::join_all;
 use rollgate_core::journal::{self, Journal, Record, Status};
 use rollgate_core::quote::q;
@@ -447,6 +447,7 @@ mv -f {p} {b} && echo restored"
         archive: Option<PathBuf>,
     ) -> Result<(), HostError> {
         step!(self, host, "rollback-stop", self.stop_unit(host))?;
+        let restored = archive.is_some();
         if let Some(a) = archive {
             step!(self, host, "rollback-restore-data", async {
                 crate::archive::restore(self.session(&host.name), &host.data_root, &a, &self.meta.run).await?;
@@ -454,17 +455,95 @@ mv -f {p} {b} && echo restored"
             })?;
         }
         step!(self, host, "rollback-binary", self.restore_binary(host, prev_sha256))?;
+        if restored {
+            step!(self, host, "rollback-leader-change", self.move_leader_away(host))?;
+        }
         step!(self, host, "rollback-start", self.start_unit(host))?;
         step!(self, host, "rollback-health", self.health(host, version))
     }
 
-    /// Removes the staged binary from `hosts` (after a failure: they stay untouched).
-    pub async fn unstage(&self, hosts: &[&Host]) {
-        join_all(hosts.iter().map(|h| async move {
+    /// Hands leadership to a caught-up member other than `host` (stopped, its data root
+    /// restored) and waits until the cluster follows the new leader: see
+    /// [`rollgate_core::Preset::leader_transfer_command`] for why.
+    pub async fn move_leader_away(&self, host: &Host) -> anyhow::Result<(bool, Value)> {
+        let preset = self.inv().cluster.preset;
+        let (from, v) = self.view(&[host.name.as_str()]).await?;
+        let leader = v.leader().context("no leader to move")?.clone();
+        let target = v
+            .members
+            .iter()
+            .find(|m| {
+                m.reachable
+                    && !m.learner
+                    && m.healthy != Some(false)
+                    && m.endpoint_host() != host.address
+                    && m.id != leader.id
+            })
+            .context("no other healthy member to hand leadership to")?
+            .clone();
+        let cmd = preset.leader_transfer_command(&leader, &target).with_context(|| {
+            format!(
+                "preset {} cannot move leadership; a member whose data root was restored must not rejoin under the leader that saw its newer log",
+                preset.name()
+            )
+        })?;
+        let out = self.session(&from).exec_priv(&cmd).await?;
+        if !out.status.success() {
+            bail!(
+                "moving leadership to {} ({}): {}",
+                target.endpoint,
+                out.status,
+                out.stderr_str().trim()
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok((_, v)) = self.view(&[host.name.as_str()]).await {
+                if v.leader_id() == target.id && v.leader_id().is_some() {
+                    return Ok((true, json!({"from": leader.endpoint, "to": target.endpoint})));
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "leadership did not move from {} to {} within 15 s",
+                    leader.endpoint,
+                    target.endpoint
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Removes the staged binary from `hosts` (after a failure: they stay untouched), and
+    /// journals it so that a resumed run stages them again.
+    pub async fn unstage(&mut self, hosts: &[&Host]) {
+        let this = &*self;
+        let done = join_all(hosts.iter().map(|h| async move {
             let staged = q(&format!("{}.rollgate-new", h.binary));
-            let _ = self.session(&h.name).exec_priv(&format!("rm -f {staged}")).await;
+            this.session(&h.name)
+                .exec_priv(&format!("rm -f {staged}"))
+                .await
+                .is_ok_and(|o| o.status.success())
         }))
         .await;
+        for (h, ok) in hosts.iter().zip(done) {
+            let status = if ok { Status::Done } else { Status::Failed };
+            let _ = self.record(Some(&h.name), "unstage", status, None, Value::Null);
+        }
+    }
+
+    /// `true` when `host` has a staged binary from this run: its last stage or unstage
+    /// record is a done stage.
+    pub fn staged(&self, host: &str) -> bool {
+        self.records
+            .iter()
+            .rev()
+            .find(|r| {
+                r.host.as_deref() == Some(host)
+                    && matches!(r.step.as_str(), "stage" | "unstage")
+                    && r.status == Status::Done
+            })
+            .is_some_and(|r| r.step == "stage")
     }
 
     /// The versions each host's installed binary reports, and their sha256, by host name.

@@ -43,8 +43,8 @@ pub struct Options {
     pub keepalive: Duration,
     /// Run privileged commands ([`Session::exec_priv`]) through `sudo -n`.
     pub sudo: bool,
-    /// Try the ssh-agent at `SSH_AUTH_SOCK` after the identity file.
-    pub use_agent: bool,
+    /// The ssh-agent socket to try after the identity file (the CLI passes `SSH_AUTH_SOCK`).
+    pub agent: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -56,7 +56,7 @@ impl Default for Options {
             connect_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(15),
             sudo: false,
-            use_agent: true,
+            agent: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
         }
     }
 }
@@ -353,8 +353,8 @@ impl Session {
             }
             tried.push(format!("key {}", path.display()));
         }
-        if opts.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some() {
-            if Self::try_agent(&mut handle, target, &mut tried).await? {
+        if let Some(sock) = &opts.agent {
+            if Self::try_agent(&mut handle, target, sock, &mut tried).await? {
                 return Ok(Self {
                     target: target.clone(),
                     handle,
@@ -372,9 +372,10 @@ impl Session {
     async fn try_agent(
         handle: &mut Handle<HostKeyCheck>,
         target: &Target,
+        sock: &Path,
         tried: &mut Vec<String>,
     ) -> Result<bool, SshError> {
-        let mut agent = match keys::agent::client::AgentClient::connect_env().await {
+        let mut agent = match keys::agent::client::AgentClient::connect_uds(sock).await {
             Ok(a) => a,
             Err(e) => {
                 tried.push(format!("ssh-agent (unreachable: {e})"));

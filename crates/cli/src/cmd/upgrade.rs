@@ -393,7 +393,11 @@ async fn stage(
     todo: &[Host],
     facts: &std::collections::HashMap<String, facts::HostFacts>,
 ) -> anyhow::Result<String> {
-    let need: Vec<&Host> = todo.iter().filter(|h| !r.done(&h.name, "swap")).collect();
+    // A resumed run keeps what it staged: the swap checks the staged file's sha256 again.
+    let need: Vec<&Host> = todo
+        .iter()
+        .filter(|h| !r.done(&h.name, "swap") && !r.staged(&h.name))
+        .collect();
     let t = Instant::now();
     let preset = r.ctx.inv.cluster.preset;
     let meta = r.meta.clone();

@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use super::{version_after, Preset, ProbeError, ProbeOutput};
 use crate::cluster::{ClusterView, Member};
+use crate::quote::q;
 
 /// etcd: every member is a server; leadership is read from `endpoint status`.
 #[derive(Debug, Clone, Copy)]
@@ -167,6 +168,15 @@ impl Preset for Etcd {
             }
         }
         Ok(())
+    }
+
+    fn leader_transfer_command(&self, leader: &Member, target: &Member) -> Option<String> {
+        // move-leader must be sent to the leader; the target is named by its hex member id.
+        Some(format!(
+            "ETCDCTL_API=3 etcdctl --dial-timeout=2s --command-timeout=10s --endpoints={} move-leader {:x}",
+            q(&leader.endpoint),
+            target.id?
+        ))
     }
 
     fn parse_version(&self, out: &ProbeOutput) -> Result<semver::Version, ProbeError> {
@@ -320,6 +330,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("\"bash: etcd: command not found\""), "{err}");
+    }
+
+    #[test]
+    fn move_leader_names_the_leader_endpoint_and_the_hex_id() {
+        let v = Etcd
+            .parse_status(&ok(fixture("3.4.23/endpoint-status-cluster.json")))
+            .unwrap();
+        let cmd = Etcd
+            .leader_transfer_command(v.leader().unwrap(), v.member_at("10.77.0.13").unwrap())
+            .unwrap();
+        assert_eq!(
+            cmd,
+            "ETCDCTL_API=3 etcdctl --dial-timeout=2s --command-timeout=10s --endpoints=http://10.77.0.12:2379 move-leader 1d5f66f80b407e66"
+        );
     }
 
     #[test]

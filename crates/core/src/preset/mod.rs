@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::cluster::ClusterView;
+use crate::cluster::{ClusterView, Member};
 use crate::quote::q;
 
 mod etcd;
@@ -104,6 +104,18 @@ pub trait Preset: fmt::Debug + Send + Sync {
     /// # Errors
     /// [`ProbeError`] quoting the first line it could not read.
     fn parse_health(&self, out: &ProbeOutput, view: &mut ClusterView) -> Result<(), ProbeError>;
+    /// The command that hands leadership from `leader` to `target` (run on a host of the
+    /// cluster), or `None` when the system has none.
+    ///
+    /// rollgate needs it before starting a member whose data root was restored from a
+    /// backup: the restored raft log is shorter than what the member had acknowledged, and
+    /// a leader that remembers the old acknowledgement sends a commit index beyond the
+    /// member's log (etcd panics: `tocommit(9) is out of range [lastIndex(8)]`). A new
+    /// leader starts every peer's progress afresh.
+    fn leader_transfer_command(&self, leader: &Member, target: &Member) -> Option<String> {
+        let _ = (leader, target);
+        None
+    }
     /// The command that prints the version of the binary at `binary`.
     fn version_command(&self, binary: &str) -> String {
         format!("{} --version", q(binary))

@@ -1,0 +1,276 @@
+//! The russh transport against the lab's real OpenSSH servers (issue 3).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use rollgate_ssh::{load_identity, ExitStatus, Options, Session, SshError, Target};
+
+use crate::util::{lab, Lab};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn opts(known_hosts: &Path) -> Options {
+    Options {
+        known_hosts: known_hosts.to_owned(),
+        connect_timeout: Duration::from_secs(10),
+        agent: None,
+        ..Options::default()
+    }
+}
+
+fn target(lab: &Lab, k: usize, key: Option<&Path>, passphrase: Option<&str>) -> Target {
+    Target {
+        name: format!("node{k}"),
+        address: lab.addr(k).to_owned(),
+        port: 22,
+        user: "root".into(),
+        identity: key.map(|p| (p.to_owned(), load_identity(p, passphrase).unwrap())),
+    }
+}
+
+fn keygen(dir: &Path, name: &str, pass: &str) -> PathBuf {
+    let path = dir.join(name);
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", pass, "-C", name, "-f"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    path
+}
+
+#[test]
+fn exec_returns_stdout_stderr_and_exit_status() {
+    let Some(lab) = lab() else { return };
+    rt().block_on(async {
+        let s = Session::connect(&target(&lab, 1, Some(&lab.key()), None), &opts(&lab.known_hosts()))
+            .await
+            .unwrap();
+        let out = s.exec("echo out; echo err >&2").await.unwrap();
+        assert_eq!(
+            (out.stdout_str().as_ref(), out.stderr_str().as_ref(), &out.status),
+            ("out\n", "err\n", &ExitStatus::Code(0))
+        );
+        let out = s.exec("printf partial; exit 3").await.unwrap();
+        assert_eq!(
+            (out.stdout_str().as_ref(), &out.status),
+            ("partial", &ExitStatus::Code(3))
+        );
+        let out = s.exec("kill -KILL $$").await.unwrap();
+        assert_eq!(out.status, ExitStatus::Signal("KILL".into()));
+        // The same session serves many commands, several at once.
+        let (a, b) = tokio::join!(s.exec("hostname"), s.exec("cat /etc/hostname"));
+        assert_eq!(a.unwrap().stdout, b.unwrap().stdout);
+    });
+}
+
+#[test]
+fn upload_100_mb_arrives_with_its_sha256() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("blob");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&local).unwrap());
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..(100 * 1024 * 1024 / 8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            f.write_all(&x.to_le_bytes()).unwrap();
+        }
+    }
+    let local_sha = String::from_utf8(Command::new("sha256sum").arg(&local).output().unwrap().stdout).unwrap();
+    let local_sha = local_sha.split_whitespace().next().unwrap().to_owned();
+    rt().block_on(async {
+        let s = Session::connect(&target(&lab, 2, Some(&lab.key()), None), &opts(&lab.known_hosts()))
+            .await
+            .unwrap();
+        let rep = s.upload(&local, "/var/tmp/rollgate-upload-test", 0o640).await.unwrap();
+        assert_eq!(rep.bytes, 100 * 1024 * 1024);
+        assert_eq!(rep.sha256, local_sha);
+        eprintln!("100 MiB upload: {:.1} MB/s", rep.bytes_per_sec() / 1e6);
+        let remote = s
+            .exec("sha256sum /var/tmp/rollgate-upload-test; stat -c %a /var/tmp/rollgate-upload-test; ls -a /var/tmp")
+            .await
+            .unwrap();
+        let text = remote.stdout_str();
+        assert!(text.starts_with(&local_sha), "{text}");
+        assert!(text.contains("\n640\n"), "{text}");
+        assert!(!text.contains("rollgate-tmp"), "a temporary file was left: {text}");
+        s.exec("rm -f /var/tmp/rollgate-upload-test").await.unwrap();
+    });
+}
+
+#[test]
+fn unknown_host_is_refused_with_a_hint() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    std::fs::write(&kh, "").unwrap();
+    rt().block_on(async {
+        let err = Session::connect(&target(&lab, 1, Some(&lab.key()), None), &opts(&kh))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SshError::UnknownHost { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("is not in") && msg.contains("--accept-new") && msg.contains("SHA256:"),
+            "{msg}"
+        );
+        // --accept-new learns it, and the next connection is strict again.
+        let learn = Options {
+            accept_new: true,
+            ..opts(&kh)
+        };
+        Session::connect(&target(&lab, 1, Some(&lab.key()), None), &learn)
+            .await
+            .unwrap();
+        // (russh starts an empty file with a newline; the entry is the one line with text.)
+        let learned = std::fs::read_to_string(&kh).unwrap().trim_start().to_owned();
+        assert!(
+            learned.starts_with(&format!("{} ", lab.addr(1))) && learned.lines().count() == 1,
+            "{learned}"
+        );
+        Session::connect(&target(&lab, 1, Some(&lab.key()), None), &opts(&kh))
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn changed_host_key_is_refused_naming_file_and_line() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    // node1's ed25519 line now records another key (the lab's user key), behind a comment.
+    let other = std::fs::read_to_string(lab.state.join("id_ed25519.pub")).unwrap();
+    let other_b64 = other.split(' ').nth(1).unwrap();
+    let mut text = String::from("# rewritten by the test\n");
+    for l in std::fs::read_to_string(lab.known_hosts()).unwrap().lines() {
+        if l.starts_with(&format!("{} ssh-ed25519 ", lab.addr(1))) {
+            text.push_str(&format!("{} ssh-ed25519 {other_b64}\n", lab.addr(1)));
+        } else {
+            text.push_str(l);
+            text.push('\n');
+        }
+    }
+    std::fs::write(&kh, &text).unwrap();
+    let line = text.lines().position(|l| l.contains(other_b64)).unwrap() + 1;
+    rt().block_on(async {
+        let accept = Options {
+            accept_new: true,
+            ..opts(&kh)
+        };
+        let err = Session::connect(&target(&lab, 1, Some(&lab.key()), None), &accept)
+            .await
+            .unwrap_err();
+        let SshError::HostKeyChanged {
+            line: got,
+            ref known_hosts,
+            ..
+        } = err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!((got, known_hosts.as_path()), (line, kh.as_path()));
+        assert!(err.to_string().contains(&format!("{}:{line}", kh.display())), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&kh).unwrap(),
+            text,
+            "a changed key is never learned"
+        );
+    });
+}
+
+#[test]
+fn wrong_key_is_refused() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = keygen(dir.path(), "wrong", "");
+    rt().block_on(async {
+        let err = Session::connect(&target(&lab, 1, Some(&wrong), None), &opts(&lab.known_hosts()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SshError::Auth { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("authentication as root failed; tried: key"),
+            "{err}"
+        );
+    });
+}
+
+#[test]
+fn encrypted_key_works_with_its_passphrase() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let key = keygen(dir.path(), "enc", "s3cret phrase");
+    let err = load_identity(&key, None).unwrap_err().to_string();
+    assert!(
+        err.contains("encrypted") && err.contains("ROLLGATE_KEY_PASSPHRASE"),
+        "{err}"
+    );
+    assert!(load_identity(&key, Some("wrong")).is_err());
+    let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    lab.root(
+        lab.addr(3),
+        &format!("echo '{}' >> /root/.ssh/authorized_keys", pubkey.trim()),
+    );
+    let res = rt().block_on(async {
+        let s = Session::connect(
+            &target(&lab, 3, Some(&key), Some("s3cret phrase")),
+            &opts(&lab.known_hosts()),
+        )
+        .await?;
+        s.exec("true").await
+    });
+    lab.root(lab.addr(3), "sed -i '/ enc$/d' /root/.ssh/authorized_keys");
+    assert!(res.unwrap().status.success());
+}
+
+#[test]
+fn agent_authentication_works() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..50 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let added = Command::new("ssh-add")
+        .arg(lab.key())
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    let res = rt().block_on(async {
+        let o = Options {
+            agent: Some(sock.clone()),
+            ..opts(&lab.known_hosts())
+        };
+        let s = Session::connect(&target(&lab, 2, None, None), &o).await?;
+        s.exec("echo via-agent").await
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(
+        added.status.success(),
+        "ssh-add: {}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    assert_eq!(res.unwrap().stdout_str(), "via-agent\n");
+}

@@ -1,0 +1,354 @@
+//! `rollgate upgrade`, `resume` and `rollback` on the lab's etcd cluster, 3.4.23 to 3.5.16
+//! (issue 4).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::{journal, lab, rollgate, run, status, text, Lab};
+
+fn records<'a>(j: &'a [Value], step: &'a str, st: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    j.iter().filter(move |r| r["step"] == step && r["status"] == st)
+}
+
+fn sha_on(lab: &Lab, k: usize, path: &str) -> String {
+    lab.root(lab.addr(k), &format!("sha256sum < {path} | cut -d' ' -f1"))
+        .trim()
+        .to_owned()
+}
+
+#[track_caller]
+fn assert_all_on(lab: &Lab, version: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = status(&lab.inventory(), tmp.path());
+    for r in &rows {
+        assert_eq!(r["version"], version, "{rows:?}");
+        assert_eq!(r["unit_state"], "active", "{rows:?}");
+    }
+    assert_eq!(rows.iter().filter(|r| r["state"] == "leader").count(), 1, "{rows:?}");
+    let out = run(rollgate(&lab.inventory(), tmp.path(), &["check"]));
+    assert!(out.status.success(), "check after: {}", text(&out.stdout));
+}
+
+/// Spawns `upgrade --json` and SIGKILLs it as soon as `until` matches a journal event.
+fn upgrade_killed_when(lab: &Lab, state: &Path, extra: &[&str], until: impl Fn(&Value) -> bool) -> Value {
+    let bin = lab.etcd_3_5();
+    let mut args = vec!["upgrade", "--binary", bin.to_str().unwrap(), "--yes", "--json"];
+    args.extend(extra);
+    let mut cmd = rollgate(&lab.inventory(), state, &args);
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    for line in BufReader::new(stdout).lines() {
+        let rec: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if until(&rec) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return rec;
+        }
+    }
+    child.wait().unwrap();
+    panic!("the upgrade ended before the event it was to be killed at");
+}
+
+#[test]
+fn upgrade_3_4_23_to_3_5_16_leader_last_with_backups() {
+    let Some(lab) = lab() else { return };
+    lab.reset();
+    let tmp = tempfile::tempdir().unwrap();
+    lab.root(lab.addr(1), "ETCDCTL_API=3 etcdctl put before-upgrade kept");
+    let leader_before = status(&lab.inventory(), tmp.path())
+        .into_iter()
+        .find(|r| r["state"] == "leader")
+        .unwrap()["name"]
+        .clone();
+    let old_sha = lab.etcd_3_4_sha();
+
+    let bin = lab.etcd_3_5();
+    let out = run(rollgate(
+        &lab.inventory(),
+        tmp.path(),
+        &[
+            "upgrade",
+            "--binary",
+            bin.to_str().unwrap(),
+            "--yes",
+            "--expect-version",
+            "3.5.16",
+        ],
+    ));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("3.5.16"),
+        "the final status table: {}",
+        text(&out.stdout)
+    );
+    assert_all_on(&lab, "3.5.16");
+
+    let j = journal(tmp.path());
+    let order: Vec<&str> = records(&j, "health", "done")
+        .map(|r| r["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(order.len(), 3);
+    assert_eq!(
+        order[2], leader_before,
+        "the leader before the run goes last: {order:?}"
+    );
+    let last_gate = records(&j, "gate", "done").last().unwrap();
+    assert_eq!(last_gate["detail"]["state"], "leader");
+    assert_eq!(
+        lab.root(
+            lab.addr(2),
+            "ETCDCTL_API=3 etcdctl get --print-value-only before-upgrade"
+        )
+        .trim(),
+        "kept"
+    );
+    for k in 1..=3 {
+        assert_eq!(
+            sha_on(&lab, k, "/usr/bin/etcd.rollgate-prev"),
+            old_sha,
+            "node{k}'s previous binary"
+        );
+        let host = format!("node{k}");
+        let dir = tmp.path().join("backups/lab").join(&host);
+        let sums = Command::new("sha256sum")
+            .arg("-c")
+            .arg("SHA256SUMS")
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(sums.status.success(), "{host}: {}", text(&sums.stdout));
+        let backup = records(&j, "backup", "done")
+            .find(|r| r["host"] == host.as_str())
+            .unwrap();
+        let archive = backup["detail"]["path"].as_str().unwrap();
+        let unpack = tempfile::tempdir().unwrap();
+        let tar = Command::new("tar")
+            .arg("-xzf")
+            .arg(archive)
+            .arg("-C")
+            .arg(unpack.path())
+            .status()
+            .unwrap();
+        assert!(tar.success());
+        assert!(
+            unpack.path().join("default/member/wal").is_dir(),
+            "{host}: the archive holds etcd's data"
+        );
+        assert!(backup["detail"]["files"].as_u64().unwrap() >= 2);
+    }
+    // Every record names run, step, status and time; every step of every host ran once.
+    let mut seen = BTreeMap::new();
+    for r in &j {
+        for k in ["run", "step", "status", "ts"] {
+            assert!(!r[k].is_null(), "{k} missing in {r}");
+        }
+        if r["status"] == "done" && !r["host"].is_null() {
+            *seen.entry((r["host"].to_string(), r["step"].to_string())).or_insert(0) += 1;
+        }
+    }
+    assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+}
+
+#[test]
+fn interrupted_after_the_first_swap_resumes_without_redoing_steps() {
+    let Some(lab) = lab() else { return };
+    lab.reset();
+    let tmp = tempfile::tempdir().unwrap();
+    let killed_at = upgrade_killed_when(&lab, tmp.path(), &[], |r| r["step"] == "swap" && r["status"] == "done");
+    let first = killed_at["host"].as_str().unwrap().to_owned();
+    // The killed process left its lock behind; resume takes it over as stale.
+    let out = run(rollgate(&lab.inventory(), tmp.path(), &["resume", "--yes"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("taking over the stale lock"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_all_on(&lab, "3.5.16");
+    let j = journal(tmp.path());
+    let mut done = BTreeMap::new();
+    for r in j.iter().filter(|r| r["status"] == "done" && !r["host"].is_null()) {
+        *done
+            .entry((
+                r["host"].as_str().unwrap().to_owned(),
+                r["step"].as_str().unwrap().to_owned(),
+            ))
+            .or_insert(0) += 1;
+    }
+    for step in ["gate", "stop", "backup", "swap"] {
+        assert_eq!(
+            done.get(&(first.clone(), step.to_owned())),
+            Some(&1),
+            "{first} {step} done once: {done:?}"
+        );
+    }
+    for h in ["node1", "node2", "node3"] {
+        assert_eq!(
+            done.get(&(h.to_owned(), "health".to_owned())),
+            Some(&1),
+            "{h}: {done:?}"
+        );
+    }
+    assert!(done.values().all(|&n| n == 1), "no step done twice: {done:?}");
+}
+
+#[test]
+fn a_binary_that_fails_to_start_is_rolled_back_on_the_first_host() {
+    let Some(lab) = lab() else { return };
+    lab.reset();
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("etcd-broken");
+    std::fs::write(&bad, "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'etcd Version: 3.5.16'; exit 0; fi\necho 'refusing to start' >&2\nexit 1\n").unwrap();
+    Command::new("chmod").arg("755").arg(&bad).status().unwrap();
+    let old_sha = lab.etcd_3_4_sha();
+    let state = tmp.path().join("state");
+    let out = run(rollgate(
+        &lab.inventory(),
+        &state,
+        &[
+            "upgrade",
+            "--binary",
+            bad.to_str().unwrap(),
+            "--yes",
+            "--health-timeout",
+            "20s",
+        ],
+    ));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let j = journal(&state);
+    let stopped: Vec<&str> = records(&j, "stop", "done")
+        .map(|r| r["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(stopped.len(), 1, "only the first host was stopped: {stopped:?}");
+    let first = stopped[0];
+    assert!(stderr.contains(&format!("{first}: step start failed")), "{stderr}");
+    assert!(stderr.contains("rolled back to 3.4.23 and healthy"), "{stderr}");
+    assert!(records(&j, "rollback-health", "done").any(|r| r["host"] == first));
+    for k in 1..=3 {
+        assert_eq!(sha_on(&lab, k, "/usr/bin/etcd"), old_sha, "node{k} is on 3.4.23");
+        let staged = lab.ssh("root", lab.addr(k), "test -e /usr/bin/etcd.rollgate-new");
+        assert!(!staged.status.success(), "node{k}: staged file left behind");
+    }
+    assert_all_on(&lab, "3.4.23");
+}
+
+#[test]
+fn rollback_after_an_interrupted_halted_run_restores_binary_and_data() {
+    let Some(lab) = lab() else { return };
+    lab.reset();
+    let tmp = tempfile::tempdir().unwrap();
+    let at = upgrade_killed_when(&lab, tmp.path(), &["--on-failure", "halt"], |r| {
+        r["step"] == "health" && r["status"] == "done"
+    });
+    let first = at["host"].as_str().unwrap().to_owned();
+    let k: usize = first.trim_start_matches("node").parse().unwrap();
+    let out = run(rollgate(
+        &lab.inventory(),
+        tmp.path(),
+        &["rollback", "--yes", "--restore-data"],
+    ));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_all_on(&lab, "3.4.23");
+    let j = journal(tmp.path());
+    let restored: Vec<&Value> = records(&j, "rollback-restore-data", "done").collect();
+    assert_eq!(restored.len(), 1);
+    assert_eq!(restored[0]["host"], first.as_str());
+    // Every file of the backup is in the restored data root.
+    let archive = restored[0]["detail"]["archive"].as_str().unwrap();
+    let listing = Command::new("tar").arg("-tzf").arg(archive).output().unwrap();
+    let on_host = lab.root(lab.addr(k), "cd /var/lib/etcd && find . -type f");
+    for f in text(&listing.stdout).lines().filter(|l| !l.ends_with('/')) {
+        assert!(
+            on_host.lines().any(|l| l == f),
+            "{f} of the backup is missing on {first}"
+        );
+    }
+    let out = run(rollgate(&lab.inventory(), tmp.path(), &["runs"]));
+    assert!(text(&out.stdout).contains("rolled back"), "{}", text(&out.stdout));
+}
+
+#[test]
+fn a_second_upgrade_is_refused_while_one_runs() {
+    let Some(lab) = lab() else { return };
+    lab.reset();
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = lab.etcd_3_5();
+    let mut first = rollgate(
+        &lab.inventory(),
+        tmp.path(),
+        &["upgrade", "--binary", bin.to_str().unwrap(), "--yes"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let lock = tmp.path().join("lab.lock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lock.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = run(rollgate(
+        &lab.inventory(),
+        tmp.path(),
+        &["upgrade", "--binary", bin.to_str().unwrap(), "--yes"],
+    ));
+    let first_status = first.wait().unwrap();
+    assert_eq!(second.status.code(), Some(3), "{}", text(&second.stderr));
+    assert!(
+        text(&second.stderr).contains("cluster lab is locked by run"),
+        "{}",
+        text(&second.stderr)
+    );
+    assert!(first_status.success(), "the first run is not disturbed");
+    assert!(!lock.exists(), "the lock is released at the end");
+}
+
+#[test]
+fn a_degraded_cluster_is_refused_and_a_bad_sha256_before_anything() {
+    let Some(lab) = lab() else { return };
+    lab.reset();
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = lab.etcd_3_5();
+    let out = run(rollgate(
+        &lab.inventory(),
+        tmp.path(),
+        &[
+            "upgrade",
+            "--binary",
+            bin.to_str().unwrap(),
+            "--yes",
+            "--sha256",
+            &"0".repeat(64),
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("refusing") && text(&out.stderr).contains("--sha256 says 000"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!tmp.path().join("runs").exists(), "nothing was started");
+
+    lab.root(lab.addr(2), "systemctl stop etcd");
+    let out = run(rollgate(
+        &lab.inventory(),
+        tmp.path(),
+        &["upgrade", "--binary", bin.to_str().unwrap(), "--yes"],
+    ));
+    let stderr = text(&out.stderr);
+    lab.reset();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refusing to start from a degraded cluster") && stderr.contains("node2: unit etcd is inactive"),
+        "{stderr}"
+    );
+    let j = journal(tmp.path());
+    assert!(records(&j, "preflight", "failed").count() == 1);
+    assert!(records(&j, "stop", "done").count() == 0, "nothing was stopped");
+}
