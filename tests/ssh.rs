@@ -92,7 +92,10 @@ fn upload_100_mb_arrives_with_its_sha256() {
         let s = Session::connect(&target(&lab, 2, Some(&lab.key()), None), &opts(&lab.known_hosts()))
             .await
             .unwrap();
-        let rep = s.upload(&local, "/var/tmp/rollgate-upload-test", 0o640).await.unwrap();
+        let rep = s
+            .upload(&local, "/var/tmp/rollgate-upload-test", 0o640, None)
+            .await
+            .unwrap();
         assert_eq!(rep.bytes, 100 * 1024 * 1024);
         assert_eq!(rep.sha256, local_sha);
         eprintln!("100 MiB upload: {:.1} MB/s", rep.bytes_per_sec() / 1e6);
@@ -105,6 +108,17 @@ fn upload_100_mb_arrives_with_its_sha256() {
         assert!(text.contains("\n640\n"), "{text}");
         assert!(!text.contains("rollgate-tmp"), "a temporary file was left: {text}");
         s.exec("rm -f /var/tmp/rollgate-upload-test").await.unwrap();
+        // With a known sha256 the host checks it; a wrong one leaves nothing behind.
+        let err = s
+            .upload(&local, "/var/tmp/rollgate-upload-test", 0o640, Some(&"ab".repeat(32)))
+            .await
+            .unwrap_err();
+        let SshError::ChecksumMismatch { ref got, .. } = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(got, &local_sha);
+        let left = s.exec("ls -a /var/tmp").await.unwrap();
+        assert!(!left.stdout_str().contains("rollgate"), "{}", left.stdout_str());
     });
 }
 

@@ -151,15 +151,21 @@ pub fn count_archive(path: &Path) -> anyhow::Result<(u64, u64)> {
     Ok((files, bytes))
 }
 
-/// Puts the data root back from `archive` (the unit must be stopped): uploads it with its
-/// sha256 checked, replaces the data root with its contents (owners and modes kept), and
+/// Puts the data root back from `archive` (the unit must be stopped): uploads it, checked
+/// on the host against `sha256` (the digest recorded when it was made), replaces the data root with its contents (owners and modes kept), and
 /// removes the upload.
 ///
 /// # Errors
 /// The transport's, or extraction failing on the host.
-pub async fn restore(session: &Session, data_root: &str, archive: &Path, run: &str) -> anyhow::Result<()> {
+pub async fn restore(
+    session: &Session,
+    data_root: &str,
+    archive: &Path,
+    sha256: &str,
+    run: &str,
+) -> anyhow::Result<()> {
     let remote = format!("/var/tmp/rollgate-restore-{run}.tar.gz");
-    session.upload(archive, &remote, 0o600).await?;
+    session.upload(archive, &remote, 0o600, Some(sha256)).await?;
     let (d, r) = (q(data_root), q(&remote));
     let cmd = format!("set -e; rm -rf {d}; mkdir -p {d}; tar --numeric-owner -xpzf {r} -C {d}; rm -f {r}");
     let out = session.exec_priv(&cmd).await?;

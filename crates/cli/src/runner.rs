@@ -247,11 +247,24 @@ impl<'a> Runner<'a> {
 
     /// Gate: every member healthy, one leader, and quorum kept without `host`; retried for
     /// up to 30 s (a cluster settles after the previous host). `strict = false` (rollback)
-    /// only asks for quorum without `host` and a leader.
-    pub async fn gate(&self, host: &Host, strict: bool) -> anyhow::Result<(bool, Value)> {
+    /// only asks for quorum without `host` and a leader. `seen` is a view just taken (the
+    /// one the host was chosen by), used as the first look.
+    pub async fn gate(
+        &self,
+        host: &Host,
+        strict: bool,
+        mut seen: Option<(String, ClusterView)>,
+    ) -> anyhow::Result<(bool, Value)> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let reasons = match self.view(&[host.name.as_str()]).await.or(self.view(&[]).await) {
+            let view = match seen.take() {
+                Some(v) => Ok(v),
+                None => match self.view(&[host.name.as_str()]).await {
+                    Ok(v) => Ok(v),
+                    Err(_) => self.view(&[]).await,
+                },
+            };
+            let reasons = match view {
                 Ok((from, v)) => {
                     let mut reasons: Vec<String> = if strict {
                         v.problems(self.inv().cluster.max_raft_lag)
@@ -444,14 +457,14 @@ mv -f {p} {b} && echo restored"
         host: &Host,
         prev_sha256: &str,
         version: &str,
-        archive: Option<PathBuf>,
+        archive: Option<(PathBuf, String)>,
     ) -> Result<(), HostError> {
         step!(self, host, "rollback-stop", self.stop_unit(host))?;
         let restored = archive.is_some();
-        if let Some(a) = archive {
+        if let Some((a, sha)) = archive {
             step!(self, host, "rollback-restore-data", async {
-                crate::archive::restore(self.session(&host.name), &host.data_root, &a, &self.meta.run).await?;
-                Ok((true, json!({ "archive": a })))
+                crate::archive::restore(self.session(&host.name), &host.data_root, &a, &sha, &self.meta.run).await?;
+                Ok((true, json!({ "archive": a, "sha256": sha })))
             })?;
         }
         step!(self, host, "rollback-binary", self.restore_binary(host, prev_sha256))?;

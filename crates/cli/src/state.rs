@@ -116,7 +116,7 @@ impl StateDir {
     pub fn load_meta(&self, run: &str) -> anyhow::Result<RunMeta> {
         let path = self.run_dir(run).join("run.json");
         let text = std::fs::read(&path).with_context(|| format!("no run {run} ({})", path.display()))?;
-        Ok(serde_json::from_slice(&text).with_context(|| format!("reading {}", path.display()))?)
+        serde_json::from_slice(&text).with_context(|| format!("reading {}", path.display()))
     }
 
     /// Every run of this cluster, oldest first, with its state.

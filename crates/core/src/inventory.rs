@@ -662,6 +662,19 @@ data_root = "/srv/etcd"
     }
 
     #[test]
+    fn documented_example_is_valid() {
+        let doc =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/inventory.md")).unwrap();
+        let start = doc.find("```toml\n").unwrap() + 8;
+        let text = &doc[start..start + doc[start..].find("```").unwrap()];
+        let inv = parse(text).unwrap();
+        assert_eq!(inv.hosts.len(), 3);
+        assert_eq!(inv.host("etcd-2").unwrap().data_root, "/srv/etcd");
+        assert_eq!(inv.cluster.health_timeout, Duration::from_secs(120));
+        assert!(inv.cluster.probes["status"].contains("--cacert"));
+    }
+
+    #[test]
     fn checked_in_lab_inventory_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../inventory/lab.toml");
         let inv = Inventory::load(&path).unwrap();

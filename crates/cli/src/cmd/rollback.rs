@@ -87,7 +87,7 @@ pub async fn rollback(ctx: &Ctx, run_id: Option<&str>, restore_data: bool, run: 
         } else {
             None
         };
-        let gate = step!(r, host, "rollback-gate", r.gate(&host, false));
+        let gate = step!(r, host, "rollback-gate", r.gate(&host, false, None));
         let res = match gate {
             Ok(()) => r.roll_back_host(&host, &prev, &version, archive).await,
             Err(e) => Err(e),
@@ -186,7 +186,7 @@ pub async fn backup(ctx: &Ctx, pattern: Option<&str>, yes: bool) -> anyhow::Resu
             .clone()
             .with_context(|| format!("{}: unknown version", host.name))?;
         let res = async {
-            step!(r, host, "gate", r.gate(host, true))?;
+            step!(r, host, "gate", r.gate(host, true, None))?;
             step!(r, host, "stop", r.stop_unit(host))?;
             let b = step!(r, host, "backup", r.backup(host));
             // Whatever the backup did, the unit is started again.
@@ -203,7 +203,7 @@ pub async fn backup(ctx: &Ctx, pattern: Option<&str>, yes: bool) -> anyhow::Resu
             r.record(None, "run", Status::Failed, Some(started), json!({"error": msg}))?;
             return Err(Exit { code: 1, message: msg }.into());
         }
-        if let Some(a) = archive_of(&r, &host.name) {
+        if let Some((a, _)) = archive_of(&r, &host.name) {
             println!("{}: {}", host.name, a.display());
         }
     }

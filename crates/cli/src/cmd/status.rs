@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use futures::future::join_all;
 use rollgate_core::{ClusterView, RaftState};
+use rollgate_ssh::Session;
 use serde::Serialize;
 
 use crate::context::Ctx;
@@ -33,18 +34,29 @@ pub struct Row {
     pub error: Option<String>,
 }
 
-/// Builds the rows for every host of the inventory.
+/// Builds the rows for every host of the inventory, connecting to each.
 pub async fn rows(ctx: &Ctx) -> (Vec<Row>, Option<ClusterView>) {
     let hosts: Vec<_> = ctx.inv.hosts.iter().collect();
     let sessions = ctx.connect(&hosts).await;
+    let sessions = sessions
+        .iter()
+        .map(|s| s.as_ref().map_err(ToString::to_string))
+        .collect();
+    rows_with(ctx, sessions).await
+}
+
+/// Builds the rows over sessions already open, one per inventory host in order (or why
+/// there is none).
+pub async fn rows_with(ctx: &Ctx, sessions: Vec<Result<&Session, String>>) -> (Vec<Row>, Option<ClusterView>) {
+    let hosts: Vec<_> = ctx.inv.hosts.iter().collect();
     let facts = join_all(hosts.iter().zip(&sessions).map(|(h, s)| async move {
         match s {
             Ok(s) => facts::gather(&ctx.inv, h, s).await.map_err(|e| format!("{e:#}")),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.clone()),
         }
     }))
     .await;
-    let view = probe::first_view(&ctx.inv, sessions.iter().filter_map(|s| s.as_ref().ok()), &[])
+    let view = probe::first_view(&ctx.inv, sessions.iter().filter_map(|s| s.as_ref().ok().copied()), &[])
         .await
         .ok()
         .map(|(_, v)| v);

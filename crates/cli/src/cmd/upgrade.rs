@@ -10,7 +10,7 @@ use futures::future::join_all;
 use rollgate_core::journal::{self, Journal, Status};
 use rollgate_core::plan::{self, Step};
 use rollgate_core::quote::q;
-use rollgate_core::Host;
+use rollgate_core::{ClusterView, Host};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -362,26 +362,32 @@ async fn execute(mut r: Runner<'_>, fresh: bool) -> anyhow::Result<ExitCode> {
     // 3. Roll, one host at a time; the leader is looked up again before each host.
     let mut remaining: Vec<Host> = todo.clone();
     while !remaining.is_empty() {
-        let next = match remaining
+        // A host this run left half-done goes first; otherwise the planner orders the rest
+        // by a fresh view, which is also the gate's first look.
+        let (next, seen) = match remaining
             .iter()
             .position(|h| ["stop", "backup", "swap", "start"].iter().any(|s| r.done(&h.name, s)))
         {
-            Some(i) => i,
+            Some(i) => (i, None),
             None => {
-                let view = r.view(&[]).await.ok().map(|(_, v)| v);
+                let seen = r.view(&[]).await.ok();
                 let refs: Vec<&Host> = remaining.iter().collect();
-                let order = plan::order(&refs, inv.cluster.preset, view.as_ref());
-                remaining.iter().position(|h| h.name == order[0].name).unwrap_or(0)
+                let order = plan::order(&refs, inv.cluster.preset, seen.as_ref().map(|(_, v)| v));
+                (
+                    remaining.iter().position(|h| h.name == order[0].name).unwrap_or(0),
+                    seen,
+                )
             }
         };
         let host = remaining.remove(next);
-        if let Err(e) = upgrade_host(&mut r, &host, &version).await {
+        if let Err(e) = upgrade_host(&mut r, &host, &version, seen).await {
             return finish_failed(r, &host, e, &remaining, &facts, started).await;
         }
     }
     r.record(None, "run", Status::Done, Some(started), json!({"version": version}))?;
     report(&r, started.elapsed());
-    let (rows, _) = super::status::rows(r.ctx).await;
+    let sessions: Vec<_> = r.sessions_in_order().map(Ok).collect();
+    let (rows, _) = super::status::rows_with(r.ctx, sessions).await;
     super::status::print_table(&rows);
     Ok(ExitCode::SUCCESS)
 }
@@ -408,17 +414,9 @@ async fn stage(
             let started = Instant::now();
             let s = r.session(&h.name);
             let staged = format!("{}.rollgate-new", h.binary);
-            let existing = s
-                .exec_priv(&format!("sha256sum < {} 2>/dev/null | cut -d' ' -f1", q(&staged)))
-                .await?;
-            let mut detail = json!({"path": staged});
-            if existing.stdout_str().trim() != meta.sha256 {
-                let rep = s.upload(&meta.binary, &staged, 0o755).await?;
-                detail["bytes"] = json!(rep.bytes);
-                detail["bytes_per_sec"] = json!(rep.bytes_per_sec().round());
-            } else {
-                detail["uploaded"] = json!(false);
-            }
+            // The host checks what arrived against the run's sha256 before keeping it.
+            let rep = s.upload(&meta.binary, &staged, 0o755, Some(&meta.sha256)).await?;
+            let mut detail = json!({"path": staged, "bytes": rep.bytes, "bytes_per_sec": rep.bytes_per_sec().round()});
             let out = s.exec_priv(&preset.version_command(&staged)).await?;
             let v = preset.parse_version(&probe::probe_output(&out)).with_context(|| {
                 format!(
@@ -488,8 +486,13 @@ async fn stage(
     Ok(version)
 }
 
-async fn upgrade_host(r: &mut Runner<'_>, host: &Host, version: &str) -> Result<(), HostError> {
-    step!(r, host, "gate", r.gate(host, true))?;
+async fn upgrade_host(
+    r: &mut Runner<'_>,
+    host: &Host,
+    version: &str,
+    seen: Option<(String, ClusterView)>,
+) -> Result<(), HostError> {
+    step!(r, host, "gate", r.gate(host, true, seen))?;
     step!(r, host, "stop", r.stop_unit(host))?;
     step!(r, host, "backup", r.backup(host))?;
     step!(r, host, "swap", swap(r, host))?;
@@ -499,7 +502,13 @@ async fn upgrade_host(r: &mut Runner<'_>, host: &Host, version: &str) -> Result<
 
 /// Keep the current binary as `BINARY.rollgate-prev` (a hard link: mode and owner kept),
 /// give the staged file the binary's owner and mode, rename it into place, check the
-/// installed sha256. A binary already at the target sha256 is left alone.
+/// installed sha256.
+///
+/// The effect check costs no hashing: a staged file that is still there means the swap has
+/// not happened; without it, the binary must already be the target (a swap that completed
+/// before its journal line was written) or the step fails. The staged file's sha256 was
+/// checked on the host when it arrived, and the installed file's is checked after the
+/// rename.
 async fn swap(r: &Runner<'_>, host: &Host) -> anyhow::Result<(bool, Value)> {
     let (b, s, p, want) = (
         q(&host.binary),
@@ -508,28 +517,29 @@ async fn swap(r: &Runner<'_>, host: &Host) -> anyhow::Result<(bool, Value)> {
         q(&r.meta.sha256),
     );
     let script = format!(
-        "cur=$(sha256sum < {b} | cut -d' ' -f1); [ \"$cur\" = {want} ] && {{ echo already; exit 0; }}
-[ -f {s} ] || {{ echo 'staged file {s} is missing' >&2; exit 3; }}
-[ \"$(sha256sum < {s} | cut -d' ' -f1)\" = {want} ] || {{ echo 'staged file {s} does not have the expected sha256' >&2; exit 4; }}
+        "if [ ! -e {s} ]; then
+  [ \"$(sha256sum < {b} | cut -d' ' -f1)\" = {want} ] && {{ echo already; exit 0; }}
+  echo 'staged file {s} is missing and {b} is not the target' >&2; exit 3
+fi
 set -e
 ln -f {b} {p}
 chown --reference={b} {s}; chmod --reference={b} {s}
 mv -f {s} {b}
 got=$(sha256sum < {b} | cut -d' ' -f1)
 [ \"$got\" = {want} ] || {{ echo \"installed {b} has sha256 $got\" >&2; exit 5; }}
-echo \"prev=$cur\""
+echo swapped"
     );
     let out = r.session(&host.name).exec_priv(&script).await?;
     if !out.status.success() {
         bail!("swap ({}): {}", out.status, out.stderr_str().trim());
     }
-    let text = out.stdout_str();
-    if text.starts_with("already") {
+    if out.stdout_str().starts_with("already") {
         return Ok((false, Value::Null));
     }
-    let prev = text
-        .lines()
-        .find_map(|l| l.strip_prefix("prev="))
+    // The previous binary is the one the host had when it was staged (rollback checks it).
+    let prev = r
+        .detail(&host.name, "stage")
+        .and_then(|d| d["from_sha256"].as_str())
         .unwrap_or("")
         .to_owned();
     Ok((
@@ -642,9 +652,11 @@ fn report(r: &Runner<'_>, total: Duration) {
     eprintln!("total {:.1} s", total.as_secs_f64());
 }
 
-/// The backup archive `host` got in this run, if any.
-pub fn archive_of(r: &Runner<'_>, host: &str) -> Option<PathBuf> {
-    r.detail(host, "backup")
-        .and_then(|d| d["path"].as_str())
-        .map(|p| Path::new(p).to_owned())
+/// The backup archive `host` got in this run, if any, with its sha256.
+pub fn archive_of(r: &Runner<'_>, host: &str) -> Option<(PathBuf, String)> {
+    let d = r.detail(host, "backup")?;
+    Some((
+        Path::new(d["path"].as_str()?).to_owned(),
+        d["sha256"].as_str()?.to_owned(),
+    ))
 }
