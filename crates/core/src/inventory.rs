@@ -621,8 +621,8 @@ data_root = "/srv/etcd"
             "cluster.preset: unknown preset \"zookeeper\"; known: etcd",
         );
         bad(
-            &GOOD.replace("user = \"deploy\"", "user = \"deploy\"\nrole = \"client\""),
-            "hosts[1].role: preset etcd knows roles server, not \"client\"",
+            &GOOD.replace("user = \"deploy\"", "user = \"deploy\"\nrole = \"agent\""),
+            "hosts[1].role: preset etcd knows roles server, client, not \"agent\"",
         );
     }
 

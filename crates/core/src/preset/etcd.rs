@@ -92,8 +92,10 @@ impl Preset for Etcd {
         "etcd"
     }
 
+    /// Members (`server`) first; then `client` hosts, which carry the binary without being
+    /// members (etcd gateway or grpc-proxy hosts).
     fn role_order(&self) -> &'static [&'static str] {
-        &["server"]
+        &["server", "client"]
     }
 
     fn raft_roles(&self) -> &'static [&'static str] {
