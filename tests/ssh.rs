@@ -288,3 +288,111 @@ fn agent_authentication_works() {
     );
     assert_eq!(res.unwrap().stdout_str(), "via-agent\n");
 }
+
+#[test]
+fn rsa_and_ecdsa_keys_authenticate() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut keys = Vec::new();
+    for (name, args) in [
+        ("rsa", ["-t", "rsa", "-b", "3072"]),
+        ("ecdsa", ["-t", "ecdsa", "-b", "256"]),
+    ] {
+        let path = dir.path().join(name);
+        let st = Command::new("ssh-keygen")
+            .arg("-q")
+            .args(args)
+            .args(["-N", "", "-C", "rollgate-test-key", "-f"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let pubkey = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+        lab.root(
+            lab.addr(1),
+            &format!("echo '{}' >> /root/.ssh/authorized_keys", pubkey.trim()),
+        );
+        keys.push(path);
+    }
+    let res: Vec<_> = rt().block_on(async {
+        let mut out = Vec::new();
+        for k in &keys {
+            let r = match Session::connect(&target(&lab, 1, Some(k), None), &opts(&lab.known_hosts())).await {
+                Ok(s) => s.exec("echo ok").await.map(|o| o.stdout_str().into_owned()),
+                Err(e) => Err(e),
+            };
+            out.push(r);
+        }
+        out
+    });
+    lab.root(
+        lab.addr(1),
+        "sed -i '/ rollgate-test-key$/d' /root/.ssh/authorized_keys",
+    );
+    for (k, r) in keys.iter().zip(res) {
+        assert_eq!(r.unwrap_or_else(|e| panic!("{}: {e}", k.display())), "ok\n");
+    }
+}
+
+#[test]
+fn hashed_known_hosts_entries_work() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    std::fs::copy(lab.known_hosts(), &kh).unwrap();
+    let st = Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&kh)
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let text = std::fs::read_to_string(&kh).unwrap();
+    assert!(text.lines().all(|l| l.starts_with("|1|")), "hashed: {text}");
+    rt().block_on(async {
+        let s = Session::connect(&target(&lab, 2, Some(&lab.key()), None), &opts(&kh))
+            .await
+            .unwrap();
+        assert!(s.exec("true").await.unwrap().status.success());
+    });
+}
+
+#[test]
+fn sudo_runs_privileged_commands_as_root() {
+    let Some(lab) = lab() else { return };
+    rt().block_on(async {
+        let mut t = target(&lab, 1, Some(&lab.key()), None);
+        t.user = "deploy".into();
+        let o = Options {
+            sudo: true,
+            ..opts(&lab.known_hosts())
+        };
+        let s = Session::connect(&t, &o).await.unwrap();
+        assert_eq!(s.exec("id -un").await.unwrap().stdout_str(), "deploy\n");
+        assert_eq!(
+            s.exec_priv("id -un; echo \"$0\"").await.unwrap().stdout_str(),
+            "root\nsh\n"
+        );
+    });
+    // deploy loses its sudo right: the error says so.
+    lab.root(lab.addr(1), "mv /etc/sudoers.d/deploy /root/deploy.sudoers");
+    let res = rt().block_on(async {
+        let mut t = target(&lab, 1, Some(&lab.key()), None);
+        t.user = "deploy".into();
+        let o = Options {
+            sudo: true,
+            ..opts(&lab.known_hosts())
+        };
+        let s = Session::connect(&t, &o).await.unwrap();
+        s.exec_priv("systemctl stop etcd").await
+    });
+    lab.root(lab.addr(1), "mv /root/deploy.sudoers /etc/sudoers.d/deploy");
+    let err = res.unwrap_err();
+    assert!(matches!(err, SshError::SudoDenied { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("node1: sudo refused for user deploy running \"systemctl stop etcd\""),
+        "{err}"
+    );
+    assert_eq!(lab.root(lab.addr(1), "systemctl is-active etcd").trim(), "active");
+}

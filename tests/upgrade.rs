@@ -352,3 +352,136 @@ fn a_degraded_cluster_is_refused_and_a_bad_sha256_before_anything() {
     assert!(records(&j, "preflight", "failed").count() == 1);
     assert!(records(&j, "stop", "done").count() == 0, "nothing was stopped");
 }
+
+#[test]
+fn ctrl_c_stops_after_the_current_step_and_the_same_upgrade_resumes() {
+    let Some(lab) = lab() else { return };
+    lab.reset();
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = lab.etcd_3_5();
+    let mut child = rollgate(
+        &lab.inventory(),
+        tmp.path(),
+        &["upgrade", "--binary", bin.to_str().unwrap(), "--yes", "--json"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        let rec: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if rec["step"] == "stop" && rec["status"] == "done" {
+            let st = Command::new("kill")
+                .arg("-INT")
+                .arg(child.id().to_string())
+                .status()
+                .unwrap();
+            assert!(st.success());
+            break;
+        }
+    }
+    let rest: Vec<Value> = lines.map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("resume with: rollgate -i"),
+        "{}",
+        text(&out.stderr)
+    );
+    // It finished the step under way (at most one more), journaled it, and stopped there.
+    assert!(
+        rest.iter()
+            .filter(|r| r["status"] == "done" && !r["host"].is_null())
+            .count()
+            <= 1,
+        "{rest:?}"
+    );
+    // Running the same upgrade again resumes the run instead of starting another.
+    let out = run(rollgate(
+        &lab.inventory(),
+        tmp.path(),
+        &["upgrade", "--binary", bin.to_str().unwrap(), "--yes"],
+    ));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("was interrupted: resuming it"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_all_on(&lab, "3.5.16");
+    let j = journal(tmp.path());
+    assert_eq!(records(&j, "health", "done").count(), 3);
+}
+
+#[test]
+fn expect_version_mismatch_stops_at_staging() {
+    let Some(lab) = lab() else { return };
+    lab.reset();
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = lab.etcd_3_5();
+    let out = run(rollgate(
+        &lab.inventory(),
+        tmp.path(),
+        &[
+            "upgrade",
+            "--binary",
+            bin.to_str().unwrap(),
+            "--yes",
+            "--expect-version",
+            "3.6.0",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("reports version 3.5.16, --expect-version says 3.6.0"),
+        "{}",
+        text(&out.stderr)
+    );
+    let j = journal(tmp.path());
+    assert_eq!(records(&j, "stop", "done").count(), 0, "nothing was stopped");
+    for k in 1..=3 {
+        assert!(
+            !lab.ssh("root", lab.addr(k), "test -e /usr/bin/etcd.rollgate-new")
+                .status
+                .success(),
+            "node{k}: staged file left"
+        );
+    }
+    assert_all_on(&lab, "3.4.23");
+}
+
+#[test]
+fn backup_archives_a_data_root_and_restarts_the_unit() {
+    let Some(lab) = lab() else { return };
+    lab.reset();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(rollgate(
+        &lab.inventory(),
+        tmp.path(),
+        &["backup", "--hosts", "node2", "--yes"],
+    ));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = tmp.path().join("backups/lab/node2");
+    let sums = Command::new("sha256sum")
+        .arg("-c")
+        .arg("SHA256SUMS")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(sums.status.success(), "{}", text(&sums.stdout));
+    assert!(
+        text(&out.stdout).contains("node2: "),
+        "prints the archive: {}",
+        text(&out.stdout)
+    );
+    let j = journal(tmp.path());
+    assert_eq!(
+        records(&j, "stop", "done")
+            .map(|r| r["host"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["node2"]
+    );
+    assert_all_on(&lab, "3.4.23");
+}
