@@ -512,7 +512,7 @@ mv -f {p} {b} && echo restored"
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok((_, v)) = self.view(&[host.name.as_str()]).await {
-                if v.leader_id() == target.id && v.leader_id().is_some() {
+                if v.leader_id() == target.id.as_deref() && v.leader_id().is_some() {
                     return Ok((true, json!({"from": leader.endpoint, "to": target.endpoint})));
                 }
             }

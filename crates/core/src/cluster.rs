@@ -23,16 +23,17 @@ pub enum RaftState {
 /// One member of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Member {
-    /// Raft member id (etcd: 64-bit, printed in hex by etcdctl's tables).
-    pub id: Option<u64>,
+    /// Raft member id as the system names it (etcd: the 64-bit id in hex, as etcdctl's
+    /// tables print it; Nomad, Consul: a UUID; Dkron, Vault: the node id).
+    pub id: Option<String>,
     /// The member's client endpoint as the system reports it (`http://10.77.0.11:2379`).
     pub endpoint: String,
     /// `true` when the member answered the status probe.
     pub reachable: bool,
     /// Server version the member reports (`3.5.16`).
     pub version: Option<String>,
-    /// The leader's id according to this member (0 or `None`: no leader known).
-    pub leader: Option<u64>,
+    /// The leader's id according to this member (`None`: no leader known).
+    pub leader: Option<String>,
     /// Last raft index this member has.
     pub raft_index: Option<u64>,
     /// Raft term.
@@ -92,13 +93,12 @@ pub struct ClusterView {
 impl ClusterView {
     /// The leader's id, when every reachable member that names a leader names the same
     /// one. `None` when no member knows a leader or they disagree.
-    pub fn leader_id(&self) -> Option<u64> {
+    pub fn leader_id(&self) -> Option<&str> {
         let mut ids = self
             .members
             .iter()
             .filter(|m| m.reachable)
-            .filter_map(|m| m.leader)
-            .filter(|&l| l != 0);
+            .filter_map(|m| m.leader.as_deref());
         let first = ids.next()?;
         ids.all(|l| l == first).then_some(first)
     }
@@ -106,7 +106,7 @@ impl ClusterView {
     /// The leader's member entry.
     pub fn leader(&self) -> Option<&Member> {
         let id = self.leader_id()?;
-        self.members.iter().find(|m| m.id == Some(id))
+        self.members.iter().find(|m| m.id.as_deref() == Some(id))
     }
 
     /// The member whose endpoint is on `address`.
@@ -118,7 +118,7 @@ impl ClusterView {
     pub fn state_of(&self, address: &str) -> RaftState {
         match self.member_at(address) {
             Some(m) if !m.reachable => RaftState::Unknown,
-            Some(m) if m.id.is_some() && m.id == self.leader_id() => RaftState::Leader,
+            Some(m) if m.id.is_some() && m.id.as_deref() == self.leader_id() => RaftState::Leader,
             Some(m) if m.learner => RaftState::Learner,
             Some(_) => RaftState::Follower,
             None => RaftState::Unknown,
@@ -188,19 +188,18 @@ impl ClusterView {
                 ));
             }
         }
-        let named: std::collections::BTreeSet<u64> = self
+        let named: std::collections::BTreeSet<&str> = self
             .members
             .iter()
             .filter(|m| m.reachable)
-            .filter_map(|m| m.leader)
-            .filter(|&l| l != 0)
+            .filter_map(|m| m.leader.as_deref())
             .collect();
         match named.len() {
             0 => out.push("no member knows a leader".to_owned()),
             1 => {}
             _ => out.push(format!(
                 "members disagree on the leader: {}",
-                named.iter().map(|l| format!("{l:x}")).collect::<Vec<_>>().join(", ")
+                named.iter().copied().collect::<Vec<_>>().join(", ")
             )),
         }
         if let Some(leader) = self.leader() {
@@ -225,13 +224,13 @@ impl ClusterView {
 mod tests {
     use super::*;
 
-    fn member(n: u8, leader: u64, index: u64) -> Member {
+    fn member(n: u8, leader: u8, index: u64) -> Member {
         Member {
-            id: Some(u64::from(n)),
+            id: Some(n.to_string()),
             endpoint: format!("http://10.77.0.1{n}:2379"),
             reachable: true,
             version: Some("3.4.23".into()),
-            leader: Some(leader),
+            leader: (leader != 0).then(|| leader.to_string()),
             raft_index: Some(index),
             raft_term: Some(2),
             learner: false,
@@ -260,7 +259,7 @@ mod tests {
             members: vec![member(1, 2, 8), member(2, 2, 8), member(3, 2, 8)],
         };
         assert!(v.problems(10).is_empty());
-        assert_eq!(v.leader_id(), Some(2));
+        assert_eq!(v.leader_id(), Some("2"));
         assert_eq!(v.state_of("10.77.0.12"), RaftState::Leader);
         assert_eq!(v.state_of("10.77.0.11"), RaftState::Follower);
         assert_eq!(v.quorum(), 2);

@@ -618,7 +618,7 @@ data_root = "/srv/etcd"
     fn unknown_preset_and_role() {
         bad(
             &GOOD.replace("preset = \"etcd\"", "preset = \"zookeeper\""),
-            "cluster.preset: unknown preset \"zookeeper\"; known: etcd",
+            "cluster.preset: unknown preset \"zookeeper\"; known: etcd, nomad, consul, dkron, vault",
         );
         bad(
             &GOOD.replace("user = \"deploy\"", "user = \"deploy\"\nrole = \"agent\""),

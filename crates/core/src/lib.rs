@@ -11,6 +11,7 @@ pub mod journal;
 pub mod plan;
 pub mod preset;
 pub mod quote;
+pub mod table;
 
 pub use cluster::{ClusterView, Member, RaftState};
 pub use inventory::{Host, Inventory, InventoryError};

@@ -134,11 +134,11 @@ mod tests {
         ClusterView {
             members: (1..=3u8)
                 .map(|n| Member {
-                    id: Some(u64::from(n)),
+                    id: Some(n.to_string()),
                     endpoint: format!("http://10.77.0.1{n}:2379"),
                     reachable: true,
                     version: None,
-                    leader: Some(u64::from(leader)),
+                    leader: Some(leader.to_string()),
                     raft_index: Some(1),
                     raft_term: Some(1),
                     learner: false,

@@ -78,6 +78,11 @@ fn json_line<T: serde::de::DeserializeOwned>(probe: &'static str, out: &ProbeOut
     })
 }
 
+/// etcd's member id as etcdctl's tables and `move-leader` write it: lowercase hex.
+fn hex_id(id: u64) -> String {
+    format!("{id:x}")
+}
+
 fn tail(s: &str) -> String {
     let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(3)..].join(" | ")
@@ -125,11 +130,11 @@ impl Preset for Etcd {
         let mut members: Vec<Member> = entries
             .into_iter()
             .map(|e| Member {
-                id: Some(e.status.header.member_id),
+                id: Some(hex_id(e.status.header.member_id)),
                 endpoint: e.endpoint,
                 reachable: true,
                 version: Some(e.status.version),
-                leader: Some(e.status.leader),
+                leader: (e.status.leader != 0).then(|| hex_id(e.status.leader)),
                 raft_index: Some(e.status.raft_index),
                 raft_term: Some(e.status.raft_term),
                 learner: e.status.is_learner,
@@ -175,9 +180,9 @@ impl Preset for Etcd {
     fn leader_transfer_command(&self, leader: &Member, target: &Member) -> Option<String> {
         // move-leader must be sent to the leader; the target is named by its hex member id.
         Some(format!(
-            "ETCDCTL_API=3 etcdctl --dial-timeout=2s --command-timeout=10s --endpoints={} move-leader {:x}",
+            "ETCDCTL_API=3 etcdctl --dial-timeout=2s --command-timeout=10s --endpoints={} move-leader {}",
             q(&leader.endpoint),
-            target.id?
+            q(target.id.as_deref()?)
         ))
     }
 
@@ -222,9 +227,11 @@ mod tests {
         }
     }
 
-    const N1: u64 = 10347667703809638517;
-    const N2: u64 = 9332083355478481640;
-    const N3: u64 = 2116523565414121062;
+    // The fixtures' member ids (decimal in the JSON, above 2^53) as etcdctl's tables
+    // print them: 10347667703809638517, 9332083355478481640, 2116523565414121062.
+    const N1: &str = "8f9a4cf3cb5b0075";
+    const N2: &str = "8182385e49a15ae8";
+    const N3: &str = "1d5f66f80b407e66";
 
     #[test]
     fn status_3_4_23_healthy() {
@@ -238,9 +245,12 @@ mod tests {
         assert_eq!(v.state_of("10.77.0.12"), RaftState::Leader);
         assert_eq!(v.state_of("10.77.0.11"), RaftState::Follower);
         let n1 = v.member_at("10.77.0.11").unwrap();
-        assert_eq!((n1.id, n1.raft_index, n1.raft_term), (Some(N1), Some(8), Some(2)));
+        assert_eq!(
+            (n1.id.as_deref(), n1.raft_index, n1.raft_term),
+            (Some(N1), Some(8), Some(2))
+        );
         assert_eq!(n1.version.as_deref(), Some("3.4.23"));
-        assert_eq!(v.member_at("10.77.0.13").unwrap().id, Some(N3));
+        assert_eq!(v.member_at("10.77.0.13").unwrap().id.as_deref(), Some(N3));
         assert!(v.members.iter().all(|m| m.healthy == Some(true)));
         assert!(v.problems(50).is_empty(), "{:?}", v.problems(50));
     }
@@ -313,7 +323,7 @@ mod tests {
         for f in ["3.4.23/endpoint-status-local.json", "3.5.16/endpoint-status-local.json"] {
             let v = Etcd.parse_status(&ok(fixture(f))).unwrap();
             assert_eq!(v.members.len(), 1);
-            assert_eq!(v.members[0].id, Some(N2));
+            assert_eq!(v.members[0].id.as_deref(), Some(N2));
         }
     }
 

@@ -9,12 +9,24 @@ use std::fmt;
 use crate::cluster::{ClusterView, Member};
 use crate::quote::q;
 
+mod consul;
+mod dkron;
 mod etcd;
+mod nomad;
+mod peers;
+mod vault;
 
+#[cfg(test)]
+mod fixture_tests;
+
+pub use consul::Consul;
+pub use dkron::Dkron;
 pub use etcd::Etcd;
+pub use nomad::{parse_agent_info, AgentRaft, Nomad};
+pub use vault::Vault;
 
 /// Every preset rollgate has, by name.
-pub static PRESETS: &[&dyn Preset] = &[&Etcd];
+pub static PRESETS: &[&dyn Preset] = &[&Etcd, &Nomad, &Consul, &Dkron, &Vault];
 
 /// The preset called `name`.
 pub fn lookup(name: &str) -> Option<&'static dyn Preset> {
@@ -99,11 +111,15 @@ pub trait Preset: fmt::Debug + Send + Sync {
     /// # Errors
     /// [`ProbeError`] quoting the first line it could not read.
     fn parse_status(&self, out: &ProbeOutput) -> Result<ClusterView, ProbeError>;
-    /// Parses the `health` probe into `view`'s members' `healthy` and `error`.
+    /// Parses the `health` probe into `view`'s members' `healthy` and `error`. Presets
+    /// without a health probe (see [`Preset::probe_names`]) keep this no-op.
     ///
     /// # Errors
     /// [`ProbeError`] quoting the first line it could not read.
-    fn parse_health(&self, out: &ProbeOutput, view: &mut ClusterView) -> Result<(), ProbeError>;
+    fn parse_health(&self, out: &ProbeOutput, view: &mut ClusterView) -> Result<(), ProbeError> {
+        let _ = (out, view);
+        Ok(())
+    }
     /// The command that hands leadership from `leader` to `target` (run on a host of the
     /// cluster), or `None` when the system has none.
     ///

@@ -1,0 +1,281 @@
+//! Every fixture of ../shared/fixtures/{nomad,consul,dkron,vault} parsed to the values it
+//! shows (the etcd fixtures are tested in etcd.rs).
+
+use std::path::PathBuf;
+
+use super::*;
+use crate::cluster::RaftState;
+
+fn fixture(rel: &str) -> ProbeOutput {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures")
+        .join(rel);
+    let stdout = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    ProbeOutput {
+        stdout,
+        stderr: String::new(),
+        exit: Some(0),
+    }
+}
+
+/// (endpoint, id, state, raft index) of every member, in output order.
+fn summary(v: &ClusterView) -> Vec<(String, String, RaftState, Option<u64>)> {
+    v.members
+        .iter()
+        .map(|m| {
+            (
+                m.endpoint.clone(),
+                m.id.clone().unwrap_or_default(),
+                v.state_of(m.endpoint_host()),
+                m.raft_index,
+            )
+        })
+        .collect()
+}
+
+fn row(e: &str, id: &str, s: RaftState, i: Option<u64>) -> (String, String, RaftState, Option<u64>) {
+    (e.to_owned(), id.to_owned(), s, i)
+}
+
+use RaftState::{Follower as F, Leader as L};
+
+#[test]
+fn nomad_list_peers_and_members() {
+    let mut v = Nomad
+        .parse_status(&fixture("nomad/operator-raft-list-peers_3-servers_v1.10.5.txt"))
+        .unwrap();
+    assert_eq!(
+        summary(&v),
+        [
+            row("10.0.1.11:4647", "d5ffead2-0555-9abc-75f0-734ccd124d13", F, None),
+            row("10.0.1.12:4647", "895a456c-ad7f-b846-b9ed-461e8184ca63", L, None),
+            row("10.0.1.13:4647", "518f47a5-985c-2482-4a85-21704f0d50d2", F, None),
+        ]
+    );
+    assert_eq!((v.voters(), v.quorum()), (3, 2));
+    Nomad
+        .parse_health(&fixture("nomad/server-members_3-servers_v1.10.5.txt"), &mut v)
+        .unwrap();
+    assert!(v
+        .members
+        .iter()
+        .all(|m| m.healthy == Some(true) && m.version.as_deref() == Some("1.10.5")));
+    let v5 = Nomad
+        .parse_status(&fixture("nomad/operator-raft-list-peers_5-servers_v1.10.5.txt"))
+        .unwrap();
+    assert_eq!((v5.voters(), v5.quorum()), (5, 3));
+    assert_eq!(
+        v5.members
+            .iter()
+            .filter(|m| v5.state_of(m.endpoint_host()) == L)
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn nomad_members_2_0_and_5_servers() {
+    let mut v = Nomad
+        .parse_status(&fixture("nomad/operator-raft-list-peers_3-servers_v1.10.5.txt"))
+        .unwrap();
+    Nomad
+        .parse_health(&fixture("nomad/server-members_3-servers_v2.0.5.txt"), &mut v)
+        .unwrap();
+    assert!(v.members.iter().all(|m| m.version.as_deref() == Some("2.0.5")));
+    let mut v5 = Nomad
+        .parse_status(&fixture("nomad/operator-raft-list-peers_5-servers_v1.10.5.txt"))
+        .unwrap();
+    Nomad
+        .parse_health(&fixture("nomad/server-members_5-servers_v1.10.5.txt"), &mut v5)
+        .unwrap();
+    assert_eq!(v5.members.iter().filter(|m| m.healthy.is_some()).count(), 5);
+}
+
+#[test]
+fn nomad_agent_info_indexes_are_strings() {
+    let text = fixture("nomad/agent-info-json_follower_3-servers_v1.10.5.json").stdout;
+    let r = parse_agent_info(&text).unwrap();
+    assert!(
+        r.last_log_index >= r.commit_index && r.commit_index >= r.applied_index.saturating_sub(1),
+        "{r:?}"
+    );
+    assert!(r.last_log_index > 0);
+    let err = parse_agent_info("{\"stats\": {\"raft\": {\"last_log_index\": \"x\"}}}")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("stats.raft.last_log_index = \"x\""), "{err}");
+}
+
+#[test]
+fn consul_list_peers_old_and_new_formats() {
+    let v = Consul
+        .parse_status(&fixture("consul/operator-raft-list-peers_3-servers_v1.18.0.txt"))
+        .unwrap();
+    assert_eq!(
+        summary(&v),
+        [
+            row(
+                "172.31.4.12:8300",
+                "b1420115-4b78-ded2-482d-5c0874b760af",
+                L,
+                Some(5521)
+            ),
+            row(
+                "172.31.4.10:8300",
+                "35d42e7f-a4f0-46e7-8ddc-dfa63a275129",
+                F,
+                Some(5521)
+            ),
+            row(
+                "172.31.4.11:8300",
+                "e0d25418-a566-1171-8336-59f649d0c606",
+                F,
+                Some(5521)
+            ),
+        ]
+    );
+    let mut v = Consul
+        .parse_status(&fixture("consul/operator-raft-list-peers_3-servers_v1.22.3.txt"))
+        .unwrap();
+    assert_eq!(v.leader().unwrap().endpoint, "10.0.2.12:8300");
+    assert_eq!(v.lag_of("10.0.2.13"), Some(1));
+    assert!(!v.caught_up("10.0.2.13", 0) && v.caught_up("10.0.2.13", 1));
+    Consul
+        .parse_health(&fixture("consul/members_3-servers-2-clients_v1.22.3.txt"), &mut v)
+        .unwrap();
+    assert!(v
+        .members
+        .iter()
+        .all(|m| m.healthy == Some(true) && m.version.as_deref() == Some("1.22.3")));
+    assert_eq!(v.members.len(), 3, "clients are not Raft members");
+    let v5 = Consul
+        .parse_status(&fixture("consul/operator-raft-list-peers_5-servers_v1.22.3.txt"))
+        .unwrap();
+    assert_eq!((v5.voters(), v5.quorum()), (5, 3));
+}
+
+#[test]
+fn consul_members_marks_failed_servers() {
+    let mut v = Consul
+        .parse_status(&fixture("consul/operator-raft-list-peers_3-servers_v1.18.0.txt"))
+        .unwrap();
+    let mut members = fixture("consul/members_3-servers_v1.18.0.txt");
+    let before = members.stdout.clone();
+    members.stdout = members.stdout.replacen("alive ", "failed", 1);
+    assert_ne!(before, members.stdout);
+    Consul.parse_health(&members, &mut v).unwrap();
+    let failed: Vec<_> = v.members.iter().filter(|m| m.healthy == Some(false)).collect();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].error.as_deref().unwrap().ends_with("is failed"));
+    assert!(!v.problems(50).is_empty());
+    let _ = Consul.parse_health(&fixture("consul/members_5-servers_v1.22.3.txt"), &mut v);
+}
+
+#[test]
+fn dkron_list_peers_3_and_4() {
+    let v = Dkron
+        .parse_status(&fixture("dkron/raft-list-peers_3-servers_v3.2.7.txt"))
+        .unwrap();
+    assert_eq!(v.leader().unwrap().id.as_deref(), Some("scheduler-a"));
+    assert_eq!(v.state_of("192.168.50.22"), F);
+    let v = Dkron
+        .parse_status(&fixture("dkron/raft-list-peers_3-servers_v4.0.9.txt"))
+        .unwrap();
+    assert_eq!(v.leader().unwrap().endpoint, "10.0.4.13:6868");
+    let v5 = Dkron
+        .parse_status(&fixture("dkron/raft-list-peers_5-servers_v4.0.9.txt"))
+        .unwrap();
+    assert_eq!(v5.members.len(), 5);
+    assert_eq!(Dkron.default_role(), "server");
+    assert_eq!(Dkron.role_order(), ["agent", "server"]);
+}
+
+#[test]
+fn vault_json_and_tables() {
+    let v = Vault
+        .parse_status(&fixture("vault/operator-raft-list-peers_3-nodes_v1.19.4.json"))
+        .unwrap();
+    assert_eq!(
+        summary(&v),
+        [
+            row("10.0.3.11:8201", "vault-1", F, None),
+            row("10.0.3.12:8201", "vault-2", L, None),
+            row("10.0.3.13:8201", "vault-3", F, None)
+        ]
+    );
+    let t = Vault
+        .parse_status(&fixture("vault/operator-raft-list-peers_3-nodes_v1.19.4.txt"))
+        .unwrap();
+    assert_eq!(t.leader().unwrap().id.as_deref(), Some("vault-2"));
+    let u = Vault
+        .parse_status(&fixture(
+            "vault/operator-raft-list-peers_3-nodes_uuid-node-ids_v1.15.4.txt",
+        ))
+        .unwrap();
+    assert_eq!(u.leader().unwrap().endpoint, "vault-0.vault-internal:8201");
+    assert_eq!(u.state_of("vault-1.vault-internal"), F);
+    let j5 = Vault
+        .parse_status(&fixture("vault/operator-raft-list-peers_5-nodes_v1.19.4.json"))
+        .unwrap();
+    let t5 = Vault
+        .parse_status(&fixture("vault/operator-raft-list-peers_5-nodes_v1.19.4.txt"))
+        .unwrap();
+    assert_eq!(j5.members.len(), 5);
+    assert_eq!(j5.leader().unwrap().endpoint, t5.leader().unwrap().endpoint);
+    assert_eq!(j5.voters(), t5.voters());
+}
+
+#[test]
+fn versions_of_every_system() {
+    for (p, f, v) in [
+        (&Nomad as &dyn Preset, "nomad/version_v1.10.5.txt", "1.10.5"),
+        (&Nomad, "nomad/version_v2.0.5.txt", "2.0.5"),
+        (&Consul, "consul/version_v1.13.1.txt", "1.13.1"),
+        (&Consul, "consul/version_v1.18.0.txt", "1.18.0"),
+        (&Consul, "consul/version_v1.22.3.txt", "1.22.3"),
+        (&Dkron, "dkron/version_v3.2.7.txt", "3.2.7"),
+        (&Dkron, "dkron/version_v4.0.9.txt", "4.0.9"),
+        (&Vault, "vault/version_v1.15.4.txt", "1.15.4"),
+        (&Vault, "vault/version_v1.19.4.txt", "1.19.4"),
+    ] {
+        assert_eq!(p.parse_version(&fixture(f)).unwrap().to_string(), v, "{f}");
+    }
+}
+
+#[test]
+fn malformed_tables_name_the_line() {
+    let out = ProbeOutput {
+        stdout: "Node  ID  Address     State  Voter\nn1    n1  10.0.0.1:1  boss   true\n".into(),
+        ..Default::default()
+    };
+    let err = Nomad.parse_status(&out).unwrap_err().to_string();
+    assert!(
+        err.contains("line 2") && err.contains("unknown state \"boss\""),
+        "{err}"
+    );
+    let out = ProbeOutput {
+        stdout: "Error querying servers: Unexpected response code: 500\n".into(),
+        exit: Some(1),
+        ..Default::default()
+    };
+    let err = Consul.parse_status(&out).unwrap_err().to_string();
+    assert!(
+        err.contains("line 1: \"Error querying servers: Unexpected response code: 500\": no column \"Node\""),
+        "{err}"
+    );
+    let out = ProbeOutput {
+        stdout: String::new(),
+        stderr: "Error: connection refused\n".into(),
+        exit: Some(1),
+    };
+    assert!(Dkron
+        .parse_status(&out)
+        .unwrap_err()
+        .to_string()
+        .contains("connection refused"));
+    let out = ProbeOutput {
+        stdout: "{\"data\": {\"config\": {}}}".into(),
+        ..Default::default()
+    };
+    assert!(Vault.parse_status(&out).unwrap_err().to_string().contains("line 1"));
+}

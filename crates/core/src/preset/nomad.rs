@@ -1,0 +1,107 @@
+//! The Nomad preset.
+//!
+//! Formats (Nomad 1.10 and 2.0, from HashiCorp's docs and the command sources):
+//! - `status`: `nomad operator raft list-peers`, a table `Node ID Address State Voter
+//!   RaftProtocol` (RaftProtocol in newer versions);
+//! - `health`: `nomad server members`, a table `Name Address Port Status Leader
+//!   Raft Version Build Datacenter Region` (Status `alive`, `failed`, `left`);
+//! - `version`: `nomad version`, first line `Nomad v1.10.5`.
+//!
+//! Catch-up is read per host from `nomad agent-info -json` ([`parse_agent_info`]): it is
+//! not yet wired into the health gate, so an upgrade's health gate cannot pass on Nomad yet.
+
+use serde::Deserialize;
+
+use super::{peers, version_after, Preset, ProbeError, ProbeOutput};
+use crate::cluster::ClusterView;
+
+/// Nomad: servers first, then clients; among servers followers first, leader last.
+#[derive(Debug, Clone, Copy)]
+pub struct Nomad;
+
+const NAME: &str = "nomad";
+
+/// Raft indexes of one Nomad agent, from `nomad agent-info -json` (`stats.raft`, whose
+/// values are strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentRaft {
+    /// `last_log_index`.
+    pub last_log_index: u64,
+    /// `commit_index`.
+    pub commit_index: u64,
+    /// `applied_index`.
+    pub applied_index: u64,
+}
+
+/// Parses `nomad agent-info -json`'s raft indexes.
+///
+/// # Errors
+/// [`ProbeError::Parse`] when the JSON or an index is missing or not a number.
+pub fn parse_agent_info(text: &str) -> Result<AgentRaft, ProbeError> {
+    #[derive(Deserialize)]
+    struct Info {
+        stats: Stats,
+    }
+    #[derive(Deserialize)]
+    struct Stats {
+        raft: std::collections::BTreeMap<String, String>,
+    }
+    let err = |reason: String| ProbeError::Parse {
+        preset: NAME,
+        probe: "agent-info",
+        line: 1,
+        text: text.lines().next().unwrap_or("").to_owned(),
+        reason,
+    };
+    let info: Info = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
+    let get = |k: &str| -> Result<u64, ProbeError> {
+        let v = info
+            .stats
+            .raft
+            .get(k)
+            .ok_or_else(|| err(format!("no stats.raft.{k}")))?;
+        v.parse().map_err(|e| err(format!("stats.raft.{k} = {v:?}: {e}")))
+    };
+    Ok(AgentRaft {
+        last_log_index: get("last_log_index")?,
+        commit_index: get("commit_index")?,
+        applied_index: get("applied_index")?,
+    })
+}
+
+impl Preset for Nomad {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn default_unit(&self) -> &'static str {
+        "nomad"
+    }
+    fn role_order(&self) -> &'static [&'static str] {
+        &["server", "client"]
+    }
+    fn raft_roles(&self) -> &'static [&'static str] {
+        &["server"]
+    }
+    fn default_max_raft_lag(&self) -> u64 {
+        50
+    }
+    fn probe_command(&self, name: &str) -> String {
+        match name {
+            "status" => "nomad operator raft list-peers".into(),
+            "health" => "nomad server members".into(),
+            other => format!("echo 'nomad preset has no probe {other}' >&2; exit 2"),
+        }
+    }
+    fn parse_status(&self, out: &ProbeOutput) -> Result<ClusterView, ProbeError> {
+        peers::list_peers(NAME, out)
+    }
+    fn parse_health(&self, out: &ProbeOutput, view: &mut ClusterView) -> Result<(), ProbeError> {
+        peers::members_health(NAME, out, view, "Name")
+    }
+    fn version_command(&self, binary: &str) -> String {
+        format!("{} version", crate::quote::q(binary))
+    }
+    fn parse_version(&self, out: &ProbeOutput) -> Result<semver::Version, ProbeError> {
+        version_after(NAME, &out.stdout, "Nomad")
+    }
+}

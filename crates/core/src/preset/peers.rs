@@ -1,0 +1,181 @@
+//! Parsers shared by the presets of Raft systems whose CLI prints a `list-peers` table
+//! (Nomad, Consul, Dkron, Vault) and a `members` table (Nomad, Consul).
+
+use super::{ProbeError, ProbeOutput};
+use crate::cluster::{endpoint_host, ClusterView, Member};
+use crate::table::{Row, Table};
+
+pub(crate) fn table(preset: &'static str, probe: &'static str, out: &ProbeOutput) -> Result<Table, ProbeError> {
+    if out.stdout.trim().is_empty() {
+        return Err(ProbeError::Failed {
+            preset,
+            probe,
+            exit: out.exit,
+            stderr: out
+                .stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .to_owned(),
+        });
+    }
+    Table::parse(&out.stdout).map_err(|e| ProbeError::Parse {
+        preset,
+        probe,
+        line: e.line,
+        text: e.text,
+        reason: e.reason,
+    })
+}
+
+/// Fails unless the header has every column of `cols`, quoting the header line.
+fn columns(
+    preset: &'static str,
+    probe: &'static str,
+    t: &Table,
+    out: &ProbeOutput,
+    cols: &[&str],
+) -> Result<(), ProbeError> {
+    for c in cols {
+        if t.column(c).is_none() {
+            let (line, text) = out
+                .stdout
+                .lines()
+                .enumerate()
+                .find(|(_, l)| !l.trim().is_empty())
+                .map_or((1, ""), |(i, l)| (i + 1, l));
+            return Err(ProbeError::Parse {
+                preset,
+                probe,
+                line,
+                text: text.to_owned(),
+                reason: format!("no column {c:?} in the header"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn need<'a>(
+    preset: &'static str,
+    probe: &'static str,
+    t: &Table,
+    row: &'a Row,
+    col: &str,
+) -> Result<&'a str, ProbeError> {
+    t.get(row, col).ok_or_else(|| ProbeError::Parse {
+        preset,
+        probe,
+        line: 1,
+        text: t.header.join("  "),
+        reason: format!("no column {col:?}"),
+    })
+}
+
+fn bad(preset: &'static str, probe: &'static str, row: &Row, reason: String) -> ProbeError {
+    ProbeError::Parse {
+        preset,
+        probe,
+        line: row.line,
+        text: row.text.clone(),
+        reason,
+    }
+}
+
+/// `operator raft list-peers` as a table: columns `Node`, `Address`, `State`, and where
+/// the version prints them `ID`, `Voter`, `RaftProtocol`, `Commit Index`. Each member's
+/// leader is the row whose State is `leader` (the view of the server that answered).
+pub(crate) fn list_peers(preset: &'static str, out: &ProbeOutput) -> Result<ClusterView, ProbeError> {
+    let t = table(preset, "status", out)?;
+    columns(preset, "status", &t, out, &["Node", "Address", "State"])?;
+    if t.rows.is_empty() {
+        return Err(ProbeError::Parse {
+            preset,
+            probe: "status",
+            line: 1,
+            text: t.header.join("  "),
+            reason: "no peers listed".into(),
+        });
+    }
+    let mut members = Vec::new();
+    let mut leader = None;
+    for row in &t.rows {
+        let node = need(preset, "status", &t, row, "Node")?;
+        let address = need(preset, "status", &t, row, "Address")?;
+        let state = need(preset, "status", &t, row, "State")?.to_ascii_lowercase();
+        if node.is_empty() || address.is_empty() {
+            return Err(bad(preset, "status", row, "empty Node or Address".into()));
+        }
+        if !matches!(
+            state.as_str(),
+            "leader" | "follower" | "candidate" | "nonvoter" | "non-voter" | "learner"
+        ) {
+            return Err(bad(preset, "status", row, format!("unknown state {state:?}")));
+        }
+        let id = t.get(row, "ID").filter(|s| !s.is_empty()).unwrap_or(node).to_owned();
+        let voter = match t.get(row, "Voter") {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(v) => return Err(bad(preset, "status", row, format!("Voter is {v:?}, not true or false"))),
+        };
+        let raft_index = match t.get(row, "Commit Index") {
+            None => None,
+            Some(v) => Some(
+                v.parse::<u64>()
+                    .map_err(|e| bad(preset, "status", row, format!("Commit Index {v:?}: {e}")))?,
+            ),
+        };
+        if state == "leader" {
+            leader = Some(id.clone());
+        }
+        members.push(Member {
+            id: Some(id),
+            endpoint: address.to_owned(),
+            reachable: true,
+            version: None,
+            leader: None,
+            raft_index,
+            raft_term: None,
+            learner: !voter,
+            healthy: None,
+            error: None,
+        });
+    }
+    for m in &mut members {
+        m.leader = leader.clone();
+    }
+    Ok(ClusterView { members })
+}
+
+/// A `members` table (`nomad server members`, `consul members`): `Status` `alive` marks the
+/// member on that address healthy, anything else (`failed`, `left`) unhealthy; `Build` is
+/// its version. Rows whose `Type` is not `server` are skipped (Consul lists clients too).
+pub(crate) fn members_health(
+    preset: &'static str,
+    out: &ProbeOutput,
+    view: &mut ClusterView,
+    name_col: &str,
+) -> Result<(), ProbeError> {
+    let t = table(preset, "health", out)?;
+    columns(preset, "health", &t, out, &["Address", "Status"])?;
+    for row in &t.rows {
+        if t.get(row, "Type").is_some_and(|ty| ty != "server") {
+            continue;
+        }
+        let address = need(preset, "health", &t, row, "Address")?;
+        let status = need(preset, "health", &t, row, "Status")?;
+        let name = t.get(row, name_col).unwrap_or("");
+        let host = endpoint_host(address);
+        let Some(m) = view.members.iter_mut().find(|m| m.endpoint_host() == host) else {
+            continue;
+        };
+        m.healthy = Some(status == "alive");
+        if status != "alive" {
+            m.reachable = status != "left" && status != "failed";
+            m.error = Some(format!("{name} is {status}"));
+        }
+        m.version = t.get(row, "Build").filter(|b| !b.is_empty()).map(str::to_owned);
+    }
+    Ok(())
+}
