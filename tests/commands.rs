@@ -110,3 +110,107 @@ fn inventory_errors_exit_2_naming_file_line_and_key() {
         "{err}"
     );
 }
+
+/// `probe parse` on every fixture that is a probe's output (issue 5): each parses, and a
+/// status output names exactly one leader among its members.
+#[test]
+fn probe_parse_reads_every_probe_fixture() {
+    let fx = crate::util::repo().join("../shared/fixtures");
+    let rollgate = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let mut parsed = 0;
+    for (system, dir) in [
+        ("etcd", "etcd/3.4.23"),
+        ("etcd", "etcd/3.5.16"),
+        ("nomad", "nomad"),
+        ("consul", "consul"),
+        ("dkron", "dkron"),
+        ("vault", "vault"),
+    ] {
+        let mut files: Vec<_> = std::fs::read_dir(fx.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for f in &files {
+            let name = f.file_name().unwrap().to_str().unwrap();
+            let fs = f.to_str().unwrap();
+            let probe = if name.contains("version") {
+                "version"
+            } else if (name.starts_with("endpoint-status") && name.ends_with(".json")) || name.contains("list-peers") {
+                "status"
+            } else if name.starts_with("endpoint-health")
+                || name.starts_with("server-members")
+                || name.starts_with("members")
+            {
+                "health"
+            } else {
+                continue; // member-list, systemctl, tables, agent-info, HTTP API and vault status: not probe outputs rollgate reads
+            };
+            let mut args = vec!["probe", "parse", "--preset", system, "--probe", probe, fs];
+            let stderr_file = f.with_file_name(name.replace(".json", ".stderr.txt"));
+            let stderr_s = stderr_file.to_str().unwrap().to_owned();
+            if probe == "status" && stderr_file.exists() {
+                args.extend(["--stderr", stderr_s.as_str()]);
+            }
+            let status_file = match (system, probe) {
+                ("etcd", "health") => f.with_file_name("endpoint-status-cluster.json"),
+                ("nomad", "health") => f.with_file_name(
+                    name.replace("server-members", "operator-raft-list-peers")
+                        .replace("v2.0.5", "v1.10.5"),
+                ),
+                ("consul", "health") => f.with_file_name(if name.contains("5-servers") {
+                    "operator-raft-list-peers_5-servers_v1.22.3.txt"
+                } else {
+                    "operator-raft-list-peers_3-servers_v1.22.3.txt"
+                }),
+                _ => f.clone(),
+            };
+            let status_s = status_file.to_str().unwrap().to_owned();
+            let body = if name.starts_with("endpoint-health") {
+                std::fs::read_to_string(f).unwrap()
+            } else {
+                String::new()
+            };
+            let tmp = tempfile::NamedTempFile::new().unwrap();
+            if probe == "health" {
+                args.extend(["--with-status", status_s.as_str()]);
+                if name.contains("one-down") {
+                    // The capture holds stdout, then stderr and `rc=`: the first line is stdout.
+                    std::fs::write(tmp.path(), body.lines().next().unwrap()).unwrap();
+                    args[6] = tmp.path().to_str().unwrap();
+                }
+            }
+            let out = rollgate(&args);
+            assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            if probe == "version" {
+                assert!(
+                    v["version"].as_str().unwrap().chars().next().unwrap().is_ascii_digit(),
+                    "{name}: {v}"
+                );
+            } else {
+                let members = v["members"].as_array().unwrap();
+                assert!(
+                    members.len() >= if name.contains("local") { 1 } else { 3 },
+                    "{name}: {v}"
+                );
+                assert!(!v["leader"].is_null(), "{name}: {v}");
+                if !name.contains("local") {
+                    // A single endpoint's status names the leader without listing it.
+                    assert_eq!(
+                        members.iter().filter(|m| m["state"] == "leader").count(),
+                        1,
+                        "{name}: {v}"
+                    );
+                }
+            }
+            parsed += 1;
+        }
+    }
+    assert!(parsed >= 30, "only {parsed} fixtures parsed");
+}

@@ -485,3 +485,31 @@ fn backup_archives_a_data_root_and_restarts_the_unit() {
     );
     assert_all_on(&lab, "3.4.23");
 }
+
+/// Issue 5: etcd goes one minor at a time; a binary reporting 3.6.0 over 3.4.23 is refused
+/// after staging, before anything stops.
+#[test]
+fn the_version_policy_refuses_a_minor_skip() {
+    let Some(lab) = lab() else { return };
+    lab.reset();
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = tmp.path().join("etcd-3.6");
+    std::fs::write(&fake, "#!/bin/sh\necho 'etcd Version: 3.6.0'\n").unwrap();
+    Command::new("chmod").arg("755").arg(&fake).status().unwrap();
+    let state = tmp.path().join("state");
+    let out = run(rollgate(
+        &lab.inventory(),
+        &state,
+        &["upgrade", "--binary", fake.to_str().unwrap(), "--yes"],
+    ));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("3.4.23 to 3.6.0 is not allowed: minor versions cannot be skipped"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--allow-version-skip overrides"), "{stderr}");
+    let j = journal(&state);
+    assert_eq!(records(&j, "stop", "done").count(), 0, "nothing was stopped");
+    assert_all_on(&lab, "3.4.23");
+}

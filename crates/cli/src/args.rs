@@ -79,6 +79,9 @@ pub enum Command {
         /// Start even if the cluster is degraded (recorded in the journal).
         #[arg(long)]
         force: bool,
+        /// Allow an upgrade path the version policy forbids (recorded in the journal).
+        #[arg(long)]
+        allow_version_skip: bool,
     },
     /// Continue an interrupted run from its journal.
     Resume {
@@ -99,6 +102,11 @@ pub enum Command {
     },
     /// List runs and their state.
     Runs,
+    /// Work with a preset's probes.
+    Probe {
+        #[command(subcommand)]
+        action: ProbeAction,
+    },
     /// Archive data roots outside an upgrade: unit stopped, one host at a time.
     Backup {
         /// Glob over host names, or `role:ROLE`.
@@ -107,6 +115,28 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProbeAction {
+    /// Parse a captured probe output and print, as JSON, what rollgate understood
+    /// (members, leader, voters, states, indexes); no inventory needed.
+    Parse {
+        /// The preset (etcd, nomad, consul, dkron, vault).
+        #[arg(long)]
+        preset: String,
+        /// The probe: status, health or version.
+        #[arg(long)]
+        probe: String,
+        /// The command's standard output, captured to a file.
+        file: PathBuf,
+        /// The command's standard error, captured to a file (etcd names unreachable members there).
+        #[arg(long)]
+        stderr: Option<PathBuf>,
+        /// For `--probe health`: the status probe's output, whose members health is read against.
+        #[arg(long)]
+        with_status: Option<PathBuf>,
     },
 }
 

@@ -33,6 +33,9 @@ pub struct RunMeta {
     pub health_timeout_ms: u64,
     /// `--force` was given: a degraded start was accepted.
     pub force: bool,
+    /// `--allow-version-skip` was given: the version policy was not enforced.
+    #[serde(default)]
+    pub allow_version_skip: bool,
     /// Creation time, RFC 3339.
     pub created: String,
 }

@@ -12,6 +12,7 @@ pub mod plan;
 pub mod preset;
 pub mod quote;
 pub mod table;
+pub mod version;
 
 pub use cluster::{ClusterView, Member, RaftState};
 pub use inventory::{Host, Inventory, InventoryError};

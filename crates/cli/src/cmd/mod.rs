@@ -7,6 +7,7 @@ use crate::context::Ctx;
 
 mod check;
 mod exec;
+mod probe;
 mod rollback;
 mod status;
 mod upgrade;
@@ -43,6 +44,9 @@ pub fn exit_code_of(e: &anyhow::Error) -> u8 {
 
 /// Runs the command `args` names.
 pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
+    if let Command::Probe { action } = &args.command {
+        return probe::run(action);
+    }
     let ctx = Ctx::load(&args)?;
     match args.command {
         Command::Check => check::run(&ctx).await,
@@ -55,7 +59,19 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
             expect_version,
             on_failure,
             force,
-        } => upgrade::upgrade(&ctx, &binary, &run, expect_version.as_ref(), on_failure, force).await,
+            allow_version_skip,
+        } => {
+            upgrade::upgrade(
+                &ctx,
+                &binary,
+                &run,
+                expect_version.as_ref(),
+                on_failure,
+                force,
+                allow_version_skip,
+            )
+            .await
+        }
         Command::Resume { run_id, run } => upgrade::resume(&ctx, run_id.as_deref(), &run).await,
         Command::Rollback {
             run_id,
@@ -63,6 +79,7 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
             run,
         } => rollback::rollback(&ctx, run_id.as_deref(), restore_data, &run).await,
         Command::Runs => rollback::runs(&ctx),
+        Command::Probe { .. } => unreachable!("handled before the inventory is loaded"),
         Command::Backup { hosts, yes } => rollback::backup(&ctx, hosts.as_deref(), yes).await,
     }
 }

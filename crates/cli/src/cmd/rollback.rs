@@ -173,6 +173,7 @@ pub async fn backup(ctx: &Ctx, pattern: Option<&str>, yes: bool) -> anyhow::Resu
         on_failure: OnFailure::Halt,
         health_timeout_ms: ctx.inv.cluster.health_timeout.as_millis() as u64,
         force: false,
+        allow_version_skip: false,
         created: journal::now_rfc3339(),
     };
     let _lock = sd.lock(&meta.run)?;

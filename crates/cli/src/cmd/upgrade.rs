@@ -174,6 +174,7 @@ pub async fn upgrade(
     expect_version: Option<&semver::Version>,
     on_failure: OnFailure,
     force: bool,
+    allow_version_skip: bool,
 ) -> anyhow::Result<ExitCode> {
     let local = local_binary(bin)?;
     let sd = StateDir::new(&ctx.state_dir, &ctx.inv.cluster.name);
@@ -209,6 +210,7 @@ pub async fn upgrade(
         on_failure,
         health_timeout_ms: run.health_timeout.unwrap_or(ctx.inv.cluster.health_timeout).as_millis() as u64,
         force,
+        allow_version_skip,
         created: journal::now_rfc3339(),
     };
     let _lock = sd.lock(&meta.run)?;
@@ -339,6 +341,32 @@ async fn execute(mut r: Runner<'_>, fresh: bool) -> anyhow::Result<ExitCode> {
             Status::Skipped,
             None,
             json!({"reason": "already on the target binary"}),
+        )?;
+    }
+
+    // Mixed versions at the start (a half-done previous run) are reported; only the hosts
+    // not on the target are touched.
+    let installed: std::collections::BTreeMap<&str, Option<&str>> = inv
+        .hosts
+        .iter()
+        .map(|h| (h.name.as_str(), facts[&h.name].version.as_deref()))
+        .collect();
+    let distinct: std::collections::BTreeSet<_> = installed.values().collect();
+    if distinct.len() > 1 && fresh {
+        eprintln!(
+            "rollgate: mixed versions at the start: {}; only hosts not on the target binary are upgraded",
+            installed
+                .iter()
+                .map(|(h, v)| format!("{h} {}", v.unwrap_or("?")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        r.record(
+            None,
+            "versions",
+            Status::Done,
+            None,
+            json!({"mixed": true, "installed": installed}),
         )?;
     }
 
@@ -475,6 +503,36 @@ async fn stage(
         if *want != version {
             bail!("the staged binary reports version {version}, --expect-version says {want}");
         }
+    }
+    // The version policy, per host, from the version it runs to the staged one.
+    let parsed = semver::Version::parse(&version)?;
+    let mut refusals = Vec::new();
+    for h in todo {
+        let Some(from) = facts
+            .get(&h.name)
+            .and_then(|f| f.version.as_deref())
+            .and_then(|v| semver::Version::parse(v).ok())
+        else {
+            continue;
+        };
+        if let Err(refusal) = rollgate_core::version::check(&from, &parsed) {
+            refusals.push(format!("{}: {refusal}", h.name));
+        }
+    }
+    if !refusals.is_empty() {
+        if !r.meta.allow_version_skip {
+            bail!(
+                "the version policy refuses this upgrade (--allow-version-skip overrides): {}",
+                refusals.join("; ")
+            );
+        }
+        r.record(
+            None,
+            "version-policy",
+            Status::Skipped,
+            None,
+            json!({"overridden": refusals}),
+        )?;
     }
     r.record(
         None,

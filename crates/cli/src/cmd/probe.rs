@@ -1,0 +1,74 @@
+//! `rollgate probe parse`: check a preset against a cluster's own captured output.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use rollgate_core::preset::{self, ProbeOutput};
+use rollgate_core::ClusterView;
+use serde_json::json;
+
+use crate::args::ProbeAction;
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// What rollgate understood of `view`, as printed by `probe parse`.
+pub fn understood(view: &ClusterView) -> serde_json::Value {
+    json!({
+        "leader": view.leader_id(),
+        "voters": view.voters(),
+        "quorum": view.quorum(),
+        "members": view.members.iter().map(|m| json!({
+            "id": m.id,
+            "endpoint": m.endpoint,
+            "state": view.state_of(m.endpoint_host()),
+            "voter": !m.learner,
+            "reachable": m.reachable,
+            "healthy": m.healthy,
+            "raft_index": m.raft_index,
+            "raft_term": m.raft_term,
+            "version": m.version,
+            "error": m.error,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn run(action: &ProbeAction) -> anyhow::Result<ExitCode> {
+    let ProbeAction::Parse {
+        preset: name,
+        probe,
+        file,
+        stderr,
+        with_status,
+    } = action;
+    let preset = preset::lookup(name)
+        .with_context(|| format!("unknown preset {name:?}; known: {}", preset::names().join(", ")))?;
+    let out = ProbeOutput {
+        stdout: read(file)?,
+        stderr: stderr.as_deref().map(read).transpose()?.unwrap_or_default(),
+        exit: None,
+    };
+    let printed = match probe.as_str() {
+        "status" => understood(&preset.parse_status(&out)?),
+        "health" => {
+            if !preset.probe_names().contains(&"health") {
+                bail!("preset {name} has no health probe");
+            }
+            let Some(status) = with_status else {
+                bail!("health is read against the status probe's members: pass --with-status FILE");
+            };
+            let mut view = preset.parse_status(&ProbeOutput {
+                stdout: read(status)?,
+                ..Default::default()
+            })?;
+            preset.parse_health(&out, &mut view)?;
+            understood(&view)
+        }
+        "version" => json!({ "version": preset.parse_version(&out)?.to_string() }),
+        other => bail!("unknown probe {other:?}: status, health or version"),
+    };
+    println!("{}", serde_json::to_string_pretty(&printed)?);
+    Ok(ExitCode::SUCCESS)
+}
