@@ -15,6 +15,14 @@ fn records<'a>(j: &'a [Value], step: &'a str, st: &'a str) -> impl Iterator<Item
     j.iter().filter(move |r| r["step"] == step && r["status"] == st)
 }
 
+/// An executable shell script at `dir/name`: a stand-in binary for failure tests.
+fn script(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+    assert!(Command::new("chmod").arg("755").arg(&path).status().unwrap().success());
+    path
+}
+
 fn sha_on(lab: &Lab, k: usize, path: &str) -> String {
     lab.root(lab.addr(k), &format!("sha256sum < {path} | cut -d' ' -f1"))
         .trim()
@@ -202,9 +210,7 @@ fn a_binary_that_fails_to_start_is_rolled_back_on_the_first_host() {
     let Some(lab) = lab() else { return };
     lab.reset();
     let tmp = tempfile::tempdir().unwrap();
-    let bad = tmp.path().join("etcd-broken");
-    std::fs::write(&bad, "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'etcd Version: 3.5.16'; exit 0; fi\necho 'refusing to start' >&2\nexit 1\n").unwrap();
-    Command::new("chmod").arg("755").arg(&bad).status().unwrap();
+    let bad = script(tmp.path(), "etcd-broken", "if [ \"$1\" = --version ]; then echo 'etcd Version: 3.5.16'; exit 0; fi\necho 'refusing to start' >&2\nexit 1\n");
     let old_sha = lab.etcd_3_4_sha();
     let state = tmp.path().join("state");
     let out = run(rollgate(
@@ -493,9 +499,7 @@ fn the_version_policy_refuses_a_minor_skip() {
     let Some(lab) = lab() else { return };
     lab.reset();
     let tmp = tempfile::tempdir().unwrap();
-    let fake = tmp.path().join("etcd-3.6");
-    std::fs::write(&fake, "#!/bin/sh\necho 'etcd Version: 3.6.0'\n").unwrap();
-    Command::new("chmod").arg("755").arg(&fake).status().unwrap();
+    let fake = script(tmp.path(), "etcd-3.6", "echo 'etcd Version: 3.6.0'\n");
     let state = tmp.path().join("state");
     let out = run(rollgate(
         &lab.inventory(),

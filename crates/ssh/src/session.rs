@@ -529,10 +529,31 @@ impl Session {
             channel.data(data).await.map_err(|e| SshError::from(e).on(host))?;
             channel.eof().await.map_err(|e| SshError::from(e).on(host))?;
         }
+        let (stderr, status) = self.finish(&mut channel, sink).await?;
+        if status == ExitStatus::Unknown && self.handle.is_closed() {
+            return Err(SshError::Protocol {
+                host: host.clone(),
+                source: russh::Error::Disconnect,
+            });
+        }
+        Ok(Output {
+            stdout: Vec::new(),
+            stderr,
+            status,
+        })
+    }
+
+    /// Reads `channel` until it closes: stdout to `sink`, stderr collected, and the exit
+    /// status or signal (exit status, EOF and close may come in any order). An error from
+    /// `sink` closes the channel and is returned once it has closed.
+    async fn finish(
+        &self,
+        channel: &mut russh::Channel<client::Msg>,
+        sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
+    ) -> Result<(Vec<u8>, ExitStatus), SshError> {
         let mut stderr = Vec::new();
         let mut status = ExitStatus::Unknown;
         let mut sink_error = None;
-        // Exit status, EOF and close may come in any order; read until the channel closes.
         while let Some(msg) = channel.wait().await {
             match msg {
                 ChannelMsg::Data { data } if sink_error.is_none() => {
@@ -548,23 +569,13 @@ impl Session {
                 _ => {}
             }
         }
-        if let Some(source) = sink_error {
-            return Err(SshError::Io {
-                path: PathBuf::from(format!("<output of {host}>")),
+        match sink_error {
+            Some(source) => Err(SshError::Io {
+                path: PathBuf::from(format!("<output of {}>", self.target.name)),
                 source,
-            });
+            }),
+            None => Ok((stderr, status)),
         }
-        if status == ExitStatus::Unknown && self.handle.is_closed() {
-            return Err(SshError::Protocol {
-                host: host.clone(),
-                source: russh::Error::Disconnect,
-            });
-        }
-        Ok(Output {
-            stdout: Vec::new(),
-            stderr,
-            status,
-        })
     }
 
     /// Uploads the local file `local` to `dest` on the host (as root, see
@@ -643,17 +654,13 @@ impl Session {
             sent += n as u64;
         }
         channel.eof().await.map_err(|e| SshError::from(e).on(host))?;
-        let (mut stdout, mut stderr, mut status) = (Vec::new(), Vec::new(), ExitStatus::Unknown);
-        while let Some(msg) = channel.wait().await {
-            match msg {
-                ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
-                ChannelMsg::ExtendedData { data, ext: 1 } => stderr.extend_from_slice(&data),
-                ChannelMsg::ExitStatus { exit_status } => status = ExitStatus::Code(exit_status),
-                ChannelMsg::ExitSignal { signal_name, .. } => status = ExitStatus::Signal(format!("{signal_name:?}")),
-                ChannelMsg::Close => break,
-                _ => {}
-            }
-        }
+        let mut stdout = Vec::new();
+        let (stderr, status) = self
+            .finish(&mut channel, &mut |d: &[u8]| {
+                stdout.extend_from_slice(d);
+                Ok(())
+            })
+            .await?;
         let out = Output { stdout, stderr, status };
         self.check_sudo(&receive, &out)?;
         if !out.status.success() || sent != size {

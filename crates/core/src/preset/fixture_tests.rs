@@ -41,7 +41,7 @@ use RaftState::{Follower as F, Leader as L};
 
 #[test]
 fn nomad_list_peers_and_members() {
-    let mut v = Nomad
+    let mut v = NOMAD
         .parse_status(&fixture("nomad/operator-raft-list-peers_3-servers_v1.10.5.txt"))
         .unwrap();
     assert_eq!(
@@ -53,14 +53,14 @@ fn nomad_list_peers_and_members() {
         ]
     );
     assert_eq!((v.voters(), v.quorum()), (3, 2));
-    Nomad
+    NOMAD
         .parse_health(&fixture("nomad/server-members_3-servers_v1.10.5.txt"), &mut v)
         .unwrap();
     assert!(v
         .members
         .iter()
         .all(|m| m.healthy == Some(true) && m.version.as_deref() == Some("1.10.5")));
-    let v5 = Nomad
+    let v5 = NOMAD
         .parse_status(&fixture("nomad/operator-raft-list-peers_5-servers_v1.10.5.txt"))
         .unwrap();
     assert_eq!((v5.voters(), v5.quorum()), (5, 3));
@@ -75,17 +75,17 @@ fn nomad_list_peers_and_members() {
 
 #[test]
 fn nomad_members_2_0_and_5_servers() {
-    let mut v = Nomad
+    let mut v = NOMAD
         .parse_status(&fixture("nomad/operator-raft-list-peers_3-servers_v1.10.5.txt"))
         .unwrap();
-    Nomad
+    NOMAD
         .parse_health(&fixture("nomad/server-members_3-servers_v2.0.5.txt"), &mut v)
         .unwrap();
     assert!(v.members.iter().all(|m| m.version.as_deref() == Some("2.0.5")));
-    let mut v5 = Nomad
+    let mut v5 = NOMAD
         .parse_status(&fixture("nomad/operator-raft-list-peers_5-servers_v1.10.5.txt"))
         .unwrap();
-    Nomad
+    NOMAD
         .parse_health(&fixture("nomad/server-members_5-servers_v1.10.5.txt"), &mut v5)
         .unwrap();
     assert_eq!(v5.members.iter().filter(|m| m.healthy.is_some()).count(), 5);
@@ -108,7 +108,7 @@ fn nomad_agent_info_indexes_are_strings() {
 
 #[test]
 fn consul_list_peers_old_and_new_formats() {
-    let v = Consul
+    let v = CONSUL
         .parse_status(&fixture("consul/operator-raft-list-peers_3-servers_v1.18.0.txt"))
         .unwrap();
     assert_eq!(
@@ -134,13 +134,13 @@ fn consul_list_peers_old_and_new_formats() {
             ),
         ]
     );
-    let mut v = Consul
+    let mut v = CONSUL
         .parse_status(&fixture("consul/operator-raft-list-peers_3-servers_v1.22.3.txt"))
         .unwrap();
     assert_eq!(v.leader().unwrap().endpoint, "10.0.2.12:8300");
     assert_eq!(v.lag_of("10.0.2.13"), Some(1));
     assert!(!v.caught_up("10.0.2.13", 0) && v.caught_up("10.0.2.13", 1));
-    Consul
+    CONSUL
         .parse_health(&fixture("consul/members_3-servers-2-clients_v1.22.3.txt"), &mut v)
         .unwrap();
     assert!(v
@@ -148,7 +148,7 @@ fn consul_list_peers_old_and_new_formats() {
         .iter()
         .all(|m| m.healthy == Some(true) && m.version.as_deref() == Some("1.22.3")));
     assert_eq!(v.members.len(), 3, "clients are not Raft members");
-    let v5 = Consul
+    let v5 = CONSUL
         .parse_status(&fixture("consul/operator-raft-list-peers_5-servers_v1.22.3.txt"))
         .unwrap();
     assert_eq!((v5.voters(), v5.quorum()), (5, 3));
@@ -156,38 +156,38 @@ fn consul_list_peers_old_and_new_formats() {
 
 #[test]
 fn consul_members_marks_failed_servers() {
-    let mut v = Consul
+    let mut v = CONSUL
         .parse_status(&fixture("consul/operator-raft-list-peers_3-servers_v1.18.0.txt"))
         .unwrap();
     let mut members = fixture("consul/members_3-servers_v1.18.0.txt");
     let before = members.stdout.clone();
     members.stdout = members.stdout.replacen("alive ", "failed", 1);
     assert_ne!(before, members.stdout);
-    Consul.parse_health(&members, &mut v).unwrap();
+    CONSUL.parse_health(&members, &mut v).unwrap();
     let failed: Vec<_> = v.members.iter().filter(|m| m.healthy == Some(false)).collect();
     assert_eq!(failed.len(), 1);
     assert!(failed[0].error.as_deref().unwrap().ends_with("is failed"));
     assert!(!v.problems(50).is_empty());
-    let _ = Consul.parse_health(&fixture("consul/members_5-servers_v1.22.3.txt"), &mut v);
+    let _ = CONSUL.parse_health(&fixture("consul/members_5-servers_v1.22.3.txt"), &mut v);
 }
 
 #[test]
 fn dkron_list_peers_3_and_4() {
-    let v = Dkron
+    let v = DKRON
         .parse_status(&fixture("dkron/raft-list-peers_3-servers_v3.2.7.txt"))
         .unwrap();
     assert_eq!(v.leader().unwrap().id.as_deref(), Some("scheduler-a"));
     assert_eq!(v.state_of("192.168.50.22"), F);
-    let v = Dkron
+    let v = DKRON
         .parse_status(&fixture("dkron/raft-list-peers_3-servers_v4.0.9.txt"))
         .unwrap();
     assert_eq!(v.leader().unwrap().endpoint, "10.0.4.13:6868");
-    let v5 = Dkron
+    let v5 = DKRON
         .parse_status(&fixture("dkron/raft-list-peers_5-servers_v4.0.9.txt"))
         .unwrap();
     assert_eq!(v5.members.len(), 5);
-    assert_eq!(Dkron.default_role(), "server");
-    assert_eq!(Dkron.role_order(), ["agent", "server"]);
+    assert_eq!(DKRON.default_role(), "server");
+    assert_eq!(DKRON.role_order(), ["agent", "server"]);
 }
 
 #[test]
@@ -228,13 +228,13 @@ fn vault_json_and_tables() {
 #[test]
 fn versions_of_every_system() {
     for (p, f, v) in [
-        (&Nomad as &dyn Preset, "nomad/version_v1.10.5.txt", "1.10.5"),
-        (&Nomad, "nomad/version_v2.0.5.txt", "2.0.5"),
-        (&Consul, "consul/version_v1.13.1.txt", "1.13.1"),
-        (&Consul, "consul/version_v1.18.0.txt", "1.18.0"),
-        (&Consul, "consul/version_v1.22.3.txt", "1.22.3"),
-        (&Dkron, "dkron/version_v3.2.7.txt", "3.2.7"),
-        (&Dkron, "dkron/version_v4.0.9.txt", "4.0.9"),
+        (&NOMAD as &dyn Preset, "nomad/version_v1.10.5.txt", "1.10.5"),
+        (&NOMAD, "nomad/version_v2.0.5.txt", "2.0.5"),
+        (&CONSUL, "consul/version_v1.13.1.txt", "1.13.1"),
+        (&CONSUL, "consul/version_v1.18.0.txt", "1.18.0"),
+        (&CONSUL, "consul/version_v1.22.3.txt", "1.22.3"),
+        (&DKRON, "dkron/version_v3.2.7.txt", "3.2.7"),
+        (&DKRON, "dkron/version_v4.0.9.txt", "4.0.9"),
         (&Vault, "vault/version_v1.15.4.txt", "1.15.4"),
         (&Vault, "vault/version_v1.19.4.txt", "1.19.4"),
     ] {
@@ -248,7 +248,7 @@ fn malformed_tables_name_the_line() {
         stdout: "Node  ID  Address     State  Voter\nn1    n1  10.0.0.1:1  boss   true\n".into(),
         ..Default::default()
     };
-    let err = Nomad.parse_status(&out).unwrap_err().to_string();
+    let err = NOMAD.parse_status(&out).unwrap_err().to_string();
     assert!(
         err.contains("line 2") && err.contains("unknown state \"boss\""),
         "{err}"
@@ -258,7 +258,7 @@ fn malformed_tables_name_the_line() {
         exit: Some(1),
         ..Default::default()
     };
-    let err = Consul.parse_status(&out).unwrap_err().to_string();
+    let err = CONSUL.parse_status(&out).unwrap_err().to_string();
     assert!(
         err.contains("line 1: \"Error querying servers: Unexpected response code: 500\": no column \"Node\""),
         "{err}"
@@ -268,7 +268,7 @@ fn malformed_tables_name_the_line() {
         stderr: "Error: connection refused\n".into(),
         exit: Some(1),
     };
-    assert!(Dkron
+    assert!(DKRON
         .parse_status(&out)
         .unwrap_err()
         .to_string()

@@ -19,14 +19,15 @@ mod vault;
 #[cfg(test)]
 mod fixture_tests;
 
-pub use consul::Consul;
-pub use dkron::Dkron;
+pub use consul::CONSUL;
+pub use dkron::DKRON;
 pub use etcd::Etcd;
-pub use nomad::{parse_agent_info, AgentRaft, Nomad};
+pub use nomad::{parse_agent_info, AgentRaft, NOMAD};
+pub use peers::PeersPreset;
 pub use vault::Vault;
 
 /// Every preset rollgate has, by name.
-pub static PRESETS: &[&dyn Preset] = &[&Etcd, &Nomad, &Consul, &Dkron, &Vault];
+pub static PRESETS: &[&dyn Preset] = &[&Etcd, &NOMAD, &CONSUL, &DKRON, &Vault];
 
 /// The preset called `name`.
 pub fn lookup(name: &str) -> Option<&'static dyn Preset> {

@@ -12,12 +12,19 @@
 
 use serde::Deserialize;
 
-use super::{peers, version_after, Preset, ProbeError, ProbeOutput};
-use crate::cluster::ClusterView;
+use super::peers::PeersPreset;
+use super::ProbeError;
 
 /// Nomad: servers first, then clients; among servers followers first, leader last.
-#[derive(Debug, Clone, Copy)]
-pub struct Nomad;
+pub static NOMAD: PeersPreset = PeersPreset {
+    name: NAME,
+    unit: "nomad",
+    roles: &["server", "client"],
+    default_role: "server",
+    status: "nomad operator raft list-peers",
+    health: Some(("nomad server members", "Name")),
+    version_prefix: "Nomad",
+};
 
 const NAME: &str = "nomad";
 
@@ -67,41 +74,4 @@ pub fn parse_agent_info(text: &str) -> Result<AgentRaft, ProbeError> {
         commit_index: get("commit_index")?,
         applied_index: get("applied_index")?,
     })
-}
-
-impl Preset for Nomad {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn default_unit(&self) -> &'static str {
-        "nomad"
-    }
-    fn role_order(&self) -> &'static [&'static str] {
-        &["server", "client"]
-    }
-    fn raft_roles(&self) -> &'static [&'static str] {
-        &["server"]
-    }
-    fn default_max_raft_lag(&self) -> u64 {
-        50
-    }
-    fn probe_command(&self, name: &str) -> String {
-        match name {
-            "status" => "nomad operator raft list-peers".into(),
-            "health" => "nomad server members".into(),
-            other => format!("echo 'nomad preset has no probe {other}' >&2; exit 2"),
-        }
-    }
-    fn parse_status(&self, out: &ProbeOutput) -> Result<ClusterView, ProbeError> {
-        peers::list_peers(NAME, out)
-    }
-    fn parse_health(&self, out: &ProbeOutput, view: &mut ClusterView) -> Result<(), ProbeError> {
-        peers::members_health(NAME, out, view, "Name")
-    }
-    fn version_command(&self, binary: &str) -> String {
-        format!("{} version", crate::quote::q(binary))
-    }
-    fn parse_version(&self, out: &ProbeOutput) -> Result<semver::Version, ProbeError> {
-        version_after(NAME, &out.stdout, "Nomad")
-    }
 }

@@ -1,7 +1,7 @@
 //! Parsers shared by the presets of Raft systems whose CLI prints a `list-peers` table
 //! (Nomad, Consul, Dkron, Vault) and a `members` table (Nomad, Consul).
 
-use super::{ProbeError, ProbeOutput};
+use super::{version_after, Preset, ProbeError, ProbeOutput};
 use crate::cluster::{endpoint_host, ClusterView, Member};
 use crate::table::{Row, Table};
 
@@ -178,4 +178,74 @@ pub(crate) fn members_health(
         m.version = t.get(row, "Build").filter(|b| !b.is_empty()).map(str::to_owned);
     }
     Ok(())
+}
+
+/// A preset for a HashiCorp-style Raft system, as data: the CLI prints a `list-peers`
+/// table, optionally a `members` table, and `NAME version` (Nomad, Consul, Dkron).
+#[derive(Debug)]
+pub struct PeersPreset {
+    /// Preset name.
+    pub name: &'static str,
+    /// Default systemd unit.
+    pub unit: &'static str,
+    /// Roles in upgrade order.
+    pub roles: &'static [&'static str],
+    /// The role of a host that sets none.
+    pub default_role: &'static str,
+    /// The `status` probe: a `list-peers` table.
+    pub status: &'static str,
+    /// The `health` probe (a `members` table) and its name column, if the CLI has one.
+    pub health: Option<(&'static str, &'static str)>,
+    /// What precedes the version in `BINARY version`'s output.
+    pub version_prefix: &'static str,
+}
+
+impl Preset for PeersPreset {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn default_unit(&self) -> &'static str {
+        self.unit
+    }
+    fn role_order(&self) -> &'static [&'static str] {
+        self.roles
+    }
+    fn default_role(&self) -> &'static str {
+        self.default_role
+    }
+    fn raft_roles(&self) -> &'static [&'static str] {
+        &["server"]
+    }
+    fn default_max_raft_lag(&self) -> u64 {
+        50
+    }
+    fn probe_names(&self) -> &'static [&'static str] {
+        if self.health.is_some() {
+            &["status", "health"]
+        } else {
+            &["status"]
+        }
+    }
+    fn probe_command(&self, name: &str) -> String {
+        match (name, self.health) {
+            ("status", _) => self.status.to_owned(),
+            ("health", Some((cmd, _))) => cmd.to_owned(),
+            (other, _) => format!("echo '{} preset has no probe {other}' >&2; exit 2", self.name),
+        }
+    }
+    fn parse_status(&self, out: &ProbeOutput) -> Result<ClusterView, ProbeError> {
+        list_peers(self.name, out)
+    }
+    fn parse_health(&self, out: &ProbeOutput, view: &mut ClusterView) -> Result<(), ProbeError> {
+        match self.health {
+            Some((_, name_col)) => members_health(self.name, out, view, name_col),
+            None => Ok(()),
+        }
+    }
+    fn version_command(&self, binary: &str) -> String {
+        format!("{} version", crate::quote::q(binary))
+    }
+    fn parse_version(&self, out: &ProbeOutput) -> Result<semver::Version, ProbeError> {
+        version_after(self.name, &out.stdout, self.version_prefix)
+    }
 }
