@@ -357,17 +357,22 @@ fn hashed_known_hosts_entries_work() {
     });
 }
 
+/// A session to node1 as `deploy`, privileged commands through `sudo -n`.
+async fn deploy_with_sudo(lab: &Lab) -> Session {
+    let mut t = target(lab, 1, Some(&lab.key()), None);
+    t.user = "deploy".into();
+    let o = Options {
+        sudo: true,
+        ..opts(&lab.known_hosts())
+    };
+    Session::connect(&t, &o).await.unwrap()
+}
+
 #[test]
 fn sudo_runs_privileged_commands_as_root() {
     let Some(lab) = lab() else { return };
     rt().block_on(async {
-        let mut t = target(&lab, 1, Some(&lab.key()), None);
-        t.user = "deploy".into();
-        let o = Options {
-            sudo: true,
-            ..opts(&lab.known_hosts())
-        };
-        let s = Session::connect(&t, &o).await.unwrap();
+        let s = deploy_with_sudo(&lab).await;
         assert_eq!(s.exec("id -un").await.unwrap().stdout_str(), "deploy\n");
         assert_eq!(
             s.exec_priv("id -un; echo \"$0\"").await.unwrap().stdout_str(),
@@ -377,13 +382,7 @@ fn sudo_runs_privileged_commands_as_root() {
     // deploy loses its sudo right: the error says so.
     lab.root(lab.addr(1), "mv /etc/sudoers.d/deploy /root/deploy.sudoers");
     let res = rt().block_on(async {
-        let mut t = target(&lab, 1, Some(&lab.key()), None);
-        t.user = "deploy".into();
-        let o = Options {
-            sudo: true,
-            ..opts(&lab.known_hosts())
-        };
-        let s = Session::connect(&t, &o).await.unwrap();
+        let s = deploy_with_sudo(&lab).await;
         s.exec_priv("systemctl stop etcd").await
     });
     lab.root(lab.addr(1), "mv /root/deploy.sudoers /etc/sudoers.d/deploy");

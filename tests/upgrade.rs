@@ -15,6 +15,13 @@ fn records<'a>(j: &'a [Value], step: &'a str, st: &'a str) -> impl Iterator<Item
     j.iter().filter(move |r| r["step"] == step && r["status"] == st)
 }
 
+/// `rollgate upgrade --binary BINARY --yes EXTRA...` on the lab with state in `state`.
+fn upgrade(lab: &Lab, state: &Path, binary: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["upgrade", "--binary", binary.to_str().unwrap(), "--yes"];
+    args.extend(extra);
+    run(rollgate(&lab.inventory(), state, &args))
+}
+
 /// An executable shell script at `dir/name`: a stand-in binary for failure tests.
 fn script(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
     let path = dir.join(name);
@@ -76,18 +83,7 @@ fn upgrade_3_4_23_to_3_5_16_leader_last_with_backups() {
     let old_sha = lab.etcd_3_4_sha();
 
     let bin = lab.etcd_3_5();
-    let out = run(rollgate(
-        &lab.inventory(),
-        tmp.path(),
-        &[
-            "upgrade",
-            "--binary",
-            bin.to_str().unwrap(),
-            "--yes",
-            "--expect-version",
-            "3.5.16",
-        ],
-    ));
+    let out = upgrade(&lab, tmp.path(), &bin, &["--expect-version", "3.5.16"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("3.5.16"),
@@ -213,18 +209,7 @@ fn a_binary_that_fails_to_start_is_rolled_back_on_the_first_host() {
     let bad = script(tmp.path(), "etcd-broken", "if [ \"$1\" = --version ]; then echo 'etcd Version: 3.5.16'; exit 0; fi\necho 'refusing to start' >&2\nexit 1\n");
     let old_sha = lab.etcd_3_4_sha();
     let state = tmp.path().join("state");
-    let out = run(rollgate(
-        &lab.inventory(),
-        &state,
-        &[
-            "upgrade",
-            "--binary",
-            bad.to_str().unwrap(),
-            "--yes",
-            "--health-timeout",
-            "20s",
-        ],
-    ));
+    let out = upgrade(&lab, &state, &bad, &["--health-timeout", "20s"]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let j = journal(&state);
@@ -299,11 +284,7 @@ fn a_second_upgrade_is_refused_while_one_runs() {
     while !lock.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let second = run(rollgate(
-        &lab.inventory(),
-        tmp.path(),
-        &["upgrade", "--binary", bin.to_str().unwrap(), "--yes"],
-    ));
+    let second = upgrade(&lab, tmp.path(), &bin, &[]);
     let first_status = first.wait().unwrap();
     assert_eq!(second.status.code(), Some(3), "{}", text(&second.stderr));
     assert!(
@@ -321,18 +302,7 @@ fn a_degraded_cluster_is_refused_and_a_bad_sha256_before_anything() {
     lab.reset();
     let tmp = tempfile::tempdir().unwrap();
     let bin = lab.etcd_3_5();
-    let out = run(rollgate(
-        &lab.inventory(),
-        tmp.path(),
-        &[
-            "upgrade",
-            "--binary",
-            bin.to_str().unwrap(),
-            "--yes",
-            "--sha256",
-            &"0".repeat(64),
-        ],
-    ));
+    let out = upgrade(&lab, tmp.path(), &bin, &["--sha256", &"0".repeat(64)]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("refusing") && text(&out.stderr).contains("--sha256 says 000"),
@@ -342,11 +312,7 @@ fn a_degraded_cluster_is_refused_and_a_bad_sha256_before_anything() {
     assert!(!tmp.path().join("runs").exists(), "nothing was started");
 
     lab.root(lab.addr(2), "systemctl stop etcd");
-    let out = run(rollgate(
-        &lab.inventory(),
-        tmp.path(),
-        &["upgrade", "--binary", bin.to_str().unwrap(), "--yes"],
-    ));
+    let out = upgrade(&lab, tmp.path(), &bin, &[]);
     let stderr = text(&out.stderr);
     lab.reset();
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -405,11 +371,7 @@ fn ctrl_c_stops_after_the_current_step_and_the_same_upgrade_resumes() {
         "{rest:?}"
     );
     // Running the same upgrade again resumes the run instead of starting another.
-    let out = run(rollgate(
-        &lab.inventory(),
-        tmp.path(),
-        &["upgrade", "--binary", bin.to_str().unwrap(), "--yes"],
-    ));
+    let out = upgrade(&lab, tmp.path(), &bin, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("was interrupted: resuming it"),
@@ -427,18 +389,7 @@ fn expect_version_mismatch_stops_at_staging() {
     lab.reset();
     let tmp = tempfile::tempdir().unwrap();
     let bin = lab.etcd_3_5();
-    let out = run(rollgate(
-        &lab.inventory(),
-        tmp.path(),
-        &[
-            "upgrade",
-            "--binary",
-            bin.to_str().unwrap(),
-            "--yes",
-            "--expect-version",
-            "3.6.0",
-        ],
-    ));
+    let out = upgrade(&lab, tmp.path(), &bin, &["--expect-version", "3.6.0"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("reports version 3.5.16, --expect-version says 3.6.0"),
@@ -501,11 +452,7 @@ fn the_version_policy_refuses_a_minor_skip() {
     let tmp = tempfile::tempdir().unwrap();
     let fake = script(tmp.path(), "etcd-3.6", "echo 'etcd Version: 3.6.0'\n");
     let state = tmp.path().join("state");
-    let out = run(rollgate(
-        &lab.inventory(),
-        &state,
-        &["upgrade", "--binary", fake.to_str().unwrap(), "--yes"],
-    ));
+    let out = upgrade(&lab, &state, &fake, &[]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(

@@ -440,7 +440,7 @@ impl Session {
     pub async fn exec(&self, command: &str) -> Result<Output, SshError> {
         let mut stdout = Vec::new();
         let mut out = self
-            .exec_stream(command, None, &mut |d: &[u8]| {
+            .exec_stream(command, &mut |d: &[u8]| {
                 stdout.extend_from_slice(d);
                 Ok(())
             })
@@ -503,20 +503,15 @@ impl Session {
         command: &str,
         sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
     ) -> Result<Output, SshError> {
-        let out = self.exec_stream(&self.privileged(command)?, None, sink).await?;
+        let out = self.exec_stream(&self.privileged(command)?, sink).await?;
         self.check_sudo(command, &out)?;
         Ok(out)
     }
 
-    /// Runs `command` (as given), sending `stdin` when given, handing stdout to `sink`.
-    async fn exec_stream(
-        &self,
-        command: &str,
-        stdin: Option<&[u8]>,
-        sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
-    ) -> Result<Output, SshError> {
+    /// Opens a session channel and starts `command` on it.
+    async fn open_exec(&self, command: &str) -> Result<russh::Channel<client::Msg>, SshError> {
         let host = &self.target.name;
-        let mut channel = self
+        let channel = self
             .handle
             .channel_open_session()
             .await
@@ -525,10 +520,17 @@ impl Session {
             .exec(true, command)
             .await
             .map_err(|e| SshError::from(e).on(host))?;
-        if let Some(data) = stdin {
-            channel.data(data).await.map_err(|e| SshError::from(e).on(host))?;
-            channel.eof().await.map_err(|e| SshError::from(e).on(host))?;
-        }
+        Ok(channel)
+    }
+
+    /// Runs `command` (as given), handing stdout to `sink`.
+    async fn exec_stream(
+        &self,
+        command: &str,
+        sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
+    ) -> Result<Output, SshError> {
+        let host = &self.target.name;
+        let mut channel = self.open_exec(command).await?;
         let (stderr, status) = self.finish(&mut channel, sink).await?;
         if status == ExitStatus::Unknown && self.handle.is_closed() {
             return Err(SshError::Protocol {
@@ -629,16 +631,7 @@ impl Session {
              n=$(stat -c %s \"$t\"); if [ \"$n\" != {size} ]; then rm -f \"$t\"; echo \"short upload: $n of {size} bytes\" >&2; exit 97; fi; \
              {verdict}"
         );
-        let command = self.privileged(&receive)?;
-        let mut channel = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|e| SshError::from(e).on(host))?;
-        channel
-            .exec(true, command)
-            .await
-            .map_err(|e| SshError::from(e).on(host))?;
+        let mut channel = self.open_exec(&self.privileged(&receive)?).await?;
         let mut hasher = expected.is_none().then(Sha256::new);
         let mut buf = vec![0u8; 256 * 1024];
         let mut sent = 0u64;

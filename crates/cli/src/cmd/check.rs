@@ -11,7 +11,11 @@ use crate::facts::HostFacts;
 use crate::{facts, probe};
 
 /// The reasons an upgrade must not start, from the hosts' facts and the cluster view.
-pub fn problems(inv: &Inventory, facts: &[Result<HostFacts, String>], view: Result<&ClusterView, &str>) -> Vec<String> {
+pub fn problems(
+    inv: &Inventory,
+    facts: &[Result<HostFacts, String>],
+    view: &anyhow::Result<(String, ClusterView)>,
+) -> Vec<String> {
     let mut out = Vec::new();
     for (h, f) in inv.hosts.iter().zip(facts) {
         match f {
@@ -43,8 +47,8 @@ pub fn problems(inv: &Inventory, facts: &[Result<HostFacts, String>], view: Resu
         }
     }
     match view {
-        Err(e) => out.push(format!("cluster: {e}")),
-        Ok(v) => {
+        Err(e) => out.push(format!("cluster: {e:#}")),
+        Ok((_, v)) => {
             out.extend(
                 v.problems(inv.cluster.max_raft_lag)
                     .into_iter()
@@ -117,8 +121,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         };
     }
     println!("{t}");
-    let view_ref = view.as_ref().map(|(_, v)| v).map_err(|e| format!("{e:#}"));
-    if let Ok(v) = &view_ref {
+    if let Ok((_, v)) = &view {
         let leader = v.leader().map_or_else(|| "none".to_owned(), |m| m.endpoint.clone());
         println!(
             "cluster {}: {} member(s), quorum {}, leader {leader}",
@@ -127,7 +130,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             v.quorum()
         );
     }
-    let problems = problems(&ctx.inv, &facts, view_ref.as_ref().map_err(String::as_str).copied());
+    let problems = problems(&ctx.inv, &facts, &view);
     if problems.is_empty() {
         println!("ok: safe to start an upgrade");
         Ok(ExitCode::SUCCESS)

@@ -238,11 +238,11 @@ pub async fn resume(ctx: &Ctx, run_id: Option<&str>, run: &RunArgs) -> anyhow::R
         bail!("run {} is {state}: nothing to resume", meta.run);
     }
     let _lock = sd.lock(&meta.run)?;
-    let local = local_binary(&BinaryArgs {
+    // Refuses a binary that changed since the run began.
+    local_binary(&BinaryArgs {
         binary: meta.binary.clone(),
         sha256: Some(meta.sha256.clone()),
     })?;
-    debug_assert_eq!(local.sha256, meta.sha256);
     let mut meta = meta;
     if let Some(t) = run.health_timeout {
         meta.health_timeout_ms = t.as_millis() as u64;
@@ -275,16 +275,7 @@ async fn execute(mut r: Runner<'_>, fresh: bool) -> anyhow::Result<ExitCode> {
     if fresh {
         let fv: Vec<Result<facts::HostFacts, String>> = inv.hosts.iter().map(|h| Ok(facts[&h.name].clone())).collect();
         let view = r.view(&[]).await;
-        let problems = super::check::problems(
-            &inv,
-            &fv,
-            view.as_ref()
-                .map(|(_, v)| v)
-                .map_err(|e| format!("{e:#}"))
-                .as_ref()
-                .map_err(String::as_str)
-                .copied(),
-        );
+        let problems = super::check::problems(&inv, &fv, &view);
         if !problems.is_empty() && !r.meta.force {
             r.record(
                 None,
