@@ -29,7 +29,7 @@ pub fn probe_output(out: &Output) -> ProbeOutput {
 /// # Errors
 /// The transport's, or a probe output the preset cannot parse.
 pub async fn cluster_view(inv: &Inventory, session: &Session) -> anyhow::Result<ClusterView> {
-    let preset = inv.cluster.preset;
+    let preset = &inv.cluster.preset;
     let (status_cmd, health_cmd) = (command(inv, "status"), command(inv, "health"));
     let (status, health) = tokio::join!(session.exec_priv(&status_cmd), session.exec_priv(&health_cmd));
     let host = &session.target().name;

@@ -479,7 +479,7 @@ mv -f {p} {b} && echo restored"
     /// restored) and waits until the cluster follows the new leader: see
     /// [`rollgate_core::Preset::leader_transfer_command`] for why.
     pub async fn move_leader_away(&self, host: &Host) -> anyhow::Result<(bool, Value)> {
-        let preset = self.inv().cluster.preset;
+        let preset = &self.inv().cluster.preset;
         let (from, v) = self.view(&[host.name.as_str()]).await?;
         let leader = v.leader().context("no leader to move")?.clone();
         let target = v

@@ -158,10 +158,13 @@ impl ClusterView {
     }
 
     /// `true` when the member on `address` is reachable, healthy and no more than
-    /// `max_lag` raft index entries behind the leader.
+    /// `max_lag` raft index entries behind the leader. When the view carries no raft index
+    /// for the leader (a probe without indexes: Dkron's list-peers, Nomad's before the
+    /// catch-up probe fills them), reachable and healthy is all it can tell.
     pub fn caught_up(&self, address: &str, max_lag: u64) -> bool {
+        let indexed = self.leader().is_some_and(|l| l.raft_index.is_some());
         matches!(self.member_at(address), Some(m) if m.reachable && m.healthy != Some(false))
-            && self.lag_of(address).is_some_and(|l| l <= max_lag)
+            && (!indexed || self.lag_of(address).is_some_and(|l| l <= max_lag))
     }
 
     /// Every reason the cluster is not healthy, as sentences naming the member; empty when

@@ -85,6 +85,12 @@ pub struct RawCluster {
     health_timeout: Option<Spanned<String>>,
     #[serde(default)]
     probes: BTreeMap<String, Spanned<String>>,
+    leader_transfer: Option<bool>,
+    snapshot: Option<bool>,
+    drain: Option<bool>,
+    stop_signal: Option<Spanned<String>>,
+    http: Option<Spanned<preset::HttpSpec>>,
+    custom: Option<Spanned<preset::CustomSpec>>,
 }
 
 /// One `[[hosts]]` entry as written.
@@ -138,13 +144,44 @@ pub struct Cluster {
     /// The cluster's name: names the state directory's lock, backups and runs.
     pub name: String,
     /// The preset that knows the system's probes and order.
-    pub preset: &'static dyn Preset,
+    pub preset: PresetRef,
     /// Probe command overrides by probe name (`status`, `health`, `version`).
     pub probes: BTreeMap<String, String>,
     /// Largest raft index distance behind the leader that counts as caught up.
     pub max_raft_lag: u64,
     /// How long the health gate waits after a start, unless the command line says.
     pub health_timeout: Duration,
+    /// Hand leadership to an upgraded member before the leader stops (default `false`).
+    pub leader_transfer: bool,
+    /// Run the preset's backup hook (a snapshot of the cluster) before the first stop
+    /// (default `true` when the preset has one).
+    pub snapshot: bool,
+    /// Drain hosts of roles that run work before they stop (Nomad clients; default
+    /// `false`).
+    pub drain: bool,
+    /// Signal sent to the unit's main process (`systemctl kill -s`) before `systemctl
+    /// stop`, for services that must leave gracefully on a signal other than the unit's
+    /// `KillSignal` (Nomad with `leave_on_terminate`: `SIGINT`).
+    pub stop_signal: Option<String>,
+}
+
+/// A preset: one of the built-ins, or one the inventory describes (`http`, `custom`).
+#[derive(Debug, Clone)]
+pub enum PresetRef {
+    /// A built-in preset.
+    Builtin(&'static dyn Preset),
+    /// A preset built from the inventory.
+    Described(std::sync::Arc<dyn Preset>),
+}
+
+impl std::ops::Deref for PresetRef {
+    type Target = dyn Preset;
+    fn deref(&self) -> &Self::Target {
+        match self {
+            PresetRef::Builtin(p) => *p,
+            PresetRef::Described(p) => &**p,
+        }
+    }
 }
 
 /// One host, with every per-host setting resolved against the defaults.
@@ -309,17 +346,7 @@ impl Validator<'_> {
 
     fn inventory(&self, raw: RawInventory) -> Result<Inventory, InventoryError> {
         let ssh = self.ssh(&raw.ssh)?;
-        let preset = preset::lookup(raw.cluster.preset.get_ref()).ok_or_else(|| {
-            self.err(
-                raw.cluster.preset.span(),
-                "cluster.preset",
-                format!(
-                    "unknown preset {:?}; known: {}",
-                    raw.cluster.preset.get_ref(),
-                    preset::names().join(", ")
-                ),
-            )
-        })?;
+        let preset = self.preset(&raw.cluster)?;
         for (name, cmd) in &raw.cluster.probes {
             if !preset.probe_names().contains(&name.as_str()) {
                 return Err(self.err(
@@ -335,7 +362,32 @@ impl Validator<'_> {
         }
         let unit = match &raw.cluster.unit {
             Some(u) => self.word(u, "cluster.unit")?,
+            None if preset.default_unit().is_empty() => {
+                return Err(self.err(
+                    raw.cluster.preset.span(),
+                    "cluster.unit",
+                    format!(
+                        "preset {} needs cluster.unit, the systemd unit to stop and start",
+                        preset.name()
+                    ),
+                ));
+            }
             None => preset.default_unit().to_owned(),
+        };
+        let stop_signal = match &raw.cluster.stop_signal {
+            Some(sig) => {
+                let s = sig.get_ref();
+                let name = s.strip_prefix("SIG").unwrap_or(s);
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
+                    return Err(self.err(
+                        sig.span(),
+                        "cluster.stop_signal",
+                        format!("{s:?} is not a signal name like \"SIGINT\""),
+                    ));
+                }
+                Some(format!("SIG{name}"))
+            }
+            None => None,
         };
         let binary = raw
             .cluster
@@ -355,7 +407,6 @@ impl Validator<'_> {
         };
         let cluster = Cluster {
             name: self.word(&raw.cluster.name, "cluster.name")?,
-            preset,
             probes: raw
                 .cluster
                 .probes
@@ -364,6 +415,11 @@ impl Validator<'_> {
                 .collect(),
             max_raft_lag: raw.cluster.max_raft_lag.unwrap_or(preset.default_max_raft_lag()),
             health_timeout,
+            leader_transfer: raw.cluster.leader_transfer.unwrap_or(false),
+            snapshot: raw.cluster.snapshot.unwrap_or(true),
+            drain: raw.cluster.drain.unwrap_or(false),
+            stop_signal,
+            preset: preset.clone(),
         };
 
         if raw.hosts.is_empty() {
@@ -461,6 +517,59 @@ impl Validator<'_> {
             cluster,
             hosts,
         })
+    }
+
+    /// The preset `cluster.preset` names: a built-in, or `http`/`custom` built from
+    /// `[cluster.http]`/`[cluster.custom]`, which only those presets accept.
+    fn preset(&self, c: &RawCluster) -> Result<PresetRef, InventoryError> {
+        let name = c.preset.get_ref().as_str();
+        let section = |key: &str, span: Range<usize>| {
+            self.err(
+                span,
+                format!("cluster.{key}"),
+                format!("only preset {key} reads [cluster.{key}]"),
+            )
+        };
+        if let (Some(h), false) = (&c.http, name == "http") {
+            return Err(section("http", h.span()));
+        }
+        if let (Some(h), false) = (&c.custom, name == "custom") {
+            return Err(section("custom", h.span()));
+        }
+        let missing = |key: &str| {
+            self.err(
+                c.preset.span(),
+                format!("cluster.{key}"),
+                format!("preset {key} needs a [cluster.{key}] section (see docs/inventory.md)"),
+            )
+        };
+        match name {
+            "http" => {
+                let spec = c.http.as_ref().ok_or_else(|| missing("http"))?;
+                let valid = spec
+                    .get_ref()
+                    .clone()
+                    .validate()
+                    .map_err(|m| self.err(spec.span(), "cluster.http", m))?;
+                Ok(PresetRef::Described(std::sync::Arc::new(preset::Http::new(valid))))
+            }
+            "custom" => {
+                let spec = c.custom.as_ref().ok_or_else(|| missing("custom"))?;
+                let valid = spec
+                    .get_ref()
+                    .clone()
+                    .validate()
+                    .map_err(|m| self.err(spec.span(), "cluster.custom", m))?;
+                Ok(PresetRef::Described(std::sync::Arc::new(preset::Custom::new(valid))))
+            }
+            _ => preset::lookup(name).map(PresetRef::Builtin).ok_or_else(|| {
+                self.err(
+                    c.preset.span(),
+                    "cluster.preset",
+                    format!("unknown preset {name:?}; known: {}", preset::names().join(", ")),
+                )
+            }),
+        }
     }
 
     fn ssh(&self, raw: &RawSsh) -> Result<SshDefaults, InventoryError> {

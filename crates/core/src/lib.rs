@@ -15,6 +15,6 @@ pub mod table;
 pub mod version;
 
 pub use cluster::{ClusterView, Member, RaftState};
-pub use inventory::{Host, Inventory, InventoryError};
+pub use inventory::{Host, Inventory, InventoryError, PresetRef};
 pub use plan::Step;
 pub use preset::{Preset, ProbeError, ProbeOutput};

@@ -140,6 +140,18 @@ pub enum SshError {
         /// What sudo said.
         stderr: String,
     },
+    /// An HTTP request through a forwarded channel failed (no answer, not HTTP).
+    #[error("{host}: GET http://127.0.0.1:{port}{path} through SSH: {reason}")]
+    Http {
+        /// Host name.
+        host: String,
+        /// The host's own TCP port.
+        port: u16,
+        /// Request path.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A value could not be quoted for the remote shell.
     #[error(transparent)]
     Quote(#[from] rollgate_core::quote::QuoteError),

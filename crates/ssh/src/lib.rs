@@ -14,4 +14,7 @@ mod session;
 
 pub use error::SshError;
 pub use russh::keys::PrivateKey;
-pub use session::{connect_many, load_identity, ExitStatus, Options, Output, Session, Target, UploadReport};
+pub use session::{
+    connect_many, load_identity, DownloadReport, ExitStatus, HttpResponse, Options, Output, Session, Target,
+    UploadReport,
+};

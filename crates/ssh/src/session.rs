@@ -250,6 +250,24 @@ pub struct Session {
     sudo: bool,
 }
 
+/// What an HTTP GET through the SSH connection answered.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// Status code (200, 503, ...).
+    pub status: u16,
+    /// The body, as sent.
+    pub body: Vec<u8>,
+}
+
+/// A remote file copied to the jump host.
+#[derive(Debug, Clone)]
+pub struct DownloadReport {
+    /// Bytes written locally.
+    pub bytes: u64,
+    /// sha256 of those bytes, lowercase hex; checked against the host's `sha256sum`.
+    pub sha256: String,
+}
+
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
@@ -331,6 +349,20 @@ impl Session {
                 addr: addr.clone(),
                 source,
             })?;
+        Self::handshake(target, opts, config, socket).await
+    }
+
+    /// Key exchange, host key check and authentication over an open byte stream (a TCP
+    /// socket, or a channel forwarded through a jump host).
+    async fn handshake<S>(
+        target: &Target,
+        opts: &Options,
+        config: Arc<client::Config>,
+        socket: S,
+    ) -> Result<Self, SshError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let check = HostKeyCheck {
             host: target.name.clone(),
             address: target.address.clone(),
@@ -717,6 +749,111 @@ impl Session {
             sha256,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// Opens a direct-tcpip channel (what `ssh -L` uses) from the host to `host:port` as the
+    /// host itself sees it: `127.0.0.1` reaches a service bound to the host's loopback.
+    ///
+    /// # Errors
+    /// [`SshError::Protocol`] when the server refuses the channel (sshd `AllowTcpForwarding
+    /// no`, or nothing listens there).
+    pub async fn open_tcp(&self, host: &str, port: u16) -> Result<russh::ChannelStream<client::Msg>, SshError> {
+        let channel = self
+            .handle
+            .channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0)
+            .await
+            .map_err(|e| SshError::from(e).on(&self.target.name))?;
+        Ok(channel.into_stream())
+    }
+
+    /// `GET path` on the host's own `127.0.0.1:port`, through a forwarded channel of this
+    /// session (HTTP/1.1, hyper), within `timeout`. Any status is returned; only a request
+    /// that gets no HTTP answer is an error. No curl is needed on the host.
+    ///
+    /// # Errors
+    /// [`SshError::Http`]: the channel was refused, the answer was not HTTP, or `timeout`
+    /// passed.
+    pub async fn http_get(&self, port: u16, path: &str, timeout: Duration) -> Result<HttpResponse, SshError> {
+        use http_body_util::BodyExt as _;
+        let err = |reason: String| SshError::Http {
+            host: self.target.name.clone(),
+            port,
+            path: path.to_owned(),
+            reason,
+        };
+        let request = async {
+            let stream = self.open_tcp("127.0.0.1", port).await.map_err(|e| err(e.to_string()))?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| err(e.to_string()))?;
+            let driver = tokio::spawn(conn);
+            let req = hyper::Request::get(path)
+                .header(hyper::header::HOST, format!("127.0.0.1:{port}"))
+                .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+                .map_err(|e| err(e.to_string()))?;
+            let resp = sender.send_request(req).await.map_err(|e| err(e.to_string()))?;
+            let status = resp.status().as_u16();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| err(e.to_string()))?
+                .to_bytes()
+                .to_vec();
+            driver.abort();
+            Ok(HttpResponse { status, body })
+        };
+        tokio::time::timeout(timeout, request)
+            .await
+            .unwrap_or_else(|_| Err(err(format!("no answer within {timeout:?}"))))
+    }
+
+    /// Copies the remote file `remote` (read as root, see [`Session::exec_priv`]) to the
+    /// local file `local`, which is created or truncated; the host's `sha256sum` of the
+    /// file must match what arrived.
+    ///
+    /// # Errors
+    /// [`SshError::Io`] for the local file, [`SshError::ChecksumMismatch`], and
+    /// [`SshError::Upload`] (reused for a remote read that failed) naming the remote path.
+    pub async fn download(&self, remote: &str, local: &Path) -> Result<DownloadReport, SshError> {
+        use std::io::Write as _;
+        let host = &self.target.name;
+        let io = |source| SshError::Io {
+            path: local.to_owned(),
+            source,
+        };
+        let mut file = std::io::BufWriter::new(std::fs::File::create(local).map_err(io)?);
+        let mut hasher = Sha256::new();
+        let mut bytes = 0u64;
+        let qr = quote(remote)?;
+        let out = self
+            .exec_priv_stream(&format!("cat -- {qr}"), &mut |d: &[u8]| {
+                hasher.update(d);
+                bytes += d.len() as u64;
+                file.write_all(d)
+            })
+            .await?;
+        file.flush().map_err(io)?;
+        file.get_ref().sync_all().map_err(io)?;
+        if !out.status.success() {
+            return Err(SshError::Upload {
+                host: host.clone(),
+                path: remote.to_owned(),
+                reason: format!("reading it: {}: {}", out.status, out.stderr_str().trim()),
+            });
+        }
+        let sha256 = hex::encode(hasher.finalize());
+        let theirs = self.exec_priv(&format!("sha256sum < {qr} | cut -d' ' -f1")).await?;
+        let theirs = theirs.stdout_str().trim().to_owned();
+        if theirs != sha256 {
+            return Err(SshError::ChecksumMismatch {
+                host: host.clone(),
+                path: remote.to_owned(),
+                expected: theirs,
+                got: sha256,
+            });
+        }
+        Ok(DownloadReport { bytes, sha256 })
     }
 
     /// Closes the session politely.

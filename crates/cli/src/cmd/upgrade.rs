@@ -68,7 +68,7 @@ pub async fn plan(ctx: &Ctx, args: &BinaryArgs, json_out: bool) -> anyhow::Resul
             _ => todo.push(*h),
         }
     }
-    let order = plan::order(&todo, ctx.inv.cluster.preset, view.as_ref().ok().map(|(_, v)| v));
+    let order = plan::order(&todo, &*ctx.inv.cluster.preset, view.as_ref().ok().map(|(_, v)| v));
     let sd = StateDir::new(&ctx.state_dir, &ctx.inv.cluster.name);
     let backups = sd.backup_dir("HOST");
     let versions: Vec<Value> = hosts
@@ -391,7 +391,7 @@ async fn execute(mut r: Runner<'_>, fresh: bool) -> anyhow::Result<ExitCode> {
             None => {
                 let seen = r.view(&[]).await.ok();
                 let refs: Vec<&Host> = remaining.iter().collect();
-                let order = plan::order(&refs, inv.cluster.preset, seen.as_ref().map(|(_, v)| v));
+                let order = plan::order(&refs, &*inv.cluster.preset, seen.as_ref().map(|(_, v)| v));
                 (
                     remaining.iter().position(|h| h.name == order[0].name).unwrap_or(0),
                     seen,
@@ -424,7 +424,8 @@ async fn stage(
         .filter(|h| !r.done(&h.name, "swap") && !r.staged(&h.name))
         .collect();
     let t = Instant::now();
-    let preset = r.ctx.inv.cluster.preset;
+    let ctx = r.ctx;
+    let preset = &ctx.inv.cluster.preset;
     let meta = r.meta.clone();
     let results = join_all(need.iter().map(|h| {
         let r = &*r;

@@ -8,8 +8,11 @@
 //! - `health`: `consul members`, a table `Node Address Status Type Build Protocol DC ...`
 //!   (servers and clients; Status `alive`, `failed`, `left`);
 //! - `version`: `consul version`, first line `Consul v1.22.3`.
+//!
+//! Backup hook: `consul snapshot save FILE`. Leader transfer: `consul operator raft
+//! transfer-leader -id ID` (Consul 1.15 and later).
 
-use super::peers::PeersPreset;
+use super::peers::{PeersPreset, Snapshot};
 
 /// Consul: servers first, then clients; among servers followers first, leader last.
 pub static CONSUL: PeersPreset = PeersPreset {
@@ -20,4 +23,8 @@ pub static CONSUL: PeersPreset = PeersPreset {
     status: "consul operator raft list-peers",
     health: Some(("consul members", "Node")),
     version_prefix: "Consul",
+    catchup: None,
+    snapshot: Some(Snapshot::Command("consul snapshot save")),
+    transfer: Some("consul operator raft transfer-leader -id"),
+    drain: None,
 };

@@ -4,10 +4,12 @@
 //! - `status`: `dkron raft list-peers`, a table `Node ID Address State Voter`;
 //! - `version`: `dkron version`, a line `Version: 4.0.9`.
 //!
-//! Dkron's CLI has no members or index command; its health and catch-up come from its
-//! HTTP API (`/v1/members`, `/v1/leader`), which this preset does not read yet.
+//! Dkron's CLI has no members or index command, so the health gate waits for the upgraded
+//! server to be listed again with the cluster's leader known; it cannot compare raft
+//! indexes. Backup hook: `GET /v1/jobs` on the host's port 8080 (through the SSH
+//! connection), saved as JSON; restore with `POST /v1/restore`, multipart field `file`.
 
-use super::peers::PeersPreset;
+use super::peers::{PeersPreset, Snapshot};
 
 /// Dkron: agents (non-servers) first, then followers, the leader last (the Dkron guide).
 pub static DKRON: PeersPreset = PeersPreset {
@@ -18,4 +20,8 @@ pub static DKRON: PeersPreset = PeersPreset {
     status: "dkron raft list-peers",
     health: None,
     version_prefix: "Version:",
+    catchup: None,
+    snapshot: Some(Snapshot::HttpGet(8080, "/v1/jobs")),
+    transfer: None,
+    drain: None,
 };

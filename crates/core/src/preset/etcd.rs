@@ -15,7 +15,7 @@
 
 use serde::Deserialize;
 
-use super::{version_after, Preset, ProbeError, ProbeOutput};
+use super::{version_after, Preset, ProbeError, ProbeOutput, SnapshotHook};
 use crate::cluster::{ClusterView, Member};
 use crate::quote::q;
 
@@ -175,6 +175,16 @@ impl Preset for Etcd {
             }
         }
         Ok(())
+    }
+
+    /// `etcdctl snapshot save FILE` against the local member (`127.0.0.1:2379`, the
+    /// etcdctl default): a consistent copy of the keyspace, restorable with `etcdutl
+    /// snapshot restore`.
+    fn snapshot_hook(&self, file: &str) -> Option<SnapshotHook> {
+        Some(SnapshotHook::Command(format!(
+            "ETCDCTL_API=3 etcdctl --dial-timeout=2s --command-timeout=120s snapshot save {}",
+            q(file)
+        )))
     }
 
     fn leader_transfer_command(&self, leader: &Member, target: &Member) -> Option<String> {

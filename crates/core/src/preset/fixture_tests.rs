@@ -279,3 +279,77 @@ fn malformed_tables_name_the_line() {
     };
     assert!(Vault.parse_status(&out).unwrap_err().to_string().contains("line 1"));
 }
+
+#[test]
+fn catchup_probes_read_the_applied_index() {
+    assert_eq!(NOMAD.catchup_command().as_deref(), Some("nomad agent-info -json"));
+    let nomad = NOMAD
+        .parse_catchup(&fixture("nomad/agent-info-json_follower_3-servers_v1.10.5.json"))
+        .unwrap();
+    assert_eq!(nomad, 48213);
+    assert_eq!(
+        Vault
+            .parse_catchup(&fixture("vault/status_active_3-nodes_v1.19.4.txt"))
+            .unwrap(),
+        184_512
+    );
+    assert_eq!(
+        Vault
+            .parse_catchup(&fixture("vault/status_standby_3-nodes_v1.19.4.txt"))
+            .unwrap(),
+        184_511
+    );
+    // A Vault without integrated storage prints no raft lines: an error, not zero.
+    let err = Vault
+        .parse_catchup(&ProbeOutput {
+            stdout: "Key  Value\n---  -----\nSealed  false\n".into(),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("Raft Applied Index"), "{err}");
+    assert!(CONSUL.catchup_command().is_none() && DKRON.catchup_command().is_none());
+}
+
+#[test]
+fn backup_hooks_and_leader_transfer_per_preset() {
+    use super::SnapshotHook;
+    let cmd = |p: &dyn Preset| match p.snapshot_hook("/var/tmp/s n.snap") {
+        Some(SnapshotHook::Command(c)) => c,
+        other => panic!("{}: {other:?}", p.name()),
+    };
+    assert_eq!(
+        cmd(&Etcd),
+        "ETCDCTL_API=3 etcdctl --dial-timeout=2s --command-timeout=120s snapshot save '/var/tmp/s n.snap'"
+    );
+    assert_eq!(cmd(&NOMAD), "nomad operator snapshot save '/var/tmp/s n.snap'");
+    assert_eq!(cmd(&CONSUL), "consul snapshot save '/var/tmp/s n.snap'");
+    assert_eq!(cmd(&Vault), "vault operator raft snapshot save '/var/tmp/s n.snap'");
+    assert_eq!(
+        DKRON.snapshot_hook("/x"),
+        Some(SnapshotHook::HttpGet {
+            port: 8080,
+            path: "/v1/jobs"
+        })
+    );
+    let v = NOMAD
+        .parse_status(&fixture("nomad/operator-raft-list-peers_3-servers_v1.10.5.txt"))
+        .unwrap();
+    let leader = v.leader().unwrap();
+    let target = v.members.iter().find(|m| m.id != leader.id).unwrap();
+    let t = NOMAD.leader_transfer_command(leader, target).unwrap();
+    assert_eq!(
+        t,
+        format!(
+            "nomad operator raft transfer-leadership -peer-id {}",
+            target.id.as_deref().unwrap()
+        )
+    );
+    assert!(DKRON.leader_transfer_command(leader, target).is_none());
+    assert_eq!(
+        NOMAD.drain_commands(),
+        Some((
+            "nomad node drain -self -enable -yes",
+            "nomad node eligibility -self -enable"
+        ))
+    );
+}

@@ -10,8 +10,10 @@ use crate::cluster::{ClusterView, Member};
 use crate::quote::q;
 
 mod consul;
+mod custom;
 mod dkron;
 mod etcd;
+mod http;
 mod nomad;
 mod peers;
 mod vault;
@@ -20,8 +22,10 @@ mod vault;
 mod fixture_tests;
 
 pub use consul::CONSUL;
+pub use custom::{Custom, CustomSpec};
 pub use dkron::DKRON;
 pub use etcd::Etcd;
+pub use http::{HostProbes, Http, HttpAnswer, HttpCheck, HttpSpec};
 pub use nomad::{parse_agent_info, AgentRaft, NOMAD};
 pub use peers::PeersPreset;
 pub use vault::Vault;
@@ -29,14 +33,54 @@ pub use vault::Vault;
 /// Every preset rollgate has, by name.
 pub static PRESETS: &[&dyn Preset] = &[&Etcd, &NOMAD, &CONSUL, &DKRON, &Vault];
 
-/// The preset called `name`.
+/// The built-in preset called `name` (not `http` or `custom`, which the inventory
+/// describes: see [`HttpSpec`] and [`CustomSpec`]).
 pub fn lookup(name: &str) -> Option<&'static dyn Preset> {
     PRESETS.iter().copied().find(|p| p.name() == name)
 }
 
 /// The names of every preset, for error messages.
 pub fn names() -> Vec<&'static str> {
-    PRESETS.iter().map(|p| p.name()).collect()
+    let mut all: Vec<&'static str> = PRESETS.iter().map(|p| p.name()).collect();
+    all.extend(["http", "custom"]);
+    all
+}
+
+/// The first word of `text` that reads as a semantic version (`v1.2.3`, `1.2.3,`), for
+/// presets that do not know their binary's `--version` format.
+pub(crate) fn first_version(preset: &'static str, text: &str) -> Result<semver::Version, ProbeError> {
+    for word in text.split_whitespace() {
+        let w = word
+            .trim_start_matches('v')
+            .trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+        if let Ok(v) = semver::Version::parse(w) {
+            return Ok(v);
+        }
+    }
+    Err(ProbeError::Parse {
+        preset,
+        probe: "version",
+        line: 1,
+        text: text.lines().next().unwrap_or("").to_owned(),
+        reason: "no semantic version (like 1.2.3) in the output".into(),
+    })
+}
+
+/// How a preset saves the cluster's state before the first stop (see
+/// [`Preset::snapshot_hook`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotHook {
+    /// A command, run as root on one member, that writes the snapshot to the file it was
+    /// given (`etcdctl snapshot save FILE`).
+    Command(String),
+    /// An HTTP GET on the host's own `127.0.0.1:port` whose body is the backup (Dkron's
+    /// `GET /v1/jobs`; restore is `POST /v1/restore` with the file as multipart `file`).
+    HttpGet {
+        /// The host's TCP port.
+        port: u16,
+        /// Request path.
+        path: &'static str,
+    },
 }
 
 /// What a remote command printed and how it ended; the input of every parser.
@@ -131,6 +175,42 @@ pub trait Preset: fmt::Debug + Send + Sync {
     /// leader starts every peer's progress afresh.
     fn leader_transfer_command(&self, leader: &Member, target: &Member) -> Option<String> {
         let _ = (leader, target);
+        None
+    }
+    /// The catch-up probe, for presets whose `status` probe carries no raft index: a
+    /// command run on one member that prints that member's own applied raft index (Nomad
+    /// `agent-info -json`, Vault `status`). The health gate runs it on the upgraded host
+    /// and on the leader's host and compares the two.
+    fn catchup_command(&self) -> Option<String> {
+        None
+    }
+    /// Parses what [`Preset::catchup_command`] printed: the member's applied raft index.
+    ///
+    /// # Errors
+    /// [`ProbeError`] quoting the line it could not read.
+    fn parse_catchup(&self, out: &ProbeOutput) -> Result<u64, ProbeError> {
+        Err(ProbeError::Failed {
+            preset: self.name(),
+            probe: "catchup",
+            exit: out.exit,
+            stderr: "this preset has no catch-up probe".into(),
+        })
+    }
+    /// The backup hook: how to save a snapshot of the whole cluster's state to `file` (a
+    /// path on the host) before the first host is stopped; `None` when the system has none.
+    fn snapshot_hook(&self, file: &str) -> Option<SnapshotHook> {
+        let _ = file;
+        None
+    }
+    /// The commands that drain a host of its work before it stops, and make it eligible
+    /// again after its health gate (Nomad clients), used when the inventory sets
+    /// `drain = true`.
+    fn drain_commands(&self) -> Option<(&'static str, &'static str)> {
+        None
+    }
+    /// For presets whose probes are HTTP requests to each host (the `http` preset): what
+    /// to request. rollgate then asks every host instead of one host for the whole cluster.
+    fn host_probes(&self) -> Option<&HostProbes> {
         None
     }
     /// The command that prints the version of the binary at `binary`.

@@ -7,13 +7,19 @@
 //!   Raft Version Build Datacenter Region` (Status `alive`, `failed`, `left`);
 //! - `version`: `nomad version`, first line `Nomad v1.10.5`.
 //!
-//! Catch-up is read per host from `nomad agent-info -json` ([`parse_agent_info`]): it is
-//! not yet wired into the health gate, so an upgrade's health gate cannot pass on Nomad yet.
+//! Catch-up is read per host from `nomad agent-info -json` ([`parse_agent_info`]): the
+//! health gate compares the upgraded server's `applied_index` with the leader's.
+//!
+//! Backup hook: `nomad operator snapshot save FILE`. Leader transfer: `nomad operator raft
+//! transfer-leadership -peer-id ID` (Nomad 1.9 and later). Drain: `nomad node drain -self
+//! -enable -yes` before a client stops, `nomad node eligibility -self -enable` after its
+//! health gate. With `leave_on_terminate` the Nomad guide stops servers with SIGINT: set
+//! `stop_signal = "SIGINT"` in the inventory.
 
 use serde::Deserialize;
 
-use super::peers::PeersPreset;
-use super::ProbeError;
+use super::peers::{PeersPreset, Snapshot};
+use super::{ProbeError, ProbeOutput};
 
 /// Nomad: servers first, then clients; among servers followers first, leader last.
 pub static NOMAD: PeersPreset = PeersPreset {
@@ -24,7 +30,18 @@ pub static NOMAD: PeersPreset = PeersPreset {
     status: "nomad operator raft list-peers",
     health: Some(("nomad server members", "Name")),
     version_prefix: "Nomad",
+    catchup: Some(("nomad agent-info -json", agent_info_applied)),
+    snapshot: Some(Snapshot::Command("nomad operator snapshot save")),
+    transfer: Some("nomad operator raft transfer-leadership -peer-id"),
+    drain: Some((
+        "nomad node drain -self -enable -yes",
+        "nomad node eligibility -self -enable",
+    )),
 };
+
+fn agent_info_applied(out: &ProbeOutput) -> Result<u64, ProbeError> {
+    parse_agent_info(&out.stdout).map(|r| r.applied_index)
+}
 
 const NAME: &str = "nomad";
 

@@ -1,7 +1,7 @@
 //! Parsers shared by the presets of Raft systems whose CLI prints a `list-peers` table
 //! (Nomad, Consul, Dkron, Vault) and a `members` table (Nomad, Consul).
 
-use super::{version_after, Preset, ProbeError, ProbeOutput};
+use super::{version_after, Preset, ProbeError, ProbeOutput, SnapshotHook};
 use crate::cluster::{endpoint_host, ClusterView, Member};
 use crate::table::{Row, Table};
 
@@ -198,6 +198,26 @@ pub struct PeersPreset {
     pub health: Option<(&'static str, &'static str)>,
     /// What precedes the version in `BINARY version`'s output.
     pub version_prefix: &'static str,
+    /// The catch-up probe and its parser (the member's applied raft index).
+    pub catchup: Option<(&'static str, CatchupParser)>,
+    /// The backup hook.
+    pub snapshot: Option<Snapshot>,
+    /// The command that hands leadership to a member; the member's id is appended.
+    pub transfer: Option<&'static str>,
+    /// Drain and undrain commands (see [`Preset::drain_commands`]).
+    pub drain: Option<(&'static str, &'static str)>,
+}
+
+/// Reads a member's applied raft index from a catch-up probe's output.
+pub type CatchupParser = fn(&ProbeOutput) -> Result<u64, ProbeError>;
+
+/// A [`PeersPreset`]'s backup hook.
+#[derive(Debug, Clone, Copy)]
+pub enum Snapshot {
+    /// A command; the snapshot file is appended.
+    Command(&'static str),
+    /// `GET path` on the host's `127.0.0.1:port`.
+    HttpGet(u16, &'static str),
 }
 
 impl Preset for PeersPreset {
@@ -247,5 +267,31 @@ impl Preset for PeersPreset {
     }
     fn parse_version(&self, out: &ProbeOutput) -> Result<semver::Version, ProbeError> {
         version_after(self.name, &out.stdout, self.version_prefix)
+    }
+    fn catchup_command(&self) -> Option<String> {
+        self.catchup.map(|(cmd, _)| cmd.to_owned())
+    }
+    fn parse_catchup(&self, out: &ProbeOutput) -> Result<u64, ProbeError> {
+        match self.catchup {
+            Some((_, parse)) => parse(out),
+            None => Err(ProbeError::Failed {
+                preset: self.name,
+                probe: "catchup",
+                exit: out.exit,
+                stderr: "this preset has no catch-up probe".into(),
+            }),
+        }
+    }
+    fn snapshot_hook(&self, file: &str) -> Option<SnapshotHook> {
+        Some(match self.snapshot? {
+            Snapshot::Command(cmd) => SnapshotHook::Command(format!("{cmd} {}", crate::quote::q(file))),
+            Snapshot::HttpGet(port, path) => SnapshotHook::HttpGet { port, path },
+        })
+    }
+    fn leader_transfer_command(&self, _leader: &Member, target: &Member) -> Option<String> {
+        Some(format!("{} {}", self.transfer?, crate::quote::q(target.id.as_deref()?)))
+    }
+    fn drain_commands(&self) -> Option<(&'static str, &'static str)> {
+        self.drain
     }
 }

@@ -6,12 +6,15 @@
 //!   table form (`Node Address State Voter` with a dashed underline) is read too;
 //! - `version`: `vault version`, `Vault v1.19.4 (REVISION), built DATE`.
 //!
-//! `vault status` (HA mode, raft committed and applied index of the local node) is the
-//! catch-up probe; it is not wired into the health gate yet.
+//! - catch-up: `vault status`, a `Key Value` table whose `Raft Applied Index` is the local
+//!   node's applied raft index (exit 2 when sealed; the table is printed all the same).
+//!
+//! Backup hook: `vault operator raft snapshot save FILE` (needs a token with the right
+//! policy in the environment of the login shell, `VAULT_TOKEN`).
 
 use serde::Deserialize;
 
-use super::{peers, version_after, Preset, ProbeError, ProbeOutput};
+use super::{peers, version_after, Preset, ProbeError, ProbeOutput, SnapshotHook};
 use crate::cluster::{ClusterView, Member};
 
 /// Vault: standbys first, the active node (the Raft leader) last.
@@ -112,4 +115,39 @@ impl Preset for Vault {
     fn parse_version(&self, out: &ProbeOutput) -> Result<semver::Version, ProbeError> {
         version_after(NAME, &out.stdout, "Vault")
     }
+    fn catchup_command(&self) -> Option<String> {
+        Some("vault status".into())
+    }
+    fn parse_catchup(&self, out: &ProbeOutput) -> Result<u64, ProbeError> {
+        key_value_index(NAME, out, "Raft Applied Index")
+    }
+    fn snapshot_hook(&self, file: &str) -> Option<SnapshotHook> {
+        Some(SnapshotHook::Command(format!(
+            "vault operator raft snapshot save {}",
+            crate::quote::q(file)
+        )))
+    }
+}
+
+/// The number after `key` in a `Key  Value` table (`vault status`).
+fn key_value_index(preset: &'static str, out: &ProbeOutput, key: &str) -> Result<u64, ProbeError> {
+    for (i, line) in out.stdout.lines().enumerate() {
+        if let Some(rest) = line.strip_prefix(key) {
+            let v = rest.trim();
+            return v.parse().map_err(|e| ProbeError::Parse {
+                preset,
+                probe: "catchup",
+                line: i + 1,
+                text: line.to_owned(),
+                reason: format!("{key} {v:?}: {e}"),
+            });
+        }
+    }
+    Err(ProbeError::Parse {
+        preset,
+        probe: "catchup",
+        line: 1,
+        text: out.stdout.lines().next().unwrap_or("").to_owned(),
+        reason: format!("no {key:?} line (is the storage raft?)"),
+    })
 }
