@@ -3,6 +3,7 @@
 
 mod commands;
 mod lab;
+mod presets;
 mod ssh;
 mod upgrade;
 mod util;

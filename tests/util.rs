@@ -134,6 +134,19 @@ impl Lab {
         repo().join("inventory/lab.toml")
     }
 
+    /// The lab's inventory with `cluster_keys` added to `[cluster]` and `tail` appended
+    /// (more tables), written to `dir/NAME.toml` with absolute key paths.
+    pub fn inventory_with(&self, dir: &Path, name: &str, cluster_keys: &str, tail: &str) -> PathBuf {
+        let text = std::fs::read_to_string(self.inventory()).unwrap();
+        let state = format!("\"{}/", self.state.display());
+        let text = text
+            .replace("\"../lab/.state/", &state)
+            .replace("[cluster]\n", &format!("[cluster]\n{cluster_keys}\n"));
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, format!("{text}\n{tail}\n")).unwrap();
+        path
+    }
+
     /// The sha256 of etcd 3.4.23 as installed by the lab.
     pub fn etcd_3_4_sha(&self) -> String {
         self.root(self.addr(1), "sha256sum < /usr/lib/rollgate-lab/etcd | cut -d' ' -f1")

@@ -121,12 +121,13 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ProbeAction {
     /// Parse a captured probe output and print, as JSON, what rollgate understood
-    /// (members, leader, voters, states, indexes); no inventory needed.
+    /// (members, leader, voters, states, indexes). A built-in preset needs no inventory;
+    /// `custom` reads its probes from the inventory (`-i`).
     Parse {
-        /// The preset (etcd, nomad, consul, dkron, vault).
+        /// The preset (etcd, nomad, consul, dkron, vault, or custom with `-i`).
         #[arg(long)]
         preset: String,
-        /// The probe: status, health or version.
+        /// The probe: status, health, catchup or version.
         #[arg(long)]
         probe: String,
         /// The command's standard output, captured to a file.

@@ -1,8 +1,11 @@
 //! Running a preset's probes over a session and parsing what they print.
 
+use std::time::Duration;
+
 use anyhow::Context as _;
-use rollgate_core::preset::ProbeOutput;
-use rollgate_core::{ClusterView, Inventory};
+use futures::future::join_all;
+use rollgate_core::preset::{HostProbes, ProbeOutput};
+use rollgate_core::{ClusterView, Host, Inventory, Member};
 use rollgate_ssh::{Output, Session};
 
 /// The command of probe `name`: the inventory's override, else the preset's.
@@ -42,8 +45,97 @@ pub async fn cluster_view(inv: &Inventory, session: &Session) -> anyhow::Result<
     Ok(view)
 }
 
+/// How long one HTTP probe request may take.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The cluster as the `http` preset sees it: every host of a Raft role among `sessions` is
+/// asked for itself (its checks, through its own session), and each answer makes one
+/// member. A host without a session in `sessions` (it could not be reached) is a member
+/// that did not answer.
+pub async fn host_view<'a>(
+    inv: &Inventory,
+    probes: &HostProbes,
+    sessions: impl IntoIterator<Item = &'a Session>,
+) -> ClusterView {
+    let sessions: Vec<&Session> = sessions.into_iter().collect();
+    let raft_roles = inv.cluster.preset.raft_roles();
+    let members = join_all(
+        inv.hosts
+            .iter()
+            .filter(|h| raft_roles.contains(&h.role.as_str()))
+            .map(|h| {
+                let session = sessions.iter().find(|s| s.target().name == h.name).copied();
+                async move {
+                    let Some(session) = session else {
+                        return Member::unreachable(&h.address, format!("{}: no SSH session", h.name));
+                    };
+                    let paths = probes.paths();
+                    let answers = join_all(paths.iter().map(|p| async move {
+                        session
+                            .http_get(probes.port, p, HTTP_TIMEOUT)
+                            .await
+                            .map(|r| (r.status, String::from_utf8_lossy(&r.body).into_owned()))
+                            .map_err(|e| e.to_string())
+                    }))
+                    .await;
+                    let lookup = |p: &str| paths.iter().position(|q| *q == p).map(|i| answers[i].clone());
+                    probes.member(&h.name, &h.address, &lookup)
+                }
+            }),
+    )
+    .await;
+    ClusterView { members }
+}
+
+/// Fills the raft index of the member on `host` and of the leader from the preset's
+/// catch-up probe (`nomad agent-info -json`, `vault status`), run on each of their hosts.
+/// Does nothing for presets without one.
+///
+/// # Errors
+/// The leader is not a host of the inventory, a session is missing, or a probe failed.
+pub async fn fill_catchup<'a>(
+    inv: &Inventory,
+    view: &mut ClusterView,
+    host: &Host,
+    sessions: impl IntoIterator<Item = &'a Session>,
+) -> anyhow::Result<()> {
+    let preset = &inv.cluster.preset;
+    let Some(cmd) = preset.catchup_command() else {
+        return Ok(());
+    };
+    let leader = view.leader().context("no leader to compare raft indexes with")?;
+    let leader_address = leader.endpoint_host().to_owned();
+    let leader_host = inv
+        .hosts
+        .iter()
+        .find(|h| h.address == leader_address)
+        .with_context(|| format!("the leader {} is not a host of the inventory", leader.endpoint))?;
+    let sessions: Vec<&Session> = sessions.into_iter().collect();
+    let session_of = |h: &Host| {
+        sessions
+            .iter()
+            .find(|s| s.target().name == h.name)
+            .copied()
+            .with_context(|| format!("{}: no SSH session", h.name))
+    };
+    let (mine, theirs) = tokio::join!(
+        session_of(host)?.exec_priv(&cmd),
+        session_of(leader_host)?.exec_priv(&cmd)
+    );
+    for (h, out) in [(host, mine), (leader_host, theirs)] {
+        let index = preset
+            .parse_catchup(&probe_output(&out?))
+            .with_context(|| format!("{}: catch-up probe", h.name))?;
+        if let Some(m) = view.members.iter_mut().find(|m| m.endpoint_host() == h.address) {
+            m.raft_index = Some(index);
+        }
+    }
+    Ok(())
+}
+
 /// The cluster view from the first of `sessions` that can give one, skipping hosts named in
-/// `skip`; with the name of the host that answered.
+/// `skip`; with the name of the host that answered. For the `http` preset every host is
+/// asked (see [`host_view`]) and the name is `*`.
 ///
 /// # Errors
 /// Every host failed; the error names each.
@@ -52,6 +144,9 @@ pub async fn first_view<'a>(
     sessions: impl IntoIterator<Item = &'a Session>,
     skip: &[&str],
 ) -> anyhow::Result<(String, ClusterView)> {
+    if let Some(probes) = inv.cluster.preset.host_probes() {
+        return Ok(("*".into(), host_view(inv, probes, sessions).await));
+    }
     let mut errors = Vec::new();
     for s in sessions {
         let name = &s.target().name;

@@ -14,6 +14,7 @@ use rollgate_core::quote::q;
 use rollgate_core::{ClusterView, Host, Inventory};
 use rollgate_ssh::Session;
 use serde_json::{json, Value};
+use sha2::Digest as _;
 
 use crate::context::Ctx;
 use crate::probe;
@@ -146,13 +147,19 @@ impl<'a> Runner<'a> {
                 .map_or_else(String::new, |ms| format!(" ({:.2} s)", ms as f64 / 1000.0));
             let what = match status {
                 Status::Done => "done",
-                Status::Skipped => "already done",
+                Status::Skipped => match rec.detail.get("reason").and_then(Value::as_str) {
+                    Some(_) => "skipped",
+                    None => "already done",
+                },
                 Status::Failed => "FAILED",
                 Status::Started => "started",
             };
             let extra = match (status, rec.detail.get("error").and_then(Value::as_str)) {
                 (Status::Failed, Some(e)) => format!(": {e}"),
-                _ => String::new(),
+                _ => match (status, rec.detail.get("reason").and_then(Value::as_str)) {
+                    (Status::Skipped, Some(r)) => format!(": {r}"),
+                    _ => String::new(),
+                },
             };
             eprintln!("{:<8} {:<16} {what}{took}{extra}", host.unwrap_or("*"), step);
         }
@@ -305,12 +312,36 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Stop the unit and wait until it is inactive. Skipped when it already is.
+    /// The cluster as the health gate of `host` reads it: from `host` itself (or every
+    /// host, for the `http` preset), with `host`'s and the leader's raft indexes from the
+    /// catch-up probe when the preset has one.
+    async fn view_with_catchup(&self, host: &Host) -> anyhow::Result<ClusterView> {
+        let inv = self.inv();
+        let mut view = match inv.cluster.preset.host_probes() {
+            Some(p) => probe::host_view(inv, p, self.sessions_in_order()).await,
+            None => probe::cluster_view(inv, self.session(&host.name)).await?,
+        };
+        probe::fill_catchup(inv, &mut view, host, self.sessions_in_order()).await?;
+        Ok(view)
+    }
+
+    /// Stop the unit and wait until it is inactive. Skipped when it already is. With the
+    /// inventory's `stop_signal`, the unit's main process gets that signal first
+    /// (`systemctl kill --kill-whom=main -s SIG`) and up to 30 s to exit by itself.
     pub async fn stop_unit(&self, host: &Host) -> anyhow::Result<(bool, Value)> {
         let u = q(&host.unit);
+        let signal = match &self.inv().cluster.stop_signal {
+            Some(sig) => format!(
+                "systemctl kill --kill-whom=main -s {} {u} || exit $?
+for i in $(seq 1 300); do s=$(systemctl is-active {u}); case $s in inactive|failed) break;; esac; sleep 0.1; done
+",
+                q(sig)
+            ),
+            None => String::new(),
+        };
         let script = format!(
             "s=$(systemctl is-active {u}); case $s in inactive|failed) echo already; exit 0;; esac
-systemctl stop {u} || exit $?
+{signal}systemctl stop {u} || exit $?
 for i in $(seq 1 300); do s=$(systemctl is-active {u}); case $s in inactive|failed) echo stopped; exit 0;; esac; sleep 0.1; done
 echo \"unit {u} is still $s 30 s after stop\" >&2; exit 1"
         );
@@ -363,9 +394,8 @@ done"
     pub async fn health(&self, host: &Host, version: &str) -> anyhow::Result<(bool, Value)> {
         let deadline = Instant::now() + Duration::from_millis(self.meta.health_timeout_ms);
         let max_lag = self.inv().cluster.max_raft_lag;
-        let session = self.session(&host.name);
         loop {
-            let reasons = match probe::cluster_view(self.inv(), session).await {
+            let reasons = match self.view_with_catchup(host).await {
                 Ok(v) => {
                     let mut r = v.problems(max_lag);
                     match v.member_at(&host.address) {
@@ -406,6 +436,86 @@ done"
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+    }
+
+    /// The backup hook, once per run before the first stop: the preset's snapshot of the
+    /// whole cluster (`etcdctl snapshot save`, `nomad operator snapshot save`, Dkron's
+    /// `GET /v1/jobs`), taken on the first Raft host that succeeds and copied into
+    /// `snapshots/CLUSTER/RUN.snap` of the state directory with its sha256.
+    pub async fn snapshot(&self) -> anyhow::Result<(bool, Value)> {
+        let inv = self.inv();
+        let remote = format!("/var/tmp/rollgate-snapshot-{}", self.meta.run);
+        if !inv.cluster.snapshot || inv.cluster.preset.snapshot_hook(&remote).is_none() {
+            return Ok((
+                false,
+                json!({"reason": "no backup hook (preset has none, or snapshot = false)"}),
+            ));
+        }
+        let dir = self.sd.snapshot_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let local = dir.join(format!("{}.snap", self.meta.run));
+        let mut errors = Vec::new();
+        let raft_roles = inv.cluster.preset.raft_roles();
+        for h in inv.hosts.iter().filter(|h| raft_roles.contains(&h.role.as_str())) {
+            match self.snapshot_on(h, &remote, &local).await {
+                Ok((bytes, sha256)) => {
+                    return Ok((
+                        true,
+                        json!({"host": h.name, "file": local, "bytes": bytes, "sha256": sha256}),
+                    ));
+                }
+                Err(e) => errors.push(format!("{}: {e:#}", h.name)),
+            }
+        }
+        bail!("no host could save a snapshot: {}", errors.join("; "))
+    }
+
+    async fn snapshot_on(&self, h: &Host, remote: &str, local: &std::path::Path) -> anyhow::Result<(u64, String)> {
+        let s = self.session(&h.name);
+        match self.inv().cluster.preset.snapshot_hook(remote) {
+            Some(rollgate_core::preset::SnapshotHook::Command(cmd)) => {
+                let out = s.exec_priv(&format!("rm -f {r}; {cmd}", r = q(remote))).await?;
+                if !out.status.success() {
+                    bail!("{cmd} ({}): {}", out.status, out.stderr_str().trim());
+                }
+                let got = s.download(remote, local).await;
+                let _ = s.exec_priv(&format!("rm -f {}", q(remote))).await;
+                let got = got?;
+                Ok((got.bytes, got.sha256))
+            }
+            Some(rollgate_core::preset::SnapshotHook::HttpGet { port, path }) => {
+                let r = s.http_get(port, path, Duration::from_secs(60)).await?;
+                if r.status != 200 {
+                    bail!("GET {path} answered {}", r.status);
+                }
+                write_private(local, &r.body).with_context(|| format!("writing {}", local.display()))?;
+                Ok((r.body.len() as u64, hex::encode(sha2::Sha256::digest(&r.body))))
+            }
+            None => bail!("no backup hook"),
+        }
+    }
+
+    /// Runs the preset's drain command (`undrain: false`) or its undrain command on `host`.
+    pub async fn drain(&self, host: &Host, undrain: bool) -> anyhow::Result<(bool, Value)> {
+        let (on, off) = self
+            .inv()
+            .cluster
+            .preset
+            .drain_commands()
+            .context("the preset has no drain command")?;
+        let cmd = if undrain { off } else { on };
+        let out = self.session(&host.name).exec_priv(cmd).await?;
+        if !out.status.success() {
+            bail!("{cmd} ({}): {}", out.status, out.stderr_str().trim());
+        }
+        Ok((true, json!({"command": cmd})))
+    }
+
+    /// `true` when `host` is drained before it stops: `drain = true`, the preset can, and
+    /// the host is not a Raft member (Nomad clients).
+    pub fn drains(&self, host: &Host) -> bool {
+        let c = &self.inv().cluster;
+        c.drain && c.preset.drain_commands().is_some() && !c.preset.raft_roles().contains(&host.role.as_str())
     }
 
     /// Archive `host`'s data root into the state directory.
@@ -479,28 +589,78 @@ mv -f {p} {b} && echo restored"
     /// restored) and waits until the cluster follows the new leader: see
     /// [`rollgate_core::Preset::leader_transfer_command`] for why.
     pub async fn move_leader_away(&self, host: &Host) -> anyhow::Result<(bool, Value)> {
-        let preset = &self.inv().cluster.preset;
         let (from, v) = self.view(&[host.name.as_str()]).await?;
+        self.transfer_to(host, &from, &v, None).await
+    }
+
+    /// With `leader_transfer = true`, before the leader `host` stops: hands leadership to
+    /// an upgraded member (one reporting `version`; else any caught-up voter) so the
+    /// cluster elects once, on the new version. Skipped when `host` is not the leader.
+    pub async fn transfer_leadership(&self, host: &Host, version: &str) -> anyhow::Result<(bool, Value)> {
+        let (from, v) = self.view(&[]).await?;
+        if v.state_of(&host.address) != rollgate_core::RaftState::Leader {
+            return Ok((
+                false,
+                json!({"reason": "not the leader", "leader": v.leader().map(|m| m.endpoint.clone())}),
+            ));
+        }
+        self.transfer_to(host, &from, &v, Some(version)).await
+    }
+
+    /// Moves leadership of view `v` (taken from host `from`) to a healthy voter not on
+    /// `host`, preferring one that reports `prefer_version` and has the smallest lag.
+    async fn transfer_to(
+        &self,
+        host: &Host,
+        from: &str,
+        v: &ClusterView,
+        prefer_version: Option<&str>,
+    ) -> anyhow::Result<(bool, Value)> {
+        let preset = &self.inv().cluster.preset;
         let leader = v.leader().context("no leader to move")?.clone();
-        let target = v
+        let max_lag = self.inv().cluster.max_raft_lag;
+        let mut candidates: Vec<&rollgate_core::Member> = v
             .members
             .iter()
-            .find(|m| {
+            .filter(|m| {
                 m.reachable
                     && !m.learner
                     && m.healthy != Some(false)
                     && m.endpoint_host() != host.address
                     && m.id != leader.id
+                    && v.lag_of(m.endpoint_host()).is_none_or(|l| l <= max_lag)
             })
-            .context("no other healthy member to hand leadership to")?
-            .clone();
+            .collect();
+        candidates.sort_by_key(|m| {
+            (
+                prefer_version.is_some() && m.version.as_deref() != prefer_version,
+                v.lag_of(m.endpoint_host()).unwrap_or(0),
+            )
+        });
+        let target = (*candidates
+            .first()
+            .context("no other healthy, caught-up voter to hand leadership to")?)
+        .clone();
         let cmd = preset.leader_transfer_command(&leader, &target).with_context(|| {
             format!(
                 "preset {} cannot move leadership; a member whose data root was restored must not rejoin under the leader that saw its newer log",
                 preset.name()
             )
         })?;
-        let out = self.session(&from).exec_priv(&cmd).await?;
+        // On the leader's own host when it is in the inventory (etcd's move-leader must
+        // reach the leader); else where the view came from.
+        let leader_host = self
+            .inv()
+            .hosts
+            .iter()
+            .find(|h| h.address == leader.endpoint_host())
+            .map(|h| h.name.as_str());
+        let via = match (leader_host, from) {
+            (Some(h), _) => h,
+            (None, "*") => host.name.as_str(),
+            (None, f) => f,
+        };
+        let out = self.session(via).exec_priv(&cmd).await?;
         if !out.status.success() {
             bail!(
                 "moving leadership to {} ({}): {}",
@@ -513,7 +673,10 @@ mv -f {p} {b} && echo restored"
         loop {
             if let Ok((_, v)) = self.view(&[host.name.as_str()]).await {
                 if v.leader_id() == target.id.as_deref() && v.leader_id().is_some() {
-                    return Ok((true, json!({"from": leader.endpoint, "to": target.endpoint})));
+                    return Ok((
+                        true,
+                        json!({"from": leader.endpoint, "to": target.endpoint, "to_version": target.version}),
+                    ));
                 }
             }
             if Instant::now() >= deadline {
@@ -575,4 +738,19 @@ mv -f {p} {b} && echo restored"
         }
         Ok(out)
     }
+}
+
+/// Writes `bytes` to `path` with mode 0600 (a snapshot holds every secret of the cluster)
+/// and syncs it.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }

@@ -94,6 +94,11 @@ impl StateDir {
         self.run_dir(run).join("journal.jsonl")
     }
 
+    /// `snapshots/CLUSTER/`: the backup hook's snapshots of the whole cluster, one per run.
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.root.join("snapshots").join(&self.cluster)
+    }
+
     /// `backups/CLUSTER/HOST/`.
     pub fn backup_dir(&self, host: &str) -> PathBuf {
         self.root.join("backups").join(&self.cluster).join(host)

@@ -15,6 +15,10 @@ use crate::preset::Preset;
 pub enum Step {
     /// The cluster is healthy and keeps quorum without this host.
     Gate,
+    /// With `leader_transfer = true`: the leader hands leadership to an upgraded member.
+    LeaderTransfer,
+    /// With `drain = true`, non-Raft hosts (Nomad clients): drain their work away.
+    Drain,
     /// `systemctl stop UNIT`, then wait until inactive.
     Stop,
     /// Archive the data root to the jump host (tar.gz, sha256, entries checked).
@@ -25,23 +29,36 @@ pub enum Step {
     Start,
     /// The host is a member again on the new version, caught up, the cluster healthy.
     Health,
+    /// After a drained host's health gate: make it eligible for work again.
+    Undrain,
 }
 
 impl Step {
     /// Every step, in order.
-    pub const ALL: [Step; 6] = [
+    pub const ALL: [Step; 9] = [
         Step::Gate,
+        Step::LeaderTransfer,
+        Step::Drain,
         Step::Stop,
         Step::Backup,
         Step::Swap,
         Step::Start,
         Step::Health,
+        Step::Undrain,
     ];
+
+    /// `true` for steps only some hosts or inventories take.
+    pub fn optional(self) -> bool {
+        matches!(self, Step::LeaderTransfer | Step::Drain | Step::Undrain)
+    }
 
     /// The step's name as written in the journal.
     pub fn as_str(self) -> &'static str {
         match self {
             Step::Gate => "gate",
+            Step::LeaderTransfer => "leader-transfer",
+            Step::Drain => "drain",
+            Step::Undrain => "undrain",
             Step::Stop => "stop",
             Step::Backup => "backup",
             Step::Swap => "swap",
@@ -54,6 +71,11 @@ impl Step {
     pub fn describe(self) -> &'static str {
         match self {
             Step::Gate => "cluster healthy, one leader, quorum kept without this host",
+            Step::LeaderTransfer => {
+                "if leader_transfer = true and this host leads: hand leadership to an upgraded member"
+            }
+            Step::Drain => "if drain = true and the host runs work (Nomad client): drain it",
+            Step::Undrain => "after a drain: make the host eligible for work again",
             Step::Stop => "systemctl stop UNIT; wait until inactive",
             Step::Backup => "tar.gz of the data root to the jump host; sha256 in SHA256SUMS; entries checked",
             Step::Swap => "keep BINARY.rollgate-prev; rename the staged binary into place; check sha256",

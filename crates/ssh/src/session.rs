@@ -809,8 +809,8 @@ impl Session {
     }
 
     /// Copies the remote file `remote` (read as root, see [`Session::exec_priv`]) to the
-    /// local file `local`, which is created or truncated; the host's `sha256sum` of the
-    /// file must match what arrived.
+    /// local file `local`, which is created (mode 0600: snapshots hold every secret of the
+    /// cluster) or truncated; the host's `sha256sum` of the file must match what arrived.
     ///
     /// # Errors
     /// [`SshError::Io`] for the local file, [`SshError::ChecksumMismatch`], and
@@ -822,7 +822,17 @@ impl Session {
             path: local.to_owned(),
             source,
         };
-        let mut file = std::io::BufWriter::new(std::fs::File::create(local).map_err(io)?);
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(local)
+                .map_err(io)?;
+            std::io::BufWriter::new(f)
+        };
         let mut hasher = Sha256::new();
         let mut bytes = 0u64;
         let qr = quote(remote)?;

@@ -47,6 +47,8 @@ pub async fn run(ctx: &Ctx, pattern: Option<&str>, words: &[String]) -> anyhow::
     }
     failed.sort();
     unreachable.sort();
+    // The hosts' output first, then the summary, also when stdout is a pipe.
+    let _ = std::io::stdout().flush();
     eprintln!("{ok} ok, {} failed, {} unreachable", failed.len(), unreachable.len());
     for f in &failed {
         eprintln!("  failed: {f}");

@@ -45,7 +45,7 @@ pub fn exit_code_of(e: &anyhow::Error) -> u8 {
 /// Runs the command `args` names.
 pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
     if let Command::Probe { action } = &args.command {
-        return probe::run(action);
+        return probe::run(action, args.inventory.as_deref());
     }
     let ctx = Ctx::load(&args)?;
     match args.command {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use rollgate_core::preset::{self, ProbeOutput};
-use rollgate_core::ClusterView;
+use rollgate_core::{ClusterView, Inventory, PresetRef};
 use serde_json::json;
 
 use crate::args::ProbeAction;
@@ -35,7 +35,7 @@ pub fn understood(view: &ClusterView) -> serde_json::Value {
     })
 }
 
-pub fn run(action: &ProbeAction) -> anyhow::Result<ExitCode> {
+pub fn run(action: &ProbeAction, inventory: Option<&Path>) -> anyhow::Result<ExitCode> {
     let ProbeAction::Parse {
         preset: name,
         probe,
@@ -43,8 +43,23 @@ pub fn run(action: &ProbeAction) -> anyhow::Result<ExitCode> {
         stderr,
         with_status,
     } = action;
-    let preset = preset::lookup(name)
-        .with_context(|| format!("unknown preset {name:?}; known: {}", preset::names().join(", ")))?;
+    let preset: PresetRef = match (name.as_str(), inventory) {
+        ("custom" | "http", Some(path)) => {
+            let inv = Inventory::load(path)?;
+            if inv.cluster.preset.name() != name {
+                bail!(
+                    "{} describes preset {}, not {name}",
+                    path.display(),
+                    inv.cluster.preset.name()
+                );
+            }
+            inv.cluster.preset
+        }
+        ("custom" | "http", None) => bail!("preset {name} is described by an inventory: pass -i INVENTORY"),
+        _ => preset::lookup(name)
+            .map(PresetRef::Builtin)
+            .with_context(|| format!("unknown preset {name:?}; known: {}", preset::names().join(", ")))?,
+    };
     let out = ProbeOutput {
         stdout: read(file)?,
         stderr: stderr.as_deref().map(read).transpose()?.unwrap_or_default(),
@@ -66,8 +81,14 @@ pub fn run(action: &ProbeAction) -> anyhow::Result<ExitCode> {
             preset.parse_health(&out, &mut view)?;
             understood(&view)
         }
+        "catchup" => {
+            if preset.catchup_command().is_none() {
+                bail!("preset {name} has no catch-up probe (its status probe carries the raft indexes, or none exist)");
+            }
+            json!({ "applied_index": preset.parse_catchup(&out)? })
+        }
         "version" => json!({ "version": preset.parse_version(&out)?.to_string() }),
-        other => bail!("unknown probe {other:?}: status, health or version"),
+        other => bail!("unknown probe {other:?}: status, health, catchup or version"),
     };
     println!("{}", serde_json::to_string_pretty(&printed)?);
     Ok(ExitCode::SUCCESS)

@@ -105,6 +105,19 @@ pub async fn plan(ctx: &Ctx, args: &BinaryArgs, json_out: bool) -> anyhow::Resul
     println!(
         "stage   on every host at once: upload next to the binary as BINARY.rollgate-new, check sha256, run --version"
     );
+    let cluster = &ctx.inv.cluster;
+    match cluster.preset.snapshot_hook("FILE") {
+        Some(_) if !cluster.snapshot => println!("snapshot off (snapshot = false)"),
+        Some(rollgate_core::preset::SnapshotHook::Command(cmd)) => println!(
+            "snapshot before the first stop, on one member: {cmd}; copied to {}",
+            sd.snapshot_dir().display()
+        ),
+        Some(rollgate_core::preset::SnapshotHook::HttpGet { port, path }) => println!(
+            "snapshot before the first stop: GET {path} on 127.0.0.1:{port} of one member, saved to {}",
+            sd.snapshot_dir().display()
+        ),
+        None => {}
+    }
     let mut t = super::table(&["#", "host", "role", "state", "installed", "why here"]);
     for (i, p) in order.iter().enumerate() {
         let inst = versions
@@ -128,8 +141,13 @@ pub async fn plan(ctx: &Ctx, args: &BinaryArgs, json_out: bool) -> anyhow::Resul
         println!("already on the target binary, left alone: {}", already.join(", "));
     }
     println!("per host, one at a time (the leader is looked up again before each host):");
-    for s in Step::ALL {
-        println!("  {:<7} {}", s.as_str(), s.describe());
+    let applies = |s: &Step| match s {
+        Step::LeaderTransfer => cluster.leader_transfer,
+        Step::Drain | Step::Undrain => cluster.drain && cluster.preset.drain_commands().is_some(),
+        _ => true,
+    };
+    for s in Step::ALL.iter().filter(|s| applies(s)) {
+        println!("  {:<15} {}", s.as_str(), s.describe());
     }
     println!("backups {}", backups.display());
     if let Ok((_, v)) = &view {
@@ -313,9 +331,7 @@ async fn execute(mut r: Runner<'_>, fresh: bool) -> anyhow::Result<ExitCode> {
         .iter()
         .filter(|h| {
             let on_target = facts[&h.name].binary_sha256.as_deref() == Some(r.meta.sha256.as_str());
-            let in_progress =
-                ["stop", "backup", "swap", "start"].iter().any(|s| r.done(&h.name, s)) && !r.done(&h.name, "health");
-            (!on_target || in_progress) && !r.done(&h.name, "health")
+            (!on_target || started_here(&r, h)) && !finished(&r, h)
         })
         .cloned()
         .collect();
@@ -378,15 +394,45 @@ async fn execute(mut r: Runner<'_>, fresh: bool) -> anyhow::Result<ExitCode> {
         }
     };
 
-    // 3. Roll, one host at a time; the leader is looked up again before each host.
+    // 3. The backup hook: a snapshot of the whole cluster before the first stop.
+    let snapped = r.records.iter().any(|rec| {
+        rec.host.is_none() && rec.step == "snapshot" && matches!(rec.status, Status::Done | Status::Skipped)
+    });
+    if !snapped && !todo.is_empty() {
+        let t = Instant::now();
+        match r.snapshot().await {
+            Ok((acted, detail)) => {
+                let status = if acted { Status::Done } else { Status::Skipped };
+                r.record(None, "snapshot", status, Some(t), detail)?;
+            }
+            Err(e) => {
+                r.record(
+                    None,
+                    "snapshot",
+                    Status::Failed,
+                    Some(t),
+                    json!({"error": format!("{e:#}")}),
+                )?;
+                let refs: Vec<&Host> = todo.iter().filter(|h| !r.done(&h.name, "swap")).collect();
+                r.unstage(&refs).await;
+                r.record(
+                    None,
+                    "run",
+                    Status::Failed,
+                    Some(started),
+                    json!({"error": format!("{e:#}")}),
+                )?;
+                return Err(e.context("the backup hook failed; nothing was stopped (snapshot = false skips it)"));
+            }
+        }
+    }
+
+    // 4. Roll, one host at a time; the leader is looked up again before each host.
     let mut remaining: Vec<Host> = todo.clone();
     while !remaining.is_empty() {
         // A host this run left half-done goes first; otherwise the planner orders the rest
         // by a fresh view, which is also the gate's first look.
-        let (next, seen) = match remaining
-            .iter()
-            .position(|h| ["stop", "backup", "swap", "start"].iter().any(|s| r.done(&h.name, s)))
-        {
+        let (next, seen) = match remaining.iter().position(|h| started_here(&r, h)) {
             Some(i) => (i, None),
             None => {
                 let seen = r.view(&[]).await.ok();
@@ -409,6 +455,20 @@ async fn execute(mut r: Runner<'_>, fresh: bool) -> anyhow::Result<ExitCode> {
     let (rows, _) = super::status::rows_with(r.ctx, sessions).await;
     super::status::print_table(&rows);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `true` when this run began changing `host` (a leader transfer is not a change of the
+/// host itself) and has not finished it.
+fn started_here(r: &Runner<'_>, host: &Host) -> bool {
+    ["drain", "stop", "backup", "swap", "start", "health"]
+        .iter()
+        .any(|s| r.done(&host.name, s))
+        && !finished(r, host)
+}
+
+/// `true` when `host` is done in this run: healthy, and made eligible again if drained.
+fn finished(r: &Runner<'_>, host: &Host) -> bool {
+    r.done(&host.name, "health") && (!r.drains(host) || r.done(&host.name, "undrain"))
 }
 
 /// Uploads and verifies the binary on every host of `todo` at once and runs its
@@ -543,11 +603,22 @@ async fn upgrade_host(
     seen: Option<(String, ClusterView)>,
 ) -> Result<(), HostError> {
     step!(r, host, "gate", r.gate(host, true, seen))?;
+    if r.inv().cluster.leader_transfer {
+        step!(r, host, "leader-transfer", r.transfer_leadership(host, version))?;
+    }
+    let drains = r.drains(host);
+    if drains {
+        step!(r, host, "drain", r.drain(host, false))?;
+    }
     step!(r, host, "stop", r.stop_unit(host))?;
     step!(r, host, "backup", r.backup(host))?;
     step!(r, host, "swap", swap(r, host))?;
     step!(r, host, "start", r.start_unit(host))?;
-    step!(r, host, "health", r.health(host, version))
+    step!(r, host, "health", r.health(host, version))?;
+    if drains {
+        step!(r, host, "undrain", r.drain(host, true))?;
+    }
+    Ok(())
 }
 
 /// Keep the current binary as `BINARY.rollgate-prev` (a hard link: mode and owner kept),

@@ -141,7 +141,8 @@ pub struct CustomSpec {
     /// semantic version).
     #[serde(default)]
     pub version_prefix: Option<String>,
-    /// The command that hands leadership to member `{id}`.
+    /// The command that hands leadership to member `{id}`; `{id_hex}` gives a numeric id
+    /// in lowercase hex (etcd's `move-leader` takes hex, its JSON prints decimal).
     #[serde(default)]
     pub leader_transfer: Option<String>,
     /// The command that saves a snapshot of the cluster to `{file}`.
@@ -159,8 +160,12 @@ impl CustomSpec {
         if self.status.leader.is_none() && self.status.state.is_none() {
             return Err("status: set leader (the leader's id) or state (the row whose state is leader_value)".into());
         }
-        if self.leader_transfer.as_deref().is_some_and(|c| !c.contains("{id}")) {
-            return Err("leader_transfer: the command must contain {id}".into());
+        if self
+            .leader_transfer
+            .as_deref()
+            .is_some_and(|c| !c.contains("{id}") && !c.contains("{id_hex}"))
+        {
+            return Err("leader_transfer: the command must contain {id} or {id_hex}".into());
         }
         if self.snapshot.as_deref().is_some_and(|c| !c.contains("{file}")) {
             return Err("snapshot: the command must contain {file}".into());
@@ -414,7 +419,12 @@ impl Preset for Custom {
     }
     fn leader_transfer_command(&self, _leader: &Member, target: &Member) -> Option<String> {
         let id = target.id.as_deref()?;
-        Some(self.spec.leader_transfer.as_ref()?.replace("{id}", &q(id)))
+        let cmd = self.spec.leader_transfer.as_ref()?;
+        if cmd.contains("{id_hex}") {
+            let hex = format!("{:x}", id.parse::<u64>().ok()?);
+            return Some(cmd.replace("{id_hex}", &hex));
+        }
+        Some(cmd.replace("{id}", &q(id)))
     }
     fn snapshot_hook(&self, file: &str) -> Option<SnapshotHook> {
         let cmd = self.spec.snapshot.as_ref()?;
@@ -454,7 +464,7 @@ mod tests {
         let spec: CustomSpec = toml::from_str(
             r#"
             version_prefix = "etcd Version:"
-            leader_transfer = "ETCDCTL_API=3 etcdctl move-leader {id}"
+            leader_transfer = "ETCDCTL_API=3 etcdctl move-leader {id_hex}"
             [status]
             command = "ETCDCTL_API=3 etcdctl -w json endpoint status --cluster"
             format = "json"
