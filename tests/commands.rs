@@ -141,6 +141,8 @@ fn probe_parse_reads_every_probe_fixture() {
             let fs = f.to_str().unwrap();
             let probe = if name.contains("version") {
                 "version"
+            } else if name.starts_with("agent-info-json") || name.starts_with("status_") {
+                "catchup"
             } else if (name.starts_with("endpoint-status") && name.ends_with(".json")) || name.contains("list-peers") {
                 "status"
             } else if name.starts_with("endpoint-health")
@@ -188,7 +190,9 @@ fn probe_parse_reads_every_probe_fixture() {
             let out = rollgate(&args);
             assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            if probe == "version" {
+            if probe == "catchup" {
+                assert!(v["applied_index"].as_u64().unwrap() > 40_000, "{name}: {v}");
+            } else if probe == "version" {
                 assert!(
                     v["version"].as_str().unwrap().chars().next().unwrap().is_ascii_digit(),
                     "{name}: {v}"
@@ -212,5 +216,58 @@ fn probe_parse_reads_every_probe_fixture() {
             parsed += 1;
         }
     }
-    assert!(parsed >= 30, "only {parsed} fixtures parsed");
+    assert!(parsed >= 34, "only {parsed} fixtures parsed");
+}
+
+/// The custom example inventory (etcd described in TOML) reads etcd's captured outputs as
+/// the etcd preset does.
+#[test]
+fn probe_parse_with_the_custom_example() {
+    let repo = crate::util::repo();
+    let fx = repo.join("../shared/fixtures/etcd/3.5.16/endpoint-status-cluster.json");
+    let parse = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let example = repo.join("inventory/examples/custom.toml");
+    let custom = parse(&[
+        "-i",
+        example.to_str().unwrap(),
+        "probe",
+        "parse",
+        "--preset",
+        "custom",
+        "--probe",
+        "status",
+        fx.to_str().unwrap(),
+    ]);
+    let etcd = parse(&[
+        "probe",
+        "parse",
+        "--preset",
+        "etcd",
+        "--probe",
+        "status",
+        fx.to_str().unwrap(),
+    ]);
+    let endpoints = |v: &serde_json::Value| -> Vec<(String, String, u64)> {
+        v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["endpoint"].as_str().unwrap().to_owned(),
+                    m["state"].as_str().unwrap().to_owned(),
+                    m["raft_index"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(endpoints(&custom), endpoints(&etcd));
+    assert_eq!(custom["quorum"], etcd["quorum"]);
 }

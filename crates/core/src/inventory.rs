@@ -784,6 +784,43 @@ data_root = "/srv/etcd"
     }
 
     #[test]
+    fn every_example_inventory_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../inventory/examples");
+        let mut seen = Vec::new();
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            let inv = Inventory::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            let stem = path.file_stem().unwrap().to_str().unwrap().to_owned();
+            assert_eq!(inv.cluster.preset.name(), stem, "{}", path.display());
+            seen.push(stem);
+        }
+        seen.sort();
+        assert_eq!(seen, ["consul", "custom", "dkron", "etcd", "http", "nomad", "vault"]);
+    }
+
+    #[test]
+    fn http_and_custom_sections_belong_to_their_presets() {
+        let err = parse(&GOOD.replacen(
+            "[[hosts]]",
+            "[cluster.http]\nport = 80\nleader_host = \"a\"\n\n[[hosts]]",
+            1,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("only preset http reads [cluster.http]"), "{err}");
+        let err = parse(&GOOD.replace("preset = \"etcd\"", "preset = \"custom\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("preset custom needs a [cluster.custom] section"), "{err}");
+        let err = parse(&GOOD.replace("[cluster]\n", "[cluster]\nstop_signal = \"int\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cluster.stop_signal"), "{err}");
+        let inv = parse(&GOOD.replace("[cluster]\n", "[cluster]\nstop_signal = \"INT\"\n")).unwrap();
+        assert_eq!(inv.cluster.stop_signal.as_deref(), Some("SIGINT"));
+    }
+
+    #[test]
     fn checked_in_lab_inventory_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../inventory/lab.toml");
         let inv = Inventory::load(&path).unwrap();
