@@ -380,18 +380,7 @@ async fn execute(mut r: Runner<'_>, fresh: bool) -> anyhow::Result<ExitCode> {
     // 2. Stage on every host at once, before anything is stopped.
     let version = match stage(&mut r, &todo, &facts).await {
         Ok(v) => v,
-        Err(e) => {
-            let refs: Vec<&Host> = todo.iter().filter(|h| !r.done(&h.name, "swap")).collect();
-            r.unstage(&refs).await;
-            r.record(
-                None,
-                "run",
-                Status::Failed,
-                Some(started),
-                json!({"error": format!("{e:#}")}),
-            )?;
-            return Err(e.context("staging failed; nothing was stopped"));
-        }
+        Err(e) => return abort_before_stop(&mut r, &todo, started, e, "staging failed; nothing was stopped").await,
     };
 
     // 3. The backup hook: a snapshot of the whole cluster before the first stop.
@@ -413,16 +402,8 @@ async fn execute(mut r: Runner<'_>, fresh: bool) -> anyhow::Result<ExitCode> {
                     Some(t),
                     json!({"error": format!("{e:#}")}),
                 )?;
-                let refs: Vec<&Host> = todo.iter().filter(|h| !r.done(&h.name, "swap")).collect();
-                r.unstage(&refs).await;
-                r.record(
-                    None,
-                    "run",
-                    Status::Failed,
-                    Some(started),
-                    json!({"error": format!("{e:#}")}),
-                )?;
-                return Err(e.context("the backup hook failed; nothing was stopped (snapshot = false skips it)"));
+                let why = "the backup hook failed; nothing was stopped (snapshot = false skips it)";
+                return abort_before_stop(&mut r, &todo, started, e, why).await;
             }
         }
     }
@@ -455,6 +436,27 @@ async fn execute(mut r: Runner<'_>, fresh: bool) -> anyhow::Result<ExitCode> {
     let (rows, _) = super::status::rows_with(r.ctx, sessions).await;
     super::status::print_table(&rows);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ends a run that failed before any host was stopped: the staged binaries are removed
+/// from the hosts not yet swapped, and the run is journaled as failed.
+async fn abort_before_stop(
+    r: &mut Runner<'_>,
+    todo: &[Host],
+    started: Instant,
+    e: anyhow::Error,
+    why: &'static str,
+) -> anyhow::Result<ExitCode> {
+    let refs: Vec<&Host> = todo.iter().filter(|h| !r.done(&h.name, "swap")).collect();
+    r.unstage(&refs).await;
+    r.record(
+        None,
+        "run",
+        Status::Failed,
+        Some(started),
+        json!({"error": format!("{e:#}")}),
+    )?;
+    Err(e.context(why))
 }
 
 /// `true` when this run began changing `host` (a leader transfer is not a change of the
