@@ -3,6 +3,7 @@
 
 mod commands;
 mod lab;
+mod network;
 mod presets;
 mod ssh;
 mod upgrade;

@@ -32,6 +32,8 @@ fn target(lab: &Lab, k: usize, key: Option<&Path>, passphrase: Option<&str>) -> 
         port: 22,
         user: "root".into(),
         identity: key.map(|p| (p.to_owned(), load_identity(p, passphrase).unwrap())),
+        jumps: Vec::new(),
+        overrides: Default::default(),
     }
 }
 

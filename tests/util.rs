@@ -147,6 +147,15 @@ impl Lab {
         path
     }
 
+    /// Sets host `k`'s link (its veth on the lab bridge) up or down.
+    pub fn link(&self, k: usize, up: bool) {
+        let st = Command::new("ip")
+            .args(["link", "set", &format!("rgv{k}"), if up { "up" } else { "down" }])
+            .status()
+            .unwrap();
+        assert!(st.success(), "ip link set rgv{k}");
+    }
+
     /// The sha256 of etcd 3.4.23 as installed by the lab.
     pub fn etcd_3_4_sha(&self) -> String {
         self.root(self.addr(1), "sha256sum < /usr/lib/rollgate-lab/etcd | cut -d' ' -f1")

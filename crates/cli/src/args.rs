@@ -22,6 +22,10 @@ pub struct Args {
     /// Learn the keys of hosts not in known_hosts (a changed key is always refused).
     #[arg(long, global = true)]
     pub accept_new: bool,
+    /// The OpenSSH client config to read for what the inventory leaves unset [default:
+    /// the inventory's ssh_config, else ~/.ssh/config].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -39,7 +43,11 @@ pub enum OnFailure {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Is it safe to start an upgrade? Per host and for the cluster; exits 0 only if so.
-    Check,
+    Check {
+        /// Also show, per host, each connection setting and where it came from.
+        #[arg(short, long)]
+        verbose: bool,
+    },
     /// A table of the hosts: Raft state, version, unit state, raft index and lag.
     Status {
         /// Print a JSON array instead of the table.

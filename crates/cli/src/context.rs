@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use rollgate_core::{Host, Inventory};
-use rollgate_ssh::{Options, PrivateKey, Session, SshError, Target};
+use rollgate_ssh::{JumpPool, Options, PrivateKey, Session, SshError, Target};
 
 use crate::args::Args;
 
@@ -25,6 +25,10 @@ pub struct Ctx {
     /// Runs, journals, backups and the lock.
     pub state_dir: PathBuf,
     identities: HashMap<PathBuf, Arc<PrivateKey>>,
+    /// Sessions to jump hosts, one per chain, shared by every host behind them.
+    pub jumps: JumpPool,
+    /// What the user's OpenSSH config added.
+    pub ssh_config: crate::sshconfig::Applied,
 }
 
 impl Ctx {
@@ -37,13 +41,18 @@ impl Ctx {
         let Some(path) = &args.inventory else {
             bail!("no inventory: pass -i FILE or set ROLLGATE_INVENTORY");
         };
-        let inv = Inventory::load(path)?;
+        let mut inv = Inventory::load(path)?;
+        let ssh_config = crate::sshconfig::apply(&mut inv, args.ssh_config.as_deref())?;
         let state_dir = match &args.state_dir {
             Some(d) => d.clone(),
             None => path.parent().unwrap_or(Path::new(".")).join(".rollgate"),
         };
         let mut identities = HashMap::new();
-        for p in inv.hosts.iter().filter_map(|h| h.identity.as_ref()) {
+        let jump_keys = inv
+            .hosts
+            .iter()
+            .flat_map(|h| h.jumps.iter().filter_map(|j| j.identity.as_ref()));
+        for p in inv.hosts.iter().filter_map(|h| h.identity.as_ref()).chain(jump_keys) {
             if !identities.contains_key(p) {
                 identities.insert(p.clone(), load_key(p)?);
             }
@@ -54,7 +63,10 @@ impl Ctx {
             connect_timeout: inv.ssh.connect_timeout,
             keepalive: Duration::from_secs(15),
             sudo: inv.ssh.sudo,
+            sudo_password: sudo_password(&inv)?,
             agent: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
+            connect_attempts: inv.ssh.connect_attempts,
+            retry_backoff: Duration::from_secs(1),
         };
         Ok(Self {
             inv,
@@ -62,27 +74,49 @@ impl Ctx {
             parallel: args.parallel,
             state_dir,
             identities,
+            jumps: JumpPool::default(),
+            ssh_config,
         })
     }
 
-    /// The connection target of `host`.
+    /// The connection target of `host`, with its jump hosts.
     pub fn target(&self, host: &Host) -> Target {
+        let key = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .and_then(|p| self.identities.get(p).map(|k| (p.clone(), k.clone())))
+        };
         Target {
             name: host.name.clone(),
             address: host.address.clone(),
             port: host.port,
             user: host.user.clone(),
-            identity: host
-                .identity
-                .as_ref()
-                .and_then(|p| self.identities.get(p).map(|k| (p.clone(), k.clone()))),
+            identity: key(&host.identity),
+            overrides: self.ssh_config.overrides.get(&host.name).cloned().unwrap_or_default(),
+            jumps: host
+                .jumps
+                .iter()
+                .map(|j| Target {
+                    name: format!("jump {}", j.name),
+                    address: j.address.clone(),
+                    port: j.port,
+                    user: j.user.clone(),
+                    identity: key(&j.identity),
+                    jumps: Vec::new(),
+                    overrides: self
+                        .ssh_config
+                        .overrides
+                        .get(&format!("jump {}", j.name))
+                        .cloned()
+                        .unwrap_or_default(),
+                })
+                .collect(),
         }
     }
 
     /// Connects to `hosts`, at most `parallel` at once; results in `hosts` order.
     pub async fn connect(&self, hosts: &[&Host]) -> Vec<Result<Session, SshError>> {
         let targets: Vec<Target> = hosts.iter().map(|h| self.target(h)).collect();
-        rollgate_ssh::connect_many(&targets, &self.opts, self.parallel).await
+        rollgate_ssh::connect_many(&targets, &self.opts, self.parallel, &self.jumps).await
     }
 
     /// Connects to `hosts` and fails on the first that cannot be reached, naming it.
@@ -96,6 +130,25 @@ impl Ctx {
             .map(|r| r.map_err(anyhow::Error::from))
             .collect()
     }
+}
+
+/// The sudo password: `ROLLGATE_SUDO_PASSWORD`, else a prompt when the inventory says
+/// `sudo_password = "prompt"`; `None` for passwordless `sudo -n`.
+fn sudo_password(inv: &Inventory) -> anyhow::Result<Option<Arc<str>>> {
+    if !inv.ssh.sudo {
+        return Ok(None);
+    }
+    if let Ok(p) = std::env::var("ROLLGATE_SUDO_PASSWORD") {
+        return Ok(Some(Arc::from(p)));
+    }
+    if !inv.ssh.sudo_password_prompt {
+        return Ok(None);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("sudo_password = \"prompt\" but there is no terminal to ask on: set ROLLGATE_SUDO_PASSWORD");
+    }
+    let p = rpassword::prompt_password("sudo password (for every host): ").context("reading the sudo password")?;
+    Ok(Some(Arc::from(p)))
 }
 
 /// Loads a private key, asking for its passphrase (`ROLLGATE_KEY_PASSPHRASE`, or a prompt on

@@ -15,6 +15,7 @@ mod facts;
 mod probe;
 mod runner;
 mod select;
+mod sshconfig;
 mod state;
 
 fn main() -> ExitCode {

@@ -22,10 +22,16 @@ use crate::state::{RunMeta, StateDir};
 
 /// Runs one journaled step of a host: `step!(runner, host, "stop", runner.stop_unit(host))`
 /// skips it when the journal has it done, else awaits the future and journals the outcome.
+/// A session that dropped is opened again first; the step itself then checks its effect
+/// (each step is written to find its work already done), as a resumed run does.
 /// Evaluates to `Result<(), HostError>`.
 macro_rules! step {
     ($r:expr, $host:expr, $name:expr, $fut:expr) => {{
-        match $r.begin(&$host.name, $name) {
+        match $r
+            .reconnect_if_closed(&$host.name)
+            .await
+            .and_then(|()| $r.begin(&$host.name, $name))
+        {
             Ok(Some(t)) => {
                 let res = $fut.await;
                 $r.finish(&$host.name, $name, t, res)
@@ -111,6 +117,29 @@ impl<'a> Runner<'a> {
 
     pub fn sessions_in_order(&self) -> impl Iterator<Item = &Session> {
         self.ctx.inv.hosts.iter().map(|h| &self.sessions[&h.name])
+    }
+
+    /// Opens `host`'s session again when its connection dropped (the host rebooted, the
+    /// network blinked), with the usual retries.
+    ///
+    /// # Errors
+    /// [`HostError::Failed`] naming the host when it cannot be reached.
+    pub async fn reconnect_if_closed(&mut self, host: &str) -> Result<(), HostError> {
+        if self.sessions[host].is_open() {
+            return Ok(());
+        }
+        let ctx = self.ctx;
+        let h = ctx.inv.host(host).ok_or_else(|| HostError::Failed {
+            step: "reconnect".into(),
+            error: anyhow!("{host} is not in the inventory"),
+        })?;
+        let fresh = ctx.connect(&[h]).await.remove(0).map_err(|e| HostError::Failed {
+            step: "reconnect".into(),
+            error: anyhow::Error::from(e).context("the SSH connection dropped and could not be opened again"),
+        })?;
+        self.sessions.insert(host.to_owned(), fresh);
+        let _ = self.record(Some(host), "reconnect", Status::Done, None, Value::Null);
+        Ok(())
     }
 
     /// `true` once Ctrl-C was pressed.

@@ -68,8 +68,29 @@ pub struct RawSsh {
     known_hosts: Option<Spanned<String>>,
     connect_timeout: Option<Spanned<String>>,
     sudo: Option<bool>,
-    /// Reserved for jump hosts; accepted and refused in validation until supported.
-    jump: Option<Spanned<toml::Value>>,
+    jump: Option<Spanned<JumpList>>,
+    connect_attempts: Option<u32>,
+    ssh_config: Option<Spanned<toml::Value>>,
+    #[serde(rename = "become")]
+    become_: Option<Spanned<String>>,
+    sudo_password: Option<Spanned<String>>,
+}
+
+/// `jump = "a"` or `jump = ["a", "b"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum JumpList {
+    One(String),
+    Chain(Vec<String>),
+}
+
+impl JumpList {
+    fn names(&self) -> Vec<&str> {
+        match self {
+            JumpList::One(s) => vec![s.as_str()],
+            JumpList::Chain(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 /// `[cluster]` as written.
@@ -98,7 +119,7 @@ pub struct RawCluster {
 #[serde(deny_unknown_fields)]
 pub struct RawHost {
     name: Spanned<String>,
-    address: Spanned<String>,
+    address: Option<Spanned<String>>,
     port: Option<u16>,
     user: Option<String>,
     identity: Option<Spanned<String>>,
@@ -106,6 +127,7 @@ pub struct RawHost {
     data_root: Option<Spanned<String>>,
     binary: Option<Spanned<String>>,
     unit: Option<Spanned<String>>,
+    jump: Option<Spanned<JumpList>>,
 }
 
 /// The whole file as written.
@@ -136,6 +158,63 @@ pub struct SshDefaults {
     pub connect_timeout: Duration,
     /// Run privileged commands through `sudo -n`.
     pub sudo: bool,
+    /// Connection attempts per host before it counts as unreachable (default 3).
+    pub connect_attempts: u32,
+    /// The OpenSSH client config consulted for what the inventory leaves unset.
+    pub ssh_config: SshConfigFile,
+    /// `sudo_password = "prompt"`: ask for the sudo password on the terminal (unless
+    /// `ROLLGATE_SUDO_PASSWORD` is set, which is used in either case).
+    pub sudo_password_prompt: bool,
+}
+
+/// Which OpenSSH client config file rollgate reads (`ssh_config` in `[ssh]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SshConfigFile {
+    /// `~/.ssh/config`, when it exists (the default).
+    Default,
+    /// This file (`ssh_config = "path"`); it must exist.
+    File(PathBuf),
+    /// None (`ssh_config = false`).
+    Off,
+}
+
+/// Where a host's connection setting came from, for `check -v`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Origin {
+    /// The host's own entry in the inventory.
+    Host,
+    /// The inventory's `[ssh]` section.
+    SshSection,
+    /// The OpenSSH client config.
+    SshConfig,
+    /// rollgate's default.
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Origin::Host => "inventory host",
+            Origin::SshSection => "inventory [ssh]",
+            Origin::SshConfig => "ssh config",
+            Origin::Default => "default",
+        })
+    }
+}
+
+/// A jump host (bastion) on the way to a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Jump {
+    /// For messages: the inventory host's name, or the spec as written.
+    pub name: String,
+    /// Address.
+    pub address: String,
+    /// SSH port.
+    pub port: u16,
+    /// Login user.
+    pub user: String,
+    /// Private key file.
+    pub identity: Option<PathBuf>,
 }
 
 /// `[cluster]`, resolved.
@@ -205,6 +284,10 @@ pub struct Host {
     pub binary: String,
     /// Absolute path of the data root to back up.
     pub data_root: String,
+    /// Jump hosts, outermost first (empty: a direct connection).
+    pub jumps: Vec<Jump>,
+    /// Where `address`, `port`, `user`, `identity` and `jump` came from.
+    pub origin: BTreeMap<&'static str, Origin>,
 }
 
 /// A validated inventory: what the planner and the executor accept.
@@ -444,11 +527,14 @@ impl Validator<'_> {
                     format!("duplicate host name {name:?} (also hosts[{first}])"),
                 ));
             }
-            let address = self.word(&h.address, &key("address"))?;
+            let address = match &h.address {
+                Some(a) => self.word(a, &key("address"))?,
+                None => name.clone(),
+            };
             let port = h.port.unwrap_or(ssh.port);
             if let Some(first) = addresses.insert((address.clone(), port), i) {
                 return Err(self.err(
-                    h.address.span(),
+                    h.address.as_ref().map_or(h.name.span(), Spanned::span),
                     key("address"),
                     format!("duplicate address {address}:{port} (also hosts[{first}])"),
                 ));
@@ -509,6 +595,30 @@ impl Validator<'_> {
                 },
                 binary,
                 data_root,
+                jumps: match (&h.jump, &raw.ssh.jump) {
+                    (Some(j), _) => self.jumps(j, &key("jump"), &raw.hosts, &ssh)?,
+                    (None, Some(j)) => self.jumps(j, "ssh.jump", &raw.hosts, &ssh)?,
+                    (None, None) => Vec::new(),
+                },
+                origin: [
+                    ("address", h.address.is_some(), false),
+                    ("port", h.port.is_some(), raw.ssh.port.is_some()),
+                    ("user", h.user.is_some(), raw.ssh.user.is_some()),
+                    ("identity", h.identity.is_some(), raw.ssh.identity.is_some()),
+                    ("jump", h.jump.is_some(), raw.ssh.jump.is_some()),
+                ]
+                .into_iter()
+                .map(|(k, host, section)| {
+                    let o = if host {
+                        Origin::Host
+                    } else if section {
+                        Origin::SshSection
+                    } else {
+                        Origin::Default
+                    };
+                    (k, o)
+                })
+                .collect(),
             });
         }
         Ok(Inventory {
@@ -572,10 +682,65 @@ impl Validator<'_> {
         }
     }
 
-    fn ssh(&self, raw: &RawSsh) -> Result<SshDefaults, InventoryError> {
-        if let Some(j) = &raw.jump {
-            return Err(self.err(j.span(), "ssh.jump", "jump hosts are not supported yet"));
+    /// Resolves a jump list: each name is a host of the inventory (its address, port, user
+    /// and key) or `[user@]host[:port]` (the `[ssh]` user and key).
+    fn jumps(
+        &self,
+        list: &Spanned<JumpList>,
+        key: &str,
+        raw_hosts: &[RawHost],
+        ssh: &SshDefaults,
+    ) -> Result<Vec<Jump>, InventoryError> {
+        let names = list.get_ref().names();
+        if names.len() > 4 {
+            return Err(self.err(list.span(), key, "more than 4 jump hosts"));
         }
+        let mut out = Vec::new();
+        for name in names {
+            if let Some(h) = raw_hosts.iter().find(|h| h.name.get_ref() == name) {
+                out.push(Jump {
+                    name: name.to_owned(),
+                    address: h.address.as_ref().unwrap_or(&h.name).get_ref().clone(),
+                    port: h.port.unwrap_or(ssh.port),
+                    user: h.user.clone().unwrap_or_else(|| ssh.user.clone()),
+                    identity: match &h.identity {
+                        Some(p) => Some(self.local_path(p, key)?),
+                        None => ssh.identity.clone(),
+                    },
+                });
+                continue;
+            }
+            let (user, rest) = match name.split_once('@') {
+                Some((u, r)) => (u.to_owned(), r),
+                None => (ssh.user.clone(), name),
+            };
+            let (address, port) = match rest.rsplit_once(':') {
+                Some((a, p)) if !a.contains(':') => (
+                    a.to_owned(),
+                    p.parse::<u16>()
+                        .map_err(|e| self.err(list.span(), key, format!("{name:?}: port {p:?}: {e}")))?,
+                ),
+                _ => (rest.trim_matches(|c| c == '[' || c == ']').to_owned(), 22),
+            };
+            if address.is_empty() || user.is_empty() || address.chars().any(char::is_whitespace) {
+                return Err(self.err(
+                    list.span(),
+                    key,
+                    format!("{name:?} is neither a host of the inventory nor user@host:port"),
+                ));
+            }
+            out.push(Jump {
+                name: name.to_owned(),
+                address,
+                port,
+                user,
+                identity: ssh.identity.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn ssh(&self, raw: &RawSsh) -> Result<SshDefaults, InventoryError> {
         let known_hosts = match &raw.known_hosts {
             Some(p) => self.local_path(p, "ssh.known_hosts")?,
             None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".ssh/known_hosts"),
@@ -596,7 +761,46 @@ impl Validator<'_> {
                 Some(d) => self.duration(d, "ssh.connect_timeout")?,
                 None => Duration::from_secs(10),
             },
-            sudo: raw.sudo.unwrap_or(false),
+            sudo: match &raw.become_ {
+                None => raw.sudo.unwrap_or(false),
+                Some(b) if b.get_ref() == "sudo" => true,
+                Some(b) => {
+                    return Err(self.err(
+                        b.span(),
+                        "ssh.become",
+                        format!("{:?}: only \"sudo\" is supported", b.get_ref()),
+                    ));
+                }
+            },
+            sudo_password_prompt: match &raw.sudo_password {
+                None => false,
+                Some(p) if p.get_ref() == "prompt" => true,
+                Some(p) => {
+                    return Err(self.err(
+                        p.span(),
+                        "ssh.sudo_password",
+                        "only \"prompt\" is accepted; a password never goes into the inventory (set ROLLGATE_SUDO_PASSWORD)",
+                    ));
+                }
+            },
+            connect_attempts: raw.connect_attempts.unwrap_or(3).max(1),
+            ssh_config: match &raw.ssh_config {
+                None => SshConfigFile::Default,
+                Some(v) => match v.get_ref() {
+                    toml::Value::Boolean(false) => SshConfigFile::Off,
+                    toml::Value::Boolean(true) => SshConfigFile::Default,
+                    toml::Value::String(p) => {
+                        SshConfigFile::File(self.local_path(&Spanned::new(v.span(), p.clone()), "ssh.ssh_config")?)
+                    }
+                    _ => {
+                        return Err(self.err(
+                            v.span(),
+                            "ssh.ssh_config",
+                            "a file path, or false to ignore ~/.ssh/config",
+                        ));
+                    }
+                },
+            },
         })
     }
 }
@@ -756,10 +960,25 @@ data_root = "/srv/etcd"
     }
 
     #[test]
-    fn jump_is_reserved() {
+    fn jumps_resolve_hosts_and_specs() {
+        let text = GOOD.replace(
+            "user = \"root\"",
+            "user = \"root\"\njump = [\"ops@bastion.example:2222\", \"node1\"]",
+        );
+        let inv = parse(&text).unwrap();
+        let j = &inv.host("node2").unwrap().jumps;
+        assert_eq!(j.len(), 2);
+        assert_eq!(
+            (j[0].user.as_str(), j[0].address.as_str(), j[0].port),
+            ("ops", "bastion.example", 2222)
+        );
+        assert_eq!((j[1].address.as_str(), j[1].port), ("10.77.0.11", 22));
+        let one = GOOD.replace("user = \"root\"", "user = \"root\"\njump = \"10.0.0.1\"");
+        let inv = parse(&one).unwrap();
+        assert_eq!(inv.hosts[0].jumps[0].user, "root");
         bad(
-            &GOOD.replace("user = \"root\"", "user = \"root\"\njump = \"bastion\""),
-            "ssh.jump: jump hosts are not supported yet",
+            &GOOD.replace("user = \"root\"", "user = \"root\"\njump = \"a@b:notaport\""),
+            "ssh.jump: \"a@b:notaport\": port",
         );
     }
 

@@ -149,6 +149,8 @@ mod tests {
             unit: "etcd".into(),
             binary: "/usr/bin/etcd".into(),
             data_root: "/var/lib/etcd".into(),
+            jumps: Vec::new(),
+            origin: Default::default(),
         }
     }
 

@@ -24,6 +24,18 @@ pub enum SshError {
         /// The timeout.
         after: Duration,
     },
+    /// Every connection attempt failed on the network (refused, reset, timed out).
+    #[error("{host}: unreachable after {attempts} attempts in {elapsed:.1?}; last: {last}")]
+    Unreachable {
+        /// Host name.
+        host: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// From the first attempt to giving up.
+        elapsed: Duration,
+        /// The last attempt's error.
+        last: Box<SshError>,
+    },
     /// The host's key is not in known_hosts.
     #[error(
         "{host}: host key {fingerprint} ({algorithm}) for {hostport} is not in {}; if it is the right key, \
@@ -167,6 +179,19 @@ impl From<russh::Error> for SshError {
 }
 
 impl SshError {
+    /// `true` for failures worth another attempt: the network refused, reset or timed out
+    /// (also through a jump host). Authentication and host key failures never are.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SshError::Connect { .. } | SshError::Timeout { .. } => true,
+            SshError::Protocol { source, .. } => matches!(
+                source,
+                russh::Error::IO(_) | russh::Error::Disconnect | russh::Error::ChannelOpenFailure(_)
+            ),
+            _ => false,
+        }
+    }
+
     /// Fills in the host name of an error raised where it was not known.
     pub(crate) fn on(self, host: &str) -> Self {
         match self {

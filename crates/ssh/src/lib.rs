@@ -15,6 +15,6 @@ mod session;
 pub use error::SshError;
 pub use russh::keys::PrivateKey;
 pub use session::{
-    connect_many, load_identity, DownloadReport, ExitStatus, HttpResponse, Options, Output, Session, Target,
-    UploadReport,
+    connect_many, load_identity, DownloadReport, ExitStatus, HttpResponse, JumpPool, Options, Output, Overrides,
+    Session, Target, UploadReport,
 };

@@ -28,6 +28,45 @@ pub struct Target {
     pub user: String,
     /// The private key to offer first (already loaded, see [`load_identity`]), and its file.
     pub identity: Option<(PathBuf, Arc<PrivateKey>)>,
+    /// Jump hosts, the first reached directly and each next one through the one before;
+    /// the target is reached through the last (as OpenSSH's `ProxyJump a,b`). Their host
+    /// keys are checked like the target's.
+    pub jumps: Vec<Target>,
+    /// Per-host overrides of [`Options`] (from the user's OpenSSH config): known_hosts file,
+    /// learning new keys, connect timeout, keepalive interval.
+    pub overrides: Overrides,
+}
+
+/// Per-host overrides of [`Options`]; `None` keeps the run's value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `UserKnownHostsFile`.
+    pub known_hosts: Option<PathBuf>,
+    /// `StrictHostKeyChecking accept-new` (`Some(true)`) or `yes` (`Some(false)`).
+    pub accept_new: Option<bool>,
+    /// `ConnectTimeout`.
+    pub connect_timeout: Option<Duration>,
+    /// `ServerAliveInterval`.
+    pub keepalive: Option<Duration>,
+}
+
+impl Target {
+    /// The run's options with this host's overrides applied.
+    fn options(&self, opts: &Options) -> Options {
+        let o = &self.overrides;
+        Options {
+            known_hosts: o.known_hosts.clone().unwrap_or_else(|| opts.known_hosts.clone()),
+            accept_new: o.accept_new.unwrap_or(opts.accept_new),
+            connect_timeout: o.connect_timeout.unwrap_or(opts.connect_timeout),
+            keepalive: o.keepalive.unwrap_or(opts.keepalive),
+            ..opts.clone()
+        }
+    }
+
+    /// `user@address:port`, as a key for sharing connections.
+    fn key(&self) -> String {
+        format!("{}@{}:{}", self.user, self.address, self.port)
+    }
 }
 
 /// How to connect: the same for every host of a run.
@@ -43,8 +82,16 @@ pub struct Options {
     pub keepalive: Duration,
     /// Run privileged commands ([`Session::exec_priv`]) through `sudo -n`.
     pub sudo: bool,
+    /// With `sudo`: the login user's password, fed to `sudo -S` on standard input (never
+    /// on a command line, never logged). `None`: passwordless `sudo -n`.
+    pub sudo_password: Option<Arc<str>>,
     /// The ssh-agent socket to try after the identity file (the CLI passes `SSH_AUTH_SOCK`).
     pub agent: Option<PathBuf>,
+    /// Connection attempts before a host counts as unreachable (at least 1). Only network
+    /// failures (refused, reset, timed out) are retried, never authentication or host keys.
+    pub connect_attempts: u32,
+    /// The wait before the second attempt; it doubles for each next one, with ±25% jitter.
+    pub retry_backoff: Duration,
 }
 
 impl Default for Options {
@@ -56,7 +103,10 @@ impl Default for Options {
             connect_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(15),
             sudo: false,
+            sudo_password: None,
             agent: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
+            connect_attempts: 3,
+            retry_backoff: Duration::from_secs(1),
         }
     }
 }
@@ -248,7 +298,20 @@ pub struct Session {
     target: Target,
     handle: Handle<HostKeyCheck>,
     sudo: bool,
+    sudo_password: Option<Arc<str>>,
+    /// The jump host's session this one is tunnelled through, kept open while it lives.
+    via: Option<Arc<Session>>,
 }
+
+/// Sessions to jump hosts, shared by every session through them (one connection per jump
+/// chain), for [`connect_many`] and [`Session::connect_shared`].
+#[derive(Debug, Default, Clone)]
+pub struct JumpPool {
+    chains: Arc<tokio::sync::Mutex<std::collections::HashMap<String, SharedJump>>>,
+}
+
+/// One jump chain's session, opened by the first session that needs it.
+type SharedJump = Arc<tokio::sync::OnceCell<Arc<Session>>>;
 
 /// What an HTTP GET through the SSH connection answered.
 #[derive(Debug, Clone)]
@@ -324,16 +387,66 @@ impl Session {
     /// [`SshError::Connect`], [`SshError::Timeout`], [`SshError::UnknownHost`],
     /// [`SshError::HostKeyChanged`], [`SshError::Auth`], [`SshError::Protocol`].
     pub async fn connect(target: &Target, opts: &Options) -> Result<Self, SshError> {
-        match tokio::time::timeout(opts.connect_timeout, Self::connect_inner(target, opts)).await {
-            Ok(r) => r,
-            Err(_) => Err(SshError::Timeout {
-                host: target.name.clone(),
-                after: opts.connect_timeout,
-            }),
+        Self::connect_shared(target, opts, &JumpPool::default()).await
+    }
+
+    /// As [`Session::connect`], reaching `target` through its jump hosts' sessions from
+    /// `pool` (opened there once per chain and shared).
+    ///
+    /// # Errors
+    /// As [`Session::connect`]; a jump host's own errors name the jump host.
+    pub async fn connect_shared(target: &Target, opts: &Options, pool: &JumpPool) -> Result<Self, SshError> {
+        let via = match target.jumps.split_last() {
+            None => None,
+            Some((last, before)) => {
+                let mut chain = last.clone();
+                chain.jumps = before.to_vec();
+                Some(pool.session(&chain, opts).await?)
+            }
+        };
+        Self::connect_retrying(target, &target.options(opts), via).await
+    }
+
+    /// Connection attempts with backoff (see [`Options::connect_attempts`]).
+    async fn connect_retrying(target: &Target, opts: &Options, via: Option<Arc<Session>>) -> Result<Self, SshError> {
+        let started = Instant::now();
+        let attempts = opts.connect_attempts.max(1);
+        let mut wait = opts.retry_backoff;
+        let mut attempt = 1;
+        loop {
+            let once = tokio::time::timeout(opts.connect_timeout, Self::connect_once(target, opts, via.clone()));
+            let err = match once.await {
+                Ok(Ok(s)) => return Ok(s),
+                Ok(Err(e)) => e,
+                Err(_) => SshError::Timeout {
+                    host: target.name.clone(),
+                    after: opts.connect_timeout,
+                },
+            };
+            if !err.is_transient() {
+                return Err(err);
+            }
+            if attempt >= attempts {
+                return Err(if attempts == 1 {
+                    err
+                } else {
+                    SshError::Unreachable {
+                        host: target.name.clone(),
+                        attempts,
+                        elapsed: started.elapsed(),
+                        last: Box::new(err),
+                    }
+                });
+            }
+            let jitter = 0.75 + rand::random::<f64>() * 0.5;
+            tracing::debug!(host = %target.name, attempt, error = %err, "connect failed; retrying");
+            tokio::time::sleep(wait.mul_f64(jitter)).await;
+            wait *= 2;
+            attempt += 1;
         }
     }
 
-    async fn connect_inner(target: &Target, opts: &Options) -> Result<Self, SshError> {
+    async fn connect_once(target: &Target, opts: &Options, via: Option<Arc<Session>>) -> Result<Self, SshError> {
         let config = Arc::new(client::Config {
             keepalive_interval: Some(opts.keepalive),
             keepalive_max: 3,
@@ -342,14 +455,32 @@ impl Session {
             ..Default::default()
         });
         let addr = format!("{}:{}", target.address, target.port);
-        let socket = tokio::net::TcpStream::connect((target.address.as_str(), target.port))
-            .await
-            .map_err(|source| SshError::Connect {
-                host: target.name.clone(),
-                addr: addr.clone(),
-                source,
-            })?;
-        Self::handshake(target, opts, config, socket).await
+        match via {
+            Some(jump) => {
+                let channel = jump
+                    .handle
+                    .channel_open_direct_tcpip(target.address.as_str(), u32::from(target.port), "127.0.0.1", 0)
+                    .await
+                    .map_err(|e| SshError::Connect {
+                        host: target.name.clone(),
+                        addr: format!("{addr} through {}", jump.target.name),
+                        source: std::io::Error::new(std::io::ErrorKind::ConnectionRefused, e.to_string()),
+                    })?;
+                let mut s = Self::handshake(target, opts, config, channel.into_stream()).await?;
+                s.via = Some(jump);
+                Ok(s)
+            }
+            None => {
+                let socket = tokio::net::TcpStream::connect((target.address.as_str(), target.port))
+                    .await
+                    .map_err(|source| SshError::Connect {
+                        host: target.name.clone(),
+                        addr: addr.clone(),
+                        source,
+                    })?;
+                Self::handshake(target, opts, config, socket).await
+            }
+        }
     }
 
     /// Key exchange, host key check and authentication over an open byte stream (a TCP
@@ -393,6 +524,8 @@ impl Session {
                     target: target.clone(),
                     handle,
                     sudo: opts.sudo,
+                    sudo_password: opts.sudo_password.clone(),
+                    via: None,
                 });
             }
             tried.push(format!("key {}", path.display()));
@@ -403,6 +536,8 @@ impl Session {
                     target: target.clone(),
                     handle,
                     sudo: opts.sudo,
+                    sudo_password: opts.sudo_password.clone(),
+                    via: None,
                 });
             }
         }
@@ -470,9 +605,15 @@ impl Session {
     /// # Errors
     /// [`SshError::Protocol`] when the channel cannot be opened or the connection drops.
     pub async fn exec(&self, command: &str) -> Result<Output, SshError> {
+        self.collect(command, false).await
+    }
+
+    /// Runs `command`, feeding the sudo password first when `password` (see
+    /// [`Session::privileged`]), and collects its output.
+    async fn collect(&self, command: &str, password: bool) -> Result<Output, SshError> {
         let mut stdout = Vec::new();
         let mut out = self
-            .exec_stream(command, &mut |d: &[u8]| {
+            .exec_stream(command, password, &mut |d: &[u8]| {
                 stdout.extend_from_slice(d);
                 Ok(())
             })
@@ -487,11 +628,32 @@ impl Session {
     /// # Errors
     /// [`SshError::Quote`] when the command holds a NUL byte.
     pub fn privileged(&self, command: &str) -> Result<String, SshError> {
-        if self.sudo {
-            Ok(format!("sudo -n -- sh -c {}", quote(command)?))
-        } else {
-            Ok(command.to_owned())
+        match (self.sudo, &self.sudo_password) {
+            // -k: always ask, so the password line is read by sudo and never reaches the
+            // command; -p '': no prompt text in the output.
+            (true, Some(_)) => Ok(format!("sudo -S -k -p '' -- sh -c {}", quote(command)?)),
+            (true, None) => Ok(format!("sudo -n -- sh -c {}", quote(command)?)),
+            (false, _) => Ok(command.to_owned()),
         }
+    }
+
+    /// `true` when privileged commands read the sudo password on standard input first.
+    fn feeds_password(&self) -> bool {
+        self.sudo && self.sudo_password.is_some()
+    }
+
+    /// Sends the sudo password line on `channel` (see [`Session::privileged`]).
+    async fn feed_password(&self, channel: &russh::Channel<client::Msg>) -> Result<(), SshError> {
+        if let (true, Some(pw)) = (self.sudo, &self.sudo_password) {
+            let mut line = Vec::with_capacity(pw.len() + 1);
+            line.extend_from_slice(pw.as_bytes());
+            line.push(b'\n');
+            channel
+                .data(&line[..])
+                .await
+                .map_err(|e| SshError::from(e).on(&self.target.name))?;
+        }
+        Ok(())
     }
 
     /// Runs `command` as root: through `sudo -n` when the session uses sudo. A refused sudo
@@ -500,7 +662,7 @@ impl Session {
     /// # Errors
     /// As [`Session::exec`], and [`SshError::SudoDenied`].
     pub async fn exec_priv(&self, command: &str) -> Result<Output, SshError> {
-        let out = self.exec(&self.privileged(command)?).await?;
+        let out = self.collect(&self.privileged(command)?, self.feeds_password()).await?;
         self.check_sudo(command, &out)?;
         Ok(out)
     }
@@ -511,7 +673,9 @@ impl Session {
             if err.starts_with("sudo: ")
                 && (err.contains("password is required")
                     || err.contains("not in the sudoers")
-                    || err.contains("not allowed"))
+                    || err.contains("not allowed")
+                    || err.contains("incorrect password")
+                    || err.contains("no password was provided"))
             {
                 return Err(SshError::SudoDenied {
                     host: self.target.name.clone(),
@@ -535,7 +699,9 @@ impl Session {
         command: &str,
         sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
     ) -> Result<Output, SshError> {
-        let out = self.exec_stream(&self.privileged(command)?, sink).await?;
+        let out = self
+            .exec_stream(&self.privileged(command)?, self.feeds_password(), sink)
+            .await?;
         self.check_sudo(command, &out)?;
         Ok(out)
     }
@@ -559,10 +725,15 @@ impl Session {
     async fn exec_stream(
         &self,
         command: &str,
+        password: bool,
         sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
     ) -> Result<Output, SshError> {
         let host = &self.target.name;
         let mut channel = self.open_exec(command).await?;
+        if password {
+            self.feed_password(&channel).await?;
+            channel.eof().await.map_err(|e| SshError::from(e).on(host))?;
+        }
         let (stderr, status) = self.finish(&mut channel, sink).await?;
         if status == ExitStatus::Unknown && self.handle.is_closed() {
             return Err(SshError::Protocol {
@@ -664,6 +835,7 @@ impl Session {
              {verdict}"
         );
         let mut channel = self.open_exec(&self.privileged(&receive)?).await?;
+        self.feed_password(&channel).await?;
         let mut hasher = expected.is_none().then(Sha256::new);
         let mut buf = vec![0u8; 256 * 1024];
         let mut sent = 0u64;
@@ -872,15 +1044,49 @@ impl Session {
     }
 }
 
+impl JumpPool {
+    /// The shared session to `jump` (reached through its own `jumps`), opened on first use.
+    ///
+    /// # Errors
+    /// As [`Session::connect`], for the jump host.
+    pub async fn session(&self, jump: &Target, opts: &Options) -> Result<Arc<Session>, SshError> {
+        let key: String = jump
+            .jumps
+            .iter()
+            .chain(std::iter::once(jump))
+            .map(Target::key)
+            .collect::<Vec<_>>()
+            .join(" > ");
+        let cell = self.chains.lock().await.entry(key.clone()).or_default().clone();
+        let s = cell
+            .get_or_try_init(|| async { Box::pin(Session::connect_shared(jump, opts, self)).await.map(Arc::new) })
+            .await?;
+        if s.is_open() {
+            return Ok(s.clone());
+        }
+        // The jump session dropped: a new one replaces it for the sessions opened from now.
+        let fresh = Arc::new(Box::pin(Session::connect_shared(jump, opts, self)).await?);
+        let cell = Arc::new(tokio::sync::OnceCell::new_with(Some(fresh.clone())));
+        self.chains.lock().await.insert(key, cell);
+        Ok(fresh)
+    }
+}
+
 /// Connects to every target, at most `parallel` at once; results are in `targets` order.
-pub async fn connect_many(targets: &[Target], opts: &Options, parallel: usize) -> Vec<Result<Session, SshError>> {
+/// Targets behind the same jump hosts share one session to each jump, from `pool`.
+pub async fn connect_many(
+    targets: &[Target],
+    opts: &Options,
+    parallel: usize,
+    pool: &JumpPool,
+) -> Vec<Result<Session, SshError>> {
     let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
     let mut set = tokio::task::JoinSet::new();
     for (i, t) in targets.iter().enumerate() {
-        let (t, o, sem) = (t.clone(), opts.clone(), sem.clone());
+        let (t, o, sem, pool) = (t.clone(), opts.clone(), sem.clone(), pool.clone());
         set.spawn(async move {
             let _permit = sem.acquire_owned().await;
-            (i, Session::connect(&t, &o).await)
+            (i, Session::connect_shared(&t, &o, &pool).await)
         });
     }
     let mut out: Vec<Option<Result<Session, SshError>>> = (0..targets.len()).map(|_| None).collect();

@@ -70,7 +70,69 @@ pub fn problems(
     out
 }
 
-pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+/// `check -v`: each host's connection settings and where each came from.
+fn print_origins(ctx: &Ctx) {
+    let mut t = super::table(&["host", "setting", "value", "from"]);
+    for h in &ctx.inv.hosts {
+        let origin = |k: &str| {
+            h.origin
+                .get(k)
+                .map_or_else(|| "default".to_owned(), ToString::to_string)
+        };
+        let jumps = h
+            .jumps
+            .iter()
+            .map(|j| format!("{}@{}:{}", j.user, j.address, j.port))
+            .collect::<Vec<_>>()
+            .join(" > ");
+        let rows = [
+            ("address", h.address.clone()),
+            ("port", h.port.to_string()),
+            ("user", h.user.clone()),
+            (
+                "identity",
+                h.identity
+                    .as_ref()
+                    .map_or_else(|| "(agent only)".to_owned(), |p| p.display().to_string()),
+            ),
+            ("jump", if jumps.is_empty() { "(direct)".into() } else { jumps }),
+        ];
+        for (k, v) in rows {
+            t.add_row([h.name.clone(), k.to_owned(), v, origin(k)]);
+        }
+        if let Some(o) = ctx.ssh_config.overrides.get(&h.name) {
+            let from = "ssh config".to_owned();
+            if let Some(kh) = &o.known_hosts {
+                t.add_row([
+                    h.name.clone(),
+                    "known_hosts".into(),
+                    kh.display().to_string(),
+                    from.clone(),
+                ]);
+            }
+            if let Some(a) = o.accept_new {
+                let v = if a { "accept-new" } else { "yes" };
+                t.add_row([h.name.clone(), "StrictHostKeyChecking".into(), v.into(), from.clone()]);
+            }
+            if let Some(d) = o.connect_timeout {
+                t.add_row([h.name.clone(), "connect_timeout".into(), format!("{d:?}"), from.clone()]);
+            }
+            if let Some(d) = o.keepalive {
+                t.add_row([h.name.clone(), "keepalive".into(), format!("{d:?}"), from]);
+            }
+        }
+    }
+    match &ctx.ssh_config.file {
+        Some(f) => println!("ssh config: {}", f.display()),
+        None => println!("ssh config: none read"),
+    }
+    println!("{t}");
+}
+
+pub async fn run(ctx: &Ctx, verbose: bool) -> anyhow::Result<ExitCode> {
+    if verbose {
+        print_origins(ctx);
+    }
     let hosts: Vec<_> = ctx.inv.hosts.iter().collect();
     let sessions = ctx.connect(&hosts).await;
     let facts: Vec<Result<HostFacts, String>> = join_all(hosts.iter().zip(&sessions).map(|(h, s)| async move {

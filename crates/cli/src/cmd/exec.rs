@@ -18,7 +18,7 @@ pub async fn run(ctx: &Ctx, pattern: Option<&str>, words: &[String]) -> anyhow::
         let command = &command;
         async move {
             let target = ctx.target(h);
-            let res = match Session::connect(&target, &ctx.opts).await {
+            let res = match Session::connect_shared(&target, &ctx.opts, &ctx.jumps).await {
                 Ok(s) => {
                     let r = s.exec_priv(command).await;
                     s.close().await;

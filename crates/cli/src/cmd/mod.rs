@@ -49,7 +49,7 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
     }
     let ctx = Ctx::load(&args)?;
     match args.command {
-        Command::Check => check::run(&ctx).await,
+        Command::Check { verbose } => check::run(&ctx, verbose).await,
         Command::Status { json } => status::run(&ctx, json).await,
         Command::Exec { hosts, command } => exec::run(&ctx, hosts.as_deref(), &command).await,
         Command::Plan { binary, json } => upgrade::plan(&ctx, &binary, json).await,
