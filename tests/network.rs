@@ -288,3 +288,73 @@ fn upgrade_as_deploy_with_sudo_and_a_clear_refusal_without() {
         "the swapped binary keeps root's ownership and mode"
     );
 }
+
+/// An inventory with nothing but host names: addresses, user, key, known_hosts and a jump
+/// come from an OpenSSH config file.
+#[test]
+fn ssh_config_only_setup() {
+    let Some(lab) = lab() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("ssh_config");
+    let mut conf = String::from("Host node*\n  User root\n");
+    conf.push_str(&format!(
+        "  IdentityFile {}\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  ConnectTimeout 5\n  ProxyJump gw\n\n",
+        lab.key().display(),
+        lab.known_hosts().display()
+    ));
+    conf.push_str(&format!(
+        "Host gw\n  HostName {}\n  User root\n  IdentityFile {}\n  UserKnownHostsFile {}\n\n",
+        lab.addr(1),
+        lab.key().display(),
+        lab.known_hosts().display()
+    ));
+    for k in 1..=3 {
+        conf.push_str(&format!("Host node{k}\n  HostName {}\n\n", lab.addr(k)));
+    }
+    std::fs::write(&config, conf).unwrap();
+    let inv = tmp.path().join("names.toml");
+    std::fs::write(
+        &inv,
+        "[cluster]\nname = \"lab\"\npreset = \"etcd\"\nbinary = \"/usr/bin/etcd\"\ndata_root = \"/var/lib/etcd\"\n\n\
+         [[hosts]]\nname = \"node1\"\n[[hosts]]\nname = \"node2\"\n[[hosts]]\nname = \"node3\"\n",
+    )
+    .unwrap();
+    let mut cmd = rollgate(
+        &inv,
+        tmp.path(),
+        &["--ssh-config", config.to_str().unwrap(), "check", "-v"],
+    );
+    cmd.env("HOME", tmp.path());
+    let out = run(cmd);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("10.77.0.12") && stdout.contains("ssh config"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("root@10.77.0.11:22"),
+        "the jump, from ProxyJump: {stdout}"
+    );
+    // Through the jump: the sessions come from node1.
+    let mut cmd = rollgate(
+        &inv,
+        tmp.path(),
+        &[
+            "--ssh-config",
+            config.to_str().unwrap(),
+            "exec",
+            "--",
+            "echo $SSH_CONNECTION | cut -d' ' -f1",
+        ],
+    );
+    cmd.env("HOME", tmp.path());
+    let out = run(cmd);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).matches("| 10.77.0.11").count(),
+        3,
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -670,7 +670,8 @@ impl Session {
     fn check_sudo(&self, command: &str, out: &Output) -> Result<(), SshError> {
         if self.sudo && out.status == ExitStatus::Code(1) {
             let err = out.stderr_str();
-            if err.starts_with("sudo: ")
+            // sudo -S prints "Sorry, try again." before its own "sudo: " lines.
+            if err.lines().any(|l| l.starts_with("sudo: "))
                 && (err.contains("password is required")
                     || err.contains("not in the sudoers")
                     || err.contains("not allowed")
