@@ -358,3 +358,58 @@ fn ssh_config_only_setup() {
         text(&out.stdout)
     );
 }
+
+/// Puts the lab back in its normal mode (direct access) when dropped.
+struct NormalMode<'a>(&'a Lab);
+
+impl Drop for NormalMode<'_> {
+    fn drop(&mut self) {
+        self.0.lab(&["up"]);
+    }
+}
+
+/// `lab/lab up --bastion`: the machine cannot reach the fleet; everything goes through the
+/// bastion (10.79.0.10), one jump or two.
+#[test]
+fn upgrade_through_the_bastion() {
+    let Some(lab) = lab() else { return };
+    lab.lab(&["up", "--bastion"]);
+    let _normal = NormalMode(&lab);
+    lab.reset();
+    let tmp = tempfile::tempdir().unwrap();
+    let direct = lab.inventory_with(tmp.path(), "direct", "", "");
+    let quick = std::fs::read_to_string(&direct)
+        .unwrap()
+        .replace("user = \"root\"", "user = \"root\"\nconnect_attempts = 1");
+    std::fs::write(&direct, quick).unwrap();
+    let (ok, _, err) = exec(&direct, tmp.path(), "node1", "true");
+    assert!(!ok, "the fleet must not be reachable directly");
+    assert!(err.contains("cannot connect to 10.77.0.11:22"), "{err}");
+
+    let one = inventory_ssh(&lab, tmp.path(), "bastion", "jump = \"root@10.79.0.10\"");
+    let (ok, out, err) = exec(&one, tmp.path(), "*", "echo $SSH_CONNECTION | cut -d' ' -f1");
+    assert!(ok, "{err}");
+    assert_eq!(out.matches("| 10.77.0.10").count(), 3, "{out}");
+    // Two jumps: the bastion, then node1 (on the fleet's bridge).
+    let two = inventory_ssh(&lab, tmp.path(), "chain", "jump = [\"root@10.79.0.10\", \"node1\"]");
+    let (ok, out, err) = exec(&two, tmp.path(), "node2", "echo $SSH_CONNECTION | cut -d' ' -f1");
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "node2 | 10.77.0.11");
+
+    let bin = lab.etcd_3_5();
+    for (name, inv) in [("one", &one), ("two", &two)] {
+        if name == "two" {
+            lab.reset();
+        }
+        let state = tmp.path().join(format!("state-{name}"));
+        let out = run(rollgate(
+            inv,
+            &state,
+            &["upgrade", "--binary", bin.to_str().unwrap(), "--yes"],
+        ));
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+        for r in status(inv, tmp.path()) {
+            assert_eq!(r["version"], "3.5.16", "{name}: {r}");
+        }
+    }
+}

@@ -42,7 +42,7 @@ pub async fn run(ctx: &Ctx, pattern: Option<&str>, words: &[String]) -> anyhow::
         match r {
             Ok(s) if s.success() => ok += 1,
             Ok(s) => failed.push(format!("{name} ({s})")),
-            Err(e) => unreachable.push(format!("{name}: {e}")),
+            Err(e) => unreachable.push(e), // the error names the host
         }
     }
     failed.sort();
