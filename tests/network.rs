@@ -260,6 +260,10 @@ fn upgrade_as_deploy_with_sudo_and_a_clear_refusal_without() {
     let out = run(cmd);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).matches("| 0").count(), 3, "{}", text(&out.stdout));
+    let mut cmd = rollgate(&inv, tmp.path(), &["check"]);
+    cmd.env("ROLLGATE_SUDO_PASSWORD", "s3cret pass");
+    let out = run(cmd);
+    assert!(out.status.success(), "check as pwuser: {}", text(&out.stdout));
     let mut cmd = rollgate(&inv, tmp.path(), &["exec", "--", "true"]);
     cmd.env("ROLLGATE_SUDO_PASSWORD", "wrong");
     let out = run(cmd);

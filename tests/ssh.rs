@@ -397,3 +397,46 @@ fn sudo_runs_privileged_commands_as_root() {
     );
     assert_eq!(lab.root(lab.addr(1), "systemctl is-active etcd").trim(), "active");
 }
+
+/// With sudo, an upload lands as the login user in a private directory, is checked there,
+/// and is put in place by root: a new file gets root and the mode asked for, an existing
+/// one keeps its owner and mode; nothing is left in the private directory.
+#[test]
+fn sudo_upload_goes_through_a_private_directory_and_keeps_owner_and_mode() {
+    let Some(lab) = lab() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tmp.path().join("payload");
+    std::fs::write(&local, vec![7u8; 300_000]).unwrap();
+    lab.root(
+        lab.addr(1),
+        "rm -f /usr/local/bin/rg-up /etc/rg-up.conf; echo old > /etc/rg-up.conf; chown root:adm /etc/rg-up.conf; chmod 640 /etc/rg-up.conf; \
+         rm -rf /tmp/tmp.*",
+    );
+    rt().block_on(async {
+        let s = deploy_with_sudo(&lab).await;
+        let new = s.upload(&local, "/usr/local/bin/rg-up", 0o755, None).await.unwrap();
+        assert_eq!(new.bytes, 300_000);
+        let kept = s
+            .upload(&local, "/etc/rg-up.conf", 0o644, Some(&new.sha256))
+            .await
+            .unwrap();
+        assert_eq!(kept.sha256, new.sha256);
+        let bad = s.upload(&local, "/etc/rg-up.conf", 0o644, Some(&"0".repeat(64))).await;
+        assert!(matches!(bad, Err(SshError::ChecksumMismatch { .. })), "{bad:?}");
+    });
+    let seen = lab.root(
+        lab.addr(1),
+        "stat -c '%U %a' /usr/local/bin/rg-up; stat -c '%U %G %a' /etc/rg-up.conf; sha256sum < /etc/rg-up.conf | cut -c1-16; \
+         ls -d /tmp/tmp.* 2>/dev/null | wc -l; ls -a /etc | grep -c rollgate-tmp || true",
+    );
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(&local).unwrap()))
+    };
+    assert_eq!(
+        seen,
+        format!("root 755\nroot adm 640\n{}\n0\n0\n", &sha[..16]),
+        "owner and mode, content, no leftovers"
+    );
+    lab.root(lab.addr(1), "rm -f /usr/local/bin/rg-up /etc/rg-up.conf");
+}

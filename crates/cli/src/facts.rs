@@ -23,7 +23,8 @@ pub struct HostFacts {
     pub data_files: Option<u64>,
     /// Bytes free on the file system that holds the data root.
     pub free_bytes: Option<u64>,
-    /// `true` when `sudo -n true` works (only asked when sudo is configured).
+    /// `true` when a privileged `true` works (`sudo -n`, or `sudo -S` with the password;
+    /// only asked when sudo is configured).
     pub sudo_ok: Option<bool>,
 }
 
@@ -72,7 +73,7 @@ fi"
     if inv.ssh.sudo {
         f.sudo_ok = Some(
             session
-                .exec("sudo -n true")
+                .exec_priv("true")
                 .await
                 .map(|o| o.status.success())
                 .unwrap_or(false),

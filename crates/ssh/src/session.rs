@@ -787,11 +787,16 @@ impl Session {
     /// Uploads the local file `local` to `dest` on the host (as root, see
     /// [`Session::exec_priv`]), with mode `mode`, in one round trip.
     ///
-    /// The file is streamed to a temporary name in `dest`'s directory. When `expected` (a
-    /// hex sha256) is given, the host checks the file against it with `sha256sum -c`;
-    /// otherwise sha256 is computed here while sending and the host's `sha256sum` must
-    /// agree. The host also checks the size (a dropped connection leaves a short file).
-    /// Only a file that passes is renamed to `dest`; any other is removed on the host.
+    /// As root, the file is streamed to a temporary name in `dest`'s directory. With sudo,
+    /// it is streamed as the login user into a private temporary directory (`mktemp -d`,
+    /// umask 077), checked there, then copied into `dest`'s directory and renamed into
+    /// place with sudo, taking an existing `dest`'s owner and mode (else root and `mode`).
+    /// When `expected` (a hex sha256) is given, the host checks the file against it with
+    /// `sha256sum -c`; otherwise sha256 is computed here while sending and the host's
+    /// `sha256sum` must agree (with sudo it is computed before sending, so the host can
+    /// decide in the same round trip). The host also checks the size (a dropped
+    /// connection leaves a short file). Only a file that passes is put in place; any other
+    /// is removed on the host.
     ///
     /// # Errors
     /// [`SshError::Io`] for the local file, [`SshError::ChecksumMismatch`],
@@ -818,6 +823,27 @@ impl Session {
         })?;
         let dir = if dir.is_empty() { "/" } else { dir };
         let tmp = format!("{dir}/.{name}.rollgate-tmp-{:08x}", rand::random::<u32>());
+        if self.sudo {
+            let sha = match expected {
+                Some(sha) => sha.to_owned(),
+                None => {
+                    let mut h = Sha256::new();
+                    let mut f = tokio::fs::File::open(local).await.map_err(io)?;
+                    let mut buf = vec![0u8; 256 * 1024];
+                    loop {
+                        let n = f.read(&mut buf).await.map_err(io)?;
+                        if n == 0 {
+                            break;
+                        }
+                        h.update(&buf[..n]);
+                    }
+                    hex::encode(h.finalize())
+                }
+            };
+            return self
+                .upload_as_user(local, file, size, dest, &tmp, mode, &sha, started)
+                .await;
+        }
         let (qtmp, qdest) = (quote(&tmp)?.into_owned(), quote(dest)?.into_owned());
         // Receive, check size, hash; with a known sha256 the host decides and places the
         // file itself, else it prints its sha256 and waits for the second command.
@@ -920,6 +946,104 @@ impl Session {
         Ok(UploadReport {
             bytes: sent,
             sha256,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// The sudo path of [`Session::upload`]: stream as the login user into a private
+    /// directory, check size and `sha`, then place with sudo.
+    #[allow(clippy::too_many_arguments)]
+    async fn upload_as_user(
+        &self,
+        local: &Path,
+        mut file: tokio::fs::File,
+        size: u64,
+        dest: &str,
+        tmp: &str,
+        mode: u32,
+        sha: &str,
+        started: Instant,
+    ) -> Result<UploadReport, SshError> {
+        let host = &self.target.name;
+        let io = |source| SshError::Io {
+            path: local.to_owned(),
+            source,
+        };
+        // As root: copy into dest's directory, take dest's owner and mode (or root and
+        // `mode` for a new file), rename into place.
+        let place = format!(
+            "set -e; t={qt}; d={qd}; cp \"$1\" \"$t\"; \
+             if [ -e \"$d\" ]; then chown --reference=\"$d\" \"$t\"; chmod --reference=\"$d\" \"$t\"; \
+             else chown 0:0 \"$t\"; chmod {mode:o} \"$t\"; fi; mv -f \"$t\" \"$d\" || {{ rm -f \"$t\"; exit 1; }}",
+            qt = quote(tmp)?,
+            qd = quote(dest)?,
+        );
+        let sudo = if self.sudo_password.is_some() {
+            format!(
+                "printf '%s\\n' \"$pw\" | sudo -S -k -p '' -- sh -c {} sh \"$f\"",
+                quote(&place)?
+            )
+        } else {
+            format!("sudo -n -- sh -c {} sh \"$f\"", quote(&place)?)
+        };
+        let read_pw = if self.sudo_password.is_some() {
+            "IFS= read -r pw; "
+        } else {
+            ""
+        };
+        let script = format!(
+            "umask 077; p=$(mktemp -d) || exit 95; f=\"$p/upload\"; trap 'rm -rf \"$p\"' EXIT HUP INT TERM PIPE; \
+             {read_pw}head -c {size} > \"$f\" || exit 96; \
+             n=$(stat -c %s \"$f\"); if [ \"$n\" != {size} ]; then echo \"short upload: $n of {size} bytes\" >&2; exit 97; fi; \
+             if printf '%s  %s\\n' {qsha} \"$f\" | sha256sum -c --status; then {sudo} || exit 1; echo placed; \
+             else echo \"mismatch $(sha256sum < \"$f\" | cut -d' ' -f1)\"; fi",
+            qsha = quote(sha)?,
+        );
+        let mut channel = self.open_exec(&script).await?;
+        self.feed_password(&channel).await?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut sent = 0u64;
+        loop {
+            let n = file.read(&mut buf).await.map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            channel.data(&buf[..n]).await.map_err(|e| SshError::from(e).on(host))?;
+            sent += n as u64;
+        }
+        channel.eof().await.map_err(|e| SshError::from(e).on(host))?;
+        let mut stdout = Vec::new();
+        let (stderr, status) = self
+            .finish(&mut channel, &mut |d: &[u8]| {
+                stdout.extend_from_slice(d);
+                Ok(())
+            })
+            .await?;
+        let out = Output { stdout, stderr, status };
+        self.check_sudo(&format!("placing {dest}"), &out)?;
+        let text = out.stdout_str().trim().to_owned();
+        if let Some(got) = text.strip_prefix("mismatch ") {
+            return Err(SshError::ChecksumMismatch {
+                host: host.clone(),
+                path: dest.to_owned(),
+                expected: sha.to_owned(),
+                got: got.to_owned(),
+            });
+        }
+        if !out.status.success() || sent != size || text != "placed" {
+            return Err(SshError::Upload {
+                host: host.clone(),
+                path: dest.to_owned(),
+                reason: format!(
+                    "{} after {sent} of {size} bytes: {}",
+                    out.status,
+                    out.stderr_str().trim()
+                ),
+            });
+        }
+        Ok(UploadReport {
+            bytes: sent,
+            sha256: sha.to_owned(),
             elapsed: started.elapsed(),
         })
     }

@@ -22,7 +22,7 @@ pub fn problems(
             Err(e) => out.push(format!("{}: {e}", h.name)),
             Ok(f) => {
                 if f.sudo_ok == Some(false) {
-                    out.push(format!("{}: `sudo -n true` fails for user {}", h.name, h.user));
+                    out.push(format!("{}: sudo is refused for user {} (`sudo true`)", h.name, h.user));
                 }
                 if f.unit_load != "loaded" {
                     out.push(format!(
