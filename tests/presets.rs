@@ -282,30 +282,9 @@ fn etcd_as_custom_preset_plans_and_gates_like_etcd() {
     let Some(lab) = lab() else { return };
     lab.reset();
     let tmp = tempfile::tempdir().unwrap();
-    let custom = r#"
-[cluster.custom]
-version_prefix = "etcd Version:"
-snapshot = "ETCDCTL_API=3 etcdctl snapshot save {file}"
-leader_transfer = "ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:2379 move-leader {id_hex}"
-
-[cluster.custom.status]
-command = "ETCDCTL_API=3 etcdctl -w json --dial-timeout=2s --command-timeout=3s endpoint status --cluster"
-format = "json"
-endpoint = "Endpoint"
-id = "Status.header.member_id"
-leader = "Status.leader"
-raft_index = "Status.raftIndex"
-raft_term = "Status.raftTerm"
-version = "Status.version"
-learner = "Status.isLearner"
-
-[cluster.custom.health]
-command = "ETCDCTL_API=3 etcdctl -w json --dial-timeout=2s --command-timeout=3s endpoint health --cluster"
-format = "json"
-endpoint = "endpoint"
-healthy = "health"
-error = "error"
-"#;
+    // The example inventory's description of etcd, on the lab's hosts.
+    let example = std::fs::read_to_string(crate::util::repo().join("inventory/examples/custom.toml")).unwrap();
+    let custom = &example[example.find("[cluster.custom]").unwrap()..example.find("[[hosts]]").unwrap()];
     let inv = lab.inventory_with(tmp.path(), "custom", "", custom);
     let with_custom = std::fs::read_to_string(&inv)
         .unwrap()

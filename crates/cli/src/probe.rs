@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::future::join_all;
-use rollgate_core::preset::{HostProbes, ProbeOutput};
+use rollgate_core::preset::{HttpSpec, ProbeOutput};
 use rollgate_core::{ClusterView, Host, Inventory, Member};
 use rollgate_ssh::{Output, Session};
 
@@ -54,7 +54,7 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(3);
 /// that did not answer.
 pub async fn host_view<'a>(
     inv: &Inventory,
-    probes: &HostProbes,
+    probes: &HttpSpec,
     sessions: impl IntoIterator<Item = &'a Session>,
 ) -> ClusterView {
     let sessions: Vec<&Session> = sessions.into_iter().collect();

@@ -276,6 +276,15 @@ impl<'a> Runner<'a> {
 
     // --- the steps ------------------------------------------------------------------------
 
+    /// Runs `script` as root on `host`; a failing exit is an error `WHAT (STATUS): STDERR`.
+    pub async fn run_priv(&self, host: &str, what: &str, script: &str) -> anyhow::Result<rollgate_ssh::Output> {
+        let out = self.session(host).exec_priv(script).await?;
+        if !out.status.success() {
+            bail!("{what} ({}): {}", out.status, out.stderr_str().trim());
+        }
+        Ok(out)
+    }
+
     /// The cluster view from the first host that answers, skipping `skip`.
     pub async fn view(&self, skip: &[&str]) -> anyhow::Result<(String, ClusterView)> {
         probe::first_view(self.inv(), self.sessions_in_order(), skip).await
@@ -374,15 +383,9 @@ for i in $(seq 1 300); do s=$(systemctl is-active {u}); case $s in inactive|fail
 for i in $(seq 1 300); do s=$(systemctl is-active {u}); case $s in inactive|failed) echo stopped; exit 0;; esac; sleep 0.1; done
 echo \"unit {u} is still $s 30 s after stop\" >&2; exit 1"
         );
-        let out = self.session(&host.name).exec_priv(&script).await?;
-        if !out.status.success() {
-            bail!(
-                "systemctl stop {} ({}): {}",
-                host.unit,
-                out.status,
-                out.stderr_str().trim()
-            );
-        }
+        let out = self
+            .run_priv(&host.name, &format!("systemctl stop {}", host.unit), &script)
+            .await?;
         Ok((!out.stdout_str().starts_with("already"), Value::Null))
     }
 
@@ -405,15 +408,9 @@ while :; do
   sleep 0.1
 done"
         );
-        let out = self.session(&host.name).exec_priv(&script).await?;
-        if !out.status.success() {
-            bail!(
-                "systemctl start {} ({}): {}",
-                host.unit,
-                out.status,
-                out.stderr_str().trim()
-            );
-        }
+        let out = self
+            .run_priv(&host.name, &format!("systemctl start {}", host.unit), &script)
+            .await?;
         Ok((!out.stdout_str().starts_with("already"), Value::Null))
     }
 
@@ -503,10 +500,8 @@ done"
         let s = self.session(&h.name);
         match self.inv().cluster.preset.snapshot_hook(remote) {
             Some(rollgate_core::preset::SnapshotHook::Command(cmd)) => {
-                let out = s.exec_priv(&format!("rm -f {r}; {cmd}", r = q(remote))).await?;
-                if !out.status.success() {
-                    bail!("{cmd} ({}): {}", out.status, out.stderr_str().trim());
-                }
+                self.run_priv(&h.name, &cmd, &format!("rm -f {r}; {cmd}", r = q(remote)))
+                    .await?;
                 let got = s.download(remote, local).await;
                 let _ = s.exec_priv(&format!("rm -f {}", q(remote))).await;
                 let got = got?;
@@ -533,10 +528,7 @@ done"
             .drain_commands()
             .context("the preset has no drain command")?;
         let cmd = if undrain { off } else { on };
-        let out = self.session(&host.name).exec_priv(cmd).await?;
-        if !out.status.success() {
-            bail!("{cmd} ({}): {}", out.status, out.stderr_str().trim());
-        }
+        self.run_priv(&host.name, cmd, cmd).await?;
         Ok((true, json!({"command": cmd})))
     }
 
@@ -573,15 +565,9 @@ done"
 [ \"$(sha256sum < {p} | cut -d' ' -f1)\" = {want} ] || {{ echo \"{p} is not the binary recorded before the swap\" >&2; exit 4; }}
 mv -f {p} {b} && echo restored"
         );
-        let out = self.session(&host.name).exec_priv(&script).await?;
-        if !out.status.success() {
-            bail!(
-                "restoring {} ({}): {}",
-                host.binary,
-                out.status,
-                out.stderr_str().trim()
-            );
-        }
+        let out = self
+            .run_priv(&host.name, &format!("restoring {}", host.binary), &script)
+            .await?;
         Ok((
             !out.stdout_str().starts_with("already"),
             json!({ "sha256": prev_sha256 }),
@@ -689,15 +675,8 @@ mv -f {p} {b} && echo restored"
             (None, "*") => host.name.as_str(),
             (None, f) => f,
         };
-        let out = self.session(via).exec_priv(&cmd).await?;
-        if !out.status.success() {
-            bail!(
-                "moving leadership to {} ({}): {}",
-                target.endpoint,
-                out.status,
-                out.stderr_str().trim()
-            );
-        }
+        self.run_priv(via, &format!("moving leadership to {}", target.endpoint), &cmd)
+            .await?;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok((_, v)) = self.view(&[host.name.as_str()]).await {

@@ -9,7 +9,7 @@ use russh::client::{self, Handle};
 use russh::keys::{self, known_hosts, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 use russh::{ChannelMsg, Disconnect};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use rollgate_core::quote::quote;
 
@@ -785,18 +785,15 @@ impl Session {
     }
 
     /// Uploads the local file `local` to `dest` on the host (as root, see
-    /// [`Session::exec_priv`]), with mode `mode`, in one round trip.
+    /// [`Session::exec_priv`]) in one round trip.
     ///
-    /// As root, the file is streamed to a temporary name in `dest`'s directory. With sudo,
-    /// it is streamed as the login user into a private temporary directory (`mktemp -d`,
-    /// umask 077), checked there, then copied into `dest`'s directory and renamed into
-    /// place with sudo, taking an existing `dest`'s owner and mode (else root and `mode`).
-    /// When `expected` (a hex sha256) is given, the host checks the file against it with
-    /// `sha256sum -c`; otherwise sha256 is computed here while sending and the host's
-    /// `sha256sum` must agree (with sudo it is computed before sending, so the host can
-    /// decide in the same round trip). The host also checks the size (a dropped
-    /// connection leaves a short file). Only a file that passes is put in place; any other
-    /// is removed on the host.
+    /// The host receives the file into a private place: as root, a temporary name in
+    /// `dest`'s directory; with sudo, a `mktemp -d` directory of the login user (umask
+    /// 077). It checks the size (a dropped connection leaves a short file) and the sha256
+    /// (`expected`, or the one computed here before sending when `None`), and only then,
+    /// as root, copies the file beside `dest` if needed and renames it into place, taking
+    /// an existing `dest`'s owner and mode, else root and `mode`. A file that fails a
+    /// check is removed on the host.
     ///
     /// # Errors
     /// [`SshError::Io`] for the local file, [`SshError::ChecksumMismatch`],
@@ -816,6 +813,23 @@ impl Session {
         };
         let mut file = tokio::fs::File::open(local).await.map_err(io)?;
         let size = file.metadata().await.map_err(io)?.len();
+        let sha = match expected {
+            Some(sha) => sha.to_owned(),
+            // Callers that stage or restore know the sha256 already; others pay one read.
+            None => {
+                let mut h = Sha256::new();
+                let mut buf = vec![0u8; 256 * 1024];
+                loop {
+                    let n = file.read(&mut buf).await.map_err(io)?;
+                    if n == 0 {
+                        break;
+                    }
+                    h.update(&buf[..n]);
+                }
+                file.rewind().await.map_err(io)?;
+                hex::encode(h.finalize())
+            }
+        };
         let (dir, name) = dest.rsplit_once('/').ok_or_else(|| SshError::Upload {
             host: host.clone(),
             path: dest.to_owned(),
@@ -823,181 +837,35 @@ impl Session {
         })?;
         let dir = if dir.is_empty() { "/" } else { dir };
         let tmp = format!("{dir}/.{name}.rollgate-tmp-{:08x}", rand::random::<u32>());
-        if self.sudo {
-            let sha = match expected {
-                Some(sha) => sha.to_owned(),
-                None => {
-                    let mut h = Sha256::new();
-                    let mut f = tokio::fs::File::open(local).await.map_err(io)?;
-                    let mut buf = vec![0u8; 256 * 1024];
-                    loop {
-                        let n = f.read(&mut buf).await.map_err(io)?;
-                        if n == 0 {
-                            break;
-                        }
-                        h.update(&buf[..n]);
-                    }
-                    hex::encode(h.finalize())
-                }
-            };
-            return self
-                .upload_as_user(local, file, size, dest, &tmp, mode, &sha, started)
-                .await;
-        }
-        let (qtmp, qdest) = (quote(&tmp)?.into_owned(), quote(dest)?.into_owned());
-        // Receive, check size, hash; with a known sha256 the host decides and places the
-        // file itself, else it prints its sha256 and waits for the second command.
-        let place = format!("chmod {mode:o} \"$t\" && mv -f \"$t\" {qdest}");
-        let verdict = match expected {
-            Some(sha) => format!(
-                "if printf '%s  %s\\n' {} \"$t\" | sha256sum -c --status; then {place} && echo placed; \
-                 else echo \"mismatch $(sha256sum < \"$t\" | cut -d' ' -f1)\"; rm -f \"$t\"; fi",
-                quote(sha)?
-            ),
-            None => "sha256sum < \"$t\" | cut -d' ' -f1".to_owned(),
-        };
-        let receive = format!(
-            "t={qtmp}; trap 'rm -f \"$t\"' HUP INT TERM PIPE; umask 077; head -c {size} > \"$t\" || {{ rm -f \"$t\"; exit 96; }}; \
-             n=$(stat -c %s \"$t\"); if [ \"$n\" != {size} ]; then rm -f \"$t\"; echo \"short upload: $n of {size} bytes\" >&2; exit 97; fi; \
-             {verdict}"
-        );
-        let mut channel = self.open_exec(&self.privileged(&receive)?).await?;
-        self.feed_password(&channel).await?;
-        let mut hasher = expected.is_none().then(Sha256::new);
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut sent = 0u64;
-        loop {
-            let n = file.read(&mut buf).await.map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            if let Some(h) = hasher.as_mut() {
-                h.update(&buf[..n]);
-            }
-            channel.data(&buf[..n]).await.map_err(|e| SshError::from(e).on(host))?;
-            sent += n as u64;
-        }
-        channel.eof().await.map_err(|e| SshError::from(e).on(host))?;
-        let mut stdout = Vec::new();
-        let (stderr, status) = self
-            .finish(&mut channel, &mut |d: &[u8]| {
-                stdout.extend_from_slice(d);
-                Ok(())
-            })
-            .await?;
-        let out = Output { stdout, stderr, status };
-        self.check_sudo(&receive, &out)?;
-        if !out.status.success() || sent != size {
-            return Err(SshError::Upload {
-                host: host.clone(),
-                path: dest.to_owned(),
-                reason: format!(
-                    "{} after {sent} of {size} bytes: {}",
-                    out.status,
-                    out.stderr_str().trim()
-                ),
-            });
-        }
-        let text = out.stdout_str().trim().to_owned();
-        let sha256 = match (expected, hasher) {
-            (Some(sha), _) => {
-                if let Some(got) = text.strip_prefix("mismatch ") {
-                    return Err(SshError::ChecksumMismatch {
-                        host: host.clone(),
-                        path: dest.to_owned(),
-                        expected: sha.to_owned(),
-                        got: got.to_owned(),
-                    });
-                }
-                if text != "placed" {
-                    return Err(SshError::Upload {
-                        host: host.clone(),
-                        path: dest.to_owned(),
-                        reason: format!("unexpected answer {text:?}"),
-                    });
-                }
-                sha.to_owned()
-            }
-            (None, Some(h)) => {
-                let sent_sha = hex::encode(h.finalize());
-                if text != sent_sha {
-                    let _ = self.exec_priv(&format!("rm -f {qtmp}")).await;
-                    return Err(SshError::ChecksumMismatch {
-                        host: host.clone(),
-                        path: dest.to_owned(),
-                        expected: sent_sha,
-                        got: text,
-                    });
-                }
-                let out = self
-                    .exec_priv(&format!("t={qtmp}; {place} || {{ rm -f \"$t\"; exit 1; }}"))
-                    .await?;
-                if !out.status.success() {
-                    return Err(SshError::Upload {
-                        host: host.clone(),
-                        path: dest.to_owned(),
-                        reason: out.stderr_str().trim().to_owned(),
-                    });
-                }
-                sent_sha
-            }
-            (None, None) => unreachable!("a hasher exists whenever no sha256 is expected"),
-        };
-        Ok(UploadReport {
-            bytes: sent,
-            sha256,
-            elapsed: started.elapsed(),
-        })
-    }
-
-    /// The sudo path of [`Session::upload`]: stream as the login user into a private
-    /// directory, check size and `sha`, then place with sudo.
-    #[allow(clippy::too_many_arguments)]
-    async fn upload_as_user(
-        &self,
-        local: &Path,
-        mut file: tokio::fs::File,
-        size: u64,
-        dest: &str,
-        tmp: &str,
-        mode: u32,
-        sha: &str,
-        started: Instant,
-    ) -> Result<UploadReport, SshError> {
-        let host = &self.target.name;
-        let io = |source| SshError::Io {
-            path: local.to_owned(),
-            source,
-        };
-        // As root: copy into dest's directory, take dest's owner and mode (or root and
-        // `mode` for a new file), rename into place.
+        // As root, with the received file as $1: beside dest (unless it is there already),
+        // dest's owner and mode (or root and `mode`), rename into place.
         let place = format!(
-            "set -e; t={qt}; d={qd}; cp \"$1\" \"$t\"; \
+            "set -e; t={qt}; d={qd}; [ \"$1\" = \"$t\" ] || cp \"$1\" \"$t\"; \
              if [ -e \"$d\" ]; then chown --reference=\"$d\" \"$t\"; chmod --reference=\"$d\" \"$t\"; \
              else chown 0:0 \"$t\"; chmod {mode:o} \"$t\"; fi; mv -f \"$t\" \"$d\" || {{ rm -f \"$t\"; exit 1; }}",
-            qt = quote(tmp)?,
+            qt = quote(&tmp)?,
             qd = quote(dest)?,
         );
-        let sudo = if self.sudo_password.is_some() {
-            format!(
-                "printf '%s\\n' \"$pw\" | sudo -S -k -p '' -- sh -c {} sh \"$f\"",
-                quote(&place)?
-            )
-        } else {
-            format!("sudo -n -- sh -c {} sh \"$f\"", quote(&place)?)
-        };
-        let read_pw = if self.sudo_password.is_some() {
-            "IFS= read -r pw; "
-        } else {
-            ""
+        let (receive_into, as_root) = match (self.sudo, &self.sudo_password) {
+            (false, _) => (format!("p=; f={}", quote(&tmp)?), "sh -c".to_owned()),
+            (true, None) => (
+                "p=$(mktemp -d) || exit 95; f=\"$p/upload\"".to_owned(),
+                "sudo -n -- sh -c".to_owned(),
+            ),
+            // The password is the first line on stdin, then the file.
+            (true, Some(_)) => (
+                "p=$(mktemp -d) || exit 95; f=\"$p/upload\"; IFS= read -r pw".to_owned(),
+                "printf '%s\\n' \"$pw\" | sudo -S -k -p '' -- sh -c".to_owned(),
+            ),
         };
         let script = format!(
-            "umask 077; p=$(mktemp -d) || exit 95; f=\"$p/upload\"; trap 'rm -rf \"$p\"' EXIT HUP INT TERM PIPE; \
-             {read_pw}head -c {size} > \"$f\" || exit 96; \
+            "umask 077; {receive_into}; trap 'rm -rf \"${{p:-$f}}\"' EXIT HUP INT TERM PIPE; \
+             head -c {size} > \"$f\" || exit 96; \
              n=$(stat -c %s \"$f\"); if [ \"$n\" != {size} ]; then echo \"short upload: $n of {size} bytes\" >&2; exit 97; fi; \
-             if printf '%s  %s\\n' {qsha} \"$f\" | sha256sum -c --status; then {sudo} || exit 1; echo placed; \
+             if printf '%s  %s\\n' {qsha} \"$f\" | sha256sum -c --status; then {as_root} {qplace} sh \"$f\" || exit 1; echo placed; \
              else echo \"mismatch $(sha256sum < \"$f\" | cut -d' ' -f1)\"; fi",
-            qsha = quote(sha)?,
+            qsha = quote(&sha)?,
+            qplace = quote(&place)?,
         );
         let mut channel = self.open_exec(&script).await?;
         self.feed_password(&channel).await?;
@@ -1026,7 +894,7 @@ impl Session {
             return Err(SshError::ChecksumMismatch {
                 host: host.clone(),
                 path: dest.to_owned(),
-                expected: sha.to_owned(),
+                expected: sha,
                 got: got.to_owned(),
             });
         }
@@ -1043,7 +911,7 @@ impl Session {
         }
         Ok(UploadReport {
             bytes: sent,
-            sha256: sha.to_owned(),
+            sha256: sha,
             elapsed: started.elapsed(),
         })
     }

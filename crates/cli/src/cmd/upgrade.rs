@@ -652,10 +652,7 @@ got=$(sha256sum < {b} | cut -d' ' -f1)
 [ \"$got\" = {want} ] || {{ echo \"installed {b} has sha256 $got\" >&2; exit 5; }}
 echo swapped"
     );
-    let out = r.session(&host.name).exec_priv(&script).await?;
-    if !out.status.success() {
-        bail!("swap ({}): {}", out.status, out.stderr_str().trim());
-    }
+    let out = r.run_priv(&host.name, "swap", &script).await?;
     if out.stdout_str().starts_with("already") {
         return Ok((false, Value::Null));
     }

@@ -459,31 +459,11 @@ mod tests {
         }
     }
 
-    /// etcd described as custom: the same members, leader and indexes as the etcd preset.
+    /// etcd described as custom, as `inventory/examples/custom.toml` describes it.
     pub(crate) fn etcd_as_custom() -> Custom {
-        let spec: CustomSpec = toml::from_str(
-            r#"
-            version_prefix = "etcd Version:"
-            leader_transfer = "ETCDCTL_API=3 etcdctl move-leader {id_hex}"
-            [status]
-            command = "ETCDCTL_API=3 etcdctl -w json endpoint status --cluster"
-            format = "json"
-            endpoint = "Endpoint"
-            id = "Status.header.member_id"
-            leader = "Status.leader"
-            raft_index = "Status.raftIndex"
-            raft_term = "Status.raftTerm"
-            version = "Status.version"
-            learner = "Status.isLearner"
-            [health]
-            command = "ETCDCTL_API=3 etcdctl -w json endpoint health --cluster"
-            format = "json"
-            endpoint = "endpoint"
-            healthy = "health"
-            error = "error"
-            "#,
-        )
-        .expect("spec parses");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../inventory/examples/custom.toml");
+        let doc: toml::Value = toml::from_str(&std::fs::read_to_string(path).expect("example")).expect("toml");
+        let spec: CustomSpec = doc["cluster"]["custom"].clone().try_into().expect("spec parses");
         Custom::new(spec.validate().expect("valid"))
     }
 

@@ -112,9 +112,6 @@ pub struct HttpSpec {
 /// One request's outcome: the status and body, or why no HTTP answer came.
 pub type HttpAnswer = Result<(u16, String), String>;
 
-/// What the `http` preset requests on each host; validated from [`HttpSpec`].
-pub type HostProbes = HttpSpec;
-
 impl HttpSpec {
     /// Fills defaults and checks the spec: paths start with `/`, the leader is read from
     /// somewhere.
@@ -239,7 +236,7 @@ impl HttpSpec {
 /// The `http` preset, built from the inventory's `[cluster.http]`.
 #[derive(Debug, Clone)]
 pub struct Http {
-    probes: HostProbes,
+    probes: HttpSpec,
 }
 
 impl Http {
@@ -280,7 +277,7 @@ impl Preset for Http {
             stderr: "the http preset asks each host over HTTP; it has no status command".into(),
         })
     }
-    fn host_probes(&self) -> Option<&HostProbes> {
+    fn host_probes(&self) -> Option<&HttpSpec> {
         Some(&self.probes)
     }
     fn parse_version(&self, out: &ProbeOutput) -> Result<semver::Version, ProbeError> {

@@ -25,7 +25,7 @@ pub use consul::CONSUL;
 pub use custom::{Custom, CustomSpec};
 pub use dkron::DKRON;
 pub use etcd::Etcd;
-pub use http::{HostProbes, Http, HttpAnswer, HttpCheck, HttpSpec};
+pub use http::{Http, HttpAnswer, HttpCheck, HttpSpec};
 pub use nomad::{parse_agent_info, AgentRaft, NOMAD};
 pub use peers::PeersPreset;
 pub use vault::Vault;
@@ -210,7 +210,7 @@ pub trait Preset: fmt::Debug + Send + Sync {
     }
     /// For presets whose probes are HTTP requests to each host (the `http` preset): what
     /// to request. rollgate then asks every host instead of one host for the whole cluster.
-    fn host_probes(&self) -> Option<&HostProbes> {
+    fn host_probes(&self) -> Option<&HttpSpec> {
         None
     }
     /// The command that prints the version of the binary at `binary`.
