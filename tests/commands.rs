@@ -115,7 +115,7 @@ fn inventory_errors_exit_2_naming_file_line_and_key() {
 /// status output names exactly one leader among its members.
 #[test]
 fn probe_parse_reads_every_probe_fixture() {
-    let fx = crate::util::repo().join("../shared/fixtures");
+    let fx = crate::util::repo().join("crates/core/tests/fixtures");
     let rollgate = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
             .args(args)
@@ -224,7 +224,7 @@ fn probe_parse_reads_every_probe_fixture() {
 #[test]
 fn probe_parse_with_the_custom_example() {
     let repo = crate::util::repo();
-    let fx = repo.join("../shared/fixtures/etcd/3.5.16/endpoint-status-cluster.json");
+    let fx = repo.join("crates/core/tests/fixtures/etcd/3.5.16/endpoint-status-cluster.json");
     let parse = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
             .args(args)

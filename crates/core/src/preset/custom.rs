@@ -450,7 +450,7 @@ mod tests {
 
     fn fixture(rel: &str) -> ProbeOutput {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/fixtures")
+            .join("tests/fixtures")
             .join(rel);
         ProbeOutput {
             stdout: std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
@@ -472,7 +472,7 @@ mod tests {
         let custom = etcd_as_custom();
         for version in ["3.4.23", "3.5.16"] {
             let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/fixtures/etcd")
+                .join("tests/fixtures/etcd")
                 .join(version);
             let status = std::fs::read_dir(&dir)
                 .expect("fixture dir")

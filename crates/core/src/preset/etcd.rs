@@ -209,7 +209,7 @@ mod tests {
 
     fn fixture(rel: &str) -> String {
         let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/fixtures/etcd")
+            .join("tests/fixtures/etcd")
             .join(rel);
         std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
     }

@@ -1,4 +1,4 @@
-//! Every fixture of ../shared/fixtures/{nomad,consul,dkron,vault} parsed to the values it
+//! Every fixture of tests/fixtures/{nomad,consul,dkron,vault} parsed to the values it
 //! shows (the etcd fixtures are tested in etcd.rs).
 
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use crate::cluster::RaftState;
 
 fn fixture(rel: &str) -> ProbeOutput {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures")
+        .join("tests/fixtures")
         .join(rel);
     let stdout = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     ProbeOutput {

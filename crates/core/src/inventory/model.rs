@@ -1,0 +1,155 @@
+//! The validated inventory model: what the planner and the executor accept.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::preset::Preset;
+
+/// Connection defaults from `[ssh]`, resolved.
+#[derive(Debug, Clone)]
+pub struct SshDefaults {
+    /// Login user (default: `root`).
+    pub user: String,
+    /// TCP port (default: 22).
+    pub port: u16,
+    /// Private key file, absolute; `None` means: try the agent only.
+    pub identity: Option<PathBuf>,
+    /// The known_hosts file, absolute (default: `~/.ssh/known_hosts`).
+    pub known_hosts: PathBuf,
+    /// TCP connect plus handshake timeout (default: 10 s).
+    pub connect_timeout: Duration,
+    /// Run privileged commands through `sudo -n`.
+    pub sudo: bool,
+    /// Connection attempts per host before it counts as unreachable (default 3).
+    pub connect_attempts: u32,
+    /// The OpenSSH client config consulted for what the inventory leaves unset.
+    pub ssh_config: SshConfigFile,
+    /// `sudo_password = "prompt"`: ask for the sudo password on the terminal (unless
+    /// `ROLLGATE_SUDO_PASSWORD` is set, which is used in either case).
+    pub sudo_password_prompt: bool,
+}
+
+/// Which OpenSSH client config file rollgate reads (`ssh_config` in `[ssh]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SshConfigFile {
+    /// `~/.ssh/config`, when it exists (the default).
+    Default,
+    /// This file (`ssh_config = "path"`); it must exist.
+    File(PathBuf),
+    /// None (`ssh_config = false`).
+    Off,
+}
+
+/// Where a host's connection setting came from, for `check -v`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Origin {
+    /// The host's own entry in the inventory.
+    Host,
+    /// The inventory's `[ssh]` section.
+    SshSection,
+    /// The OpenSSH client config.
+    SshConfig,
+    /// rollgate's default.
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Origin::Host => "inventory host",
+            Origin::SshSection => "inventory [ssh]",
+            Origin::SshConfig => "ssh config",
+            Origin::Default => "default",
+        })
+    }
+}
+
+/// A jump host (bastion) on the way to a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Jump {
+    /// For messages: the inventory host's name, or the spec as written.
+    pub name: String,
+    /// Address.
+    pub address: String,
+    /// SSH port.
+    pub port: u16,
+    /// Login user.
+    pub user: String,
+    /// Private key file.
+    pub identity: Option<PathBuf>,
+}
+
+/// `[cluster]`, resolved.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// The cluster's name: names the state directory's lock, backups and runs.
+    pub name: String,
+    /// The preset that knows the system's probes and order.
+    pub preset: PresetRef,
+    /// Probe command overrides by probe name (`status`, `health`, `version`).
+    pub probes: BTreeMap<String, String>,
+    /// Largest raft index distance behind the leader that counts as caught up.
+    pub max_raft_lag: u64,
+    /// How long the health gate waits after a start, unless the command line says.
+    pub health_timeout: Duration,
+    /// Hand leadership to an upgraded member before the leader stops (default `false`).
+    pub leader_transfer: bool,
+    /// Run the preset's backup hook (a snapshot of the cluster) before the first stop
+    /// (default `true` when the preset has one).
+    pub snapshot: bool,
+    /// Drain hosts of roles that run work before they stop (Nomad clients; default
+    /// `false`).
+    pub drain: bool,
+    /// Signal sent to the unit's main process (`systemctl kill -s`) before `systemctl
+    /// stop`, for services that must leave gracefully on a signal other than the unit's
+    /// `KillSignal` (Nomad with `leave_on_terminate`: `SIGINT`).
+    pub stop_signal: Option<String>,
+}
+
+/// A preset: one of the built-ins, or one the inventory describes (`http`, `custom`).
+#[derive(Debug, Clone)]
+pub enum PresetRef {
+    /// A built-in preset.
+    Builtin(&'static dyn Preset),
+    /// A preset built from the inventory.
+    Described(std::sync::Arc<dyn Preset>),
+}
+
+impl std::ops::Deref for PresetRef {
+    type Target = dyn Preset;
+    fn deref(&self) -> &Self::Target {
+        match self {
+            PresetRef::Builtin(p) => *p,
+            PresetRef::Described(p) => &**p,
+        }
+    }
+}
+
+/// One host, with every per-host setting resolved against the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// Unique name (what the operator types in `--hosts`).
+    pub name: String,
+    /// IP address or DNS name; unique in the inventory.
+    pub address: String,
+    /// SSH port.
+    pub port: u16,
+    /// Login user.
+    pub user: String,
+    /// Private key file, absolute.
+    pub identity: Option<PathBuf>,
+    /// Role (`server`, `client`, `agent`, ...): the preset orders roles.
+    pub role: String,
+    /// The systemd unit to stop and start.
+    pub unit: String,
+    /// Absolute path of the binary to swap.
+    pub binary: String,
+    /// Absolute path of the data root to back up.
+    pub data_root: String,
+    /// Jump hosts, outermost first (empty: a direct connection).
+    pub jumps: Vec<Jump>,
+    /// Where `address`, `port`, `user`, `identity` and `jump` came from.
+    pub origin: BTreeMap<&'static str, Origin>,
+}

@@ -1,0 +1,92 @@
+//! The inventory file as written: serde structs that mirror the TOML, unknown keys refused.
+//! Only [`super::validate`] reads them.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::preset;
+
+/// `[ssh]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSsh {
+    pub(super) user: Option<Spanned<String>>,
+    pub(super) port: Option<u16>,
+    pub(super) identity: Option<Spanned<String>>,
+    pub(super) known_hosts: Option<Spanned<String>>,
+    pub(super) connect_timeout: Option<Spanned<String>>,
+    pub(super) sudo: Option<bool>,
+    pub(super) jump: Option<Spanned<JumpList>>,
+    pub(super) connect_attempts: Option<u32>,
+    pub(super) ssh_config: Option<Spanned<toml::Value>>,
+    #[serde(rename = "become")]
+    pub(super) become_: Option<Spanned<String>>,
+    pub(super) sudo_password: Option<Spanned<String>>,
+}
+
+/// `jump = "a"` or `jump = ["a", "b"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(super) enum JumpList {
+    One(String),
+    Chain(Vec<String>),
+}
+
+impl JumpList {
+    pub(super) fn names(&self) -> Vec<&str> {
+        match self {
+            JumpList::One(s) => vec![s.as_str()],
+            JumpList::Chain(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// `[cluster]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub(super) name: Spanned<String>,
+    pub(super) preset: Spanned<String>,
+    pub(super) unit: Option<Spanned<String>>,
+    pub(super) binary: Option<Spanned<String>>,
+    pub(super) data_root: Option<Spanned<String>>,
+    pub(super) max_raft_lag: Option<u64>,
+    pub(super) health_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) probes: BTreeMap<String, Spanned<String>>,
+    pub(super) leader_transfer: Option<bool>,
+    pub(super) snapshot: Option<bool>,
+    pub(super) drain: Option<bool>,
+    pub(super) stop_signal: Option<Spanned<String>>,
+    pub(super) http: Option<Spanned<preset::HttpSpec>>,
+    pub(super) custom: Option<Spanned<preset::CustomSpec>>,
+}
+
+/// One `[[hosts]]` entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHost {
+    pub(super) name: Spanned<String>,
+    pub(super) address: Option<Spanned<String>>,
+    pub(super) port: Option<u16>,
+    pub(super) user: Option<String>,
+    pub(super) identity: Option<Spanned<String>>,
+    pub(super) role: Option<Spanned<String>>,
+    pub(super) data_root: Option<Spanned<String>>,
+    pub(super) binary: Option<Spanned<String>>,
+    pub(super) unit: Option<Spanned<String>>,
+    pub(super) jump: Option<Spanned<JumpList>>,
+}
+
+/// The whole file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInventory {
+    #[serde(default)]
+    pub(super) ssh: RawSsh,
+    pub(super) cluster: RawCluster,
+    #[serde(default)]
+    pub(super) hosts: Vec<RawHost>,
+}

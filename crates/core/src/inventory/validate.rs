@@ -1,0 +1,470 @@
+//! From the raw file to the validated model: every error names file, line, column and key.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::raw::*;
+use super::*;
+use crate::preset;
+
+pub(super) struct Validator<'a> {
+    pub(super) path: &'a Path,
+    pub(super) text: &'a str,
+}
+
+impl Validator<'_> {
+    fn err(&self, span: Range<usize>, key: impl fmt::Display, message: impl fmt::Display) -> InventoryError {
+        let (line, column) = line_col(self.text, span.start);
+        InventoryError::Invalid {
+            path: self.path.to_owned(),
+            line,
+            column,
+            key: key.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.path.parent().map(Path::to_owned).unwrap_or_default()
+    }
+
+    /// A local path: `~` expands to `$HOME`, relative paths resolve against the inventory's
+    /// directory.
+    fn local_path(&self, value: &Spanned<String>, key: &str) -> Result<PathBuf, InventoryError> {
+        let s = value.get_ref();
+        if s.is_empty() {
+            return Err(self.err(value.span(), key, "must not be empty"));
+        }
+        let p = if let Some(rest) = s.strip_prefix("~/").or(if s == "~" { Some("") } else { None }) {
+            let home =
+                std::env::var_os("HOME").ok_or_else(|| self.err(value.span(), key, "`~` used but HOME is not set"))?;
+            PathBuf::from(home).join(rest)
+        } else {
+            PathBuf::from(s)
+        };
+        Ok(if p.is_absolute() { p } else { self.dir().join(p) })
+    }
+
+    /// A path on the remote hosts: must be absolute and normal.
+    fn remote_path(&self, value: &Spanned<String>, key: &str) -> Result<String, InventoryError> {
+        let s = value.get_ref();
+        if !s.starts_with('/') {
+            return Err(self.err(
+                value.span(),
+                key,
+                format!("{s:?} is relative; remote paths must be absolute"),
+            ));
+        }
+        if s.contains('\0') || s.split('/').any(|c| c == "..") {
+            return Err(self.err(value.span(), key, format!("{s:?} must not contain `..` or NUL")));
+        }
+        if s.trim_end_matches('/').is_empty() {
+            return Err(self.err(value.span(), key, "must not be `/`"));
+        }
+        Ok(s.trim_end_matches('/').to_owned())
+    }
+
+    fn duration(&self, value: &Spanned<String>, key: &str) -> Result<Duration, InventoryError> {
+        humantime::parse_duration(value.get_ref()).map_err(|e| {
+            self.err(
+                value.span(),
+                key,
+                format!("{:?} is not a duration like \"10s\" or \"2m\": {e}", value.get_ref()),
+            )
+        })
+    }
+
+    fn word(&self, value: &Spanned<String>, key: &str) -> Result<String, InventoryError> {
+        let s = value.get_ref();
+        if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(self.err(
+                value.span(),
+                key,
+                format!("{s:?} must be a non-empty word without spaces"),
+            ));
+        }
+        Ok(s.clone())
+    }
+
+    pub(super) fn inventory(&self, raw: RawInventory) -> Result<Inventory, InventoryError> {
+        let ssh = self.ssh(&raw.ssh)?;
+        let preset = self.preset(&raw.cluster)?;
+        for (name, cmd) in &raw.cluster.probes {
+            if !preset.probe_names().contains(&name.as_str()) {
+                return Err(self.err(
+                    cmd.span(),
+                    format!("cluster.probes.{name}"),
+                    format!(
+                        "preset {} has no probe {name:?}; it has: {}",
+                        preset.name(),
+                        preset.probe_names().join(", ")
+                    ),
+                ));
+            }
+        }
+        let unit = match &raw.cluster.unit {
+            Some(u) => self.word(u, "cluster.unit")?,
+            None if preset.default_unit().is_empty() => {
+                return Err(self.err(
+                    raw.cluster.preset.span(),
+                    "cluster.unit",
+                    format!(
+                        "preset {} needs cluster.unit, the systemd unit to stop and start",
+                        preset.name()
+                    ),
+                ));
+            }
+            None => preset.default_unit().to_owned(),
+        };
+        let stop_signal = match &raw.cluster.stop_signal {
+            Some(sig) => {
+                let s = sig.get_ref();
+                let name = s.strip_prefix("SIG").unwrap_or(s);
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
+                    return Err(self.err(
+                        sig.span(),
+                        "cluster.stop_signal",
+                        format!("{s:?} is not a signal name like \"SIGINT\""),
+                    ));
+                }
+                Some(format!("SIG{name}"))
+            }
+            None => None,
+        };
+        let binary = raw
+            .cluster
+            .binary
+            .as_ref()
+            .map(|b| self.remote_path(b, "cluster.binary"))
+            .transpose()?;
+        let data_root = raw
+            .cluster
+            .data_root
+            .as_ref()
+            .map(|d| self.remote_path(d, "cluster.data_root"))
+            .transpose()?;
+        let health_timeout = match &raw.cluster.health_timeout {
+            Some(d) => self.duration(d, "cluster.health_timeout")?,
+            None => Duration::from_secs(120),
+        };
+        let cluster = Cluster {
+            name: self.word(&raw.cluster.name, "cluster.name")?,
+            probes: raw
+                .cluster
+                .probes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+                .collect(),
+            max_raft_lag: raw.cluster.max_raft_lag.unwrap_or(preset.default_max_raft_lag()),
+            health_timeout,
+            leader_transfer: raw.cluster.leader_transfer.unwrap_or(false),
+            snapshot: raw.cluster.snapshot.unwrap_or(true),
+            drain: raw.cluster.drain.unwrap_or(false),
+            stop_signal,
+            preset: preset.clone(),
+        };
+
+        if raw.hosts.is_empty() {
+            return Err(InventoryError::Invalid {
+                path: self.path.to_owned(),
+                line: 1,
+                column: 1,
+                key: "hosts".into(),
+                message: "no [[hosts]] entries".into(),
+            });
+        }
+        let mut names: HashMap<String, usize> = HashMap::new();
+        let mut addresses: HashMap<(String, u16), usize> = HashMap::new();
+        let mut hosts = Vec::with_capacity(raw.hosts.len());
+        for (i, h) in raw.hosts.iter().enumerate() {
+            let key = |k: &str| format!("hosts[{i}].{k}");
+            let name = self.word(&h.name, &key("name"))?;
+            if let Some(first) = names.insert(name.clone(), i) {
+                return Err(self.err(
+                    h.name.span(),
+                    key("name"),
+                    format!("duplicate host name {name:?} (also hosts[{first}])"),
+                ));
+            }
+            let address = match &h.address {
+                Some(a) => self.word(a, &key("address"))?,
+                None => name.clone(),
+            };
+            let port = h.port.unwrap_or(ssh.port);
+            if let Some(first) = addresses.insert((address.clone(), port), i) {
+                return Err(self.err(
+                    h.address.as_ref().map_or(h.name.span(), Spanned::span),
+                    key("address"),
+                    format!("duplicate address {address}:{port} (also hosts[{first}])"),
+                ));
+            }
+            let role = match &h.role {
+                Some(r) => {
+                    let r2 = self.word(r, &key("role"))?;
+                    if !preset.role_order().contains(&r2.as_str()) {
+                        return Err(self.err(
+                            r.span(),
+                            key("role"),
+                            format!(
+                                "preset {} knows roles {}, not {r2:?}",
+                                preset.name(),
+                                preset.role_order().join(", ")
+                            ),
+                        ));
+                    }
+                    r2
+                }
+                None => preset.default_role().to_owned(),
+            };
+            let binary = match (&h.binary, &binary) {
+                (Some(b), _) => self.remote_path(b, &key("binary"))?,
+                (None, Some(b)) => b.clone(),
+                (None, None) => {
+                    return Err(self.err(
+                        h.name.span(),
+                        key("binary"),
+                        "no binary: set cluster.binary or the host's binary",
+                    ));
+                }
+            };
+            let data_root = match (&h.data_root, &data_root) {
+                (Some(d), _) => self.remote_path(d, &key("data_root"))?,
+                (None, Some(d)) => d.clone(),
+                (None, None) => {
+                    return Err(self.err(
+                        h.name.span(),
+                        key("data_root"),
+                        "no data root: set cluster.data_root or the host's data_root",
+                    ));
+                }
+            };
+            hosts.push(Host {
+                name,
+                address,
+                port,
+                user: h.user.clone().unwrap_or_else(|| ssh.user.clone()),
+                identity: match &h.identity {
+                    Some(p) => Some(self.local_path(p, &key("identity"))?),
+                    None => ssh.identity.clone(),
+                },
+                role,
+                unit: match &h.unit {
+                    Some(u) => self.word(u, &key("unit"))?,
+                    None => unit.clone(),
+                },
+                binary,
+                data_root,
+                jumps: match (&h.jump, &raw.ssh.jump) {
+                    (Some(j), _) => self.jumps(j, &key("jump"), &raw.hosts, &ssh)?,
+                    (None, Some(j)) => self.jumps(j, "ssh.jump", &raw.hosts, &ssh)?,
+                    (None, None) => Vec::new(),
+                },
+                origin: [
+                    ("address", h.address.is_some(), false),
+                    ("port", h.port.is_some(), raw.ssh.port.is_some()),
+                    ("user", h.user.is_some(), raw.ssh.user.is_some()),
+                    ("identity", h.identity.is_some(), raw.ssh.identity.is_some()),
+                    ("jump", h.jump.is_some(), raw.ssh.jump.is_some()),
+                ]
+                .into_iter()
+                .map(|(k, host, section)| {
+                    let o = if host {
+                        Origin::Host
+                    } else if section {
+                        Origin::SshSection
+                    } else {
+                        Origin::Default
+                    };
+                    (k, o)
+                })
+                .collect(),
+            });
+        }
+        Ok(Inventory {
+            path: self.path.to_owned(),
+            ssh,
+            cluster,
+            hosts,
+        })
+    }
+
+    /// The preset `cluster.preset` names: a built-in, or `http`/`custom` built from
+    /// `[cluster.http]`/`[cluster.custom]`, which only those presets accept.
+    fn preset(&self, c: &RawCluster) -> Result<PresetRef, InventoryError> {
+        let name = c.preset.get_ref().as_str();
+        let section = |key: &str, span: Range<usize>| {
+            self.err(
+                span,
+                format!("cluster.{key}"),
+                format!("only preset {key} reads [cluster.{key}]"),
+            )
+        };
+        if let (Some(h), false) = (&c.http, name == "http") {
+            return Err(section("http", h.span()));
+        }
+        if let (Some(h), false) = (&c.custom, name == "custom") {
+            return Err(section("custom", h.span()));
+        }
+        let missing = |key: &str| {
+            self.err(
+                c.preset.span(),
+                format!("cluster.{key}"),
+                format!("preset {key} needs a [cluster.{key}] section (see docs/inventory.md)"),
+            )
+        };
+        match name {
+            "http" => {
+                let spec = c.http.as_ref().ok_or_else(|| missing("http"))?;
+                let valid = spec
+                    .get_ref()
+                    .clone()
+                    .validate()
+                    .map_err(|m| self.err(spec.span(), "cluster.http", m))?;
+                Ok(PresetRef::Described(std::sync::Arc::new(preset::Http::new(valid))))
+            }
+            "custom" => {
+                let spec = c.custom.as_ref().ok_or_else(|| missing("custom"))?;
+                let valid = spec
+                    .get_ref()
+                    .clone()
+                    .validate()
+                    .map_err(|m| self.err(spec.span(), "cluster.custom", m))?;
+                Ok(PresetRef::Described(std::sync::Arc::new(preset::Custom::new(valid))))
+            }
+            _ => preset::lookup(name).map(PresetRef::Builtin).ok_or_else(|| {
+                self.err(
+                    c.preset.span(),
+                    "cluster.preset",
+                    format!("unknown preset {name:?}; known: {}", preset::names().join(", ")),
+                )
+            }),
+        }
+    }
+
+    /// Resolves a jump list: each name is a host of the inventory (its address, port, user
+    /// and key) or `[user@]host[:port]` (the `[ssh]` user and key).
+    fn jumps(
+        &self,
+        list: &Spanned<JumpList>,
+        key: &str,
+        raw_hosts: &[RawHost],
+        ssh: &SshDefaults,
+    ) -> Result<Vec<Jump>, InventoryError> {
+        let names = list.get_ref().names();
+        if names.len() > 4 {
+            return Err(self.err(list.span(), key, "more than 4 jump hosts"));
+        }
+        let mut out = Vec::new();
+        for name in names {
+            if let Some(h) = raw_hosts.iter().find(|h| h.name.get_ref() == name) {
+                out.push(Jump {
+                    name: name.to_owned(),
+                    address: h.address.as_ref().unwrap_or(&h.name).get_ref().clone(),
+                    port: h.port.unwrap_or(ssh.port),
+                    user: h.user.clone().unwrap_or_else(|| ssh.user.clone()),
+                    identity: match &h.identity {
+                        Some(p) => Some(self.local_path(p, key)?),
+                        None => ssh.identity.clone(),
+                    },
+                });
+                continue;
+            }
+            let (user, rest) = match name.split_once('@') {
+                Some((u, r)) => (u.to_owned(), r),
+                None => (ssh.user.clone(), name),
+            };
+            let (address, port) = match rest.rsplit_once(':') {
+                Some((a, p)) if !a.contains(':') => (
+                    a.to_owned(),
+                    p.parse::<u16>()
+                        .map_err(|e| self.err(list.span(), key, format!("{name:?}: port {p:?}: {e}")))?,
+                ),
+                _ => (rest.trim_matches(|c| c == '[' || c == ']').to_owned(), 22),
+            };
+            if address.is_empty() || user.is_empty() || address.chars().any(char::is_whitespace) {
+                return Err(self.err(
+                    list.span(),
+                    key,
+                    format!("{name:?} is neither a host of the inventory nor user@host:port"),
+                ));
+            }
+            out.push(Jump {
+                name: name.to_owned(),
+                address,
+                port,
+                user,
+                identity: ssh.identity.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn ssh(&self, raw: &RawSsh) -> Result<SshDefaults, InventoryError> {
+        let known_hosts = match &raw.known_hosts {
+            Some(p) => self.local_path(p, "ssh.known_hosts")?,
+            None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".ssh/known_hosts"),
+        };
+        Ok(SshDefaults {
+            user: match &raw.user {
+                Some(u) => self.word(u, "ssh.user")?,
+                None => "root".into(),
+            },
+            port: raw.port.unwrap_or(22),
+            identity: raw
+                .identity
+                .as_ref()
+                .map(|p| self.local_path(p, "ssh.identity"))
+                .transpose()?,
+            known_hosts,
+            connect_timeout: match &raw.connect_timeout {
+                Some(d) => self.duration(d, "ssh.connect_timeout")?,
+                None => Duration::from_secs(10),
+            },
+            sudo: match &raw.become_ {
+                None => raw.sudo.unwrap_or(false),
+                Some(b) if b.get_ref() == "sudo" => true,
+                Some(b) => {
+                    return Err(self.err(
+                        b.span(),
+                        "ssh.become",
+                        format!("{:?}: only \"sudo\" is supported", b.get_ref()),
+                    ));
+                }
+            },
+            sudo_password_prompt: match &raw.sudo_password {
+                None => false,
+                Some(p) if p.get_ref() == "prompt" => true,
+                Some(p) => {
+                    return Err(self.err(
+                        p.span(),
+                        "ssh.sudo_password",
+                        "only \"prompt\" is accepted; a password never goes into the inventory (set ROLLGATE_SUDO_PASSWORD)",
+                    ));
+                }
+            },
+            connect_attempts: raw.connect_attempts.unwrap_or(3).max(1),
+            ssh_config: match &raw.ssh_config {
+                None => SshConfigFile::Default,
+                Some(v) => match v.get_ref() {
+                    toml::Value::Boolean(false) => SshConfigFile::Off,
+                    toml::Value::Boolean(true) => SshConfigFile::Default,
+                    toml::Value::String(p) => {
+                        SshConfigFile::File(self.local_path(&Spanned::new(v.span(), p.clone()), "ssh.ssh_config")?)
+                    }
+                    _ => {
+                        return Err(self.err(
+                            v.span(),
+                            "ssh.ssh_config",
+                            "a file path, or false to ignore ~/.ssh/config",
+                        ));
+                    }
+                },
+            },
+        })
+    }
+}

@@ -1,0 +1,258 @@
+//! Running commands: plain or privileged (sudo), collected or streamed.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+
+use russh::client::{self};
+use russh::ChannelMsg;
+
+use rollgate_core::quote::quote;
+
+use super::Session;
+use crate::SshError;
+
+/// How a remote command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code(u32),
+    /// It was killed by this signal (`KILL`, `TERM`, ...).
+    Signal(String),
+    /// The channel closed without an exit status.
+    Unknown,
+}
+
+impl ExitStatus {
+    /// `true` for exit code 0.
+    pub fn success(&self) -> bool {
+        *self == ExitStatus::Code(0)
+    }
+
+    /// The exit code, if it exited.
+    pub fn code(&self) -> Option<u32> {
+        match self {
+            ExitStatus::Code(c) => Some(*c),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exit {c}"),
+            ExitStatus::Signal(s) => write!(f, "killed by SIG{s}"),
+            ExitStatus::Unknown => f.write_str("no exit status"),
+        }
+    }
+}
+
+/// What a remote command printed and how it ended.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Standard output (empty for [`Session::exec_stream`], which hands it to a sink).
+    pub stdout: Vec<u8>,
+    /// Standard error.
+    pub stderr: Vec<u8>,
+    /// How it ended.
+    pub status: ExitStatus,
+}
+
+impl Output {
+    /// Standard output as text (lossy UTF-8).
+    pub fn stdout_str(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.stdout)
+    }
+
+    /// Standard error as text (lossy UTF-8).
+    pub fn stderr_str(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.stderr)
+    }
+}
+
+impl Session {
+    /// Runs `command` through the login user's shell and collects its output until the
+    /// channel closes.
+    ///
+    /// # Errors
+    /// [`SshError::Protocol`] when the channel cannot be opened or the connection drops.
+    pub async fn exec(&self, command: &str) -> Result<Output, SshError> {
+        self.collect(command, false).await
+    }
+
+    /// Runs `command`, feeding the sudo password first when `password` (see
+    /// [`Session::privileged`]), and collects its output.
+    pub(crate) async fn collect(&self, command: &str, password: bool) -> Result<Output, SshError> {
+        let mut stdout = Vec::new();
+        let mut out = self
+            .exec_stream(command, password, &mut |d: &[u8]| {
+                stdout.extend_from_slice(d);
+                Ok(())
+            })
+            .await?;
+        out.stdout = stdout;
+        Ok(out)
+    }
+
+    /// `command` as it runs for [`Session::exec_priv`]: through `sudo -n sh -c` when the
+    /// session uses sudo, unchanged otherwise.
+    ///
+    /// # Errors
+    /// [`SshError::Quote`] when the command holds a NUL byte.
+    pub fn privileged(&self, command: &str) -> Result<String, SshError> {
+        match (self.sudo, &self.sudo_password) {
+            // -k: always ask, so the password line is read by sudo and never reaches the
+            // command; -p '': no prompt text in the output.
+            (true, Some(_)) => Ok(format!("sudo -S -k -p '' -- sh -c {}", quote(command)?)),
+            (true, None) => Ok(format!("sudo -n -- sh -c {}", quote(command)?)),
+            (false, _) => Ok(command.to_owned()),
+        }
+    }
+
+    /// `true` when privileged commands read the sudo password on standard input first.
+    pub(crate) fn feeds_password(&self) -> bool {
+        self.sudo && self.sudo_password.is_some()
+    }
+
+    /// Sends the sudo password line on `channel` (see [`Session::privileged`]).
+    pub(crate) async fn feed_password(&self, channel: &russh::Channel<client::Msg>) -> Result<(), SshError> {
+        if let (true, Some(pw)) = (self.sudo, &self.sudo_password) {
+            let mut line = Vec::with_capacity(pw.len() + 1);
+            line.extend_from_slice(pw.as_bytes());
+            line.push(b'\n');
+            channel
+                .data(&line[..])
+                .await
+                .map_err(|e| SshError::from(e).on(&self.target.name))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `command` as root: through `sudo -n` when the session uses sudo. A refused sudo
+    /// is [`SshError::SudoDenied`], never a prompt that hangs.
+    ///
+    /// # Errors
+    /// As [`Session::exec`], and [`SshError::SudoDenied`].
+    pub async fn exec_priv(&self, command: &str) -> Result<Output, SshError> {
+        let out = self.collect(&self.privileged(command)?, self.feeds_password()).await?;
+        self.check_sudo(command, &out)?;
+        Ok(out)
+    }
+
+    pub(crate) fn check_sudo(&self, command: &str, out: &Output) -> Result<(), SshError> {
+        if self.sudo && out.status == ExitStatus::Code(1) {
+            let err = out.stderr_str();
+            // sudo -S prints "Sorry, try again." before its own "sudo: " lines.
+            if err.lines().any(|l| l.starts_with("sudo: "))
+                && (err.contains("password is required")
+                    || err.contains("not in the sudoers")
+                    || err.contains("not allowed")
+                    || err.contains("incorrect password")
+                    || err.contains("no password was provided"))
+            {
+                return Err(SshError::SudoDenied {
+                    host: self.target.name.clone(),
+                    user: self.target.user.clone(),
+                    command: command.to_owned(),
+                    stderr: err.trim().to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `command` as root (see [`Session::exec_priv`]), handing standard output to
+    /// `sink` as it arrives; standard error is collected. `stdin`, when given, is sent and
+    /// then closed.
+    ///
+    /// # Errors
+    /// As [`Session::exec_priv`]; an error returned by `sink` aborts the command.
+    pub async fn exec_priv_stream(
+        &self,
+        command: &str,
+        sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
+    ) -> Result<Output, SshError> {
+        let out = self
+            .exec_stream(&self.privileged(command)?, self.feeds_password(), sink)
+            .await?;
+        self.check_sudo(command, &out)?;
+        Ok(out)
+    }
+
+    /// Opens a session channel and starts `command` on it.
+    pub(crate) async fn open_exec(&self, command: &str) -> Result<russh::Channel<client::Msg>, SshError> {
+        let host = &self.target.name;
+        let channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| SshError::from(e).on(host))?;
+        channel
+            .exec(true, command)
+            .await
+            .map_err(|e| SshError::from(e).on(host))?;
+        Ok(channel)
+    }
+
+    /// Runs `command` (as given), handing stdout to `sink`.
+    pub(crate) async fn exec_stream(
+        &self,
+        command: &str,
+        password: bool,
+        sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
+    ) -> Result<Output, SshError> {
+        let host = &self.target.name;
+        let mut channel = self.open_exec(command).await?;
+        if password {
+            self.feed_password(&channel).await?;
+            channel.eof().await.map_err(|e| SshError::from(e).on(host))?;
+        }
+        let (stderr, status) = self.finish(&mut channel, sink).await?;
+        if status == ExitStatus::Unknown && self.handle.is_closed() {
+            return Err(SshError::Protocol {
+                host: host.clone(),
+                source: russh::Error::Disconnect,
+            });
+        }
+        Ok(Output {
+            stdout: Vec::new(),
+            stderr,
+            status,
+        })
+    }
+
+    /// Reads `channel` until it closes: stdout to `sink`, stderr collected, and the exit
+    /// status or signal (exit status, EOF and close may come in any order). An error from
+    /// `sink` closes the channel and is returned once it has closed.
+    pub(crate) async fn finish(
+        &self,
+        channel: &mut russh::Channel<client::Msg>,
+        sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
+    ) -> Result<(Vec<u8>, ExitStatus), SshError> {
+        let mut stderr = Vec::new();
+        let mut status = ExitStatus::Unknown;
+        let mut sink_error = None;
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::Data { data } if sink_error.is_none() => {
+                    if let Err(e) = sink(&data) {
+                        sink_error = Some(e);
+                        let _ = channel.close().await;
+                    }
+                }
+                ChannelMsg::ExtendedData { data, ext: 1 } => stderr.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => status = ExitStatus::Code(exit_status),
+                ChannelMsg::ExitSignal { signal_name, .. } => status = ExitStatus::Signal(format!("{signal_name:?}")),
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        match sink_error {
+            Some(source) => Err(SshError::Io {
+                path: PathBuf::from(format!("<output of {}>", self.target.name)),
+                source,
+            }),
+            None => Ok((stderr, status)),
+        }
+    }
+}
