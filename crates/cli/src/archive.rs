@@ -1,30 +1,26 @@
-//! Data root backups: a tar stream from the host, gzipped and hashed on the jump host as it
-//! arrives, then read back and checked against the host's own file count and bytes.
+//! Data root backups: a tar stream from the host, gzipped, hashed and written on the jump
+//! host as it arrives, and counted (regular files and their bytes, read by the tar crate)
+//! while it streams, so the member's downtime holds no second pass over the archive.
+//!
+//! The stream fans out to two threads: the writer (gzip, sha256, file) and the counter.
+//! Both run beside the SSH receive loop, so the backup takes about as long as the slowest
+//! of receive, compress and count, not their sum.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 
-use anyhow::{bail, Context as _};
+use anyhow::{anyhow, bail, Context as _};
 use flate2::write::GzEncoder;
-use rollgate_core::quote::q;
+use rollgate_core::journal::BackupDetail;
+use rollgate_core::script;
 use rollgate_ssh::Session;
 use sha2::{Digest, Sha256};
 
-/// A written and verified backup.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Backup {
-    /// The archive on the jump host.
-    pub path: PathBuf,
-    /// Its sha256, hex (also in the folder's `SHA256SUMS`).
-    pub sha256: String,
-    /// Regular files in the data root (host and archive agree).
-    pub files: u64,
-    /// Bytes in those files.
-    pub bytes: u64,
-    /// Size of the archive.
-    pub archive_bytes: u64,
-}
+/// Chunks in flight per thread before the receive loop waits (SSH packets are ≤ 32 KiB).
+const QUEUE: usize = 256;
 
 /// A writer that hashes what passes through it.
 struct HashWriter<W: Write> {
@@ -46,68 +42,153 @@ impl<W: Write> Write for HashWriter<W> {
     }
 }
 
-/// Archives `data_root` on `session`'s host into `dir/NAME.tar.gz` (the unit must be
-/// stopped), appends `SHA256  NAME.tar.gz` to `dir/SHA256SUMS`, and checks the archive's
-/// regular files and bytes against what the host counted.
-///
-/// # Errors
-/// The transport's, tar failing on the host, I/O, or a mismatch between host and archive.
-pub async fn backup(session: &Session, data_root: &str, dir: &Path, name: &str) -> anyhow::Result<Backup> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join(format!("{name}.tar.gz"));
-    let partial = dir.join(format!(".{name}.tar.gz.partial"));
-    let d = q(data_root);
-    // Counts go to stderr first, then the tar stream to stdout, in one round trip.
-    let cmd = format!(
-        "cd {d} || exit 3; echo \"rollgate-count files=$(find . -type f | wc -l) bytes=$(find . -type f -printf '%s\\n' | awk '{{s+=$1}} END {{print s+0}}')\" >&2; \
-         tar --numeric-owner -cf - ."
-    );
-    let file = File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
+/// A reader over chunks from a channel; end of stream when every sender is gone.
+struct ChannelReader {
+    rx: Receiver<Arc<[u8]>>,
+    chunk: Arc<[u8]>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(c) => {
+                    self.chunk = c;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Creates `path` for writing with mode 0600 (a data root holds the cluster's secrets).
+fn create_private(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Creates `dir` and its missing parents with mode 0700.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// The writer thread: gzip, hash and write every chunk into `partial`, then sync it.
+/// Returns (sha256, archive bytes).
+fn write_archive(rx: Receiver<Arc<[u8]>>, partial: PathBuf) -> std::io::Result<(String, u64)> {
+    let file = create_private(&partial)?;
     let mut gz = GzEncoder::new(
         HashWriter {
-            inner: BufWriter::new(file),
+            inner: BufWriter::with_capacity(1 << 20, file),
             hasher: Sha256::new(),
             written: 0,
         },
         flate2::Compression::fast(),
     );
-    let out = session
-        .exec_priv_stream(&cmd, &mut |data: &[u8]| gz.write_all(data))
-        .await;
-    let out = match out {
-        Ok(o) => o,
+    for chunk in rx {
+        gz.write_all(&chunk)?;
+    }
+    let mut hw = gz.finish()?;
+    hw.flush()?;
+    let (sha256, bytes) = (hex::encode(hw.hasher.finalize()), hw.written);
+    hw.inner.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok((sha256, bytes))
+}
+
+/// The counter thread: regular files and their bytes in the tar stream, then the rest of
+/// the stream (end-of-archive padding) read and dropped so the sender never blocks.
+fn count_stream(rx: Receiver<Arc<[u8]>>) -> std::io::Result<(u64, u64)> {
+    let mut reader = ChannelReader {
+        rx,
+        chunk: Arc::from(Vec::new()),
+        pos: 0,
+    };
+    let (mut files, mut bytes) = (0, 0);
+    {
+        let mut archive = tar::Archive::new(&mut reader);
+        for entry in archive.entries()? {
+            let entry = entry?;
+            if entry.header().entry_type().is_file() {
+                files += 1;
+                bytes += entry.size();
+            }
+        }
+    }
+    std::io::copy(&mut reader, &mut std::io::sink())?;
+    Ok((files, bytes))
+}
+
+/// Archives the data root on `session`'s host with `remote` (from
+/// [`rollgate_core::script::backup`]; the unit must be stopped) into `dir/NAME.tar.gz`
+/// (mode 0600, `dir` 0700), appends `SHA256  NAME.tar.gz` to `dir/SHA256SUMS`, and checks
+/// the archive's regular files and bytes, counted as they streamed, against what the host
+/// counted. A failure removes the partial file.
+///
+/// # Errors
+/// The transport's, tar failing on the host, local I/O (naming the path), or a mismatch
+/// between host and archive.
+pub async fn backup(
+    session: &Session,
+    data_root: &str,
+    remote: &str,
+    dir: &Path,
+    name: &str,
+) -> anyhow::Result<BackupDetail> {
+    create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("{name}.tar.gz"));
+    let partial = dir.join(format!(".{name}.tar.gz.partial"));
+    let res = stream_into(session, data_root, remote, &partial).await;
+    let ((sha256, archive_bytes), (a_files, a_bytes), out) = match res {
+        Ok(r) => r,
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
-            return Err(e.into());
+            return Err(e);
         }
     };
-    let mut hw = gz.finish().context("finishing the gzip stream")?;
-    hw.flush()?;
-    let (sha256, archive_bytes) = (hex::encode(hw.hasher.finalize()), hw.written);
-    hw.inner.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    if !out.status.success() {
+    let fail = |e: anyhow::Error| {
         let _ = std::fs::remove_file(&partial);
-        bail!(
+        Err(e)
+    };
+    if !out.status.success() {
+        return fail(anyhow!(
             "tar of {data_root} failed ({}): {}",
             out.status,
             out.stderr_str().trim()
-        );
+        ));
     }
-    let (files, bytes) = parse_counts(&out.stderr_str())
-        .with_context(|| format!("no file count from the host: {}", out.stderr_str().trim()))?;
-    let (a_files, a_bytes) = count_archive(&partial)?;
+    let Some((files, bytes)) = script::parse_backup_counts(&out.stderr_str()) else {
+        return fail(anyhow!("no file count from the host: {}", out.stderr_str().trim()));
+    };
     if (a_files, a_bytes) != (files, bytes) {
-        let _ = std::fs::remove_file(&partial);
-        bail!("archive of {data_root} holds {a_files} files / {a_bytes} bytes, the host counted {files} / {bytes}");
+        return fail(anyhow!(
+            "archive of {data_root} holds {a_files} files / {a_bytes} bytes, the host counted {files} / {bytes}"
+        ));
     }
-    std::fs::rename(&partial, &path)?;
-    let mut sums = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("SHA256SUMS"))?;
-    writeln!(sums, "{sha256}  {name}.tar.gz")?;
-    sums.sync_all()?;
-    Ok(Backup {
+    std::fs::rename(&partial, &path).with_context(|| format!("renaming {} into place", partial.display()))?;
+    let sums_path = dir.join("SHA256SUMS");
+    let append = || -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut sums = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&sums_path)?;
+        writeln!(sums, "{sha256}  {name}.tar.gz")?;
+        sums.sync_all()
+    };
+    append().with_context(|| format!("writing {}", sums_path.display()))?;
+    Ok(BackupDetail {
         path,
         sha256,
         files,
@@ -116,59 +197,89 @@ pub async fn backup(session: &Session, data_root: &str, dir: &Path, name: &str) 
     })
 }
 
-fn parse_counts(stderr: &str) -> Option<(u64, u64)> {
-    let line = stderr.lines().find_map(|l| l.strip_prefix("rollgate-count "))?;
-    let mut files = None;
-    let mut bytes = None;
-    for kv in line.split_whitespace() {
-        match kv.split_once('=') {
-            Some(("files", v)) => files = v.parse().ok(),
-            Some(("bytes", v)) => bytes = v.parse().ok(),
-            _ => {}
-        }
-    }
-    Some((files?, bytes?))
+type Streamed = ((String, u64), (u64, u64), rollgate_ssh::Output);
+
+/// Streams `remote`'s stdout into the writer and counter threads.
+async fn stream_into(session: &Session, data_root: &str, remote: &str, partial: &Path) -> anyhow::Result<Streamed> {
+    let (to_writer, writer_rx) = sync_channel::<Arc<[u8]>>(QUEUE);
+    let (to_counter, counter_rx) = sync_channel::<Arc<[u8]>>(QUEUE);
+    let p = partial.to_owned();
+    let writer = std::thread::spawn(move || write_archive(writer_rx, p));
+    let counter = std::thread::spawn(move || count_stream(counter_rx));
+    let out = {
+        let senders: [&SyncSender<Arc<[u8]>>; 2] = [&to_writer, &to_counter];
+        let mut sink = |data: &[u8]| -> std::io::Result<()> {
+            let chunk: Arc<[u8]> = Arc::from(data);
+            for tx in senders {
+                // A thread that stopped (a write error) drops its receiver: stop the stream;
+                // its own error is reported below.
+                tx.send(chunk.clone())
+                    .map_err(|_| std::io::Error::other("the local side of the backup stopped"))?;
+            }
+            Ok(())
+        };
+        session.exec_priv_stream(remote, &mut sink).await
+    };
+    drop((to_writer, to_counter));
+    let written = writer
+        .join()
+        .map_err(|_| anyhow!("the backup writer thread panicked"))?
+        .with_context(|| format!("writing {}", partial.display()));
+    let counted = counter
+        .join()
+        .map_err(|_| anyhow!("the backup counter thread panicked"))?
+        .with_context(|| format!("reading the tar stream of {data_root}"));
+    // A local write error explains a stream that stopped; report it first.
+    let written = written?;
+    let out = out?;
+    Ok((written, counted?, out))
 }
 
 /// Regular files and their bytes in a `.tar.gz`, read with the tar crate.
 ///
 /// # Errors
 /// The archive is not a readable tar.gz.
-pub fn count_archive(path: &Path) -> anyhow::Result<(u64, u64)> {
+#[cfg(test)]
+fn count_archive(path: &Path) -> anyhow::Result<(u64, u64)> {
     let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(f)));
-    let (mut files, mut bytes) = (0, 0);
-    for entry in archive
-        .entries()
-        .with_context(|| format!("reading {}", path.display()))?
-    {
-        let entry = entry.with_context(|| format!("reading {}", path.display()))?;
-        if entry.header().entry_type().is_file() {
-            files += 1;
-            bytes += entry.size();
+    let (tx, rx) = sync_channel(QUEUE);
+    let mut gz = flate2::read::GzDecoder::new(std::io::BufReader::new(f));
+    let counter = std::thread::spawn(move || count_stream(rx));
+    let mut buf = vec![0; 32 << 10];
+    loop {
+        let n = gz.read(&mut buf)?;
+        if n == 0 {
+            break;
         }
+        tx.send(Arc::from(&buf[..n])).map_err(|_| anyhow!("counter stopped"))?;
     }
-    Ok((files, bytes))
+    drop(tx);
+    Ok(counter.join().map_err(|_| anyhow!("panicked"))??)
 }
 
-/// Puts the data root back from `archive` (the unit must be stopped): uploads it, checked
-/// on the host against `sha256` (the digest recorded when it was made), replaces the data root with its contents (owners and modes kept), and
-/// removes the upload.
+/// Puts the data root back from `archive` (the unit must be stopped) without a gap:
+/// uploads it, checked on the host against `sha256` (the digest recorded when it was
+/// made), then runs [`rollgate_core::script::restore_data`]: extraction beside the data
+/// root, a check of its `files`, the old data root renamed aside, the new one into place.
+/// Returns `false` when an earlier attempt had completed it.
 ///
 /// # Errors
-/// The transport's, or extraction failing on the host.
+/// The transport's, no room on the host, or extraction failing there (the data root is
+/// then untouched).
 pub async fn restore(
     session: &Session,
     data_root: &str,
     archive: &Path,
     sha256: &str,
     run: &str,
-) -> anyhow::Result<()> {
+    counts: (u64, u64),
+) -> anyhow::Result<bool> {
     let remote = format!("/var/tmp/rollgate-restore-{run}.tar.gz");
     session.upload(archive, &remote, 0o600, Some(sha256)).await?;
-    let (d, r) = (q(data_root), q(&remote));
-    let cmd = format!("set -e; rm -rf {d}; mkdir -p {d}; tar --numeric-owner -xpzf {r} -C {d}; rm -f {r}");
-    let out = session.exec_priv(&cmd).await?;
+    let (files, bytes) = counts;
+    let out = session
+        .exec_priv(&script::restore_data(data_root, &remote, run, files, bytes))
+        .await?;
     if !out.status.success() {
         bail!(
             "restoring {data_root} from {} failed ({}): {}",
@@ -177,24 +288,17 @@ pub async fn restore(
             out.stderr_str().trim()
         );
     }
-    Ok(())
+    Ok(!out.stdout_str().starts_with("already"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The streaming counter reads what a tar.gz holds: regular files only, through the
+    /// end-of-archive padding.
     #[test]
-    fn counts_line() {
-        assert_eq!(
-            parse_counts("warning\nrollgate-count files=3 bytes=128000\n"),
-            Some((3, 128000))
-        );
-        assert_eq!(parse_counts("tar: error\n"), None);
-    }
-
-    #[test]
-    fn count_archive_reads_regular_files_only() {
+    fn counts_regular_files_while_streaming() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.tar.gz");
         let gz = GzEncoder::new(File::create(&path).unwrap(), flate2::Compression::fast());
@@ -203,13 +307,28 @@ mod tests {
         h.set_entry_type(tar::EntryType::Directory);
         h.set_size(0);
         b.append_data(&mut h, "member/", std::io::empty()).unwrap();
-        for (name, body) in [("member/wal/0.wal", &b"abcdef"[..]), ("member/snap/db", &b"xyz"[..])] {
+        let big = vec![7u8; 100_000];
+        for (name, body) in [("member/wal/0.wal", &b"abcdef"[..]), ("member/snap/db", &big[..])] {
             let mut h = tar::Header::new_gnu();
             h.set_size(body.len() as u64);
             h.set_mode(0o600);
             b.append_data(&mut h, name, body).unwrap();
         }
         b.into_inner().unwrap().finish().unwrap();
-        assert_eq!(count_archive(&path).unwrap(), (2, 9));
+        assert_eq!(count_archive(&path).unwrap(), (2, 100_006));
+    }
+
+    #[test]
+    fn private_files_and_dirs() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("backups/lab/node1");
+        create_private_dir(&d).unwrap();
+        assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700);
+        create_private(&d.join("x")).unwrap();
+        assert_eq!(
+            std::fs::metadata(d.join("x")).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

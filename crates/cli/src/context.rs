@@ -67,6 +67,7 @@ impl Ctx {
             agent: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
             connect_attempts: inv.ssh.connect_attempts,
             retry_backoff: Duration::from_secs(1),
+            command_timeout: inv.cluster.timeouts.command,
         };
         Ok(Self {
             inv,

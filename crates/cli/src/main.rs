@@ -11,9 +11,11 @@ mod archive;
 mod args;
 mod cmd;
 mod context;
+mod executor;
+mod exit;
 mod facts;
 mod probe;
-mod runner;
+mod prompt;
 mod select;
 mod sshconfig;
 mod state;
@@ -29,7 +31,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("rollgate: error: {e:#}");
-            ExitCode::from(cmd::exit_code_of(&e))
+            ExitCode::from(exit::exit_code_of(&e))
         }
     }
 }

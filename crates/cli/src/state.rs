@@ -2,15 +2,15 @@
 //! cluster's lock (`CLUSTER.lock`) and backups (`backups/CLUSTER/HOST/`).
 
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use rollgate_core::journal::{self, Journal, Record, Status};
+use rollgate_core::journal::{self, Journal, Record, Status, StepId};
 use serde::{Deserialize, Serialize};
 
 use crate::args::OnFailure;
-use crate::cmd::Exit;
+use crate::exit::Exit;
 
 /// What an upgrade run was asked to do: written once at its start, read by resume.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,6 +38,16 @@ pub struct RunMeta {
     pub allow_version_skip: bool,
     /// Creation time, RFC 3339.
     pub created: String,
+}
+
+impl RunMeta {
+    /// Run ids of `rollgate backup` start with this.
+    pub const BACKUP_PREFIX: &'static str = "backup-";
+
+    /// `true` for a `rollgate backup` run (nothing to roll back).
+    pub fn is_backup(&self) -> bool {
+        self.run.starts_with(Self::BACKUP_PREFIX)
+    }
 }
 
 /// A run's state, derived from its journal and the lock.
@@ -99,9 +109,9 @@ impl StateDir {
         self.root.join("snapshots").join(&self.cluster)
     }
 
-    /// `backups/CLUSTER/HOST/`.
-    pub fn backup_dir(&self, host: &str) -> PathBuf {
-        self.root.join("backups").join(&self.cluster).join(host)
+    /// `backups/CLUSTER/`: one folder per host below it.
+    pub fn backup_root(&self) -> PathBuf {
+        self.root.join("backups").join(&self.cluster)
     }
 
     /// Writes `meta` as `runs/RUN/run.json` and opens the run's journal.
@@ -149,8 +159,8 @@ impl StateDir {
             if meta.cluster != self.cluster {
                 continue;
             }
-            let records = Journal::read(&self.journal_path(&id)).unwrap_or_default();
-            let running = holder.as_ref().is_some_and(|h| h.run == id && pid_alive(h.pid));
+            let records = Journal::read(&self.journal_path(&id))?;
+            let running = holder.as_ref().is_some_and(|h| h.run == id);
             out.push((meta, run_state(&records, running), records));
         }
         Ok(out)
@@ -160,63 +170,75 @@ impl StateDir {
         self.root.join(format!("{}.lock", self.cluster))
     }
 
+    /// The run holding the cluster's lock now, if another open file holds its `flock`.
     fn lock_holder(&self) -> Option<LockInfo> {
-        std::fs::read(self.lock_path())
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
+        let f = OpenOptions::new().read(true).open(self.lock_path()).ok()?;
+        match f.try_lock() {
+            Ok(()) => None,
+            Err(_) => std::fs::read(self.lock_path())
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok()),
+        }
     }
 
-    /// Takes the cluster's lock for `run`. A lock whose process is gone is taken over with
-    /// a warning; a live one is refused naming its run (exit code 3).
+    /// Takes the cluster's lock for `run`: an exclusive `flock` on `CLUSTER.lock`, held
+    /// until the [`Lock`] is dropped, and released by the kernel if the process dies (no
+    /// PID to reuse, no race on takeover). A file still naming a run means that run's
+    /// process died holding it: taken over with a warning. A held lock is refused naming
+    /// its run (exit code 3).
     ///
     /// # Errors
-    /// [`Exit`] with code 3 when another live run holds it; I/O.
+    /// [`Exit`] with code 3 when another process holds it; I/O naming the file.
     pub fn lock(&self, run: &str) -> anyhow::Result<Lock> {
         std::fs::create_dir_all(&self.root).with_context(|| format!("creating {}", self.root.display()))?;
         let path = self.lock_path();
+        let io = |e| anyhow::Error::from(e).context(format!("locking {}", path.display()));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        if let Err(e) = file.try_lock() {
+            if let std::fs::TryLockError::Error(e) = e {
+                return Err(io(e));
+            }
+            let holder: Option<LockInfo> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+            let who = holder.map_or_else(
+                || "another process".to_owned(),
+                |h| format!("run {} (pid {}, since {})", h.run, h.pid, h.since),
+            );
+            return Err(Exit {
+                code: 3,
+                message: format!(
+                    "cluster {} is locked by {who}; lock file {}",
+                    self.cluster,
+                    path.display()
+                ),
+            }
+            .into());
+        }
+        let mut before = Vec::new();
+        file.read_to_end(&mut before).map_err(io)?;
+        if let Ok(h) = serde_json::from_slice::<LockInfo>(&before) {
+            eprintln!(
+                "rollgate: warning: taking over the stale lock of run {} (pid {} is gone): {}",
+                h.run,
+                h.pid,
+                path.display()
+            );
+        }
         let info = LockInfo {
             pid: std::process::id(),
             run: run.to_owned(),
             since: journal::now_rfc3339(),
         };
-        for _ in 0..2 {
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    f.write_all(&serde_json::to_vec(&info)?)?;
-                    f.sync_all()?;
-                    return Ok(Lock { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match self.lock_holder() {
-                    Some(h) if pid_alive(h.pid) && h.pid != std::process::id() => {
-                        return Err(Exit {
-                            code: 3,
-                            message: format!(
-                                "cluster {} is locked by run {} (pid {}, since {}); lock file {}",
-                                self.cluster,
-                                h.run,
-                                h.pid,
-                                h.since,
-                                path.display()
-                            ),
-                        }
-                        .into());
-                    }
-                    h => {
-                        let who = h.map_or_else(
-                            || "an unreadable lock".to_owned(),
-                            |h| format!("run {} (pid {} is gone)", h.run, h.pid),
-                        );
-                        eprintln!(
-                            "rollgate: warning: taking over the stale lock of {who}: {}",
-                            path.display()
-                        );
-                        let _ = std::fs::remove_file(&path);
-                    }
-                },
-                Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
-            }
-        }
-        anyhow::bail!("could not take the lock {}", path.display())
+        file.set_len(0).map_err(io)?;
+        file.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+        file.write_all(&serde_json::to_vec(&info)?).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        Ok(Lock { file })
     }
 }
 
@@ -227,20 +249,18 @@ struct LockInfo {
     since: String,
 }
 
-/// The cluster's lock; released when dropped.
+/// The cluster's lock; released when dropped (its file emptied first, so the next run
+/// finds no stale holder).
 #[derive(Debug)]
 pub struct Lock {
-    path: PathBuf,
+    file: std::fs::File,
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
     }
-}
-
-fn pid_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// A run's state from its run-wide journal records.
@@ -251,10 +271,10 @@ pub fn run_state(records: &[Record], running: bool) -> RunState {
     let last = records
         .iter()
         .rev()
-        .find(|r| r.host.is_none() && matches!(r.step.as_str(), "run" | "rollback"));
-    match last.map(|r| (r.step.as_str(), r.status)) {
-        Some(("rollback", Status::Done)) => RunState::RolledBack,
-        Some(("run", Status::Done)) => RunState::Done,
+        .find(|r| r.host.is_none() && matches!(r.step(), StepId::Run | StepId::Rollback));
+    match last.map(|r| (r.step(), r.status)) {
+        Some((StepId::Rollback, Status::Done)) => RunState::RolledBack,
+        Some((StepId::Run, Status::Done)) => RunState::Done,
         Some((_, Status::Failed)) => RunState::Failed,
         _ => RunState::Interrupted,
     }

@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 /// Raft state of one member as seen by rollgate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RaftState {
     /// The member is the cluster's leader.

@@ -6,15 +6,18 @@
 //! transport is `rollgate-ssh`, the executor is the `rollgate` binary.
 
 pub mod cluster;
+pub mod facts;
+pub mod gate;
 pub mod inventory;
 pub mod journal;
 pub mod plan;
 pub mod preset;
 pub mod quote;
+pub mod script;
 pub mod table;
 pub mod version;
 
 pub use cluster::{ClusterView, Member, RaftState};
 pub use inventory::{Host, Inventory, InventoryError, PresetRef};
-pub use plan::Step;
+pub use plan::{Plan, Step};
 pub use preset::{Preset, ProbeError, ProbeOutput};

@@ -24,6 +24,16 @@ pub enum SshError {
         /// The timeout.
         after: Duration,
     },
+    /// A command did not finish within the session's command timeout.
+    #[error("{host}: `{command}` did not finish within {after:?}")]
+    CommandTimeout {
+        /// Host name.
+        host: String,
+        /// The command's first line, shortened.
+        command: String,
+        /// The timeout.
+        after: Duration,
+    },
     /// Every connection attempt failed on the network (refused, reset, timed out).
     #[error("{host}: unreachable after {attempts} attempts in {elapsed:.1?}; last: {last}")]
     Unreachable {

@@ -3,72 +3,12 @@
 use std::process::ExitCode;
 
 use futures::future::join_all;
-use rollgate_core::{ClusterView, Inventory};
+use rollgate_core::facts::HostFacts;
+use rollgate_core::gate::preflight_problems;
 
 use super::{human_bytes, short};
 use crate::context::Ctx;
-use crate::facts::HostFacts;
 use crate::{facts, probe};
-
-/// The reasons an upgrade must not start, from the hosts' facts and the cluster view.
-pub fn problems(
-    inv: &Inventory,
-    facts: &[Result<HostFacts, String>],
-    view: &anyhow::Result<(String, ClusterView)>,
-) -> Vec<String> {
-    let mut out = Vec::new();
-    for (h, f) in inv.hosts.iter().zip(facts) {
-        match f {
-            Err(e) => out.push(format!("{}: {e}", h.name)),
-            Ok(f) => {
-                if f.sudo_ok == Some(false) {
-                    out.push(format!("{}: sudo is refused for user {} (`sudo true`)", h.name, h.user));
-                }
-                if f.unit_load != "loaded" {
-                    out.push(format!(
-                        "{}: unit {} is {}",
-                        h.name,
-                        h.unit,
-                        if f.unit_load.is_empty() {
-                            "unknown"
-                        } else {
-                            &f.unit_load
-                        }
-                    ));
-                } else if f.unit_active != "active" {
-                    out.push(format!("{}: unit {} is {}", h.name, h.unit, f.unit_active));
-                }
-                if f.binary_sha256.is_none() {
-                    out.push(format!("{}: binary {} is missing", h.name, h.binary));
-                } else if f.version.is_none() {
-                    out.push(format!("{}: cannot read the version of {}", h.name, h.binary));
-                }
-            }
-        }
-    }
-    match view {
-        Err(e) => out.push(format!("cluster: {e:#}")),
-        Ok((_, v)) => {
-            out.extend(
-                v.problems(inv.cluster.max_raft_lag)
-                    .into_iter()
-                    .map(|p| format!("cluster: {p}")),
-            );
-            let raft_roles = inv.cluster.preset.raft_roles();
-            for h in inv.hosts.iter().filter(|h| raft_roles.contains(&h.role.as_str())) {
-                if v.member_at(&h.address).is_none() {
-                    out.push(format!("cluster: {} ({}) is not a member", h.name, h.address));
-                }
-            }
-            for m in &v.members {
-                if !inv.hosts.iter().any(|h| h.address == m.endpoint_host()) {
-                    out.push(format!("cluster: member {} is not in the inventory", m.endpoint));
-                }
-            }
-        }
-    }
-    out
-}
 
 /// `check -v`: each host's connection settings and where each came from.
 fn print_origins(ctx: &Ctx) {
@@ -192,7 +132,12 @@ pub async fn run(ctx: &Ctx, verbose: bool) -> anyhow::Result<ExitCode> {
             v.quorum()
         );
     }
-    let problems = problems(&ctx.inv, &facts, &view);
+    let view_err = view.as_ref().map_err(|e| format!("{e:#}"));
+    let problems = preflight_problems(
+        &ctx.inv,
+        &facts,
+        view_err.as_ref().map(|(_, v)| v).map_err(String::as_str),
+    );
     if problems.is_empty() {
         println!("ok: safe to start an upgrade");
         Ok(ExitCode::SUCCESS)

@@ -7,40 +7,13 @@ use crate::context::Ctx;
 
 mod check;
 mod exec;
+mod failure;
+mod plan;
 mod probe;
+mod report;
 mod rollback;
 mod status;
 mod upgrade;
-
-/// A failure with a documented exit code (see the crate docs).
-#[derive(Debug)]
-pub struct Exit {
-    /// The process exit code.
-    pub code: u8,
-    /// What to print.
-    pub message: String,
-}
-
-impl std::fmt::Display for Exit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Exit {}
-
-/// The exit code for an error: its [`Exit`] code, 2 for an inventory error, else 1.
-pub fn exit_code_of(e: &anyhow::Error) -> u8 {
-    for cause in e.chain() {
-        if let Some(x) = cause.downcast_ref::<Exit>() {
-            return x.code;
-        }
-        if cause.downcast_ref::<rollgate_core::InventoryError>().is_some() {
-            return 2;
-        }
-    }
-    1
-}
 
 /// Runs the command `args` names.
 pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
@@ -52,7 +25,7 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Command::Check { verbose } => check::run(&ctx, verbose).await,
         Command::Status { json } => status::run(&ctx, json).await,
         Command::Exec { hosts, command } => exec::run(&ctx, hosts.as_deref(), &command).await,
-        Command::Plan { binary, json } => upgrade::plan(&ctx, &binary, json).await,
+        Command::Plan { binary, json } => plan::run(&ctx, &binary, json).await,
         Command::Upgrade {
             binary,
             run,
@@ -61,16 +34,13 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
             force,
             allow_version_skip,
         } => {
-            upgrade::upgrade(
-                &ctx,
-                &binary,
-                &run,
-                expect_version.as_ref(),
+            let args = upgrade::UpgradeArgs {
+                expect_version: expect_version.as_ref(),
                 on_failure,
                 force,
                 allow_version_skip,
-            )
-            .await
+            };
+            upgrade::upgrade(&ctx, &binary, &run, args).await
         }
         Command::Resume { run_id, run } => upgrade::resume(&ctx, run_id.as_deref(), &run).await,
         Command::Rollback {

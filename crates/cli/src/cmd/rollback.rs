@@ -1,18 +1,18 @@
 //! `rollback`, `runs` and `backup`.
 
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use rollgate_core::journal::{self, Journal, Status};
+use rollgate_core::journal::{self, Event, Journal, RollbackDetail, RunDetail, Status, StepId};
+use rollgate_core::plan::{backup_steps, rollback_plan, Progress};
 use rollgate_core::Host;
-use serde_json::json;
 
-use super::upgrade::archive_of;
-use super::Exit;
 use crate::args::{OnFailure, RunArgs};
 use crate::context::Ctx;
-use crate::runner::{step, HostError, Runner};
+use crate::executor::{Executor, HostError};
+use crate::exit::Exit;
+use crate::prompt::confirm;
 use crate::select;
 use crate::state::{RunMeta, RunState, StateDir};
 
@@ -29,13 +29,18 @@ pub async fn rollback(ctx: &Ctx, run_id: Option<&str>, restore_data: bool, run: 
         None => runs
             .into_iter()
             .rev()
-            .find(|(m, _, _)| !m.run.starts_with("backup-"))
+            .find(|(m, _, _)| !m.is_backup())
             .context("no run to roll back")?,
     };
     if state == RunState::Running {
         bail!("run {} is running", meta.run);
     }
-    super::upgrade::confirm_pub(
+    if let Some(t) = run.health_timeout {
+        meta.health_timeout_ms = t.as_millis() as u64;
+    }
+    let health = Duration::from_millis(meta.health_timeout_ms);
+    let plan = rollback_plan(&ctx.inv, &Progress::from_records(&records), restore_data, health)?;
+    confirm(
         run.yes,
         &format!(
             "Roll back run {} ({state}) on cluster {}?",
@@ -43,83 +48,120 @@ pub async fn rollback(ctx: &Ctx, run_id: Option<&str>, restore_data: bool, run: 
         ),
     )?;
     let _lock = sd.lock(&meta.run)?;
-    if let Some(t) = run.health_timeout {
-        meta.health_timeout_ms = t.as_millis() as u64;
-    }
     let journal = Journal::open(&sd.journal_path(&meta.run))?;
-    let mut r = Runner::new(ctx, meta, journal, records, run.json).await?;
+    let mut ex = Executor::new(ctx, meta, journal, records, run.json).await?;
     let started = Instant::now();
-    // Hosts whose swap is done and not yet rolled back, latest swap first.
-    let mut swapped: Vec<(usize, String)> = Vec::new();
-    for (i, rec) in r.records.iter().enumerate() {
-        if rec.step == "swap" && rec.status == Status::Done {
-            if let Some(h) = &rec.host {
-                swapped.retain(|(_, n)| n != h);
-                swapped.push((i, h.clone()));
-            }
-        }
-    }
-    swapped.retain(|(_, h)| r.done(h, "swap"));
-    swapped.reverse();
-    r.record(
+    let names: Vec<String> = plan.hosts.iter().map(|h| h.name.clone()).collect();
+    ex.record(
         None,
-        "rollback",
+        Event::Rollback(Some(RollbackDetail {
+            hosts: names.clone(),
+            restore_data,
+        })),
         Status::Started,
         None,
-        json!({"hosts": swapped.iter().map(|(_, h)| h).collect::<Vec<_>>(), "restore_data": restore_data}),
+        None,
     )?;
-    for (_, name) in &swapped {
+    if restore_data {
+        room_to_restore(&ex, &plan).await?;
+    }
+    for hp in &plan.hosts {
         let host: Host = ctx
             .inv
-            .host(name)
-            .with_context(|| format!("host {name} of the run is not in the inventory"))?
+            .host(&hp.name)
+            .context("planned host not in the inventory")?
             .clone();
-        let prev = r
-            .detail(name, "swap")
-            .and_then(|d| d["prev_sha256"].as_str().map(str::to_owned))
-            .context("swap record without prev_sha256")?;
-        let version = r
-            .detail(name, "stage")
-            .and_then(|d| d["from_version"].as_str().map(str::to_owned))
-            .context("stage record without from_version")?;
-        let archive = if restore_data {
-            Some(archive_of(&r, name).with_context(|| format!("{name}: this run made no backup of its data root"))?)
-        } else {
-            None
-        };
-        let gate = step!(r, host, "rollback-gate", r.gate(&host, false, None));
-        let res = match gate {
-            Ok(()) => r.roll_back_host(&host, &prev, &version, archive).await,
-            Err(e) => Err(e),
-        };
-        match res {
-            Ok(()) => {}
-            Err(HostError::Interrupted) => {
-                eprintln!("rollgate: interrupted; run the rollback again to continue");
-                return Ok(ExitCode::from(130));
+        let stop_at = hp.steps.iter().position(|s| s.id() == StepId::RollbackStop);
+        let mut failed: Option<(StepId, anyhow::Error)> = None;
+        for (i, step) in hp.steps.iter().enumerate() {
+            // After a failure once the unit is stopped, the host is still started (on its
+            // previous binary when that was put back) and checked; its data root, if the
+            // restore failed, is untouched.
+            let bring_back = matches!(
+                step.id(),
+                StepId::RollbackBinary | StepId::RollbackStart | StepId::RollbackHealth
+            );
+            if failed.is_some() && !bring_back {
+                continue;
             }
-            Err(HostError::Failed { step, error }) => {
-                let msg = format!("{name}: rollback step {step} failed: {error:#}");
-                r.record(None, "rollback", Status::Failed, Some(started), json!({"error": msg}))?;
-                return Err(Exit { code: 1, message: msg }.into());
+            ex.compensating = failed.is_some();
+            match ex.run_step(&host, step).await {
+                Ok(()) => {}
+                Err(HostError::Interrupted) => {
+                    eprintln!("rollgate: interrupted; run the rollback again to continue");
+                    return Ok(ExitCode::from(130));
+                }
+                Err(HostError::Failed { step, error }) => {
+                    let stopped = stop_at.is_some_and(|s| s <= i);
+                    if failed.is_none() && stopped {
+                        eprintln!("rollgate: {}: {step} failed; bringing the host back", host.name);
+                    }
+                    failed.get_or_insert((step, error));
+                    if !stopped {
+                        break;
+                    }
+                }
             }
         }
+        if let Some((step, error)) = failed {
+            let msg = format!("{}: rollback step {step} failed: {error:#}", host.name);
+            ex.record(
+                None,
+                Event::Rollback(None),
+                Status::Failed,
+                Some(started),
+                Some(msg.clone()),
+            )?;
+            return Err(Exit { code: 1, message: msg }.into());
+        }
     }
-    r.record(
+    ex.record(
         None,
-        "rollback",
+        Event::Rollback(Some(RollbackDetail {
+            hosts: names.clone(),
+            restore_data,
+        })),
         Status::Done,
         Some(started),
-        json!({"hosts": swapped.len()}),
+        None,
     )?;
     eprintln!(
         "rolled back {} host(s) in {:.1} s",
-        swapped.len(),
+        names.len(),
         started.elapsed().as_secs_f64()
     );
-    let (rows, _) = super::status::rows(ctx).await;
+    let sessions: Vec<_> = ex.sessions_in_order().map(Ok).collect();
+    let (rows, _) = super::status::rows_with(ctx, sessions).await;
     super::status::print_table(&rows);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses a data restore that would not fit: each host's data root file system must
+/// hold its backup's bytes beside the data root, checked before anything stops.
+async fn room_to_restore(ex: &Executor<'_>, plan: &rollgate_core::Plan) -> anyhow::Result<()> {
+    let facts = ex.installed().await?;
+    let mut problems = Vec::new();
+    for hp in &plan.hosts {
+        for s in &hp.steps {
+            if let rollgate_core::Step::RollbackRestoreData { bytes, data_root, .. } = s {
+                let free = facts.get(&hp.name).and_then(|f| f.free_bytes).unwrap_or(0);
+                if free < *bytes {
+                    problems.push(format!(
+                        "{}: no room to restore {data_root}: {free} bytes free, {bytes} needed",
+                        hp.name
+                    ));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Exit {
+        code: 1,
+        message: format!("refusing to restore, nothing was stopped: {}", problems.join("; ")),
+    }
+    .into())
 }
 
 pub fn runs(ctx: &Ctx) -> anyhow::Result<ExitCode> {
@@ -128,14 +170,14 @@ pub fn runs(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     for (meta, state, records) in sd.runs()? {
         let healthy = records
             .iter()
-            .filter(|r| r.step == "health" && r.status == Status::Done)
+            .filter(|r| r.step() == StepId::Health && r.status == Status::Done)
             .count();
         let last = records
             .iter()
             .rev()
             .find(|r| r.host.is_some())
             .map_or_else(String::new, |r| {
-                format!("{} {} {:?}", r.host.as_deref().unwrap_or(""), r.step, r.status).to_lowercase()
+                format!("{} {} {:?}", r.host.as_deref().unwrap_or(""), r.step(), r.status).to_lowercase()
             });
         t.add_row([
             meta.run,
@@ -151,10 +193,11 @@ pub fn runs(ctx: &Ctx) -> anyhow::Result<ExitCode> {
 }
 
 /// Archives the data roots of the selected hosts: for each, one at a time, the gate,
-/// stop, backup, start and health of an upgrade, without a swap.
+/// stop, backup, start and health of an upgrade, without a swap. Whatever the backup did,
+/// the unit is started again.
 pub async fn backup(ctx: &Ctx, pattern: Option<&str>, yes: bool) -> anyhow::Result<ExitCode> {
     let hosts: Vec<Host> = select::hosts(&ctx.inv, pattern)?.into_iter().cloned().collect();
-    super::upgrade::confirm_pub(
+    confirm(
         yes,
         &format!(
             "Stop and back up {} host(s) of cluster {}, one at a time?",
@@ -164,7 +207,7 @@ pub async fn backup(ctx: &Ctx, pattern: Option<&str>, yes: bool) -> anyhow::Resu
     )?;
     let sd = StateDir::new(&ctx.state_dir, &ctx.inv.cluster.name);
     let meta = RunMeta {
-        run: format!("backup-{}", journal::new_run_id()),
+        run: format!("{}{}", RunMeta::BACKUP_PREFIX, journal::new_run_id()),
         cluster: ctx.inv.cluster.name.clone(),
         binary: Default::default(),
         sha256: String::new(),
@@ -178,36 +221,47 @@ pub async fn backup(ctx: &Ctx, pattern: Option<&str>, yes: bool) -> anyhow::Resu
     };
     let _lock = sd.lock(&meta.run)?;
     let journal = sd.create_run(&meta)?;
-    let mut r = Runner::new(ctx, meta, journal, Vec::new(), false).await?;
+    let mut ex = Executor::new(ctx, meta, journal, Vec::new(), false).await?;
     let started = Instant::now();
-    let facts = r.installed().await?;
+    let facts = ex.installed().await?;
+    let options = super::plan::run_options(ctx, None, None);
     for host in &hosts {
         let version = facts[&host.name]
             .version
             .clone()
             .with_context(|| format!("{}: unknown version", host.name))?;
-        let res = async {
-            step!(r, host, "gate", r.gate(host, true, None))?;
-            step!(r, host, "stop", r.stop_unit(host))?;
-            let b = step!(r, host, "backup", r.backup(host));
-            // Whatever the backup did, the unit is started again.
-            step!(r, host, "start", r.start_unit(host))?;
-            b?;
-            step!(r, host, "health", r.health(host, &version))
+        let steps = backup_steps(host, &ctx.inv.cluster.timeouts, &options, &version);
+        let mut failed = None;
+        for step in &steps {
+            // After a failed backup the unit is still started and checked.
+            if failed.is_some() && !matches!(step.id(), StepId::Start | StepId::Health) {
+                continue;
+            }
+            if let Err(e) = ex.run_step(host, step).await {
+                failed.get_or_insert(e);
+                if step.id() != StepId::Backup {
+                    break;
+                }
+            }
         }
-        .await;
-        if let Err(e) = res {
+        if let Some(e) = failed {
             let msg = match e {
                 HostError::Failed { step, error } => format!("{}: {step} failed: {error:#}", host.name),
                 HostError::Interrupted => "interrupted".into(),
             };
-            r.record(None, "run", Status::Failed, Some(started), json!({"error": msg}))?;
+            ex.record(None, Event::Run(None), Status::Failed, Some(started), Some(msg.clone()))?;
             return Err(Exit { code: 1, message: msg }.into());
         }
-        if let Some((a, _)) = archive_of(&r, &host.name) {
-            println!("{}: {}", host.name, a.display());
+        if let Some(b) = ex.progress().host(&host.name).backup {
+            println!("{}: {}", host.name, b.path.display());
         }
     }
-    r.record(None, "run", Status::Done, Some(started), json!({}))?;
+    ex.record(
+        None,
+        Event::Run(Some(RunDetail::default())),
+        Status::Done,
+        Some(started),
+        None,
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -356,3 +356,25 @@ data_root = "/srv/etcd"
         assert!(inv.ssh.known_hosts.ends_with("lab/.state/known_hosts"));
     }
 }
+
+/// Inventories for other modules' unit tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::Inventory;
+
+    /// Three etcd hosts, node1..node3 at 10.77.0.11..13, as `inventory/lab.toml`.
+    pub(crate) fn three_etcd() -> Inventory {
+        three_etcd_with("")
+    }
+
+    /// As [`three_etcd`], with `extra` lines added to `[cluster]`.
+    pub(crate) fn three_etcd_with(extra: &str) -> Inventory {
+        let text = format!(
+            "[ssh]\nknown_hosts = \"known_hosts\"\n[cluster]\nname = \"lab\"\npreset = \"etcd\"\nbinary = \"/usr/bin/etcd\"\ndata_root = \"/var/lib/etcd\"\n{extra}\n{}",
+            (1..=3)
+                .map(|n| format!("[[hosts]]\nname = \"node{n}\"\naddress = \"10.77.0.1{n}\"\n"))
+                .collect::<String>()
+        );
+        Inventory::parse(std::path::Path::new("/etc/rollgate/lab.toml"), &text).expect("test inventory")
+    }
+}

@@ -106,6 +106,55 @@ pub struct Cluster {
     /// stop`, for services that must leave gracefully on a signal other than the unit's
     /// `KillSignal` (Nomad with `leave_on_terminate`: `SIGINT`).
     pub stop_signal: Option<String>,
+    /// `[cluster.timeouts]`: deadlines of steps and remote commands.
+    pub timeouts: Timeouts,
+}
+
+/// `[cluster.timeouts]`: how long each kind of step may take before it fails, naming
+/// host, step and deadline. Durations as `"90s"`, `"2m"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Any one remote command outside streams and transfers (default 5 min).
+    pub command: Duration,
+    /// Staging: upload, check and `--version` on one host (default 10 min).
+    pub stage: Duration,
+    /// How long the gate waits for the cluster to settle (default 30 s).
+    pub gate: Duration,
+    /// How long a stop waits for the unit to become inactive (default 30 s; twice that
+    /// with `stop_signal`).
+    pub stop: Duration,
+    /// Archiving one data root (default 1 h).
+    pub backup: Duration,
+    /// The swap of the binary (default 2 min).
+    pub swap: Duration,
+    /// How long a start waits for the unit to become active (default: the health timeout).
+    pub start: Option<Duration>,
+    /// The backup hook's snapshot (default 10 min).
+    pub snapshot: Duration,
+    /// A drain or undrain (default 10 min).
+    pub drain: Duration,
+    /// A leader transfer, until the cluster follows the new leader (default 1 min).
+    pub leader_transfer: Duration,
+    /// Restoring one data root (default 1 h).
+    pub restore: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            command: Duration::from_secs(300),
+            stage: Duration::from_secs(600),
+            gate: Duration::from_secs(30),
+            stop: Duration::from_secs(30),
+            backup: Duration::from_secs(3600),
+            swap: Duration::from_secs(120),
+            start: None,
+            snapshot: Duration::from_secs(600),
+            drain: Duration::from_secs(600),
+            leader_transfer: Duration::from_secs(60),
+            restore: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// A preset: one of the built-ins, or one the inventory describes (`http`, `custom`).

@@ -60,6 +60,8 @@ pub struct RawCluster {
     pub(super) snapshot: Option<bool>,
     pub(super) drain: Option<bool>,
     pub(super) stop_signal: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) timeouts: BTreeMap<String, Spanned<String>>,
     pub(super) http: Option<Spanned<preset::HttpSpec>>,
     pub(super) custom: Option<Spanned<preset::CustomSpec>>,
 }

@@ -152,7 +152,33 @@ impl Validator<'_> {
             Some(d) => self.duration(d, "cluster.health_timeout")?,
             None => Duration::from_secs(120),
         };
+        let mut timeouts = Timeouts::default();
+        for (k, v) in &raw.cluster.timeouts {
+            let key = format!("cluster.timeouts.{k}");
+            let d = self.duration(v, &key)?;
+            match k.as_str() {
+                "command" => timeouts.command = d,
+                "stage" => timeouts.stage = d,
+                "gate" => timeouts.gate = d,
+                "stop" => timeouts.stop = d,
+                "backup" => timeouts.backup = d,
+                "swap" => timeouts.swap = d,
+                "start" => timeouts.start = Some(d),
+                "snapshot" => timeouts.snapshot = d,
+                "drain" => timeouts.drain = d,
+                "leader_transfer" => timeouts.leader_transfer = d,
+                "restore" => timeouts.restore = d,
+                _ => {
+                    return Err(self.err(
+                        v.span(),
+                        key,
+                        "unknown step: command, stage, gate, stop, backup, swap, start, snapshot, drain, leader_transfer or restore",
+                    ))
+                }
+            }
+        }
         let cluster = Cluster {
+            timeouts,
             name: self.word(&raw.cluster.name, "cluster.name")?,
             probes: raw
                 .cluster

@@ -195,6 +195,7 @@ impl Session {
                     handle,
                     sudo: opts.sudo,
                     sudo_password: opts.sudo_password.clone(),
+                    command_timeout: opts.command_timeout,
                     via: None,
                 });
             }
@@ -207,6 +208,7 @@ impl Session {
                     handle,
                     sudo: opts.sudo,
                     sudo_password: opts.sudo_password.clone(),
+                    command_timeout: opts.command_timeout,
                     via: None,
                 });
             }

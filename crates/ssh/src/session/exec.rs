@@ -2,8 +2,9 @@
 
 use std::borrow::Cow;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use russh::client::{self};
+use russh::client;
 use russh::ChannelMsg;
 
 use rollgate_core::quote::quote;
@@ -84,12 +85,22 @@ impl Session {
     /// [`Session::privileged`]), and collects its output.
     pub(crate) async fn collect(&self, command: &str, password: bool) -> Result<Output, SshError> {
         let mut stdout = Vec::new();
-        let mut out = self
-            .exec_stream(command, password, &mut |d: &[u8]| {
-                stdout.extend_from_slice(d);
-                Ok(())
-            })
-            .await?;
+        let mut sink = |d: &[u8]| {
+            stdout.extend_from_slice(d);
+            Ok(())
+        };
+        let run = self.exec_stream(command, password, &mut sink);
+        let mut out = match tokio::time::timeout(self.command_timeout, run).await {
+            Ok(r) => r?,
+            Err(_) => {
+                let first = command.lines().next().unwrap_or_default();
+                return Err(SshError::CommandTimeout {
+                    host: self.target.name.clone(),
+                    command: first.chars().take(60).collect(),
+                    after: self.command_timeout,
+                });
+            }
+        };
         out.stdout = stdout;
         Ok(out)
     }
@@ -223,7 +234,7 @@ impl Session {
 
     /// Reads `channel` until it closes: stdout to `sink`, stderr collected, and the exit
     /// status or signal (exit status, EOF and close may come in any order). An error from
-    /// `sink` closes the channel and is returned once it has closed.
+    /// `sink` closes the channel and is returned at once.
     pub(crate) async fn finish(
         &self,
         channel: &mut russh::Channel<client::Msg>,
@@ -234,10 +245,14 @@ impl Session {
         let mut sink_error = None;
         while let Some(msg) = channel.wait().await {
             match msg {
-                ChannelMsg::Data { data } if sink_error.is_none() => {
+                ChannelMsg::Data { data } => {
                     if let Err(e) = sink(&data) {
+                        // The local side failed (a full disk): close the channel and return
+                        // at once. Waiting for the server's close could take forever: the
+                        // remote command may sit blocked on a full window.
                         sink_error = Some(e);
-                        let _ = channel.close().await;
+                        let _ = tokio::time::timeout(Duration::from_secs(2), channel.close()).await;
+                        break;
                     }
                 }
                 ChannelMsg::ExtendedData { data, ext: 1 } => stderr.extend_from_slice(&data),

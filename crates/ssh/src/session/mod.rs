@@ -29,6 +29,8 @@ pub struct Session {
     handle: Handle<HostKeyCheck>,
     sudo: bool,
     sudo_password: Option<Arc<str>>,
+    /// The deadline of a collected command ([`Session::exec`], [`Session::exec_priv`]).
+    command_timeout: std::time::Duration,
     /// The jump host's session this one is tunnelled through, kept open while it lives.
     via: Option<Arc<Session>>,
 }

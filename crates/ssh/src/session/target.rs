@@ -83,6 +83,10 @@ pub struct Options {
     pub connect_attempts: u32,
     /// The wait before the second attempt; it doubles for each next one, with ±25% jitter.
     pub retry_backoff: Duration,
+    /// The deadline of every collected command ([`Session::exec`], [`Session::exec_priv`]):
+    /// past it the channel is closed and the command fails with
+    /// [`crate::SshError::CommandTimeout`]. Streams and transfers have their callers'.
+    pub command_timeout: Duration,
 }
 
 impl Default for Options {
@@ -98,6 +102,7 @@ impl Default for Options {
             agent: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
             connect_attempts: 3,
             retry_backoff: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(300),
         }
     }
 }

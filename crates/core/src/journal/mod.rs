@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod event;
+pub use event::*;
+
 /// What happened to a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -23,27 +26,48 @@ pub enum Status {
     Failed,
 }
 
+/// The journal format this rollgate writes and reads. Journals of another format (or of the
+/// first rollgate, which wrote none) are refused with [`JournalError::Format`].
+pub const FORMAT: u32 = 2;
+
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
+    /// [`FORMAT`].
+    pub format: u32,
     /// Run id.
     pub run: String,
     /// UTC time, RFC 3339.
     pub ts: String,
-    /// The host, or `None` for run-wide records (`run`, `preflight`, `stage`, `rollback`).
+    /// The host, or `None` for run-wide records (`run`, `preflight`, `snapshot`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    /// Step name (`gate`, `stop`, `backup`, `swap`, `start`, `health`, or a run-wide one).
-    pub step: String,
+    /// The step (`"step"` on the wire) and what it saw or produced (`"detail"`).
+    #[serde(flatten)]
+    pub event: Event,
     /// What happened.
     pub status: Status,
     /// Milliseconds the step took, for done, skipped and failed steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ms: Option<u64>,
-    /// What the step saw or produced (archive path and sha256, previous binary's sha256,
-    /// the error).
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub detail: serde_json::Value,
+    /// Why a failed step failed, the cause chain in one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Why a step was skipped although its effect was not in place (`not the leader`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Record {
+    /// The record's step.
+    pub fn step(&self) -> StepId {
+        self.event.id()
+    }
+
+    /// `true` for a done or skipped record: the step's effect is in place.
+    pub fn completed(&self) -> bool {
+        matches!(self.status, Status::Done | Status::Skipped)
+    }
 }
 
 /// A journal file could not be written or read.
@@ -56,6 +80,16 @@ pub enum JournalError {
         path: PathBuf,
         /// The cause.
         source: std::io::Error,
+    },
+    /// A line of another journal format.
+    #[error("journal {}:{line}: written in journal format {found}, this rollgate reads format {FORMAT}; finish or roll back that run with the rollgate that started it", path.display())]
+    Format {
+        /// The journal file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// The format found (`1`: no format field, the first rollgate's journals).
+        found: u64,
     },
     /// A line is not a journal record.
     #[error("journal {}:{line}: {source}", path.display())]
@@ -117,8 +151,9 @@ impl Journal {
         &self.path
     }
 
-    /// Reads every record of the journal at `path`. A torn last line (a crash while
-    /// writing) is ignored; a bad line elsewhere is an error.
+    /// Reads every record of the journal at `path`. Any line that is not a record of this
+    /// [`FORMAT`], the last one included (a torn write), is an error naming file and line:
+    /// the journal is the truth, and a guess at a damaged one is not.
     ///
     /// # Errors
     /// [`JournalError`].
@@ -135,9 +170,18 @@ impl Journal {
             if l.trim().is_empty() {
                 continue;
             }
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(l) {
+                let found = v.get("format").and_then(serde_json::Value::as_u64).unwrap_or(1);
+                if found != u64::from(FORMAT) {
+                    return Err(JournalError::Format {
+                        path: path.to_owned(),
+                        line: i + 1,
+                        found,
+                    });
+                }
+            }
             match serde_json::from_str(l) {
                 Ok(r) => out.push(r),
-                Err(_) if i + 1 == n => break,
                 Err(source) => {
                     return Err(JournalError::Corrupt {
                         path: path.to_owned(),
@@ -167,62 +211,61 @@ pub fn new_run_id() -> String {
     .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
-/// Steps of `host` with status done or skipped, in journal order.
-pub fn completed<'a>(records: &'a [Record], host: &str) -> impl Iterator<Item = &'a Record> + 'a {
-    let host = host.to_owned();
-    records
-        .iter()
-        .filter(move |r| r.host.as_deref() == Some(host.as_str()) && matches!(r.status, Status::Done | Status::Skipped))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rec(step: &str, status: Status) -> Record {
+    fn rec(event: Event, status: Status) -> Record {
         Record {
+            format: FORMAT,
             run: "r1".into(),
             ts: now_rfc3339(),
             host: Some("node1".into()),
-            step: step.into(),
+            event,
             status,
             ms: Some(3),
-            detail: serde_json::json!({"sha256": "ab"}),
+            error: None,
+            reason: None,
         }
     }
 
     #[test]
-    fn append_then_read_back_with_torn_tail() {
+    fn append_then_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("runs/r1/journal.jsonl");
         let mut j = Journal::open(&path).unwrap();
-        j.append(&rec("stop", Status::Done)).unwrap();
-        j.append(&rec("backup", Status::Failed)).unwrap();
+        let swap = Event::Swap(Some(SwapDetail {
+            sha256: "ab".into(),
+            prev_sha256: "cd".into(),
+            prev_path: "/usr/bin/etcd.rollgate-prev".into(),
+        }));
+        let written = [
+            rec(Event::Stop, Status::Done),
+            rec(swap, Status::Done),
+            rec(Event::bare(StepId::Backup), Status::Failed),
+        ];
+        for r in &written {
+            j.append(r).unwrap();
+        }
+        assert_eq!(Journal::read(&path).unwrap(), written);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(r#""step":"swap","detail":{"sha256":"ab""#), "{text}");
+    }
+
+    #[test]
+    fn a_torn_last_line_is_an_error_naming_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let mut j = Journal::open(&path).unwrap();
+        j.append(&rec(Event::Stop, Status::Done)).unwrap();
         std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
             .unwrap()
             .write_all(b"{\"run\":\"r1\",\"ts")
             .unwrap();
-        let got = Journal::read(&path).unwrap();
-        assert_eq!(
-            got,
-            vec![
-                rec_ts(&got[0], "stop", Status::Done),
-                rec_ts(&got[1], "backup", Status::Failed)
-            ]
-        );
-        assert_eq!(
-            completed(&got, "node1").map(|r| r.step.as_str()).collect::<Vec<_>>(),
-            ["stop"]
-        );
-    }
-
-    fn rec_ts(r: &Record, step: &str, status: Status) -> Record {
-        Record {
-            ts: r.ts.clone(),
-            ..rec(step, status)
-        }
+        let err = Journal::read(&path).unwrap_err().to_string();
+        assert!(err.contains("j.jsonl:2:"), "{err}");
     }
 
     #[test]
@@ -231,11 +274,25 @@ mod tests {
         let path = dir.path().join("j.jsonl");
         std::fs::write(
             &path,
-            "not json\n{\"run\":\"r\",\"ts\":\"t\",\"step\":\"run\",\"status\":\"done\"}\n",
+            "not json\n{\"format\":2,\"run\":\"r\",\"ts\":\"t\",\"step\":\"run\",\"status\":\"done\"}\n",
         )
         .unwrap();
         let err = Journal::read(&path).unwrap_err().to_string();
         assert!(err.contains("j.jsonl:1:"), "{err}");
+    }
+
+    /// Journals of the first rollgate (no `format` field) are refused, naming the format.
+    #[test]
+    fn an_older_format_is_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        std::fs::write(
+            &path,
+            "{\"run\":\"r\",\"ts\":\"t\",\"step\":\"run\",\"status\":\"started\"}\n",
+        )
+        .unwrap();
+        let err = Journal::read(&path).unwrap_err().to_string();
+        assert!(err.contains("j.jsonl:1: written in journal format 1"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,223 @@
+//! Steps that read or move the cluster: views, the gate before a host goes down, the
+//! health gate after it is back, and leadership moves.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use futures::future::join_all;
+use rollgate_core::facts::HostFacts;
+use rollgate_core::gate::{gate_reasons, health_reasons};
+use rollgate_core::journal::{Event, GateDetail, HealthDetail, TransferDetail};
+use rollgate_core::{ClusterView, Host, Member, RaftState};
+
+use super::{Executor, Outcome};
+use crate::probe;
+
+impl Executor<'_> {
+    /// The cluster view from the first host that answers, skipping `skip`, with the name of
+    /// the host it came from.
+    ///
+    /// # Errors
+    /// No host answered.
+    pub async fn view(&self, skip: &[&str]) -> anyhow::Result<(String, ClusterView)> {
+        probe::first_view(self.inv(), self.sessions_in_order(), skip).await
+    }
+
+    /// Gate: the cluster is healthy (`strict`), has a leader and keeps quorum without
+    /// `host`; polled for up to `wait` (a cluster settles after the previous host).
+    pub(super) async fn gate(&self, host: &Host, strict: bool, wait: Duration) -> anyhow::Result<GateDetail> {
+        let deadline = Instant::now() + wait;
+        let max_lag = self.inv().cluster.max_raft_lag;
+        loop {
+            let view = match self.view(&[host.name.as_str()]).await {
+                Ok(v) => Ok(v),
+                Err(_) => self.view(&[]).await,
+            };
+            let reasons = match view {
+                Ok((from, v)) => {
+                    let reasons = gate_reasons(&v, host, strict, max_lag);
+                    if reasons.is_empty() {
+                        return Ok(GateDetail {
+                            probed_from: from,
+                            leader: v.leader().map(|m| m.endpoint.clone()),
+                            state: v.state_of(&host.address),
+                            members: v.members.len(),
+                        });
+                    }
+                    reasons
+                }
+                Err(e) => vec![format!("{e:#}")],
+            };
+            if Instant::now() >= deadline {
+                bail!("cluster not safe to take {} down: {}", host.name, reasons.join("; "));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// The cluster as the health gate of `host` reads it: from `host` itself (or every
+    /// host, for the `http` preset), with raft indexes from the catch-up probe.
+    async fn view_with_catchup(&self, host: &Host) -> anyhow::Result<ClusterView> {
+        let inv = self.inv();
+        let mut view = match inv.cluster.preset.host_probes() {
+            Some(p) => probe::host_view(inv, p, self.sessions_in_order()).await,
+            None => probe::cluster_view(inv, self.session(&host.name)).await?,
+        };
+        probe::fill_catchup(inv, &mut view, host, self.sessions_in_order()).await?;
+        Ok(view)
+    }
+
+    /// Health gate: `host` is a reachable, healthy member reporting `version`, caught up
+    /// with the leader, every member healthy; polled for up to `wait`.
+    pub(super) async fn health(&self, host: &Host, version: &str, wait: Duration) -> anyhow::Result<HealthDetail> {
+        let deadline = Instant::now() + wait;
+        let max_lag = self.inv().cluster.max_raft_lag;
+        loop {
+            let reasons = match self.view_with_catchup(host).await {
+                Ok(v) => {
+                    let r = health_reasons(&v, host, version, max_lag);
+                    if r.is_empty() {
+                        return Ok(HealthDetail {
+                            version: version.to_owned(),
+                            leader: v.leader().map(|m| m.endpoint.clone()),
+                            raft_index: v.member_at(&host.address).and_then(|m| m.raft_index),
+                            lag: v.lag_of(&host.address),
+                        });
+                    }
+                    r
+                }
+                Err(e) => vec![format!("{e:#}")],
+            };
+            if Instant::now() >= deadline {
+                bail!(
+                    "not healthy after {}: {}",
+                    humantime::format_duration(wait),
+                    reasons.join("; ")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// With `leader_transfer = true`, before the leader `host` stops: hands leadership to
+    /// an upgraded member (one reporting the staged version; else any caught-up voter) so
+    /// the cluster elects once, on the new version. Skipped when `host` is not the leader.
+    pub(super) async fn transfer_leadership(&self, host: &Host) -> anyhow::Result<Outcome> {
+        let (from, v) = self.view(&[]).await?;
+        if v.state_of(&host.address) != RaftState::Leader {
+            let leader = v.leader().map_or_else(|| "none".to_owned(), |m| m.endpoint.clone());
+            return Ok(Outcome::skipped(
+                Event::LeaderTransfer(None),
+                format!("not the leader (the leader is {leader})"),
+            ));
+        }
+        let d = self.transfer_to(host, &from, &v, self.version.as_deref()).await?;
+        Ok(Outcome::done(Event::LeaderTransfer(Some(d))))
+    }
+
+    /// Hands leadership to a caught-up member other than `host` (stopped, its data root
+    /// restored) and waits until the cluster follows it: see
+    /// [`rollgate_core::Preset::leader_transfer_command`] for why.
+    pub(super) async fn move_leader_away(&self, host: &Host) -> anyhow::Result<TransferDetail> {
+        let (from, v) = self.view(&[host.name.as_str()]).await?;
+        self.transfer_to(host, &from, &v, None).await
+    }
+
+    /// Moves leadership of view `v` (taken from host `from`) to a healthy voter not on
+    /// `host`, preferring one that reports `prefer_version` and has the smallest lag.
+    async fn transfer_to(
+        &self,
+        host: &Host,
+        from: &str,
+        v: &ClusterView,
+        prefer_version: Option<&str>,
+    ) -> anyhow::Result<TransferDetail> {
+        let preset = &self.inv().cluster.preset;
+        let leader = v.leader().context("no leader to move")?.clone();
+        let max_lag = self.inv().cluster.max_raft_lag;
+        let mut candidates: Vec<&Member> = v
+            .members
+            .iter()
+            .filter(|m| {
+                m.reachable
+                    && !m.learner
+                    && m.healthy != Some(false)
+                    && m.endpoint_host() != host.address
+                    && m.id != leader.id
+                    && v.lag_of(m.endpoint_host()).is_none_or(|l| l <= max_lag)
+            })
+            .collect();
+        candidates.sort_by_key(|m| {
+            (
+                prefer_version.is_some() && m.version.as_deref() != prefer_version,
+                v.lag_of(m.endpoint_host()).unwrap_or(0),
+            )
+        });
+        let target = (*candidates
+            .first()
+            .context("no other healthy, caught-up voter to hand leadership to")?)
+        .clone();
+        let cmd = preset.leader_transfer_command(&leader, &target).with_context(|| {
+            format!(
+                "preset {} cannot move leadership; a member whose data root was restored must not rejoin under the leader that saw its newer log",
+                preset.name()
+            )
+        })?;
+        // On the leader's own host when it is in the inventory (etcd's move-leader must
+        // reach the leader); else where the view came from.
+        let leader_host = self
+            .inv()
+            .hosts
+            .iter()
+            .find(|h| h.address == leader.endpoint_host())
+            .map(|h| h.name.as_str());
+        let via = match (leader_host, from) {
+            (Some(h), _) => h,
+            (None, "*") => host.name.as_str(),
+            (None, f) => f,
+        };
+        self.run_priv(via, &format!("moving leadership to {}", target.endpoint), &cmd)
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok((_, v)) = self.view(&[host.name.as_str()]).await {
+                if v.leader_id() == target.id.as_deref() && v.leader_id().is_some() {
+                    return Ok(TransferDetail {
+                        from: leader.endpoint,
+                        to: target.endpoint,
+                        to_version: target.version,
+                    });
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "leadership did not move from {} to {} within 15 s",
+                    leader.endpoint,
+                    target.endpoint
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Every host's facts, by host name.
+    ///
+    /// # Errors
+    /// A host that could not be asked, named.
+    pub async fn installed(&self) -> anyhow::Result<HashMap<String, HostFacts>> {
+        let inv = self.inv();
+        let all = join_all(inv.hosts.iter().map(|h| async move {
+            (
+                h.name.clone(),
+                crate::facts::gather(inv, h, self.session(&h.name)).await,
+            )
+        }))
+        .await;
+        let mut out = HashMap::new();
+        for (name, f) in all {
+            out.insert(name.clone(), f.map_err(|e| anyhow!("{name}: {e:#}"))?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,111 @@
+//! Steps on data: the data root's backup and restore, and the cluster snapshot.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use rollgate_core::journal::{Event, RestoreDetail, SnapshotDetail};
+use rollgate_core::preset::SnapshotHook;
+use rollgate_core::quote::q;
+use rollgate_core::Host;
+use sha2::Digest as _;
+
+use super::{Executor, Outcome};
+use crate::archive;
+
+impl Executor<'_> {
+    /// Archives `host`'s data root into `dir/RUN.tar.gz`.
+    pub(super) async fn backup(
+        &self,
+        host: &Host,
+        data_root: &str,
+        dir: &Path,
+        script: &str,
+    ) -> anyhow::Result<Outcome> {
+        let b = archive::backup(self.session(&host.name), data_root, script, dir, &self.meta.run).await?;
+        Ok(Outcome::done(Event::Backup(Some(b))))
+    }
+
+    /// Puts `host`'s data root back from `archive` (see [`archive::restore`]).
+    pub(super) async fn restore_data(
+        &self,
+        host: &Host,
+        data_root: &str,
+        archive: &Path,
+        sha256: &str,
+        counts: (u64, u64),
+    ) -> anyhow::Result<Outcome> {
+        let s = self.session(&host.name);
+        let acted = archive::restore(s, data_root, archive, sha256, &self.meta.run, counts).await?;
+        let detail = RestoreDetail {
+            archive: archive.to_owned(),
+            sha256: sha256.to_owned(),
+        };
+        Ok(Outcome::acted(acted, Event::RollbackRestoreData(Some(detail))))
+    }
+
+    /// The backup hook, once per run before the first stop: the preset's snapshot of the
+    /// whole cluster, taken on the first of `hosts` that succeeds and copied into
+    /// `dir/RUN.snap` (mode 0600, `dir` 0700) with its sha256.
+    ///
+    /// # Errors
+    /// No host could take one; each host's error is named.
+    pub async fn snapshot(&self, hosts: &[String], dir: &Path) -> anyhow::Result<Outcome> {
+        let remote = format!("/var/tmp/rollgate-snapshot-{}", self.meta.run);
+        archive::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let local = dir.join(format!("{}.snap", self.meta.run));
+        let mut errors = Vec::new();
+        for name in hosts {
+            match self.snapshot_on(name, &remote, &local).await {
+                Ok((bytes, sha256)) => {
+                    return Ok(Outcome::done(Event::Snapshot(Some(SnapshotDetail {
+                        host: name.clone(),
+                        file: local,
+                        bytes,
+                        sha256,
+                    }))));
+                }
+                Err(e) => errors.push(format!("{name}: {e:#}")),
+            }
+        }
+        bail!("no host could save a snapshot: {}", errors.join("; "))
+    }
+
+    async fn snapshot_on(&self, host: &str, remote: &str, local: &Path) -> anyhow::Result<(u64, String)> {
+        let s = self.session(host);
+        match self.inv().cluster.preset.snapshot_hook(remote) {
+            Some(SnapshotHook::Command(cmd)) => {
+                self.run_priv(host, &cmd, &format!("rm -f {r}; {cmd}", r = q(remote)))
+                    .await?;
+                let got = s.download(remote, local).await;
+                let _ = s.exec_priv(&format!("rm -f {}", q(remote))).await;
+                let got = got?;
+                Ok((got.bytes, got.sha256))
+            }
+            Some(SnapshotHook::HttpGet { port, path }) => {
+                let r = s.http_get(port, path, Duration::from_secs(60)).await?;
+                if r.status != 200 {
+                    bail!("GET {path} answered {}", r.status);
+                }
+                write_private(local, &r.body).with_context(|| format!("writing {}", local.display()))?;
+                Ok((r.body.len() as u64, hex::encode(sha2::Sha256::digest(&r.body))))
+            }
+            None => bail!("no backup hook"),
+        }
+    }
+}
+
+/// Writes `bytes` to `path` with mode 0600 (a snapshot holds every secret of the cluster)
+/// and syncs it.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}

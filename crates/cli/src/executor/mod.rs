@@ -1,0 +1,515 @@
+//! The executor: runs a [`Plan`]'s typed steps on the hosts through one function,
+//! [`Executor::run_steps`] (record started → act with a deadline → record done, skipped or
+//! failed), journaling each step before the next starts. `upgrade`, `resume`, `rollback`
+//! and `backup` all run through it.
+//!
+//! The steps' actions are grouped by concern: [`unit`] (stop, start, drain), [`binary`]
+//! (stage, swap, restore, unstage), [`data`] (backup, restore, snapshot), [`cluster`]
+//! (views, gates, health, leadership).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use anyhow::anyhow;
+use futures::future::join_all;
+use rollgate_core::facts::HostFacts;
+use rollgate_core::journal::{self, Event, Journal, Record, Status, StepId};
+use rollgate_core::plan::{Progress, Step};
+use rollgate_core::{Host, Inventory};
+use rollgate_ssh::Session;
+
+use crate::context::Ctx;
+use crate::state::RunMeta;
+
+mod binary;
+mod cluster;
+mod data;
+mod unit;
+
+/// What a step did: `acted` false when it found its effect already in place (journaled as
+/// skipped), with the event to journal and, for a skip that is not "already done", why.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The step changed something.
+    pub acted: bool,
+    /// The step's id and detail.
+    pub event: Event,
+    /// Why it was skipped, when that is not "already done".
+    pub reason: Option<String>,
+}
+
+impl Outcome {
+    /// The step did its work.
+    pub fn done(event: Event) -> Self {
+        Self {
+            acted: true,
+            event,
+            reason: None,
+        }
+    }
+
+    /// The step found its work done (`acted`: false) or did it.
+    pub fn acted(acted: bool, event: Event) -> Self {
+        Self {
+            acted,
+            event,
+            reason: None,
+        }
+    }
+
+    /// The step does not apply, for `reason`.
+    pub fn skipped(event: Event, reason: impl Into<String>) -> Self {
+        Self {
+            acted: false,
+            event,
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+/// Why a host's steps stopped.
+#[derive(Debug)]
+pub enum HostError {
+    /// A step failed.
+    Failed {
+        /// The step.
+        step: StepId,
+        /// What was seen.
+        error: anyhow::Error,
+    },
+    /// Ctrl-C or SIGTERM: the step in flight was cancelled (or none was started).
+    Interrupted,
+}
+
+impl HostError {
+    fn failed(step: StepId, error: anyhow::Error) -> Self {
+        HostError::Failed { step, error }
+    }
+}
+
+/// One run's executor: sessions to every host, the journal, the stop flag.
+pub struct Executor<'a> {
+    /// The invocation's context.
+    pub ctx: &'a Ctx,
+    /// What the run was asked to do.
+    pub meta: RunMeta,
+    journal: Journal,
+    /// Every record of the run so far, earlier invocations' first.
+    pub records: Vec<Record>,
+    json: bool,
+    sessions: HashMap<String, Session>,
+    signals: tokio::sync::watch::Receiver<u32>,
+    /// While compensating (a stopped host started again after a failure or an
+    /// interruption), only a second interrupt cancels a step.
+    pub compensating: bool,
+    /// The version the staged binary reports, once known.
+    pub version: Option<String>,
+    /// Each host's facts at the start of this invocation (what staging records as "from").
+    pub facts: HashMap<String, HostFacts>,
+}
+
+impl std::fmt::Debug for Executor<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("run", &self.meta.run)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Executor<'a> {
+    /// An executor for `meta`'s run, journaling into `journal` (whose earlier `records` are
+    /// given for a resumed run). Connects to every host of the inventory.
+    ///
+    /// # Errors
+    /// A host that cannot be reached, named.
+    pub async fn new(
+        ctx: &'a Ctx,
+        meta: RunMeta,
+        journal: Journal,
+        records: Vec<Record>,
+        json: bool,
+    ) -> anyhow::Result<Self> {
+        let hosts: Vec<&Host> = ctx.inv.hosts.iter().collect();
+        let mut sessions = HashMap::new();
+        for (h, s) in hosts.iter().zip(ctx.connect(&hosts).await) {
+            sessions.insert(h.name.clone(), s?);
+        }
+        let signals = watch_signals()?;
+        let version = Progress::from_records(&records).version;
+        Ok(Self {
+            ctx,
+            meta,
+            journal,
+            records,
+            json,
+            sessions,
+            signals,
+            compensating: false,
+            version,
+            facts: HashMap::new(),
+        })
+    }
+
+    /// The inventory.
+    pub fn inv(&self) -> &'a Inventory {
+        &self.ctx.inv
+    }
+
+    /// `host`'s session.
+    pub fn session(&self, host: &str) -> &Session {
+        &self.sessions[host]
+    }
+
+    /// Every host's session, in inventory order.
+    pub fn sessions_in_order(&self) -> impl Iterator<Item = &Session> {
+        self.ctx.inv.hosts.iter().map(|h| &self.sessions[&h.name])
+    }
+
+    /// What the journal says is done.
+    pub fn progress(&self) -> Progress {
+        Progress::from_records(&self.records)
+    }
+
+    /// Interrupts (Ctrl-C, SIGTERM) received so far.
+    pub fn interrupts(&self) -> u32 {
+        *self.signals.borrow()
+    }
+
+    /// `true` once the steps in flight are to be cancelled: after the first interrupt, or
+    /// while compensating after the second.
+    pub fn interrupted(&self) -> bool {
+        self.interrupts() >= self.cancel_at()
+    }
+
+    fn cancel_at(&self) -> u32 {
+        if self.compensating {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Opens `host`'s session again when its connection dropped, with the usual retries.
+    async fn reconnect_if_closed(&mut self, host: &str) -> Result<(), HostError> {
+        if self.sessions[host].is_open() {
+            return Ok(());
+        }
+        let ctx = self.ctx;
+        let h = ctx
+            .inv
+            .host(host)
+            .ok_or_else(|| HostError::failed(StepId::Reconnect, anyhow!("{host} is not in the inventory")))?;
+        let fresh = ctx.connect(&[h]).await.remove(0).map_err(|e| {
+            HostError::failed(
+                StepId::Reconnect,
+                anyhow::Error::from(e).context("the SSH connection dropped and could not be opened again"),
+            )
+        })?;
+        self.sessions.insert(host.to_owned(), fresh);
+        self.record(Some(host), Event::Reconnect, Status::Done, None, None)
+            .map_err(|e| HostError::failed(StepId::Reconnect, e))
+    }
+
+    /// Appends a record to the journal (fsynced) and prints it: a line on stderr, and the
+    /// JSON record on stdout with `--json`.
+    ///
+    /// # Errors
+    /// The journal could not be written: the run must stop.
+    pub fn record(
+        &mut self,
+        host: Option<&str>,
+        event: Event,
+        status: Status,
+        started: Option<Instant>,
+        note: Option<String>,
+    ) -> anyhow::Result<()> {
+        let (error, reason) = match status {
+            Status::Failed => (note, None),
+            _ => (None, note),
+        };
+        let rec = Record {
+            format: journal::FORMAT,
+            run: self.meta.run.clone(),
+            ts: journal::now_rfc3339(),
+            host: host.map(str::to_owned),
+            event,
+            status,
+            ms: started.map(|s| s.elapsed().as_millis() as u64),
+            error,
+            reason,
+        };
+        if let Err(e) = self.journal.append(&rec) {
+            if !self.compensating {
+                return Err(e.into());
+            }
+            // Bringing a stopped host back matters more than journaling it.
+            eprintln!("rollgate: warning: {e}; going on to bring the host back");
+        }
+        if self.json {
+            println!("{}", serde_json::to_string(&rec)?);
+        }
+        if status != Status::Started {
+            print_record(&rec);
+        }
+        self.records.push(rec);
+        Ok(())
+    }
+
+    /// Runs one step of one host: see [`Executor::run_steps`].
+    ///
+    /// # Errors
+    /// As [`Executor::run_steps`].
+    pub async fn run_step(&mut self, host: &Host, step: &Step) -> Result<(), HostError> {
+        self.run_steps(&[(host, step)]).await.remove(0)
+    }
+
+    /// Runs `items` (a step each; several at once for staging) through the one path every
+    /// step takes: a dropped session is opened again, the step is journaled as started,
+    /// acted within its deadline ([`Step::deadline`]; the action checks its effect first, so a resumed step
+    /// finds finished work and is journaled as skipped), then journaled as done, skipped or
+    /// failed. Results in `items` order.
+    ///
+    /// # Errors
+    /// Per item: [`HostError::Interrupted`] after Ctrl-C (nothing started);
+    /// [`HostError::Failed`] when the step failed, timed out, or could not be journaled.
+    pub async fn run_steps(&mut self, items: &[(&Host, &Step)]) -> Vec<Result<(), HostError>> {
+        if self.interrupted() {
+            return items.iter().map(|_| Err(HostError::Interrupted)).collect();
+        }
+        let mut ready = Vec::new();
+        let mut out: Vec<Option<Result<(), HostError>>> = items.iter().map(|_| None).collect();
+        for (i, (host, step)) in items.iter().enumerate() {
+            let begun = match self.reconnect_if_closed(&host.name).await {
+                Ok(()) => self
+                    .record(Some(&host.name), Event::bare(step.id()), Status::Started, None, None)
+                    .map_err(|e| HostError::failed(step.id(), e)),
+                Err(e) => Err(e),
+            };
+            match begun {
+                Ok(()) => ready.push(i),
+                Err(e) => out[i] = Some(Err(e)),
+            }
+        }
+        let t = Instant::now();
+        let this = &*self;
+        let results = join_all(ready.iter().map(|&i| {
+            let (host, step) = items[i];
+            async move {
+                let limit = step.deadline(&this.inv().cluster.timeouts);
+                let mut signals = this.signals.clone();
+                let at = this.cancel_at();
+                tokio::select! {
+                    r = tokio::time::timeout(limit, this.act(host, step)) => match r {
+                        Ok(r) => r.map_err(Cancel::Failed),
+                        Err(_) => Err(Cancel::Failed(anyhow!(
+                            "{}: step {} passed its deadline of {}",
+                            host.name,
+                            step.id(),
+                            humantime::format_duration(limit)
+                        ))),
+                    },
+                    _ = signals.wait_for(|n| *n >= at) => Err(Cancel::Interrupted),
+                }
+            }
+        }))
+        .await;
+        for (&i, res) in ready.iter().zip(results) {
+            let (host, step) = items[i];
+            let id = step.id();
+            out[i] = Some(match res {
+                Ok(o) => {
+                    let status = if o.acted { Status::Done } else { Status::Skipped };
+                    self.record(Some(&host.name), o.event, status, Some(t), o.reason)
+                        .map_err(|e| HostError::failed(id, e))
+                }
+                Err(Cancel::Interrupted) => {
+                    let note = Some("cancelled by an interrupt".to_owned());
+                    match self.record(Some(&host.name), Event::bare(id), Status::Failed, Some(t), note) {
+                        Ok(()) => Err(HostError::Interrupted),
+                        Err(e) => Err(HostError::failed(id, e)),
+                    }
+                }
+                Err(Cancel::Failed(error)) => match self.record(
+                    Some(&host.name),
+                    Event::bare(id),
+                    Status::Failed,
+                    Some(t),
+                    Some(format!("{error:#}")),
+                ) {
+                    Ok(()) => Err(HostError::failed(id, error)),
+                    Err(journal) => Err(HostError::failed(
+                        id,
+                        error.context(format!("and the failure could not be journaled: {journal:#}")),
+                    )),
+                },
+            });
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or(Err(HostError::Interrupted)))
+            .collect()
+    }
+
+    /// Journals run-wide step `id` (`preflight`, `version-policy`, `snapshot`) as started
+    /// and returns when it began; [`Executor::end_wide`] journals its outcome.
+    ///
+    /// # Errors
+    /// The journal could not be written.
+    pub fn begin_wide(&mut self, id: StepId) -> anyhow::Result<Instant> {
+        self.record(None, Event::bare(id), Status::Started, None, None)?;
+        Ok(Instant::now())
+    }
+
+    /// Journals the outcome of run-wide step `id` begun at `t`, and passes an error on.
+    ///
+    /// # Errors
+    /// The step's error, or a journal that cannot be written.
+    pub fn end_wide(&mut self, id: StepId, t: Instant, res: anyhow::Result<Outcome>) -> anyhow::Result<()> {
+        match res {
+            Ok(o) => {
+                let status = if o.acted { Status::Done } else { Status::Skipped };
+                self.record(None, o.event, status, Some(t), o.reason)
+            }
+            Err(e) => {
+                self.record(None, Event::bare(id), Status::Failed, Some(t), Some(format!("{e:#}")))?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Acts one step on `host`: dispatches to the step's action.
+    async fn act(&self, host: &Host, step: &Step) -> anyhow::Result<Outcome> {
+        match step {
+            Step::Stage {
+                to,
+                sha256,
+                version_command,
+                from,
+                ..
+            } => self.stage(host, from, to, sha256, version_command).await,
+            Step::Gate { strict, wait } => self
+                .gate(host, *strict, *wait)
+                .await
+                .map(|d| Outcome::done(Event::Gate(Some(d)))),
+            Step::RollbackGate { wait } => self
+                .gate(host, false, *wait)
+                .await
+                .map(|d| Outcome::done(Event::RollbackGate(Some(d)))),
+            Step::LeaderTransfer => self.transfer_leadership(host).await,
+            Step::Drain { command } => self
+                .run_command(host, command)
+                .await
+                .map(|d| Outcome::done(Event::Drain(Some(d)))),
+            Step::Undrain { command } => self
+                .run_command(host, command)
+                .await
+                .map(|d| Outcome::done(Event::Undrain(Some(d)))),
+            Step::Stop(u) => self
+                .unit_script(host, "systemctl stop", u)
+                .await
+                .map(|a| Outcome::acted(a, Event::Stop)),
+            Step::RollbackStop(u) => self
+                .unit_script(host, "systemctl stop", u)
+                .await
+                .map(|a| Outcome::acted(a, Event::RollbackStop)),
+            Step::Start(u) => self
+                .unit_script(host, "systemctl start", u)
+                .await
+                .map(|a| Outcome::acted(a, Event::Start)),
+            Step::RollbackStart(u) => self
+                .unit_script(host, "systemctl start", u)
+                .await
+                .map(|a| Outcome::acted(a, Event::RollbackStart)),
+            Step::Backup { dir, script, data_root } => self.backup(host, data_root, dir, script).await,
+            Step::Swap { binary, script, .. } => self.swap(host, binary, script).await,
+            Step::Health { version, wait } => {
+                let v = version
+                    .clone()
+                    .or_else(|| self.version.clone())
+                    .ok_or_else(|| anyhow!("no staged version to check against"))?;
+                self.health(host, &v, *wait)
+                    .await
+                    .map(|d| Outcome::done(Event::Health(Some(d))))
+            }
+            Step::RollbackHealth { version, wait } => self
+                .health(host, version, *wait)
+                .await
+                .map(|d| Outcome::done(Event::RollbackHealth(Some(d)))),
+            Step::RollbackRestoreData {
+                data_root,
+                archive,
+                sha256,
+                files,
+                bytes,
+            } => {
+                self.restore_data(host, data_root, archive, sha256, (*files, *bytes))
+                    .await
+            }
+            Step::RollbackBinary { binary, sha256, script } => self.restore_binary(host, binary, sha256, script).await,
+            Step::RollbackLeaderChange => self
+                .move_leader_away(host)
+                .await
+                .map(|d| Outcome::done(Event::RollbackLeaderChange(Some(d)))),
+            Step::Preflight { .. } | Step::VersionPolicy { .. } | Step::Snapshot { .. } => {
+                Err(anyhow!("{} is a run-wide step, not one of {}", step.id(), host.name))
+            }
+        }
+    }
+}
+
+/// Why an action did not complete.
+enum Cancel {
+    /// It failed or passed its deadline.
+    Failed(anyhow::Error),
+    /// An interrupt cancelled it.
+    Interrupted,
+}
+
+/// Counts interrupts (Ctrl-C, SIGTERM) into a watch channel. The first cancels the step in
+/// flight and leads to compensation; the second also cancels compensation.
+fn watch_signals() -> anyhow::Result<tokio::sync::watch::Receiver<u32>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = tokio::sync::watch::channel(0u32);
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => if r.is_err() { return },
+                _ = term.recv() => {}
+            }
+            let n = *tx.borrow() + 1;
+            if n == 1 {
+                eprintln!(
+                    "\nrollgate: interrupted: cancelling the step in flight; a host that is stopped is started and checked again before rollgate exits (interrupt again to leave it as it is)"
+                );
+            } else {
+                eprintln!("\nrollgate: interrupted again: leaving now");
+            }
+            tx.send_replace(n);
+        }
+    });
+    Ok(rx)
+}
+
+/// One line on stderr for a finished record: host, step, outcome, time, error or reason.
+fn print_record(rec: &Record) {
+    let took = rec
+        .ms
+        .map_or_else(String::new, |ms| format!(" ({:.2} s)", ms as f64 / 1000.0));
+    let (what, extra) = match rec.status {
+        Status::Done => ("done", String::new()),
+        Status::Skipped => match &rec.reason {
+            Some(r) => ("skipped", format!(": {r}")),
+            None => ("already done", String::new()),
+        },
+        Status::Failed => (
+            "FAILED",
+            rec.error.as_ref().map_or_else(String::new, |e| format!(": {e}")),
+        ),
+        Status::Started => ("started", String::new()),
+    };
+    eprintln!(
+        "{:<8} {:<16} {what}{took}{extra}",
+        rec.host.as_deref().unwrap_or("*"),
+        rec.step()
+    );
+}

@@ -1,0 +1,104 @@
+//! Per-host facts gathered in one round trip: unit state, binary, version, data root, free
+//! space. The script is [`script`]; its `key=value` lines are read by [`parse`].
+
+use serde::Serialize;
+
+use crate::inventory::{Host, Inventory};
+use crate::preset::ProbeOutput;
+use crate::quote::q;
+
+/// What one host says about its unit, binary and data root.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HostFacts {
+    /// systemd's LoadState of the unit (`loaded`, `not-found`).
+    pub unit_load: String,
+    /// `systemctl is-active` (`active`, `inactive`, `failed`, `activating`).
+    pub unit_active: String,
+    /// sha256 of the installed binary, hex; `None` if it is missing.
+    pub binary_sha256: Option<String>,
+    /// The binary's version as the preset parses `--version`.
+    pub version: Option<String>,
+    /// Bytes in regular files under the data root.
+    pub data_bytes: Option<u64>,
+    /// Regular files under the data root.
+    pub data_files: Option<u64>,
+    /// Bytes free on the file system that holds the data root.
+    pub free_bytes: Option<u64>,
+    /// Bytes free on the file system that holds the binary (where it is staged).
+    pub binary_free_bytes: Option<u64>,
+    /// `true` when a privileged `true` works (`sudo -n`, or `sudo -S` with the password;
+    /// only asked when sudo is configured).
+    pub sudo_ok: Option<bool>,
+}
+
+/// The script that prints `host`'s facts as `key=value` lines.
+pub fn script(inv: &Inventory, host: &Host) -> String {
+    let (u, b, d) = (q(&host.unit), q(&host.binary), q(&host.data_root));
+    let version = inv.cluster.preset.version_command(&host.binary);
+    format!(
+        "echo unit_load=$(systemctl show -p LoadState --value {u} 2>/dev/null)
+echo unit_active=$(systemctl is-active {u} 2>/dev/null)
+if [ -f {b} ]; then echo binary_sha256=$(sha256sum < {b} | cut -d' ' -f1); fi
+echo binary_free_bytes=$(df -B1 --output=avail $(dirname {b}) 2>/dev/null | tail -1 | tr -d ' ')
+{{ {version}; }} 2>/dev/null | head -3 | sed 's/^/version_line=/'
+if [ -d {d} ]; then
+  echo data_files=$(find {d} -type f | wc -l)
+  echo data_bytes=$(find {d} -type f -printf '%s\\n' | awk '{{s+=$1}} END {{print s+0}}')
+  echo free_bytes=$(df -B1 --output=avail {d} | tail -1 | tr -d ' ')
+fi"
+    )
+}
+
+/// Reads the output of [`script`]; the version lines go through the preset's version
+/// parser. `sudo_ok` is left `None` (it takes a command of its own).
+pub fn parse(inv: &Inventory, stdout: &str) -> HostFacts {
+    let mut f = HostFacts::default();
+    let mut version_text = String::new();
+    for line in stdout.lines() {
+        let Some((k, v)) = line.split_once('=') else { continue };
+        match k {
+            "unit_load" => f.unit_load = v.to_owned(),
+            "unit_active" => f.unit_active = v.to_owned(),
+            "binary_sha256" if v.len() == 64 => f.binary_sha256 = Some(v.to_owned()),
+            "version_line" => {
+                version_text.push_str(v);
+                version_text.push('\n');
+            }
+            "data_files" => f.data_files = v.trim().parse().ok(),
+            "data_bytes" => f.data_bytes = v.trim().parse().ok(),
+            "free_bytes" => f.free_bytes = v.trim().parse().ok(),
+            "binary_free_bytes" => f.binary_free_bytes = v.trim().parse().ok(),
+            _ => {}
+        }
+    }
+    let parsed = inv.cluster.preset.parse_version(&ProbeOutput {
+        stdout: version_text,
+        ..Default::default()
+    });
+    f.version = parsed.ok().map(|v| v.to_string());
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_facts_script_output() {
+        let inv = crate::inventory::tests_support::three_etcd();
+        let sha = "a".repeat(64);
+        let out = format!(
+            "unit_load=loaded\nunit_active=active\nbinary_sha256={sha}\nversion_line=etcd Version: 3.4.23\nversion_line=Git SHA: Not provided\ndata_files=7\ndata_bytes=1234\nfree_bytes=99\nbinary_free_bytes=5\n"
+        );
+        let f = parse(&inv, &out);
+        assert_eq!(f.unit_active, "active");
+        assert_eq!(f.binary_sha256.as_deref(), Some(sha.as_str()));
+        assert_eq!(f.version.as_deref(), Some("3.4.23"));
+        assert_eq!(
+            (f.data_files, f.data_bytes, f.free_bytes),
+            (Some(7), Some(1234), Some(99))
+        );
+        let missing = parse(&inv, "unit_load=not-found\nunit_active=inactive\n");
+        assert_eq!((missing.binary_sha256, missing.version), (None, None));
+    }
+}

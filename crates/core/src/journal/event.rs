@@ -1,0 +1,474 @@
+//! What a journal line says happened: the step's id and, typed per step, what it saw or
+//! produced.
+//!
+//! On the wire a record carries `"step": "<id>"` and `"detail": {...}` (the shape of the
+//! detail is fixed by the step). [`StepId`] is the one list of step names; [`Event`] pairs
+//! each with its detail type, and a test keeps the two lists in step.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Every step a run journals, by the name written in the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepId {
+    /// Run-wide: the run began, ended, failed or was interrupted.
+    Run,
+    /// Run-wide: what `check` checks; a degraded cluster is refused.
+    Preflight,
+    /// Run-wide: the hosts ran different versions at the start.
+    Versions,
+    /// Run-wide: the version policy, checked against the staged binary's version.
+    VersionPolicy,
+    /// Run-wide: the preset's backup hook (a snapshot of the whole cluster).
+    Snapshot,
+    /// Run-wide: a `rollback` command began or ended.
+    Rollback,
+    /// A host left alone because it already runs the target binary.
+    Upgrade,
+    /// A dropped SSH session was opened again.
+    Reconnect,
+    /// The staged binary was removed from a host that stays untouched.
+    Unstage,
+    /// The binary was uploaded next to its destination and checked there.
+    Stage,
+    /// The cluster is healthy and keeps quorum without this host.
+    Gate,
+    /// The leader handed leadership to an upgraded member before it stops.
+    LeaderTransfer,
+    /// Work drained away from a non-Raft host.
+    Drain,
+    /// The unit was stopped.
+    Stop,
+    /// The data root was archived to the jump host.
+    Backup,
+    /// The staged binary was renamed into place, the previous one kept.
+    Swap,
+    /// The unit was started.
+    Start,
+    /// The host is a caught-up member on the new version; the cluster is healthy.
+    Health,
+    /// A drained host was made eligible for work again.
+    Undrain,
+    /// Rollback: quorum is kept without this host.
+    RollbackGate,
+    /// Rollback: the unit was stopped.
+    RollbackStop,
+    /// Rollback: the data root was put back from the run's backup.
+    RollbackRestoreData,
+    /// Rollback: the previous binary was put back.
+    RollbackBinary,
+    /// Rollback: leadership moved off the leader that saw the restored member's newer log.
+    RollbackLeaderChange,
+    /// Rollback: the unit was started.
+    RollbackStart,
+    /// Rollback: the host is healthy on its previous version.
+    RollbackHealth,
+}
+
+impl StepId {
+    /// Every step id, in the order a host goes through them (run-wide ones first).
+    pub const ALL: [StepId; 26] = [
+        StepId::Run,
+        StepId::Preflight,
+        StepId::Versions,
+        StepId::VersionPolicy,
+        StepId::Snapshot,
+        StepId::Rollback,
+        StepId::Upgrade,
+        StepId::Reconnect,
+        StepId::Unstage,
+        StepId::Stage,
+        StepId::Gate,
+        StepId::LeaderTransfer,
+        StepId::Drain,
+        StepId::Stop,
+        StepId::Backup,
+        StepId::Swap,
+        StepId::Start,
+        StepId::Health,
+        StepId::Undrain,
+        StepId::RollbackGate,
+        StepId::RollbackStop,
+        StepId::RollbackRestoreData,
+        StepId::RollbackBinary,
+        StepId::RollbackLeaderChange,
+        StepId::RollbackStart,
+        StepId::RollbackHealth,
+    ];
+
+    /// The name written in the journal (`swap`, `rollback-health`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepId::Run => "run",
+            StepId::Preflight => "preflight",
+            StepId::Versions => "versions",
+            StepId::VersionPolicy => "version-policy",
+            StepId::Snapshot => "snapshot",
+            StepId::Rollback => "rollback",
+            StepId::Upgrade => "upgrade",
+            StepId::Reconnect => "reconnect",
+            StepId::Unstage => "unstage",
+            StepId::Stage => "stage",
+            StepId::Gate => "gate",
+            StepId::LeaderTransfer => "leader-transfer",
+            StepId::Drain => "drain",
+            StepId::Stop => "stop",
+            StepId::Backup => "backup",
+            StepId::Swap => "swap",
+            StepId::Start => "start",
+            StepId::Health => "health",
+            StepId::Undrain => "undrain",
+            StepId::RollbackGate => "rollback-gate",
+            StepId::RollbackStop => "rollback-stop",
+            StepId::RollbackRestoreData => "rollback-restore-data",
+            StepId::RollbackBinary => "rollback-binary",
+            StepId::RollbackLeaderChange => "rollback-leader-change",
+            StepId::RollbackStart => "rollback-start",
+            StepId::RollbackHealth => "rollback-health",
+        }
+    }
+
+    /// `true` for the steps during which the host's unit may be stopped: from `stop` to
+    /// `start`, and their rollback counterparts. The member's downtime is their sum plus
+    /// the health gate's.
+    pub fn in_downtime(self) -> bool {
+        matches!(
+            self,
+            StepId::Stop
+                | StepId::Backup
+                | StepId::Swap
+                | StepId::Start
+                | StepId::Health
+                | StepId::RollbackStop
+                | StepId::RollbackRestoreData
+                | StepId::RollbackBinary
+                | StepId::RollbackLeaderChange
+                | StepId::RollbackStart
+                | StepId::RollbackHealth
+        )
+    }
+}
+
+impl std::fmt::Display for StepId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A step's id with what it saw or produced. `None` details are written for started
+/// records, failures (the error is the record's `error`) and skips (its `reason`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "step", content = "detail", rename_all = "kebab-case")]
+pub enum Event {
+    /// See [`StepId::Run`].
+    Run(Option<RunDetail>),
+    /// See [`StepId::Preflight`].
+    Preflight(Option<PreflightDetail>),
+    /// See [`StepId::Versions`].
+    Versions(Option<VersionsDetail>),
+    /// See [`StepId::VersionPolicy`].
+    VersionPolicy(Option<VersionPolicyDetail>),
+    /// See [`StepId::Snapshot`].
+    Snapshot(Option<SnapshotDetail>),
+    /// See [`StepId::Rollback`].
+    Rollback(Option<RollbackDetail>),
+    /// See [`StepId::Upgrade`].
+    Upgrade,
+    /// See [`StepId::Reconnect`].
+    Reconnect,
+    /// See [`StepId::Unstage`].
+    Unstage,
+    /// See [`StepId::Stage`].
+    Stage(Option<StageDetail>),
+    /// See [`StepId::Gate`].
+    Gate(Option<GateDetail>),
+    /// See [`StepId::LeaderTransfer`].
+    LeaderTransfer(Option<TransferDetail>),
+    /// See [`StepId::Drain`].
+    Drain(Option<CommandDetail>),
+    /// See [`StepId::Stop`].
+    Stop,
+    /// See [`StepId::Backup`].
+    Backup(Option<BackupDetail>),
+    /// See [`StepId::Swap`].
+    Swap(Option<SwapDetail>),
+    /// See [`StepId::Start`].
+    Start,
+    /// See [`StepId::Health`].
+    Health(Option<HealthDetail>),
+    /// See [`StepId::Undrain`].
+    Undrain(Option<CommandDetail>),
+    /// See [`StepId::RollbackGate`].
+    RollbackGate(Option<GateDetail>),
+    /// See [`StepId::RollbackStop`].
+    RollbackStop,
+    /// See [`StepId::RollbackRestoreData`].
+    RollbackRestoreData(Option<RestoreDetail>),
+    /// See [`StepId::RollbackBinary`].
+    RollbackBinary(Option<RestoreBinaryDetail>),
+    /// See [`StepId::RollbackLeaderChange`].
+    RollbackLeaderChange(Option<TransferDetail>),
+    /// See [`StepId::RollbackStart`].
+    RollbackStart,
+    /// See [`StepId::RollbackHealth`].
+    RollbackHealth(Option<HealthDetail>),
+}
+
+impl Event {
+    /// The step this event is of.
+    pub fn id(&self) -> StepId {
+        match self {
+            Event::Run(_) => StepId::Run,
+            Event::Preflight(_) => StepId::Preflight,
+            Event::Versions(_) => StepId::Versions,
+            Event::VersionPolicy(_) => StepId::VersionPolicy,
+            Event::Snapshot(_) => StepId::Snapshot,
+            Event::Rollback(_) => StepId::Rollback,
+            Event::Upgrade => StepId::Upgrade,
+            Event::Reconnect => StepId::Reconnect,
+            Event::Unstage => StepId::Unstage,
+            Event::Stage(_) => StepId::Stage,
+            Event::Gate(_) => StepId::Gate,
+            Event::LeaderTransfer(_) => StepId::LeaderTransfer,
+            Event::Drain(_) => StepId::Drain,
+            Event::Stop => StepId::Stop,
+            Event::Backup(_) => StepId::Backup,
+            Event::Swap(_) => StepId::Swap,
+            Event::Start => StepId::Start,
+            Event::Health(_) => StepId::Health,
+            Event::Undrain(_) => StepId::Undrain,
+            Event::RollbackGate(_) => StepId::RollbackGate,
+            Event::RollbackStop => StepId::RollbackStop,
+            Event::RollbackRestoreData(_) => StepId::RollbackRestoreData,
+            Event::RollbackBinary(_) => StepId::RollbackBinary,
+            Event::RollbackLeaderChange(_) => StepId::RollbackLeaderChange,
+            Event::RollbackStart => StepId::RollbackStart,
+            Event::RollbackHealth(_) => StepId::RollbackHealth,
+        }
+    }
+
+    /// The event of step `id` without a detail (started, failed and skipped records).
+    pub fn bare(id: StepId) -> Event {
+        match id {
+            StepId::Run => Event::Run(None),
+            StepId::Preflight => Event::Preflight(None),
+            StepId::Versions => Event::Versions(None),
+            StepId::VersionPolicy => Event::VersionPolicy(None),
+            StepId::Snapshot => Event::Snapshot(None),
+            StepId::Rollback => Event::Rollback(None),
+            StepId::Upgrade => Event::Upgrade,
+            StepId::Reconnect => Event::Reconnect,
+            StepId::Unstage => Event::Unstage,
+            StepId::Stage => Event::Stage(None),
+            StepId::Gate => Event::Gate(None),
+            StepId::LeaderTransfer => Event::LeaderTransfer(None),
+            StepId::Drain => Event::Drain(None),
+            StepId::Stop => Event::Stop,
+            StepId::Backup => Event::Backup(None),
+            StepId::Swap => Event::Swap(None),
+            StepId::Start => Event::Start,
+            StepId::Health => Event::Health(None),
+            StepId::Undrain => Event::Undrain(None),
+            StepId::RollbackGate => Event::RollbackGate(None),
+            StepId::RollbackStop => Event::RollbackStop,
+            StepId::RollbackRestoreData => Event::RollbackRestoreData(None),
+            StepId::RollbackBinary => Event::RollbackBinary(None),
+            StepId::RollbackLeaderChange => Event::RollbackLeaderChange(None),
+            StepId::RollbackStart => Event::RollbackStart,
+            StepId::RollbackHealth => Event::RollbackHealth(None),
+        }
+    }
+}
+
+/// `run`: what the run was started with, or how it ended.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunDetail {
+    /// `true` when this invocation continues an earlier one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
+    /// `true` when Ctrl-C stopped the run (resumable).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
+    /// The local binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<PathBuf>,
+    /// Its sha256, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The version every host runs at the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The host and step a failed run stopped at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<(String, StepId)>,
+}
+
+/// `preflight`: the problems found (only with `--force` does a run go on with some).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PreflightDetail {
+    /// `--force` let the run start despite `problems`.
+    pub forced: bool,
+    /// What `check` reports.
+    pub problems: Vec<String>,
+}
+
+/// `versions`: the version each host ran at the start, when they differed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VersionsDetail {
+    /// Host name to version (`None`: unreadable).
+    pub installed: BTreeMap<String, Option<String>>,
+}
+
+/// `version-policy`: the staged version and what the policy said.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VersionPolicyDetail {
+    /// The version the staged binary reports on every host.
+    pub version: String,
+    /// Refusals `--allow-version-skip` overrode, `HOST: why`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overridden: Vec<String>,
+}
+
+/// `snapshot`: the cluster snapshot copied to the jump host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotDetail {
+    /// The member it was taken on.
+    pub host: String,
+    /// The local file (mode 0600).
+    pub file: PathBuf,
+    /// Its size.
+    pub bytes: u64,
+    /// Its sha256, hex.
+    pub sha256: String,
+}
+
+/// `rollback`: the hosts a rollback covers, or how many it rolled back.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RollbackDetail {
+    /// Hosts to roll back, in order.
+    pub hosts: Vec<String>,
+    /// `--restore-data` was given.
+    pub restore_data: bool,
+}
+
+/// `stage`: the binary staged on one host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageDetail {
+    /// The staged file (`BINARY.rollgate-new`).
+    pub path: String,
+    /// Bytes sent.
+    pub bytes: u64,
+    /// Transfer rate, bytes per second.
+    pub bytes_per_sec: u64,
+    /// The version the staged binary reports on the host.
+    pub version: String,
+    /// The version the host ran before.
+    pub from_version: Option<String>,
+    /// The sha256 of the binary the host had before (what a rollback puts back).
+    pub from_sha256: Option<String>,
+}
+
+/// `gate`: the view the gate passed on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateDetail {
+    /// The host whose probe gave the view (`*` for per-host HTTP views).
+    pub probed_from: String,
+    /// The leader's endpoint.
+    pub leader: Option<String>,
+    /// This host's Raft state then.
+    pub state: crate::cluster::RaftState,
+    /// Members in the view.
+    pub members: usize,
+}
+
+/// `leader-transfer`, `rollback-leader-change`: where leadership moved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferDetail {
+    /// The old leader's endpoint.
+    pub from: String,
+    /// The new leader's endpoint.
+    pub to: String,
+    /// The version the new leader reports.
+    pub to_version: Option<String>,
+}
+
+/// `drain`, `undrain`: the command run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandDetail {
+    /// The command.
+    pub command: String,
+}
+
+/// `backup`: the data root's archive on the jump host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupDetail {
+    /// The archive (`backups/CLUSTER/HOST/RUN.tar.gz`, mode 0600).
+    pub path: PathBuf,
+    /// Its sha256, hex (also in the folder's `SHA256SUMS`).
+    pub sha256: String,
+    /// Regular files in the data root (host and archive agree).
+    pub files: u64,
+    /// Bytes in those files.
+    pub bytes: u64,
+    /// Size of the archive.
+    pub archive_bytes: u64,
+}
+
+/// `swap`: the binary installed and the one kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SwapDetail {
+    /// sha256 of the binary now installed.
+    pub sha256: String,
+    /// sha256 of the previous binary (what a rollback puts back).
+    pub prev_sha256: String,
+    /// Where the previous binary is kept (`BINARY.rollgate-prev`).
+    pub prev_path: String,
+}
+
+/// `health`, `rollback-health`: the member as the gate saw it healthy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthDetail {
+    /// The version it reports.
+    pub version: String,
+    /// The leader's endpoint.
+    pub leader: Option<String>,
+    /// Its raft index.
+    pub raft_index: Option<u64>,
+    /// Its distance behind the leader.
+    pub lag: Option<u64>,
+}
+
+/// `rollback-restore-data`: the archive the data root was restored from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreDetail {
+    /// The archive on the jump host.
+    pub archive: PathBuf,
+    /// Its sha256, checked on the host before extraction.
+    pub sha256: String,
+}
+
+/// `rollback-binary`: the binary put back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreBinaryDetail {
+    /// Its sha256, hex.
+    pub sha256: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_ids_and_events_name_the_same_steps() {
+        for id in StepId::ALL {
+            let e = Event::bare(id);
+            assert_eq!(e.id(), id);
+            let v = serde_json::to_value(&e).unwrap();
+            assert_eq!(v["step"], id.as_str(), "{v}");
+            assert_eq!(serde_json::to_value(id).unwrap(), id.as_str());
+        }
+    }
+}

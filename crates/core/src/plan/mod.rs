@@ -1,0 +1,542 @@
+//! The plan as data: which hosts a run changes, in which order and why, and each host's
+//! typed steps. The planner decides; it never touches a connection.
+//!
+//! `rollgate plan` prints an [`UpgradePlan`]'s [`Plan`]; `upgrade` executes it; `resume`
+//! executes the same plan minus what the journal says is done ([`Progress`]); `rollback`
+//! executes [`rollback_plan`]. The executor still asks [`order`] for the next host before
+//! each one, because leadership moves while a cluster rolls.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cluster::{ClusterView, RaftState};
+use crate::facts::HostFacts;
+use crate::inventory::{Host, Inventory, Timeouts};
+use crate::journal::StepId;
+use crate::preset::Preset;
+use crate::script;
+
+mod progress;
+mod step;
+
+pub use progress::{HostProgress, Progress};
+pub use step::{Step, UnitStep};
+
+/// The binary a run installs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Artifact {
+    /// The local file.
+    pub path: PathBuf,
+    /// Its sha256, hex.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+/// A run's plan: run-wide steps and, per host in order, its steps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// Format of `plan --json`.
+    pub format: u32,
+    /// The cluster's name.
+    pub cluster: String,
+    /// The preset.
+    pub preset: String,
+    /// What is installed (`None` for a rollback).
+    pub artifact: Option<Artifact>,
+    /// Run-wide steps still to do, in order: preflight, version policy, snapshot.
+    pub run_steps: Vec<Step>,
+    /// The hosts to change, in order, each with the steps still to do.
+    pub hosts: Vec<HostPlan>,
+    /// Hosts already on the target binary, left alone.
+    pub already_on_target: Vec<String>,
+}
+
+/// One host's place in the plan and its steps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostPlan {
+    /// Host name.
+    pub name: String,
+    /// Its role.
+    pub role: String,
+    /// Its Raft state when planned.
+    pub state: RaftState,
+    /// Why it is at this place in the order.
+    pub reason: String,
+    /// The version it runs now, if known.
+    pub from_version: Option<String>,
+    /// The steps still to do, in order.
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    /// The host plan of `name`.
+    pub fn host(&self, name: &str) -> Option<&HostPlan> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// The run-wide step `id`, if still to do.
+    pub fn run_step(&self, id: StepId) -> Option<&Step> {
+        self.run_steps.iter().find(|s| s.id() == id)
+    }
+}
+
+/// Settings of a run that shape its steps.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// How long a health gate (and a start) waits.
+    pub health_timeout: Duration,
+    /// `--expect-version`.
+    pub expect_version: Option<String>,
+    /// `backups/CLUSTER/` in the state directory.
+    pub backups: PathBuf,
+    /// `snapshots/CLUSTER/` in the state directory.
+    pub snapshots: PathBuf,
+}
+
+/// The inputs of an upgrade plan.
+#[derive(Debug)]
+pub struct UpgradePlan<'a> {
+    /// The validated inventory.
+    pub inventory: &'a Inventory,
+    /// The binary to install.
+    pub artifact: &'a Artifact,
+    /// Each host's facts, in inventory order (`Err`: it could not be asked).
+    pub facts: &'a [Result<HostFacts, String>],
+    /// The cluster now, if a member answered.
+    pub view: Option<&'a ClusterView>,
+    /// The run's settings.
+    pub options: &'a RunOptions,
+    /// What the run's journal says is done (empty for a new run or `plan`).
+    pub progress: &'a Progress,
+}
+
+impl UpgradePlan<'_> {
+    /// The plan: hosts not on the target binary (and any this run left half-done), a host
+    /// this run began changing first, then followers before the leader; each host's steps
+    /// minus those [`Progress`] has done.
+    pub fn build(&self) -> Plan {
+        let inv = self.inventory;
+        let cluster = &inv.cluster;
+        let on_target = |i: usize| {
+            self.facts[i]
+                .as_ref()
+                .is_ok_and(|f| f.binary_sha256.as_deref() == Some(self.artifact.sha256.as_str()))
+        };
+        let mut todo: Vec<&Host> = Vec::new();
+        let mut already = Vec::new();
+        for (i, h) in inv.hosts.iter().enumerate() {
+            let steps_all = self.host_steps(h);
+            let p = self.progress.host(&h.name);
+            let finished = steps_all.iter().all(|s| p.has(s.id()));
+            if finished && !steps_all.is_empty() && !p.done.is_empty() {
+                continue;
+            }
+            if on_target(i) && !p.touched() {
+                already.push(h.name.clone());
+            } else {
+                todo.push(h);
+            }
+        }
+        // A host this run began changing goes first; the others by the view.
+        let (mut first, rest): (Vec<&Host>, Vec<&Host>) =
+            todo.iter().partition(|h| self.progress.host(&h.name).touched());
+        first.extend(rest);
+        let ordered = order(&first, &*cluster.preset, self.view);
+        let mut hosts: Vec<HostPlan> = ordered
+            .into_iter()
+            .map(|p| {
+                let i = inv.hosts.iter().position(|h| h.name == p.name).unwrap_or(0);
+                let prog = self.progress.host(&p.name);
+                HostPlan {
+                    from_version: prog
+                        .stage
+                        .as_ref()
+                        .and_then(|s| s.from_version.clone())
+                        .or_else(|| self.facts[i].as_ref().ok().and_then(|f| f.version.clone())),
+                    steps: self
+                        .host_steps(&inv.hosts[i])
+                        .into_iter()
+                        .filter(|s| !prog.has(s.id()))
+                        .collect(),
+                    name: p.name,
+                    role: p.role,
+                    state: p.state,
+                    reason: p.reason,
+                }
+            })
+            .collect();
+        // Touched hosts keep their place at the front (order() sorts by role and leader).
+        hosts.sort_by_key(|h| !self.progress.host(&h.name).touched());
+        let mut run_steps = vec![
+            Step::Preflight {
+                max_raft_lag: cluster.max_raft_lag,
+            },
+            Step::VersionPolicy {
+                expect_version: self.options.expect_version.clone(),
+            },
+        ];
+        if cluster.snapshot && cluster.preset.snapshot_hook("FILE").is_some() {
+            let raft_roles = cluster.preset.raft_roles();
+            run_steps.push(Step::Snapshot {
+                hosts: inv
+                    .hosts
+                    .iter()
+                    .filter(|h| raft_roles.contains(&h.role.as_str()))
+                    .map(|h| h.name.clone())
+                    .collect(),
+                dir: self.options.snapshots.clone(),
+            });
+        }
+        run_steps.retain(|s| !self.progress.run.contains(&s.id()));
+        Plan {
+            format: crate::journal::FORMAT,
+            cluster: cluster.name.clone(),
+            preset: cluster.preset.name().to_owned(),
+            artifact: Some(self.artifact.clone()),
+            run_steps,
+            hosts,
+            already_on_target: already,
+        }
+    }
+
+    /// Every upgrade step of host `h` (inventory index `i`), in order.
+    fn host_steps(&self, h: &Host) -> Vec<Step> {
+        let cluster = &self.inventory.cluster;
+        let preset = &cluster.preset;
+        let raft = preset.raft_roles().contains(&h.role.as_str());
+        let drain = cluster.drain && !raft;
+        let health_wait = self.options.health_timeout;
+        let staged = script::staged_path(&h.binary);
+        let mut steps = vec![
+            Step::Stage {
+                from: self.artifact.path.clone(),
+                version_command: preset.version_command(&staged),
+                to: staged,
+                sha256: self.artifact.sha256.clone(),
+                bytes: self.artifact.bytes,
+            },
+            Step::Gate {
+                strict: true,
+                wait: cluster.timeouts.gate,
+            },
+        ];
+        if cluster.leader_transfer && raft {
+            steps.push(Step::LeaderTransfer);
+        }
+        let drains = preset.drain_commands().filter(|_| drain);
+        if let Some((on, _)) = drains {
+            steps.push(Step::Drain { command: on.to_owned() });
+        }
+        steps.extend([
+            Step::Stop(stop_step(h, cluster.stop_signal.as_deref(), &cluster.timeouts)),
+            Step::Backup {
+                data_root: h.data_root.clone(),
+                dir: self.options.backups.join(&h.name),
+                script: script::backup(&h.data_root),
+            },
+            Step::Swap {
+                binary: h.binary.clone(),
+                sha256: self.artifact.sha256.clone(),
+                script: script::swap(&h.binary, &self.artifact.sha256),
+            },
+            Step::Start(start_step(h, &cluster.timeouts, health_wait)),
+            Step::Health {
+                version: self.options.expect_version.clone(),
+                wait: health_wait,
+            },
+        ]);
+        if let Some((_, off)) = drains {
+            steps.push(Step::Undrain {
+                command: off.to_owned(),
+            });
+        }
+        steps
+    }
+}
+
+fn stop_step(h: &Host, signal: Option<&str>, t: &Timeouts) -> UnitStep {
+    UnitStep {
+        unit: h.unit.clone(),
+        script: script::stop(&h.unit, signal, t.stop.as_secs().max(1)),
+        wait: if signal.is_some() { t.stop * 2 } else { t.stop },
+    }
+}
+
+fn start_step(h: &Host, t: &Timeouts, health: Duration) -> UnitStep {
+    let wait = t.start.unwrap_or(health).max(Duration::from_secs(5));
+    UnitStep {
+        unit: h.unit.clone(),
+        script: script::start(&h.unit, wait.as_secs()),
+        wait,
+    }
+}
+
+/// The steps of `rollgate backup` for `host`: gate, stop, backup, start, health on the
+/// `version` it runs; no swap.
+pub fn backup_steps(host: &Host, t: &Timeouts, options: &RunOptions, version: &str) -> Vec<Step> {
+    vec![
+        Step::Gate {
+            strict: true,
+            wait: t.gate,
+        },
+        Step::Stop(stop_step(host, None, t)),
+        Step::Backup {
+            data_root: host.data_root.clone(),
+            dir: options.backups.join(&host.name),
+            script: script::backup(&host.data_root),
+        },
+        Step::Start(start_step(host, t, options.health_timeout)),
+        Step::Health {
+            version: Some(version.to_owned()),
+            wait: options.health_timeout,
+        },
+    ]
+}
+
+/// The steps that bring a stopped host back on the binary it has now (`--on-failure halt`
+/// after its swap): start, then the health gate on the staged version.
+pub fn restart_steps(host: &Host, t: &Timeouts, health: Duration) -> Vec<Step> {
+    vec![
+        Step::Start(start_step(host, t, health)),
+        Step::Health {
+            version: None,
+            wait: health,
+        },
+    ]
+}
+
+/// Why a rollback cannot be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The journal lacks what a host's rollback needs.
+    #[error("{host}: {what}")]
+    Journal {
+        /// The host.
+        host: String,
+        /// What is missing.
+        what: &'static str,
+    },
+    /// A host of the run is not in the inventory.
+    #[error("host {0} of the run is not in the inventory")]
+    UnknownHost(String),
+}
+
+/// The steps that roll `host` back after this run changed it: stop, (restore the data root
+/// from this run's backup), previous binary, (leader change), start, health on the version
+/// it ran before; minus those `progress` has done. With `gate`, a rollback gate first.
+///
+/// # Errors
+/// [`PlanError::Journal`] when the journal has no previous binary or version for the
+/// host, or no backup when `restore_data` asks for one.
+pub fn roll_back_host(
+    host: &Host,
+    progress: &Progress,
+    restore_data: bool,
+    gate: bool,
+    t: &Timeouts,
+    health: Duration,
+) -> Result<Vec<Step>, PlanError> {
+    let p = progress.host(&host.name);
+    let missing = |what| PlanError::Journal {
+        host: host.name.clone(),
+        what,
+    };
+    let stage = p
+        .stage
+        .as_ref()
+        .ok_or_else(|| missing("the journal has no stage record (no previous binary)"))?;
+    let prev = stage
+        .from_sha256
+        .clone()
+        .or_else(|| p.swap.as_ref().map(|s| s.prev_sha256.clone()))
+        .ok_or_else(|| missing("the journal has no previous binary's sha256"))?;
+    let version = stage
+        .from_version
+        .clone()
+        .ok_or_else(|| missing("the journal has no previous version"))?;
+    let mut steps = Vec::new();
+    if gate {
+        steps.push(Step::RollbackGate { wait: t.gate });
+    }
+    steps.push(Step::RollbackStop(stop_step(host, None, t)));
+    if restore_data {
+        let b = p
+            .backup
+            .as_ref()
+            .ok_or_else(|| missing("this run made no backup of its data root"))?;
+        steps.push(Step::RollbackRestoreData {
+            data_root: host.data_root.clone(),
+            archive: b.path.clone(),
+            sha256: b.sha256.clone(),
+            files: b.files,
+            bytes: b.bytes,
+        });
+    }
+    steps.push(Step::RollbackBinary {
+        binary: host.binary.clone(),
+        script: script::restore_binary(&host.binary, &prev),
+        sha256: prev,
+    });
+    if restore_data {
+        steps.push(Step::RollbackLeaderChange);
+    }
+    steps.push(Step::RollbackStart(start_step(host, t, health)));
+    steps.push(Step::RollbackHealth { version, wait: health });
+    steps.retain(|s| !p.has(s.id()));
+    Ok(steps)
+}
+
+/// The plan of `rollback`: every host whose swap is done and not rolled back, latest swap
+/// first, one at a time.
+///
+/// # Errors
+/// As [`roll_back_host`]; [`PlanError::UnknownHost`].
+pub fn rollback_plan(
+    inv: &Inventory,
+    progress: &Progress,
+    restore_data: bool,
+    health: Duration,
+) -> Result<Plan, PlanError> {
+    let mut hosts = Vec::new();
+    for name in progress.swapped.iter().rev() {
+        let h = inv.host(name).ok_or_else(|| PlanError::UnknownHost(name.clone()))?;
+        hosts.push(HostPlan {
+            name: h.name.clone(),
+            role: h.role.clone(),
+            state: RaftState::Unknown,
+            reason: "swapped by this run: latest swap first".into(),
+            from_version: progress.version.clone(),
+            steps: roll_back_host(h, progress, restore_data, true, &inv.cluster.timeouts, health)?,
+        });
+    }
+    Ok(Plan {
+        format: crate::journal::FORMAT,
+        cluster: inv.cluster.name.clone(),
+        preset: inv.cluster.preset.name().to_owned(),
+        artifact: None,
+        run_steps: Vec::new(),
+        hosts,
+        already_on_target: Vec::new(),
+    })
+}
+
+/// A host in upgrade order, with why it stands there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedHost {
+    /// Host name.
+    pub name: String,
+    /// Its role.
+    pub role: String,
+    /// Its Raft state now.
+    pub state: RaftState,
+    /// Why it is at this place in the order.
+    pub reason: String,
+}
+
+/// Orders `hosts` for a rolling upgrade: roles in the preset's order; within a Raft role,
+/// followers (and members whose state is unknown) first and the leader last; otherwise
+/// inventory order.
+pub fn order(hosts: &[&Host], preset: &dyn Preset, view: Option<&ClusterView>) -> Vec<PlannedHost> {
+    let roles = preset.role_order();
+    let rank = |h: &Host| roles.iter().position(|r| *r == h.role).unwrap_or(roles.len());
+    let state = |h: &Host| view.map_or(RaftState::Unknown, |v| v.state_of(&h.address));
+    let mut keyed: Vec<(usize, bool, usize, &Host)> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (rank(h), state(h) == RaftState::Leader, i, *h))
+        .collect();
+    keyed.sort_by_key(|k| (k.0, k.1, k.2));
+    keyed
+        .into_iter()
+        .map(|(r, leader, _, h)| {
+            let raft_role = preset.raft_roles().contains(&h.role.as_str());
+            let st = state(h);
+            let reason = match (raft_role, leader, st) {
+                (true, true, _) => format!("{}: the leader goes last among {}s", h.role, h.role),
+                (true, false, RaftState::Unknown) => format!("{}: state unknown, treated as a follower", h.role),
+                (true, false, _) => format!("{}: follower before the leader", h.role),
+                (false, _, _) => format!("{}: role {} of {}", h.role, r + 1, roles.len()),
+            };
+            PlannedHost {
+                name: h.name.clone(),
+                role: h.role.clone(),
+                state: st,
+                reason,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::Member;
+    use crate::preset::Etcd;
+
+    fn host(n: u8) -> Host {
+        Host {
+            name: format!("node{n}"),
+            address: format!("10.77.0.1{n}"),
+            port: 22,
+            user: "root".into(),
+            identity: None,
+            role: "server".into(),
+            unit: "etcd".into(),
+            binary: "/usr/bin/etcd".into(),
+            data_root: "/var/lib/etcd".into(),
+            jumps: Vec::new(),
+            origin: Default::default(),
+        }
+    }
+
+    fn view(leader: u8) -> ClusterView {
+        ClusterView {
+            members: (1..=3u8)
+                .map(|n| Member {
+                    id: Some(n.to_string()),
+                    endpoint: format!("http://10.77.0.1{n}:2379"),
+                    reachable: true,
+                    version: None,
+                    leader: Some(leader.to_string()),
+                    raft_index: Some(1),
+                    raft_term: Some(1),
+                    learner: false,
+                    healthy: Some(true),
+                    error: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn leader_goes_last() {
+        let hosts = [host(1), host(2), host(3)];
+        let refs: Vec<&Host> = hosts.iter().collect();
+        for leader in 1..=3u8 {
+            let o = order(&refs, &Etcd, Some(&view(leader)));
+            let names: Vec<&str> = o.iter().map(|p| p.name.as_str()).collect();
+            assert_eq!(names.last().copied(), Some(format!("node{leader}").as_str()));
+            assert_eq!(o.last().unwrap().state, RaftState::Leader);
+            assert!(o.last().unwrap().reason.contains("leader goes last"));
+            assert!(o[0].reason.contains("follower before the leader"));
+        }
+    }
+
+    #[test]
+    fn without_a_view_keeps_inventory_order() {
+        let hosts = [host(3), host(1)];
+        let refs: Vec<&Host> = hosts.iter().collect();
+        let o = order(&refs, &Etcd, None);
+        assert_eq!(
+            o.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["node3", "node1"]
+        );
+        assert!(o[0].reason.contains("state unknown"));
+    }
+}
+
+#[cfg(test)]
+mod table_tests;

@@ -1,0 +1,117 @@
+//! What a run's journal says is done: the pure function behind `resume` and `rollback`.
+//!
+//! A host's progress counts from its last `rollback-health` (a host rolled back starts
+//! over). A step counts as done when its last record is done or skipped; a started or
+//! failed record leaves it to do again (each step checks its effect before acting).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::journal::{BackupDetail, Event, Record, StageDetail, Status, StepId, SwapDetail};
+
+/// One host's progress in a run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostProgress {
+    /// Steps done or skipped since the host's last rollback.
+    pub done: BTreeSet<StepId>,
+    /// The staged binary is on the host (its last stage or unstage record is a done stage).
+    pub staged: bool,
+    /// The last done stage's detail (from-version and from-sha256 live here).
+    pub stage: Option<StageDetail>,
+    /// The last done swap's detail.
+    pub swap: Option<SwapDetail>,
+    /// The last done backup's detail.
+    pub backup: Option<BackupDetail>,
+}
+
+impl HostProgress {
+    /// `true` when `step` is done. A stage counts as done while its file is on the host or
+    /// once the swap used it.
+    pub fn has(&self, step: StepId) -> bool {
+        match step {
+            StepId::Stage => self.staged || self.done.contains(&StepId::Swap),
+            s => self.done.contains(&s),
+        }
+    }
+
+    /// `true` once the run began changing the host itself (a drain or anything from the
+    /// stop on; gate, stage and leader transfer leave the host as it was).
+    pub fn touched(&self) -> bool {
+        self.done.iter().any(|s| {
+            matches!(
+                s,
+                StepId::Drain | StepId::Stop | StepId::Backup | StepId::Swap | StepId::Start | StepId::Health
+            )
+        })
+    }
+}
+
+/// What a run's journal says is done.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    /// Run-wide steps done or skipped.
+    pub run: BTreeSet<StepId>,
+    /// Per host.
+    pub hosts: BTreeMap<String, HostProgress>,
+    /// Hosts whose swap is done and not rolled back, in the order of their swaps.
+    pub swapped: Vec<String>,
+    /// The version the staged binary reports (from the version policy, else a stage).
+    pub version: Option<String>,
+}
+
+impl Progress {
+    /// Reads `records` (one run's journal, in order).
+    pub fn from_records(records: &[Record]) -> Progress {
+        let mut p = Progress::default();
+        for r in records {
+            let Some(host) = &r.host else {
+                if r.completed() {
+                    p.run.insert(r.step());
+                    if let Event::VersionPolicy(Some(d)) = &r.event {
+                        p.version = Some(d.version.clone());
+                    }
+                }
+                continue;
+            };
+            let h = p.hosts.entry(host.clone()).or_default();
+            if !r.completed() {
+                if r.status == Status::Started || r.status == Status::Failed {
+                    // A later attempt is still to come: the step is not done.
+                    h.done.remove(&r.step());
+                }
+                continue;
+            }
+            match &r.event {
+                Event::RollbackHealth(_) => {
+                    *h = HostProgress::default();
+                    p.swapped.retain(|s| s != host);
+                    continue;
+                }
+                Event::Stage(d) => {
+                    h.staged = true;
+                    if let Some(d) = d {
+                        p.version.get_or_insert_with(|| d.version.clone());
+                        h.stage = Some(d.clone());
+                    }
+                }
+                Event::Unstage => h.staged = false,
+                Event::Swap(d) => {
+                    h.staged = false;
+                    if d.is_some() {
+                        h.swap = d.clone();
+                    }
+                    p.swapped.retain(|s| s != host);
+                    p.swapped.push(host.clone());
+                }
+                Event::Backup(Some(d)) => h.backup = Some(d.clone()),
+                _ => {}
+            }
+            h.done.insert(r.step());
+        }
+        p
+    }
+
+    /// `host`'s progress (empty for a host the journal does not name).
+    pub fn host(&self, host: &str) -> HostProgress {
+        self.hosts.get(host).cloned().unwrap_or_default()
+    }
+}

@@ -1,0 +1,253 @@
+//! A step of a plan, as data: what it will do, with every path, sha256, unit and remote
+//! script it needs. The executor runs it; `plan` prints it; the journal names it by
+//! [`Step::id`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::inventory::Timeouts;
+use crate::journal::StepId;
+
+/// One step of a run, run-wide or of one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum Step {
+    /// Run-wide, first: every host reachable, unit active, binary present; every member
+    /// healthy, one leader, raft indexes within `max_raft_lag`. Refuses a degraded cluster.
+    Preflight {
+        /// Largest raft index distance that counts as caught up.
+        max_raft_lag: u64,
+    },
+    /// Upload `from` to `to` on the host (next to the binary, same file system), checked
+    /// there against `sha256`, then run with `version_command`.
+    Stage {
+        /// The local binary.
+        from: PathBuf,
+        /// The staged file on the host (`BINARY.rollgate-new`).
+        to: String,
+        /// Its sha256, hex.
+        sha256: String,
+        /// Its size.
+        bytes: u64,
+        /// The preset's `--version` command for the staged file.
+        version_command: String,
+    },
+    /// Run-wide, after staging: every host reports the same version, `--expect-version`
+    /// agrees, and the version policy allows each host's from → to.
+    VersionPolicy {
+        /// `--expect-version`, if given.
+        expect_version: Option<String>,
+    },
+    /// Run-wide, before the first stop: the preset's backup hook on the first of `hosts`
+    /// that succeeds, copied into `dir` (mode 0600).
+    Snapshot {
+        /// Raft hosts to try, in order.
+        hosts: Vec<String>,
+        /// The local directory (`snapshots/CLUSTER/`).
+        dir: PathBuf,
+    },
+    /// The cluster is healthy (`strict`), has a leader, and keeps quorum without this host;
+    /// waited for up to `wait`.
+    Gate {
+        /// Every problem of the cluster blocks (upgrade), not only quorum (rollback).
+        strict: bool,
+        /// How long to wait for the cluster to settle.
+        #[serde(with = "humantime_serde")]
+        wait: Duration,
+    },
+    /// If this host leads: hand leadership to an upgraded member (`leader_transfer = true`).
+    LeaderTransfer,
+    /// Drain the host's work away (`drain = true`, non-Raft roles).
+    Drain {
+        /// The preset's drain command.
+        command: String,
+    },
+    /// `systemctl stop UNIT` (after `stop_signal`, if set); wait until inactive.
+    Stop(UnitStep),
+    /// Archive the data root to `dir/RUN.tar.gz` on the jump host, counted and hashed while
+    /// it streams; sha256 in `dir/SHA256SUMS`.
+    Backup {
+        /// The data root on the host.
+        data_root: String,
+        /// The local directory (`backups/CLUSTER/HOST/`).
+        dir: PathBuf,
+        /// The remote command that streams the archive.
+        script: String,
+    },
+    /// Keep `BINARY.rollgate-prev`, rename the staged binary into place, check `sha256`.
+    Swap {
+        /// The binary on the host.
+        binary: String,
+        /// The sha256 it must have afterwards.
+        sha256: String,
+        /// The remote script.
+        script: String,
+    },
+    /// `systemctl start UNIT`; wait until active.
+    Start(UnitStep),
+    /// The host is a member again on `version` (`None`: the staged version), caught up
+    /// with the leader, every member healthy; waited for up to `wait`.
+    Health {
+        /// The version the host must report.
+        version: Option<String>,
+        /// How long to wait.
+        #[serde(with = "humantime_serde")]
+        wait: Duration,
+    },
+    /// Make a drained host eligible for work again.
+    Undrain {
+        /// The preset's undrain command.
+        command: String,
+    },
+    /// Rollback: quorum is kept without this host (not every problem blocks).
+    RollbackGate {
+        /// How long to wait.
+        #[serde(with = "humantime_serde")]
+        wait: Duration,
+    },
+    /// Rollback: stop the unit.
+    RollbackStop(UnitStep),
+    /// Rollback: put the data root back from `archive` (checked on the host against
+    /// `sha256` before extraction), extracted beside it and renamed into place.
+    RollbackRestoreData {
+        /// The data root on the host.
+        data_root: String,
+        /// The archive on the jump host.
+        archive: PathBuf,
+        /// Its sha256, as recorded when it was made.
+        sha256: String,
+        /// Regular files it holds.
+        files: u64,
+        /// Bytes in those files (the room the extraction needs).
+        bytes: u64,
+    },
+    /// Rollback: put `BINARY.rollgate-prev` back unless the binary already has `sha256`.
+    RollbackBinary {
+        /// The binary on the host.
+        binary: String,
+        /// The previous binary's sha256.
+        sha256: String,
+        /// The remote script.
+        script: String,
+    },
+    /// Rollback, after a data restore: move leadership to another caught-up member before
+    /// this one starts (a leader that saw its newer log would send it a commit index
+    /// beyond its restored log).
+    RollbackLeaderChange,
+    /// Rollback: start the unit.
+    RollbackStart(UnitStep),
+    /// Rollback: healthy again on `version`.
+    RollbackHealth {
+        /// The version it ran before the upgrade.
+        version: String,
+        /// How long to wait.
+        #[serde(with = "humantime_serde")]
+        wait: Duration,
+    },
+}
+
+/// A systemd unit action and its script.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnitStep {
+    /// The unit.
+    pub unit: String,
+    /// The remote script (waits for the unit's state itself).
+    pub script: String,
+    /// How long the script waits for the unit.
+    #[serde(with = "humantime_serde")]
+    pub wait: Duration,
+}
+
+impl Step {
+    /// The step's journal id.
+    pub fn id(&self) -> StepId {
+        match self {
+            Step::Preflight { .. } => StepId::Preflight,
+            Step::Stage { .. } => StepId::Stage,
+            Step::VersionPolicy { .. } => StepId::VersionPolicy,
+            Step::Snapshot { .. } => StepId::Snapshot,
+            Step::Gate { .. } => StepId::Gate,
+            Step::LeaderTransfer => StepId::LeaderTransfer,
+            Step::Drain { .. } => StepId::Drain,
+            Step::Stop(_) => StepId::Stop,
+            Step::Backup { .. } => StepId::Backup,
+            Step::Swap { .. } => StepId::Swap,
+            Step::Start(_) => StepId::Start,
+            Step::Health { .. } => StepId::Health,
+            Step::Undrain { .. } => StepId::Undrain,
+            Step::RollbackGate { .. } => StepId::RollbackGate,
+            Step::RollbackStop(_) => StepId::RollbackStop,
+            Step::RollbackRestoreData { .. } => StepId::RollbackRestoreData,
+            Step::RollbackBinary { .. } => StepId::RollbackBinary,
+            Step::RollbackLeaderChange => StepId::RollbackLeaderChange,
+            Step::RollbackStart(_) => StepId::RollbackStart,
+            Step::RollbackHealth { .. } => StepId::RollbackHealth,
+        }
+    }
+
+    /// How long the step may take before it fails: its own wait plus a margin for the
+    /// round trips, or `timeouts`' bound for its kind.
+    pub fn deadline(&self, timeouts: &Timeouts) -> Duration {
+        const MARGIN: Duration = Duration::from_secs(30);
+        let t = timeouts;
+        match self {
+            Step::Preflight { .. } | Step::VersionPolicy { .. } => t.command,
+            Step::Stage { .. } => t.stage,
+            Step::Snapshot { .. } => t.snapshot,
+            Step::Drain { .. } | Step::Undrain { .. } => t.drain,
+            Step::Gate { wait, .. } | Step::RollbackGate { wait } => *wait + MARGIN,
+            Step::LeaderTransfer | Step::RollbackLeaderChange => t.leader_transfer,
+            Step::Stop(u) | Step::RollbackStop(u) | Step::Start(u) | Step::RollbackStart(u) => u.wait + MARGIN,
+            Step::Health { wait, .. } | Step::RollbackHealth { wait, .. } => *wait + MARGIN,
+            Step::Backup { .. } => t.backup,
+            Step::RollbackRestoreData { .. } => t.restore,
+            Step::Swap { .. } | Step::RollbackBinary { .. } => t.swap,
+        }
+    }
+
+    /// What the step does, one line, for `plan`.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::Preflight { max_raft_lag } => format!(
+                "every host reachable, unit active, binary present; one leader, every member healthy, raft indexes within {max_raft_lag}"
+            ),
+            Step::Stage { to, sha256, .. } => format!("upload to {to}, check sha256 {} there, run --version", &sha256[..12.min(sha256.len())]),
+            Step::VersionPolicy { expect_version } => match expect_version {
+                Some(v) => format!("every host reports {v}; the version policy allows each host's upgrade"),
+                None => "every host reports the same version; the version policy allows each host's upgrade".into(),
+            },
+            Step::Snapshot { hosts, dir } => format!(
+                "the preset's snapshot on the first of {} that succeeds, copied to {}",
+                hosts.join(", "),
+                dir.display()
+            ),
+            Step::Gate { .. } => "cluster healthy, one leader, quorum kept without this host".into(),
+            Step::LeaderTransfer => "if this host leads: hand leadership to an upgraded member".into(),
+            Step::Drain { command } => format!("drain: {command}"),
+            Step::Stop(u) | Step::RollbackStop(u) => format!("systemctl stop {}; wait until inactive", u.unit),
+            Step::Backup { data_root, dir, .. } => format!(
+                "tar.gz of {data_root} to {}/RUN.tar.gz, counted and hashed as it streams",
+                dir.display()
+            ),
+            Step::Swap { binary, .. } => format!(
+                "keep {binary}.rollgate-prev; rename the staged binary into place; check its sha256"
+            ),
+            Step::Start(u) | Step::RollbackStart(u) => format!("systemctl start {}; wait until active", u.unit),
+            Step::Health { version, .. } => format!(
+                "member again on {}, caught up with the leader, every member healthy",
+                version.as_deref().unwrap_or("the staged version")
+            ),
+            Step::Undrain { command } => format!("undrain: {command}"),
+            Step::RollbackGate { .. } => "a leader, and quorum kept without this host".into(),
+            Step::RollbackRestoreData { data_root, archive, .. } => format!(
+                "extract {} beside {data_root}, check it, rename the old data root aside and the new one into place",
+                archive.display()
+            ),
+            Step::RollbackBinary { binary, .. } => format!("put {binary}.rollgate-prev back in place"),
+            Step::RollbackLeaderChange => "move leadership to another caught-up member before this one starts".into(),
+            Step::RollbackHealth { version, .. } => format!("member again on {version}, caught up, every member healthy"),
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! The remaining plan for journals interrupted before, during and after every step kind,
+//! failed at it, and rolled back (issue 10).
+
+use std::path::PathBuf;
+
+use super::*;
+use crate::cluster::Member;
+use crate::inventory::tests_support::{three_etcd, three_etcd_with};
+use crate::journal::{BackupDetail, Event, Record, StageDetail, Status, SwapDetail, FORMAT};
+
+const OLD: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+const NEW: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
+fn artifact() -> Artifact {
+    Artifact {
+        path: PathBuf::from("/tmp/etcd"),
+        sha256: NEW.into(),
+        bytes: 10,
+    }
+}
+
+fn options() -> RunOptions {
+    RunOptions {
+        health_timeout: Duration::from_secs(120),
+        expect_version: None,
+        backups: PathBuf::from("/state/backups/lab"),
+        snapshots: PathBuf::from("/state/snapshots/lab"),
+    }
+}
+
+fn facts(on_target: &[usize]) -> Vec<Result<HostFacts, String>> {
+    (0..3)
+        .map(|i| {
+            Ok(HostFacts {
+                unit_load: "loaded".into(),
+                unit_active: "active".into(),
+                binary_sha256: Some(if on_target.contains(&i) { NEW } else { OLD }.into()),
+                version: Some(if on_target.contains(&i) { "3.5.16" } else { "3.4.23" }.into()),
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
+/// Three members, `leader` (1-based) leading.
+fn view(leader: u8) -> ClusterView {
+    ClusterView {
+        members: (1..=3u8)
+            .map(|n| Member {
+                id: Some(n.to_string()),
+                endpoint: format!("http://10.77.0.1{n}:2379"),
+                reachable: true,
+                version: Some("3.4.23".into()),
+                leader: Some(leader.to_string()),
+                raft_index: Some(5),
+                raft_term: Some(2),
+                learner: false,
+                healthy: Some(true),
+                error: None,
+            })
+            .collect(),
+    }
+}
+
+fn rec(host: Option<&str>, event: Event, status: Status) -> Record {
+    Record {
+        format: FORMAT,
+        run: "r".into(),
+        ts: "t".into(),
+        host: host.map(str::to_owned),
+        event,
+        status,
+        ms: None,
+        error: None,
+        reason: None,
+    }
+}
+
+/// The event a done record of `id` carries (with the details later steps read).
+fn done_event(id: StepId) -> Event {
+    match id {
+        StepId::Stage => Event::Stage(Some(StageDetail {
+            path: "/usr/bin/etcd.rollgate-new".into(),
+            bytes: 10,
+            bytes_per_sec: 10,
+            version: "3.5.16".into(),
+            from_version: Some("3.4.23".into()),
+            from_sha256: Some(OLD.into()),
+        })),
+        StepId::Swap => Event::Swap(Some(SwapDetail {
+            sha256: NEW.into(),
+            prev_sha256: OLD.into(),
+            prev_path: "/usr/bin/etcd.rollgate-prev".into(),
+        })),
+        StepId::Backup => Event::Backup(Some(BackupDetail {
+            path: "/state/backups/lab/node1/r.tar.gz".into(),
+            sha256: "ab".into(),
+            files: 2,
+            bytes: 3,
+            archive_bytes: 4,
+        })),
+        id => Event::bare(id),
+    }
+}
+
+/// Records of `host` doing `steps`, each done.
+fn did(host: &str, steps: &[StepId]) -> Vec<Record> {
+    steps
+        .iter()
+        .map(|s| rec(Some(host), done_event(*s), Status::Done))
+        .collect()
+}
+
+fn ids(steps: &[Step]) -> Vec<StepId> {
+    steps.iter().map(Step::id).collect()
+}
+
+fn plan_with(inv: &Inventory, records: &[Record], on_target: &[usize], leader: u8) -> Plan {
+    let v = view(leader);
+    let f = facts(on_target);
+    let p = Progress::from_records(records);
+    UpgradePlan {
+        inventory: inv,
+        artifact: &artifact(),
+        facts: &f,
+        view: Some(&v),
+        options: &options(),
+        progress: &p,
+    }
+    .build()
+}
+
+const HOST_STEPS: [StepId; 7] = [
+    StepId::Stage,
+    StepId::Gate,
+    StepId::Stop,
+    StepId::Backup,
+    StepId::Swap,
+    StepId::Start,
+    StepId::Health,
+];
+
+#[test]
+fn a_new_run_plans_every_step_followers_first_leader_last() {
+    let inv = three_etcd();
+    let plan = plan_with(&inv, &[], &[], 2);
+    let names: Vec<&str> = plan.hosts.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["node1", "node3", "node2"]);
+    for h in &plan.hosts {
+        assert_eq!(ids(&h.steps), HOST_STEPS, "{}", h.name);
+        assert_eq!(h.from_version.as_deref(), Some("3.4.23"));
+    }
+    assert_eq!(
+        ids(&plan.run_steps),
+        [StepId::Preflight, StepId::VersionPolicy, StepId::Snapshot]
+    );
+    assert!(plan.already_on_target.is_empty());
+}
+
+#[test]
+fn optional_steps_follow_the_inventory() {
+    let inv = three_etcd_with("leader_transfer = true\nsnapshot = false");
+    let plan = plan_with(&inv, &[], &[], 1);
+    let want = [
+        StepId::Stage,
+        StepId::Gate,
+        StepId::LeaderTransfer,
+        StepId::Stop,
+        StepId::Backup,
+        StepId::Swap,
+        StepId::Start,
+        StepId::Health,
+    ];
+    assert!(plan.hosts.iter().all(|h| ids(&h.steps) == want));
+    assert_eq!(ids(&plan.run_steps), [StepId::Preflight, StepId::VersionPolicy]);
+}
+
+/// For every host step: a journal that stops before it, inside it (started), after it
+/// (done) and at its failure leaves the right steps of node1, and node1 first.
+#[test]
+fn remaining_plan_for_a_journal_interrupted_at_each_step() {
+    let inv = three_etcd();
+    let run_done: Vec<Record> = [StepId::Preflight, StepId::VersionPolicy, StepId::Snapshot]
+        .iter()
+        .map(|s| rec(None, Event::bare(*s), Status::Done))
+        .collect();
+    for (k, step) in HOST_STEPS.iter().enumerate() {
+        let mut before = run_done.clone();
+        before.extend(did("node1", &HOST_STEPS[..k]));
+        // node1's binary is the target once its swap is done.
+        let on_target: &[usize] = if k > 4 { &[0] } else { &[] };
+        let mut during = before.clone();
+        during.push(rec(Some("node1"), Event::bare(*step), Status::Started));
+        let mut failed = during.clone();
+        failed.push(rec(Some("node1"), Event::bare(*step), Status::Failed));
+        let mut after = before.clone();
+        after.extend(did("node1", &[*step]));
+        let on_target_after: &[usize] = if k >= 4 { &[0] } else { &[] };
+        for (what, records, target, left) in [
+            ("before", &before, on_target, &HOST_STEPS[k..]),
+            ("during", &during, on_target, &HOST_STEPS[k..]),
+            ("failed at", &failed, on_target, &HOST_STEPS[k..]),
+            ("after", &after, on_target_after, &HOST_STEPS[k + 1..]),
+        ] {
+            let plan = plan_with(&inv, records, target, 1);
+            assert!(plan.run_steps.is_empty(), "{what} {step}: run steps all done");
+            match plan.host("node1") {
+                None => assert!(left.is_empty(), "{what} {step}: node1 missing"),
+                Some(h) => {
+                    assert_eq!(ids(&h.steps), left, "{what} {step}");
+                    let touched = Progress::from_records(records).host("node1").touched();
+                    if touched {
+                        assert_eq!(plan.hosts[0].name, "node1", "{what} {step}: a touched host goes first");
+                    }
+                }
+            }
+            // The other hosts keep every step; node1 done is neither planned nor "already".
+            for other in ["node2", "node3"] {
+                assert_eq!(ids(&plan.host(other).unwrap().steps), HOST_STEPS, "{what} {step}");
+            }
+            assert!(
+                plan.already_on_target.is_empty(),
+                "{what} {step}: {:?}",
+                plan.already_on_target
+            );
+        }
+    }
+}
+
+#[test]
+fn an_unstaged_host_is_staged_again_and_a_rolled_back_host_starts_over() {
+    let inv = three_etcd();
+    let mut j = did("node1", &[StepId::Stage]);
+    j.push(rec(Some("node1"), Event::Unstage, Status::Done));
+    assert_eq!(
+        ids(&plan_with(&inv, &j, &[], 1).host("node1").unwrap().steps),
+        HOST_STEPS
+    );
+
+    let mut j = did("node1", &HOST_STEPS[..5]);
+    j.extend(did(
+        "node1",
+        &[
+            StepId::RollbackStop,
+            StepId::RollbackBinary,
+            StepId::RollbackStart,
+            StepId::RollbackHealth,
+        ],
+    ));
+    let plan = plan_with(&inv, &j, &[], 1);
+    assert_eq!(ids(&plan.host("node1").unwrap().steps), HOST_STEPS);
+    assert!(Progress::from_records(&j).swapped.is_empty());
+}
+
+#[test]
+fn hosts_on_the_target_are_left_alone_and_finished_hosts_dropped() {
+    let inv = three_etcd();
+    let plan = plan_with(&inv, &[], &[2], 1);
+    assert_eq!(plan.already_on_target, ["node3"]);
+    assert!(plan.host("node3").is_none());
+    let j = did("node1", &HOST_STEPS);
+    let plan = plan_with(&inv, &j, &[0], 1);
+    assert!(plan.host("node1").is_none());
+    assert!(plan.already_on_target.is_empty());
+}
+
+#[test]
+fn rollback_goes_latest_swap_first_and_resumes_inside_a_host() {
+    let inv = three_etcd();
+    let mut j = did("node3", &HOST_STEPS);
+    j.extend(did("node1", &HOST_STEPS));
+    j.extend(did("node2", &HOST_STEPS[..4]));
+    let p = Progress::from_records(&j);
+    let plan = rollback_plan(&inv, &p, true, Duration::from_secs(60)).unwrap();
+    let names: Vec<&str> = plan.hosts.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["node1", "node3"]);
+    let full = [
+        StepId::RollbackGate,
+        StepId::RollbackStop,
+        StepId::RollbackRestoreData,
+        StepId::RollbackBinary,
+        StepId::RollbackLeaderChange,
+        StepId::RollbackStart,
+        StepId::RollbackHealth,
+    ];
+    assert_eq!(ids(&plan.hosts[0].steps), full);
+    match &plan.hosts[0].steps[3] {
+        Step::RollbackBinary { sha256, .. } => assert_eq!(sha256, OLD),
+        s => panic!("{s:?}"),
+    }
+    // Interrupted inside node1's rollback: it resumes after its stop and data restore.
+    j.extend(did("node1", &full[..3]));
+    let plan = rollback_plan(&inv, &Progress::from_records(&j), true, Duration::from_secs(60)).unwrap();
+    assert_eq!(ids(&plan.hosts[0].steps), &full[3..]);
+    // Once node1 is healthy again, only node3 is left.
+    j.extend(did("node1", &full[3..]));
+    let plan = rollback_plan(&inv, &Progress::from_records(&j), false, Duration::from_secs(60)).unwrap();
+    assert_eq!(plan.hosts.len(), 1);
+    assert_eq!(plan.hosts[0].name, "node3");
+    assert_eq!(
+        ids(&plan.hosts[0].steps),
+        [
+            StepId::RollbackGate,
+            StepId::RollbackStop,
+            StepId::RollbackBinary,
+            StepId::RollbackStart,
+            StepId::RollbackHealth
+        ]
+    );
+}
+
+#[test]
+fn plan_json_names_steps_by_their_journal_ids() {
+    let inv = three_etcd();
+    let plan = plan_with(&inv, &[], &[], 1);
+    let v = serde_json::to_value(&plan).unwrap();
+    for (h, hp) in v["hosts"].as_array().unwrap().iter().zip(&plan.hosts) {
+        for (s, step) in h["steps"].as_array().unwrap().iter().zip(&hp.steps) {
+            assert_eq!(s["step"], step.id().as_str());
+        }
+    }
+}

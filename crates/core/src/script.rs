@@ -1,0 +1,188 @@
+//! The remote shell scripts rollgate runs, as data: each function returns the script text
+//! for one step, every value quoted through [`crate::quote::q`].
+//!
+//! Each script checks its effect before acting and prints `already` when it finds it in
+//! place (a resumed run, or a step that completed before its journal line was written), so
+//! running it twice is safe.
+
+use crate::quote::q;
+
+/// The staged file next to `binary`.
+pub fn staged_path(binary: &str) -> String {
+    format!("{binary}.rollgate-new")
+}
+
+/// Where the previous binary is kept next to `binary`.
+pub fn prev_path(binary: &str) -> String {
+    format!("{binary}.rollgate-prev")
+}
+
+/// Stops `unit` and waits up to `wait_secs` until it is inactive (or failed). With
+/// `signal`, the unit's main process gets it first (`systemctl kill --kill-whom=main -s`)
+/// and up to `wait_secs` to exit by itself. Prints `already` when the unit was not active.
+pub fn stop(unit: &str, signal: Option<&str>, wait_secs: u64) -> String {
+    let u = q(unit);
+    let polls = wait_secs.max(1) * 10;
+    let signal = match signal {
+        Some(sig) => format!(
+            "systemctl kill --kill-whom=main -s {} {u} || exit $?
+for i in $(seq 1 {polls}); do s=$(systemctl is-active {u}); case $s in inactive|failed) break;; esac; sleep 0.1; done
+",
+            q(sig)
+        ),
+        None => String::new(),
+    };
+    format!(
+        "s=$(systemctl is-active {u}); case $s in inactive|failed) echo already; exit 0;; esac
+{signal}systemctl stop {u} || exit $?
+for i in $(seq 1 {polls}); do s=$(systemctl is-active {u}); case $s in inactive|failed) echo stopped; exit 0;; esac; sleep 0.1; done
+echo \"unit {u} is still $s {wait_secs} s after stop\" >&2; exit 1"
+    )
+}
+
+/// Starts `unit` and waits up to `wait_secs` until it is active; a unit that fails is an
+/// error with its last 5 log lines. Prints `already` when it was active.
+pub fn start(unit: &str, wait_secs: u64) -> String {
+    let u = q(unit);
+    format!(
+        "s=$(systemctl is-active {u}); [ \"$s\" = active ] && {{ echo already; exit 0; }}
+systemctl reset-failed {u} 2>/dev/null; systemctl start --no-block {u} || exit $?
+end=$(( $(date +%s) + {wait_secs} ))
+while :; do
+  s=$(systemctl is-active {u})
+  case $s in
+    active) echo started; exit 0;;
+    failed) echo \"unit {u} failed to start:\" >&2; journalctl -u {u} -n 5 --no-pager -o cat >&2; exit 1;;
+  esac
+  [ $(date +%s) -ge $end ] && {{ echo \"unit {u} still $s after {wait_secs} s\" >&2; exit 1; }}
+  sleep 0.1
+done"
+    )
+}
+
+/// Keeps the current `binary` as `BINARY.rollgate-prev` (a hard link: mode and owner
+/// kept), gives the staged file the binary's owner and mode, renames it into place and
+/// checks the installed sha256 against `sha256`.
+///
+/// The effect check costs no hashing: a staged file that is still there means the swap has
+/// not happened; without it, the binary must already be the target (prints `already`) or
+/// the script fails (exit 3). The staged file's sha256 was checked when it arrived.
+pub fn swap(binary: &str, sha256: &str) -> String {
+    let (b, s, p, want) = (q(binary), q(&staged_path(binary)), q(&prev_path(binary)), q(sha256));
+    format!(
+        "if [ ! -e {s} ]; then
+  [ \"$(sha256sum < {b} | cut -d' ' -f1)\" = {want} ] && {{ echo already; exit 0; }}
+  echo 'staged file {s} is missing and {b} is not the target' >&2; exit 3
+fi
+set -e
+ln -f {b} {p}
+chown --reference={b} {s}; chmod --reference={b} {s}
+mv -f {s} {b}
+got=$(sha256sum < {b} | cut -d' ' -f1)
+[ \"$got\" = {want} ] || {{ echo \"installed {b} has sha256 $got\" >&2; exit 5; }}
+echo swapped"
+    )
+}
+
+/// Puts `BINARY.rollgate-prev` back in place unless `binary` already has `prev_sha256`
+/// (prints `already`); refuses a kept file whose sha256 is not `prev_sha256`.
+pub fn restore_binary(binary: &str, prev_sha256: &str) -> String {
+    let (b, p, want) = (q(binary), q(&prev_path(binary)), q(prev_sha256));
+    format!(
+        "cur=$(sha256sum < {b} | cut -d' ' -f1); [ \"$cur\" = {want} ] && {{ echo already; exit 0; }}
+[ -f {p} ] || {{ echo \"{p} is missing: nothing to roll back to\" >&2; exit 3; }}
+[ \"$(sha256sum < {p} | cut -d' ' -f1)\" = {want} ] || {{ echo \"{p} is not the binary recorded before the swap\" >&2; exit 4; }}
+mv -f {p} {b} && echo restored"
+    )
+}
+
+/// Removes the staged file next to `binary`.
+pub fn unstage(binary: &str) -> String {
+    format!("rm -f {}", q(&staged_path(binary)))
+}
+
+/// Streams `data_root` as a tar archive on stdout; first writes `rollgate-count files=N
+/// bytes=M` (regular files and their bytes, as `find` counts them) on stderr.
+pub fn backup(data_root: &str) -> String {
+    let d = q(data_root);
+    format!(
+        "cd {d} || exit 3; echo \"rollgate-count files=$(find . -type f | wc -l) bytes=$(find . -type f -printf '%s\\n' | awk '{{s+=$1}} END {{print s+0}}')\" >&2; \
+         tar --numeric-owner -cf - ."
+    )
+}
+
+/// Parses the `rollgate-count files=N bytes=M` line [`backup`] writes on stderr.
+pub fn parse_backup_counts(stderr: &str) -> Option<(u64, u64)> {
+    let line = stderr.lines().find_map(|l| l.strip_prefix("rollgate-count "))?;
+    let mut files = None;
+    let mut bytes = None;
+    for kv in line.split_whitespace() {
+        match kv.split_once('=') {
+            Some(("files", v)) => files = v.parse().ok(),
+            Some(("bytes", v)) => bytes = v.parse().ok(),
+            _ => {}
+        }
+    }
+    Some((files?, bytes?))
+}
+
+/// The sibling directory a restore extracts into.
+pub fn restore_path(data_root: &str) -> String {
+    format!("{data_root}.rollgate-restore")
+}
+
+/// Where a restore of run `run` keeps the data root it replaced.
+pub fn pre_restore_path(data_root: &str, run: &str) -> String {
+    format!("{data_root}.rollgate-pre-restore-{run}")
+}
+
+/// Restores `data_root` from the uploaded archive `remote` without a gap: checks there is
+/// room for `bytes`, extracts into a sibling directory on the same file system (owners
+/// and modes kept), checks it holds `files` regular files, then renames the old data root
+/// aside (`DATA_ROOT.rollgate-pre-restore-RUN`) and the new one into place, and removes the
+/// upload. A failed extraction removes only the sibling: the data root stays as it was.
+/// Prints `already` when an earlier attempt of the same restore completed the renames.
+pub fn restore_data(data_root: &str, remote: &str, run: &str, files: u64, bytes: u64) -> String {
+    let (d, r) = (q(data_root), q(remote));
+    let (new, old) = (q(&restore_path(data_root)), q(&pre_restore_path(data_root, run)));
+    format!(
+        "if [ -d {old} ] && [ -d {d} ] && [ ! -e {new} ]; then rm -f {r}; echo already; exit 0; fi
+parent=$(dirname {d}); mkdir -p \"$parent\"
+avail=$(df -B1 --output=avail \"$parent\" | tail -1 | tr -d ' ')
+if [ \"$avail\" -lt {bytes} ]; then echo \"no room to restore {d}: $avail bytes free in $parent, {bytes} needed\" >&2; exit 6; fi
+rm -rf {new}; mkdir -m 700 {new}
+if [ -d {d} ]; then chown --reference={d} {new}; chmod --reference={d} {new}; fi
+if ! tar --numeric-owner -xpzf {r} -C {new}; then
+  rm -rf {new}; echo \"extraction into {new} failed: {d} is untouched\" >&2; exit 4
+fi
+got=$(find {new} -type f | wc -l)
+if [ \"$got\" -ne {files} ]; then
+  rm -rf {new}; echo \"the extracted data root holds $got files, the backup {files}: {d} is untouched\" >&2; exit 5
+fi
+if [ -e {d} ]; then mv {d} {old}; fi
+mv {new} {d}
+rm -f {r}
+echo restored"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_line() {
+        assert_eq!(
+            parse_backup_counts("warning\nrollgate-count files=3 bytes=128000\n"),
+            Some((3, 128000))
+        );
+        assert_eq!(parse_backup_counts("tar: error\n"), None);
+    }
+
+    #[test]
+    fn values_are_quoted() {
+        let s = swap("/opt/my bin/etcd", "ab");
+        assert!(s.contains("'/opt/my bin/etcd.rollgate-new'"), "{s}");
+        assert!(stop("etcd; reboot", None, 30).contains("'etcd; reboot'"));
+    }
+}
