@@ -129,7 +129,15 @@ fn upgrade_3_4_23_to_3_5_16_leader_last_with_backups() {
         let backup = records(&j, "backup", "done")
             .find(|r| r["host"] == host.as_str())
             .unwrap();
-        let archive = backup["detail"]["path"].as_str().unwrap();
+        // Issue 10: written as a plain tar while the member was down, compressed after.
+        assert!(backup["detail"]["path"].as_str().unwrap().ends_with(".tar"));
+        let compressed = records(&j, "compress", "done")
+            .find(|r| r["host"] == host.as_str())
+            .unwrap();
+        let archive = compressed["detail"]["path"].as_str().unwrap();
+        assert!(archive.ends_with(".tar.gz"), "{archive}");
+        assert!(!Path::new(backup["detail"]["path"].as_str().unwrap()).exists());
+        assert_eq!(compressed["detail"]["tar_sha256"], backup["detail"]["sha256"]);
         let unpack = tempfile::tempdir().unwrap();
         let tar = Command::new("tar")
             .arg("-xzf")
@@ -443,6 +451,14 @@ fn backup_archives_a_data_root_and_restarts_the_unit() {
         .output()
         .unwrap();
     assert!(sums.status.success(), "{}", text(&sums.stdout));
+    // Issue 11: backups are private to the operator.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+    }
     assert!(
         text(&out.stdout).contains("node2: "),
         "prints the archive: {}",

@@ -125,6 +125,38 @@ pub fn gate_reasons(view: &ClusterView, host: &Host, strict: bool, max_lag: u64)
     reasons
 }
 
+/// The member leadership should move to, away from the leader of `view` and from the
+/// member at `away_from` (a host about to stop, or whose data root was restored): a
+/// reachable, healthy voter within `max_lag` of the leader, preferring one that reports
+/// `prefer_version` (an upgraded member), then the smallest lag. `None` when there is none.
+pub fn transfer_target<'a>(
+    view: &'a ClusterView,
+    away_from: &str,
+    prefer_version: Option<&str>,
+    max_lag: u64,
+) -> Option<&'a crate::cluster::Member> {
+    let leader = view.leader()?;
+    let mut candidates: Vec<&crate::cluster::Member> = view
+        .members
+        .iter()
+        .filter(|m| {
+            m.reachable
+                && !m.learner
+                && m.healthy != Some(false)
+                && m.endpoint_host() != away_from
+                && m.id != leader.id
+                && view.lag_of(m.endpoint_host()).is_none_or(|l| l <= max_lag)
+        })
+        .collect();
+    candidates.sort_by_key(|m| {
+        (
+            prefer_version.is_some() && m.version.as_deref() != prefer_version,
+            view.lag_of(m.endpoint_host()).unwrap_or(0),
+        )
+    });
+    candidates.first().copied()
+}
+
 /// Why `host` is not back yet: a problem of the view, not a member, not on `version`, or
 /// more than `max_lag` behind the leader.
 pub fn health_reasons(view: &ClusterView, host: &Host, version: &str, max_lag: u64) -> Vec<String> {
@@ -232,6 +264,24 @@ mod tests {
             ]
         );
         assert!(space_problems(&inv, &facts, &["node1"], 50, Some((dir, 25))).is_empty());
+    }
+
+    #[test]
+    fn leadership_moves_to_an_upgraded_caught_up_voter() {
+        // node1 leads; node2 is on 3.5.16 but behind; node3 on 3.5.16 and caught up.
+        let v = view(vec![
+            member(1, 1, 100, "3.4.23", true),
+            member(2, 1, 20, "3.5.16", true),
+            member(3, 1, 99, "3.5.16", true),
+        ]);
+        let t = transfer_target(&v, "10.77.0.11", Some("3.5.16"), 10).unwrap();
+        assert_eq!(t.endpoint, "http://10.77.0.13:2379");
+        // Away from node3 too: node2 is too far behind; nobody is left.
+        assert!(transfer_target(&v, "10.77.0.13", Some("3.5.16"), 10).is_none());
+        assert_eq!(
+            transfer_target(&v, "10.77.0.13", None, 100).unwrap().endpoint,
+            "http://10.77.0.12:2379"
+        );
     }
 
     #[test]

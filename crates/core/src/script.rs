@@ -136,7 +136,8 @@ pub fn pre_restore_path(data_root: &str, run: &str) -> String {
     format!("{data_root}.rollgate-pre-restore-{run}")
 }
 
-/// Restores `data_root` from the uploaded archive `remote` without a gap: checks there is
+/// Restores `data_root` from the uploaded archive `remote` (a tar or a tar.gz: GNU tar
+/// tells them apart) without a gap: checks there is
 /// room for `bytes`, extracts into a sibling directory on the same file system (owners
 /// and modes kept), checks it holds `files` regular files, then renames the old data root
 /// aside (`DATA_ROOT.rollgate-pre-restore-RUN`) and the new one into place, and removes the
@@ -152,7 +153,7 @@ avail=$(df -B1 --output=avail \"$parent\" | tail -1 | tr -d ' ')
 if [ \"$avail\" -lt {bytes} ]; then echo \"no room to restore {d}: $avail bytes free in $parent, {bytes} needed\" >&2; exit 6; fi
 rm -rf {new}; mkdir -m 700 {new}
 if [ -d {d} ]; then chown --reference={d} {new}; chmod --reference={d} {new}; fi
-if ! tar --numeric-owner -xpzf {r} -C {new}; then
+if ! tar --numeric-owner -xpf {r} -C {new}; then
   rm -rf {new}; echo \"extraction into {new} failed: {d} is untouched\" >&2; exit 4
 fi
 got=$(find {new} -type f | wc -l)

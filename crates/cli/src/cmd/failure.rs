@@ -100,7 +100,7 @@ async fn compensate(ex: &mut Executor<'_>, host: &Host) -> String {
     let swapped = progress.host(&host.name).done.contains(&StepId::Swap);
     let (steps, what) = if ex.meta.on_failure == OnFailure::Halt && swapped {
         (
-            restart_steps(host, timeouts, health),
+            restart_steps(host, timeouts, health, None),
             "started on the new binary (--on-failure halt)".to_owned(),
         )
     } else {
@@ -115,17 +115,36 @@ async fn compensate(ex: &mut Executor<'_>, host: &Host) -> String {
             Err(e) => return format!("NOT brought back: {e}; it may be STOPPED"),
         }
     };
+    // A link that failed may come back: each step is tried again, over a fresh session,
+    // until the reconnect deadline (the steps check their effect first, so a retry is safe).
+    let until = Instant::now() + ex.inv().cluster.timeouts.reconnect;
     for s in &steps {
-        match ex.run_step(host, s).await {
-            Ok(()) => {}
-            Err(HostError::Failed { step, error }) => {
-                return format!("bringing it back FAILED at {step}: {error:#}; check it by hand")
-            }
-            Err(HostError::Interrupted) => {
-                return format!(
-                    "LEFT AS IT IS after a second interrupt: it may be STOPPED (systemctl start {} on {})",
-                    host.unit, host.name
-                )
+        let mut warned = false;
+        loop {
+            let res = ex.run_step(host, s).await;
+            match res {
+                Ok(()) => break,
+                Err(e) if e.is_transport() && Instant::now() < until => {
+                    if !std::mem::replace(&mut warned, true) {
+                        eprintln!(
+                            "rollgate: {}: {} failed on the link; trying again until {} have passed",
+                            host.name,
+                            s.id(),
+                            humantime::format_duration(ex.inv().cluster.timeouts.reconnect)
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    let _ = ex.reconnect(&host.name).await;
+                }
+                Err(HostError::Failed { step, error }) => {
+                    return format!("bringing it back FAILED at {step}: {error:#}; check it by hand")
+                }
+                Err(HostError::Interrupted) => {
+                    return format!(
+                        "LEFT AS IT IS after a second interrupt: it may be STOPPED (systemctl start {} on {})",
+                        host.unit, host.name
+                    )
+                }
             }
         }
     }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use rollgate_core::journal::{self, Event, Journal, RollbackDetail, RunDetail, Status, StepId};
-use rollgate_core::plan::{backup_steps, rollback_plan, Progress};
+use rollgate_core::plan::{backup_steps, restart_steps, rollback_plan, Progress};
 use rollgate_core::Host;
 
 use crate::args::{OnFailure, RunArgs};
@@ -71,20 +71,8 @@ pub async fn rollback(ctx: &Ctx, run_id: Option<&str>, restore_data: bool, run: 
             .host(&hp.name)
             .context("planned host not in the inventory")?
             .clone();
-        let stop_at = hp.steps.iter().position(|s| s.id() == StepId::RollbackStop);
         let mut failed: Option<(StepId, anyhow::Error)> = None;
-        for (i, step) in hp.steps.iter().enumerate() {
-            // After a failure once the unit is stopped, the host is still started (on its
-            // previous binary when that was put back) and checked; its data root, if the
-            // restore failed, is untouched.
-            let bring_back = matches!(
-                step.id(),
-                StepId::RollbackBinary | StepId::RollbackStart | StepId::RollbackHealth
-            );
-            if failed.is_some() && !bring_back {
-                continue;
-            }
-            ex.compensating = failed.is_some();
+        for step in &hp.steps {
             match ex.run_step(&host, step).await {
                 Ok(()) => {}
                 Err(HostError::Interrupted) => {
@@ -92,16 +80,14 @@ pub async fn rollback(ctx: &Ctx, run_id: Option<&str>, restore_data: bool, run: 
                     return Ok(ExitCode::from(130));
                 }
                 Err(HostError::Failed { step, error }) => {
-                    let stopped = stop_at.is_some_and(|s| s <= i);
-                    if failed.is_none() && stopped {
-                        eprintln!("rollgate: {}: {step} failed; bringing the host back", host.name);
-                    }
-                    failed.get_or_insert((step, error));
-                    if !stopped {
-                        break;
-                    }
+                    failed = Some((step, error));
+                    break;
                 }
             }
+        }
+        if let Some((step, _)) = &failed {
+            let outcome = bring_back(&mut ex, &host, *step).await;
+            eprintln!("rollgate: {}: {step} failed; {outcome}", host.name);
         }
         if let Some((step, error)) = failed {
             let msg = format!("{}: rollback step {step} failed: {error:#}", host.name);
@@ -134,6 +120,36 @@ pub async fn rollback(ctx: &Ctx, run_id: Option<&str>, restore_data: bool, run: 
     let (rows, _) = super::status::rows_with(ctx, sessions).await;
     super::status::print_table(&rows);
     Ok(ExitCode::SUCCESS)
+}
+
+/// After rollback step `failed` of `host`: a host whose unit was stopped is started again
+/// and checked. Before its previous binary was back, it starts as it was (the new binary,
+/// its data root untouched: a later `rollback` does the whole host again); after, the
+/// rollback's own start and health run. Returns what became of it.
+async fn bring_back(ex: &mut Executor<'_>, host: &Host, failed: StepId) -> String {
+    let p = ex.progress().host(&host.name);
+    if !p.done.contains(&StepId::RollbackStop) && failed != StepId::RollbackStop {
+        return "it was not stopped".into();
+    }
+    ex.compensating = true;
+    let health = Duration::from_millis(ex.meta.health_timeout_ms);
+    let previous = p.done.contains(&StepId::RollbackBinary).then(|| {
+        p.stage
+            .as_ref()
+            .and_then(|s| s.from_version.clone())
+            .unwrap_or_default()
+    });
+    let steps = restart_steps(host, &ex.inv().cluster.timeouts, health, previous);
+    for s in &steps {
+        if let Err(e) = ex.run_step(host, s).await {
+            return match e {
+                HostError::Failed { step, error } => format!("bringing it back FAILED at {step}: {error:#}"),
+                HostError::Interrupted => "interrupted while bringing it back: it may be STOPPED".into(),
+            };
+        }
+    }
+    ex.compensating = false;
+    "it was started again and is healthy".into()
 }
 
 /// Refuses a data restore that would not fit: each host's data root file system must

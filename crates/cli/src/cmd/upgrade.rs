@@ -127,9 +127,10 @@ async fn execute(mut ex: Executor<'_>, fresh: bool) -> anyhow::Result<ExitCode> 
         ..Default::default()
     };
     ex.record(None, Event::Run(Some(run_detail)), Status::Started, None, None)?;
-    let facts = ex.installed().await?;
+    // The hosts' facts and the cluster view, asked at once.
+    let (facts, view) = tokio::join!(ex.installed(), ex.view(&[]));
+    let facts = facts?;
     ex.facts = facts.clone();
-    let view = ex.view(&[]).await;
     let fv: Vec<Result<HostFacts, String>> = inv.hosts.iter().map(|h| Ok(facts[&h.name].clone())).collect();
     let artifact = plan::Artifact {
         path: ex.meta.binary.clone(),
@@ -330,6 +331,9 @@ async fn next_host(ex: &Executor<'_>, remaining: &[(Host, Vec<Step>)]) -> usize 
     let seen = ex.view(&[]).await.ok();
     let refs: Vec<&Host> = remaining.iter().map(|(h, _)| h).collect();
     let order = plan::order(&refs, &*ex.inv().cluster.preset, seen.as_ref().map(|(_, v)| v));
+    if let Some((from, view)) = seen {
+        ex.remember_view(from, view);
+    }
     remaining.iter().position(|(h, _)| h.name == order[0].name).unwrap_or(0)
 }
 

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context as _};
 use futures::future::join_all;
 use rollgate_core::facts::HostFacts;
-use rollgate_core::gate::{gate_reasons, health_reasons};
+use rollgate_core::gate::{gate_reasons, health_reasons, transfer_target};
 use rollgate_core::journal::{Event, GateDetail, HealthDetail, TransferDetail};
-use rollgate_core::{ClusterView, Host, Member, RaftState};
+use rollgate_core::{ClusterView, Host, RaftState};
 
 use super::{Executor, Outcome};
 use crate::probe;
@@ -25,14 +25,19 @@ impl Executor<'_> {
     }
 
     /// Gate: the cluster is healthy (`strict`), has a leader and keeps quorum without
-    /// `host`; polled for up to `wait` (a cluster settles after the previous host).
+    /// `host`; polled for up to `wait` (a cluster settles after the previous host). The
+    /// first look is the view the host was chosen by, when one was just taken.
     pub(super) async fn gate(&self, host: &Host, strict: bool, wait: Duration) -> anyhow::Result<GateDetail> {
         let deadline = Instant::now() + wait;
         let max_lag = self.inv().cluster.max_raft_lag;
+        let mut first = self.recent_view();
         loop {
-            let view = match self.view(&[host.name.as_str()]).await {
-                Ok(v) => Ok(v),
-                Err(_) => self.view(&[]).await,
+            let view = match first.take() {
+                Some(v) => Ok(v),
+                None => match self.view(&[host.name.as_str()]).await {
+                    Ok(v) => Ok(v),
+                    Err(_) => self.view(&[]).await,
+                },
             };
             let reasons = match view {
                 Ok((from, v)) => {
@@ -124,8 +129,8 @@ impl Executor<'_> {
         self.transfer_to(host, &from, &v, None).await
     }
 
-    /// Moves leadership of view `v` (taken from host `from`) to a healthy voter not on
-    /// `host`, preferring one that reports `prefer_version` and has the smallest lag.
+    /// Moves leadership of view `v` (taken from host `from`) to the member
+    /// [`transfer_target`] chooses, and waits until the cluster follows it.
     async fn transfer_to(
         &self,
         host: &Host,
@@ -136,28 +141,9 @@ impl Executor<'_> {
         let preset = &self.inv().cluster.preset;
         let leader = v.leader().context("no leader to move")?.clone();
         let max_lag = self.inv().cluster.max_raft_lag;
-        let mut candidates: Vec<&Member> = v
-            .members
-            .iter()
-            .filter(|m| {
-                m.reachable
-                    && !m.learner
-                    && m.healthy != Some(false)
-                    && m.endpoint_host() != host.address
-                    && m.id != leader.id
-                    && v.lag_of(m.endpoint_host()).is_none_or(|l| l <= max_lag)
-            })
-            .collect();
-        candidates.sort_by_key(|m| {
-            (
-                prefer_version.is_some() && m.version.as_deref() != prefer_version,
-                v.lag_of(m.endpoint_host()).unwrap_or(0),
-            )
-        });
-        let target = (*candidates
-            .first()
-            .context("no other healthy, caught-up voter to hand leadership to")?)
-        .clone();
+        let target = transfer_target(v, &host.address, prefer_version, max_lag)
+            .context("no other healthy, caught-up voter to hand leadership to")?
+            .clone();
         let cmd = preset.leader_transfer_command(&leader, &target).with_context(|| {
             format!(
                 "preset {} cannot move leadership; a member whose data root was restored must not rejoin under the leader that saw its newer log",

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use rollgate_core::journal::{Event, RestoreDetail, SnapshotDetail};
+use rollgate_core::journal::{CompressDetail, Event, RestoreDetail, SnapshotDetail};
 use rollgate_core::preset::SnapshotHook;
 use rollgate_core::quote::q;
 use rollgate_core::Host;
@@ -23,7 +23,42 @@ impl Executor<'_> {
         script: &str,
     ) -> anyhow::Result<Outcome> {
         let b = archive::backup(self.session(&host.name), data_root, script, dir, &self.meta.run).await?;
+        // Compression starts now and runs while the host starts and heals.
+        let (tar, sha) = (b.path.clone(), b.sha256.clone());
+        let job = tokio::task::spawn_blocking(move || archive::compress(&tar, &sha));
+        if let Ok(mut c) = self.compressing.lock() {
+            c.insert(host.name.clone(), job);
+        }
         Ok(Outcome::done(Event::Backup(Some(b))))
+    }
+
+    /// Compresses `host`'s backup of this run (see [`archive::compress`]) off the async
+    /// threads, or waits for the compression its backup step started. Skipped when the
+    /// backup is already a `.tar.gz`.
+    pub(super) async fn compress(&self, host: &Host) -> anyhow::Result<Outcome> {
+        let b = self
+            .progress()
+            .host(&host.name)
+            .backup
+            .ok_or_else(|| anyhow::anyhow!("{}: this run has no backup to compress", host.name))?;
+        if b.path.extension().is_some_and(|e| e == "gz") {
+            return Ok(Outcome::acted(false, Event::Compress(None)));
+        }
+        let started = self.compressing.lock().ok().and_then(|mut c| c.remove(&host.name));
+        let job = match started {
+            Some(job) => job,
+            None => {
+                let (tar, sha) = (b.path.clone(), b.sha256.clone());
+                tokio::task::spawn_blocking(move || archive::compress(&tar, &sha))
+            }
+        };
+        let (path, sha256, bytes) = job.await??;
+        Ok(Outcome::done(Event::Compress(Some(CompressDetail {
+            path,
+            sha256,
+            bytes,
+            tar_sha256: b.sha256,
+        }))))
     }
 
     /// Puts `host`'s data root back from `archive` (see [`archive::restore`]).
@@ -36,6 +71,9 @@ impl Executor<'_> {
         counts: (u64, u64),
     ) -> anyhow::Result<Outcome> {
         let s = self.session(&host.name);
+        let (a, sha) = (archive.to_owned(), sha256.to_owned());
+        let (archive, sha256) = tokio::task::spawn_blocking(move || archive::resolve(&a, &sha)).await??;
+        let (archive, sha256) = (archive.as_path(), sha256.as_str());
         let acted = archive::restore(s, data_root, archive, sha256, &self.meta.run, counts).await?;
         let detail = RestoreDetail {
             archive: archive.to_owned(),

@@ -15,7 +15,7 @@ use futures::future::join_all;
 use rollgate_core::facts::HostFacts;
 use rollgate_core::journal::{self, Event, Journal, Record, Status, StepId};
 use rollgate_core::plan::{Progress, Step};
-use rollgate_core::{Host, Inventory};
+use rollgate_core::{ClusterView, Host, Inventory};
 use rollgate_ssh::Session;
 
 use crate::context::Ctx;
@@ -106,7 +106,15 @@ pub struct Executor<'a> {
     pub version: Option<String>,
     /// Each host's facts at the start of this invocation (what staging records as "from").
     pub facts: HashMap<String, HostFacts>,
+    /// A view just taken (when, from which host), for the next gate's first look.
+    seen: std::sync::Mutex<Option<(Instant, String, ClusterView)>>,
+    /// Compressions of this invocation's backups, started when each backup finished (they
+    /// run while the host starts and heals); the `compress` step waits for its host's.
+    compressing: std::sync::Mutex<HashMap<String, tokio::task::JoinHandle<anyhow::Result<Compressed>>>>,
 }
+
+/// A compressed backup: path, sha256, size.
+pub type Compressed = (std::path::PathBuf, String, u64);
 
 impl std::fmt::Debug for Executor<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -147,6 +155,8 @@ impl<'a> Executor<'a> {
             compensating: false,
             version,
             facts: HashMap::new(),
+            seen: std::sync::Mutex::new(None),
+            compressing: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -163,6 +173,19 @@ impl<'a> Executor<'a> {
     /// Every host's session, in inventory order.
     pub fn sessions_in_order(&self) -> impl Iterator<Item = &Session> {
         self.ctx.inv.hosts.iter().map(|h| &self.sessions[&h.name])
+    }
+
+    /// Keeps `view` (taken from `from` just now) for the next gate's first look.
+    pub fn remember_view(&self, from: String, view: ClusterView) {
+        if let Ok(mut s) = self.seen.lock() {
+            *s = Some((Instant::now(), from, view));
+        }
+    }
+
+    /// The view [`Executor::remember_view`] kept, if under a second old; taken once.
+    fn recent_view(&self) -> Option<(String, ClusterView)> {
+        let taken = self.seen.lock().ok()?.take()?;
+        (taken.0.elapsed() < std::time::Duration::from_secs(1)).then_some((taken.1, taken.2))
     }
 
     /// What the journal says is done.
@@ -194,6 +217,16 @@ impl<'a> Executor<'a> {
         if self.sessions[host].is_open() {
             return Ok(());
         }
+        self.reconnect(host).await
+    }
+
+    /// Opens `host`'s session anew (with the usual connect retries), replacing the one it
+    /// had, open or not: after a step that failed on the transport, a session may look
+    /// open while its link is gone.
+    ///
+    /// # Errors
+    /// [`HostError::Failed`] naming the host when it cannot be reached.
+    pub async fn reconnect(&mut self, host: &str) -> Result<(), HostError> {
         let ctx = self.ctx;
         let h = ctx
             .inv
@@ -301,12 +334,14 @@ impl<'a> Executor<'a> {
                 tokio::select! {
                     r = tokio::time::timeout(limit, this.act(host, step)) => match r {
                         Ok(r) => r.map_err(Cancel::Failed),
-                        Err(_) => Err(Cancel::Failed(anyhow!(
-                            "{}: step {} passed its deadline of {}",
-                            host.name,
-                            step.id(),
-                            humantime::format_duration(limit)
-                        ))),
+                        Err(_) => Err(Cancel::Failed(
+                            Deadline {
+                                host: host.name.clone(),
+                                step: step.id(),
+                                after: limit,
+                            }
+                            .into(),
+                        )),
                     },
                     _ = signals.wait_for(|n| *n >= at) => Err(Cancel::Interrupted),
                 }
@@ -419,6 +454,7 @@ impl<'a> Executor<'a> {
                 .unit_script(host, "systemctl start", u)
                 .await
                 .map(|a| Outcome::acted(a, Event::RollbackStart)),
+            Step::Compress { .. } => self.compress(host).await,
             Step::Backup { dir, script, data_root } => self.backup(host, data_root, dir, script).await,
             Step::Swap { binary, script, .. } => self.swap(host, binary, script).await,
             Step::Health { version, wait } => {
@@ -452,6 +488,47 @@ impl<'a> Executor<'a> {
             Step::Preflight { .. } | Step::VersionPolicy { .. } | Step::Snapshot { .. } => {
                 Err(anyhow!("{} is a run-wide step, not one of {}", step.id(), host.name))
             }
+        }
+    }
+}
+
+/// A step passed its deadline.
+#[derive(Debug)]
+pub struct Deadline {
+    /// The host.
+    pub host: String,
+    /// The step.
+    pub step: StepId,
+    /// The deadline.
+    pub after: std::time::Duration,
+}
+
+impl std::fmt::Display for Deadline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: step {} passed its deadline of {}",
+            self.host,
+            self.step,
+            humantime::format_duration(self.after)
+        )
+    }
+}
+
+impl std::error::Error for Deadline {}
+
+impl HostError {
+    /// `true` for a failure of the link rather than of the step: the transport's error, or
+    /// a deadline (a hung command). Such a step may succeed once the host is reachable.
+    pub fn is_transport(&self) -> bool {
+        match self {
+            HostError::Failed { step, error } => {
+                *step == StepId::Reconnect
+                    || error
+                        .chain()
+                        .any(|c| c.is::<rollgate_ssh::SshError>() || c.is::<Deadline>())
+            }
+            HostError::Interrupted => false,
         }
     }
 }

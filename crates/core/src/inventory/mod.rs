@@ -154,6 +154,22 @@ data_root = "/srv/etcd"
         assert!(err.contains(expect), "error {err:?} does not contain {expect:?}");
     }
 
+    /// Issue 11: `[cluster.timeouts]` sets step deadlines; an unknown step is refused with
+    /// its key.
+    #[test]
+    fn timeouts_set_deadlines_and_unknown_keys_are_refused() {
+        let inv = super::tests_support::three_etcd_with(
+            "[cluster.timeouts]\nstop = \"2m\"\nbackup = \"90s\"\nstart = \"45s\"",
+        );
+        assert_eq!(inv.cluster.timeouts.stop, Duration::from_secs(120));
+        assert_eq!(inv.cluster.timeouts.backup, Duration::from_secs(90));
+        assert_eq!(inv.cluster.timeouts.start, Some(Duration::from_secs(45)));
+        assert_eq!(inv.cluster.timeouts.gate, Duration::from_secs(30));
+        let text = GOOD.replacen("[[hosts]]", "[cluster.timeouts]\nstopp = \"2m\"\n\n[[hosts]]", 1);
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("cluster.timeouts.stopp: unknown step"), "{err}");
+    }
+
     #[test]
     fn good_file_resolves_defaults_and_paths() {
         let inv = parse(GOOD).unwrap();

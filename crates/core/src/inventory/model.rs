@@ -137,6 +137,9 @@ pub struct Timeouts {
     pub leader_transfer: Duration,
     /// Restoring one data root (default 1 h).
     pub restore: Duration,
+    /// How long rollgate keeps trying to reach a host whose unit it stopped, to bring it
+    /// back after its link failed (default 5 min).
+    pub reconnect: Duration,
 }
 
 impl Default for Timeouts {
@@ -153,6 +156,7 @@ impl Default for Timeouts {
             drain: Duration::from_secs(600),
             leader_transfer: Duration::from_secs(60),
             restore: Duration::from_secs(3600),
+            reconnect: Duration::from_secs(300),
         }
     }
 }

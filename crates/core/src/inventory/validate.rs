@@ -168,11 +168,12 @@ impl Validator<'_> {
                 "drain" => timeouts.drain = d,
                 "leader_transfer" => timeouts.leader_transfer = d,
                 "restore" => timeouts.restore = d,
+                "reconnect" => timeouts.reconnect = d,
                 _ => {
                     return Err(self.err(
                         v.span(),
                         key,
-                        "unknown step: command, stage, gate, stop, backup, swap, start, snapshot, drain, leader_transfer or restore",
+                        "unknown step: command, stage, gate, stop, backup, swap, start, snapshot, drain, leader_transfer, restore or reconnect",
                     ))
                 }
             }

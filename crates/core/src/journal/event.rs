@@ -50,6 +50,8 @@ pub enum StepId {
     Start,
     /// The host is a caught-up member on the new version; the cluster is healthy.
     Health,
+    /// The data root's tar, written raw while the unit was down, compressed to `.tar.gz`.
+    Compress,
     /// A drained host was made eligible for work again.
     Undrain,
     /// Rollback: quorum is kept without this host.
@@ -70,7 +72,7 @@ pub enum StepId {
 
 impl StepId {
     /// Every step id, in the order a host goes through them (run-wide ones first).
-    pub const ALL: [StepId; 26] = [
+    pub const ALL: [StepId; 27] = [
         StepId::Run,
         StepId::Preflight,
         StepId::Versions,
@@ -89,6 +91,7 @@ impl StepId {
         StepId::Swap,
         StepId::Start,
         StepId::Health,
+        StepId::Compress,
         StepId::Undrain,
         StepId::RollbackGate,
         StepId::RollbackStop,
@@ -120,6 +123,7 @@ impl StepId {
             StepId::Swap => "swap",
             StepId::Start => "start",
             StepId::Health => "health",
+            StepId::Compress => "compress",
             StepId::Undrain => "undrain",
             StepId::RollbackGate => "rollback-gate",
             StepId::RollbackStop => "rollback-stop",
@@ -199,6 +203,8 @@ pub enum Event {
     Start,
     /// See [`StepId::Health`].
     Health(Option<HealthDetail>),
+    /// See [`StepId::Compress`].
+    Compress(Option<CompressDetail>),
     /// See [`StepId::Undrain`].
     Undrain(Option<CommandDetail>),
     /// See [`StepId::RollbackGate`].
@@ -239,6 +245,7 @@ impl Event {
             Event::Swap(_) => StepId::Swap,
             Event::Start => StepId::Start,
             Event::Health(_) => StepId::Health,
+            Event::Compress(_) => StepId::Compress,
             Event::Undrain(_) => StepId::Undrain,
             Event::RollbackGate(_) => StepId::RollbackGate,
             Event::RollbackStop => StepId::RollbackStop,
@@ -271,6 +278,7 @@ impl Event {
             StepId::Swap => Event::Swap(None),
             StepId::Start => Event::Start,
             StepId::Health => Event::Health(None),
+            StepId::Compress => Event::Compress(None),
             StepId::Undrain => Event::Undrain(None),
             StepId::RollbackGate => Event::RollbackGate(None),
             StepId::RollbackStop => Event::RollbackStop,
@@ -402,10 +410,11 @@ pub struct CommandDetail {
     pub command: String,
 }
 
-/// `backup`: the data root's archive on the jump host.
+/// `backup`: the data root's archive on the jump host, written as a plain tar while the
+/// unit was down (the `compress` step makes it a `.tar.gz` afterwards).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackupDetail {
-    /// The archive (`backups/CLUSTER/HOST/RUN.tar.gz`, mode 0600).
+    /// The archive (`backups/CLUSTER/HOST/RUN.tar`, mode 0600).
     pub path: PathBuf,
     /// Its sha256, hex (also in the folder's `SHA256SUMS`).
     pub sha256: String,
@@ -415,6 +424,20 @@ pub struct BackupDetail {
     pub bytes: u64,
     /// Size of the archive.
     pub archive_bytes: u64,
+}
+
+/// `compress`: the backup as it is kept, `.tar.gz`; the raw tar it replaced is gone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompressDetail {
+    /// The `.tar.gz` (mode 0600).
+    pub path: PathBuf,
+    /// Its sha256, hex (in the folder's `SHA256SUMS`).
+    pub sha256: String,
+    /// Its size.
+    pub bytes: u64,
+    /// The sha256 of the tar it holds: checked by reading the `.tar.gz` back before the
+    /// tar was removed.
+    pub tar_sha256: String,
 }
 
 /// `swap`: the binary installed and the one kept.

@@ -4,7 +4,7 @@
 //! (what happened). Resume, rollback and `runs` read only these files.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -91,6 +91,16 @@ pub enum JournalError {
         /// The format found (`1`: no format field, the first rollgate's journals).
         found: u64,
     },
+    /// The last line stops mid-record (a crash while writing it, or a truncated file).
+    #[error("journal {}:{line}: the last line is torn (a crash while it was written?); what it recorded is unknown. To go on from the line before, cut it off: truncate -s {keep} {}", path.display(), path.display())]
+    Torn {
+        /// The journal file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// Bytes before the torn line.
+        keep: u64,
+    },
     /// A line is not a journal record.
     #[error("journal {}:{line}: {source}", path.display())]
     Corrupt {
@@ -162,11 +172,16 @@ impl Journal {
             path: path.to_owned(),
             source,
         };
-        let f = File::open(path).map_err(io)?;
-        let lines: Vec<String> = BufReader::new(f).lines().collect::<Result<_, _>>().map_err(io)?;
+        let text = std::fs::read(path).map_err(io)?;
+        let text = String::from_utf8_lossy(&text);
+        let torn_tail = !text.is_empty() && !text.ends_with('\n');
+        let lines: Vec<&str> = text.lines().collect();
         let n = lines.len();
         let mut out = Vec::with_capacity(n);
+        let mut offset = 0u64;
         for (i, l) in lines.iter().enumerate() {
+            let start = offset;
+            offset += l.len() as u64 + 1;
             if l.trim().is_empty() {
                 continue;
             }
@@ -182,6 +197,13 @@ impl Journal {
             }
             match serde_json::from_str(l) {
                 Ok(r) => out.push(r),
+                Err(_) if torn_tail && i + 1 == n => {
+                    return Err(JournalError::Torn {
+                        path: path.to_owned(),
+                        line: i + 1,
+                        keep: start,
+                    })
+                }
                 Err(source) => {
                     return Err(JournalError::Corrupt {
                         path: path.to_owned(),
@@ -265,7 +287,12 @@ mod tests {
             .write_all(b"{\"run\":\"r1\",\"ts")
             .unwrap();
         let err = Journal::read(&path).unwrap_err().to_string();
-        assert!(err.contains("j.jsonl:2:"), "{err}");
+        assert!(err.contains("j.jsonl:2: the last line is torn"), "{err}");
+        let keep = std::fs::read_to_string(&path)
+            .unwrap()
+            .find("{\"run\":\"r1\",\"ts")
+            .unwrap();
+        assert!(err.contains(&format!("truncate -s {keep} ")), "{err}");
     }
 
     #[test]

@@ -247,6 +247,9 @@ impl UpgradePlan<'_> {
                 version: self.options.expect_version.clone(),
                 wait: health_wait,
             },
+            Step::Compress {
+                dir: self.options.backups.join(&h.name),
+            },
         ]);
         if let Some((_, off)) = drains {
             steps.push(Step::Undrain {
@@ -275,7 +278,7 @@ fn start_step(h: &Host, t: &Timeouts, health: Duration) -> UnitStep {
 }
 
 /// The steps of `rollgate backup` for `host`: gate, stop, backup, start, health on the
-/// `version` it runs; no swap.
+/// `version` it runs, compress; no swap.
 pub fn backup_steps(host: &Host, t: &Timeouts, options: &RunOptions, version: &str) -> Vec<Step> {
     vec![
         Step::Gate {
@@ -293,19 +296,32 @@ pub fn backup_steps(host: &Host, t: &Timeouts, options: &RunOptions, version: &s
             version: Some(version.to_owned()),
             wait: options.health_timeout,
         },
+        Step::Compress {
+            dir: options.backups.join(&host.name),
+        },
     ]
 }
 
-/// The steps that bring a stopped host back on the binary it has now (`--on-failure halt`
-/// after its swap): start, then the health gate on the staged version.
-pub fn restart_steps(host: &Host, t: &Timeouts, health: Duration) -> Vec<Step> {
-    vec![
-        Step::Start(start_step(host, t, health)),
-        Step::Health {
-            version: None,
-            wait: health,
-        },
-    ]
+/// The steps that bring a stopped host back on the binary it has now: start, then the
+/// health gate. `previous`: the host already has its previous binary back (a rollback
+/// that failed after putting it back), so these are the rollback's start and health on
+/// that version; `None`: it has the staged one (`--on-failure halt` after its swap, or a
+/// rollback that failed before its binary was back).
+pub fn restart_steps(host: &Host, t: &Timeouts, health: Duration, previous: Option<String>) -> Vec<Step> {
+    let start = start_step(host, t, health);
+    match previous {
+        Some(version) => vec![
+            Step::RollbackStart(start),
+            Step::RollbackHealth { version, wait: health },
+        ],
+        None => vec![
+            Step::Start(start),
+            Step::Health {
+                version: None,
+                wait: health,
+            },
+        ],
+    }
 }
 
 /// Why a rollback cannot be planned.

@@ -19,7 +19,7 @@ pub struct HostProgress {
     pub stage: Option<StageDetail>,
     /// The last done swap's detail.
     pub swap: Option<SwapDetail>,
-    /// The last done backup's detail.
+    /// The last done backup's detail (path and sha256 of the `.tar.gz` once compressed).
     pub backup: Option<BackupDetail>,
 }
 
@@ -102,7 +102,17 @@ impl Progress {
                     p.swapped.retain(|s| s != host);
                     p.swapped.push(host.clone());
                 }
+                // The unit started again outside a rollback's sequence (a rollback that
+                // failed brought the host back as it was): that rollback starts over.
+                Event::Start => h.done.retain(|s| !is_rollback(*s)),
                 Event::Backup(Some(d)) => h.backup = Some(d.clone()),
+                Event::Compress(Some(d)) => {
+                    if let Some(b) = &mut h.backup {
+                        b.path = d.path.clone();
+                        b.sha256 = d.sha256.clone();
+                        b.archive_bytes = d.bytes;
+                    }
+                }
                 _ => {}
             }
             h.done.insert(r.step());
@@ -114,4 +124,17 @@ impl Progress {
     pub fn host(&self, host: &str) -> HostProgress {
         self.hosts.get(host).cloned().unwrap_or_default()
     }
+}
+
+fn is_rollback(s: StepId) -> bool {
+    matches!(
+        s,
+        StepId::RollbackGate
+            | StepId::RollbackStop
+            | StepId::RollbackRestoreData
+            | StepId::RollbackBinary
+            | StepId::RollbackLeaderChange
+            | StepId::RollbackStart
+            | StepId::RollbackHealth
+    )
 }

@@ -66,8 +66,9 @@ pub enum Step {
     },
     /// `systemctl stop UNIT` (after `stop_signal`, if set); wait until inactive.
     Stop(UnitStep),
-    /// Archive the data root to `dir/RUN.tar.gz` on the jump host, counted and hashed while
-    /// it streams; sha256 in `dir/SHA256SUMS`.
+    /// Archive the data root to `dir/RUN.tar` on the jump host, counted and hashed while
+    /// it streams; sha256 in `dir/SHA256SUMS`. Uncompressed, so the member's downtime is
+    /// the transfer's: [`Step::Compress`] gzips it once the member is healthy again.
     Backup {
         /// The data root on the host.
         data_root: String,
@@ -95,6 +96,12 @@ pub enum Step {
         /// How long to wait.
         #[serde(with = "humantime_serde")]
         wait: Duration,
+    },
+    /// Out of the downtime: compress the backup's tar to `.tar.gz`, read it back against
+    /// the tar's sha256, then remove the tar.
+    Compress {
+        /// The local directory (`backups/CLUSTER/HOST/`).
+        dir: PathBuf,
     },
     /// Make a drained host eligible for work again.
     Undrain {
@@ -176,6 +183,7 @@ impl Step {
             Step::Swap { .. } => StepId::Swap,
             Step::Start(_) => StepId::Start,
             Step::Health { .. } => StepId::Health,
+            Step::Compress { .. } => StepId::Compress,
             Step::Undrain { .. } => StepId::Undrain,
             Step::RollbackGate { .. } => StepId::RollbackGate,
             Step::RollbackStop(_) => StepId::RollbackStop,
@@ -201,7 +209,7 @@ impl Step {
             Step::LeaderTransfer | Step::RollbackLeaderChange => t.leader_transfer,
             Step::Stop(u) | Step::RollbackStop(u) | Step::Start(u) | Step::RollbackStart(u) => u.wait + MARGIN,
             Step::Health { wait, .. } | Step::RollbackHealth { wait, .. } => *wait + MARGIN,
-            Step::Backup { .. } => t.backup,
+            Step::Backup { .. } | Step::Compress { .. } => t.backup,
             Step::RollbackRestoreData { .. } => t.restore,
             Step::Swap { .. } | Step::RollbackBinary { .. } => t.swap,
         }
@@ -228,7 +236,11 @@ impl Step {
             Step::Drain { command } => format!("drain: {command}"),
             Step::Stop(u) | Step::RollbackStop(u) => format!("systemctl stop {}; wait until inactive", u.unit),
             Step::Backup { data_root, dir, .. } => format!(
-                "tar.gz of {data_root} to {}/RUN.tar.gz, counted and hashed as it streams",
+                "tar of {data_root} to {}/RUN.tar, counted and hashed as it streams",
+                dir.display()
+            ),
+            Step::Compress { dir } => format!(
+                "gzip {}/RUN.tar to RUN.tar.gz, read it back, remove the tar",
                 dir.display()
             ),
             Step::Swap { binary, .. } => format!(

@@ -130,7 +130,7 @@ fn plan_with(inv: &Inventory, records: &[Record], on_target: &[usize], leader: u
     .build()
 }
 
-const HOST_STEPS: [StepId; 7] = [
+const HOST_STEPS: [StepId; 8] = [
     StepId::Stage,
     StepId::Gate,
     StepId::Stop,
@@ -138,6 +138,7 @@ const HOST_STEPS: [StepId; 7] = [
     StepId::Swap,
     StepId::Start,
     StepId::Health,
+    StepId::Compress,
 ];
 
 #[test]
@@ -170,6 +171,7 @@ fn optional_steps_follow_the_inventory() {
         StepId::Swap,
         StepId::Start,
         StepId::Health,
+        StepId::Compress,
     ];
     assert!(plan.hosts.iter().all(|h| ids(&h.steps) == want));
     assert_eq!(ids(&plan.run_steps), [StepId::Preflight, StepId::VersionPolicy]);
@@ -292,6 +294,11 @@ fn rollback_goes_latest_swap_first_and_resumes_inside_a_host() {
     j.extend(did("node1", &full[..3]));
     let plan = rollback_plan(&inv, &Progress::from_records(&j), true, Duration::from_secs(60)).unwrap();
     assert_eq!(ids(&plan.hosts[0].steps), &full[3..]);
+    // A rollback that failed and started node1 again as it was starts over next time.
+    let mut again = j.clone();
+    again.extend(did("node1", &[StepId::Start, StepId::Health]));
+    let plan = rollback_plan(&inv, &Progress::from_records(&again), true, Duration::from_secs(60)).unwrap();
+    assert_eq!(ids(&plan.hosts[0].steps), full);
     // Once node1 is healthy again, only node3 is left.
     j.extend(did("node1", &full[3..]));
     let plan = rollback_plan(&inv, &Progress::from_records(&j), false, Duration::from_secs(60)).unwrap();
