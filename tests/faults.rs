@@ -74,6 +74,36 @@ fn resume_finishes(lab: &Lab, inventory: &Path, state: &Path) {
     assert_recovered(lab, inventory);
 }
 
+/// Reads `lines` until a record of `step` with `status`; its host's name and number.
+fn first_at(lines: &mut impl Iterator<Item = Value>, step: &str, status: &str) -> (String, usize) {
+    let r = lines
+        .find(|r| r["step"] == step && r["status"] == status)
+        .unwrap_or_else(|| panic!("no {step} {status}"));
+    let host = r["host"].as_str().unwrap().to_owned();
+    let k = host.trim_start_matches("node").parse().unwrap();
+    (host, k)
+}
+
+/// Waits for the run to end; asserts it failed (exit 1) and said `host` was rolled back
+/// and healthy. The records it printed after `lines` was last read, and its stderr.
+#[track_caller]
+fn ended_with_host_brought_back(child: Child, lines: impl Iterator<Item = Value>, host: &str) -> (Vec<Value>, String) {
+    let rest: Vec<Value> = lines.collect();
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{host} rolled back to 3.4.23 and healthy")),
+        "{stderr}"
+    );
+    assert!(
+        rest.iter()
+            .any(|r| r["host"] == host && r["step"] == "rollback-health" && r["status"] == "done"),
+        "{rest:?}"
+    );
+    (rest, stderr)
+}
+
 fn sh(cmd: &str) {
     let st = Command::new("sh").arg("-c").arg(cmd).status().unwrap();
     assert!(st.success(), "{cmd}");
@@ -138,30 +168,22 @@ fn a_full_state_directory_during_a_backup() {
             break;
         }
     }
-    let rest: Vec<Value> = lines.collect();
-    let out = child.wait_with_output().unwrap();
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        started.elapsed() < Duration::from_secs(120),
-        "ended within the deadline"
-    );
-    let failed: Vec<&Value> = rest
-        .iter()
-        .filter(|r| r["step"] == "backup" && r["status"] == "failed")
-        .collect();
-    assert_eq!(failed.len(), 1, "{rest:?}");
-    let host = failed[0]["host"].as_str().unwrap();
-    let error = failed[0]["error"].as_str().unwrap();
+    let failed = lines
+        .by_ref()
+        .find(|r| r["step"] == "backup" && r["status"] == "failed")
+        .unwrap();
+    let host = failed["host"].as_str().unwrap().to_owned();
+    let error = failed["error"].as_str().unwrap();
     assert!(
         error.contains("No space left on device") && error.contains(".tar.partial"),
         "{error}"
     );
+    ended_with_host_brought_back(child, lines, &host);
     assert!(
-        stderr.contains(&format!("{host} rolled back to 3.4.23 and healthy")),
-        "{stderr}"
+        started.elapsed() < Duration::from_secs(120),
+        "ended within the deadline"
     );
-    let dir = state.join("backups/lab").join(host);
+    let dir = state.join("backups/lab").join(&host);
     let partial = std::fs::read_dir(&dir)
         .unwrap()
         .any(|e| e.unwrap().file_name().to_string_lossy().contains("partial"));
@@ -308,33 +330,14 @@ fn sshd_gone_while_the_member_is_stopped() {
     );
     let state = tmp.path().join("state");
     let (child, mut lines) = spawn_upgrade(&lab, &inv, &state, &[]);
-    let mut host = String::new();
-    for r in lines.by_ref() {
-        if r["step"] == "stop" && r["status"] == "started" {
-            host = r["host"].as_str().unwrap().to_owned();
-            let k: usize = host.trim_start_matches("node").parse().unwrap();
-            detached(
-                &lab,
-                lab.addr(k),
-                "systemctl stop ssh.service; for f in /sys/fs/cgroup/systemd/system.slice/ssh.service/cgroup.procs /sys/fs/cgroup/system.slice/ssh.service/cgroup.procs; do [ -f $f ] || continue; for p in $(cat $f); do [ \"$p\" -gt 1 ] && kill -9 \"$p\"; done; done; sleep 20; systemctl start ssh.service",
-            );
-            break;
-        }
-    }
-    let rest: Vec<Value> = lines.collect();
-    let out = child.wait_with_output().unwrap();
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (host, k) = first_at(&mut lines, "stop", "started");
+    detached(
+        &lab,
+        lab.addr(k),
+        "systemctl stop ssh.service; for f in /sys/fs/cgroup/systemd/system.slice/ssh.service/cgroup.procs /sys/fs/cgroup/system.slice/ssh.service/cgroup.procs; do [ -f $f ] || continue; for p in $(cat $f); do [ \"$p\" -gt 1 ] && kill -9 \"$p\"; done; done; sleep 20; systemctl start ssh.service",
+    );
+    let (_, stderr) = ended_with_host_brought_back(child, lines, &host);
     assert!(stderr.contains("failed on the link; trying again"), "{stderr}");
-    assert!(
-        stderr.contains(&format!("{host} rolled back to 3.4.23 and healthy")),
-        "{stderr}"
-    );
-    assert!(
-        rest.iter()
-            .any(|r| r["host"] == host.as_str() && r["step"] == "rollback-health" && r["status"] == "done"),
-        "{rest:?}"
-    );
     assert_recovered(&lab, &inv);
     resume_finishes(&lab, &inv, &state);
 }
@@ -356,31 +359,17 @@ fn a_cut_link_longer_than_the_step_deadline() {
     );
     let state = tmp.path().join("state");
     let (child, mut lines) = spawn_upgrade(&lab, &inv, &state, &[]);
-    let mut host = String::new();
-    for r in lines.by_ref() {
-        if r["step"] == "stop" && r["status"] == "done" {
-            host = r["host"].as_str().unwrap().to_owned();
-            break;
-        }
-    }
-    let k: usize = host.trim_start_matches("node").parse().unwrap();
+    let (host, k) = first_at(&mut lines, "stop", "done");
     lab.link(k, false);
     std::thread::sleep(Duration::from_secs(25));
     lab.link(k, true);
-    let rest: Vec<Value> = lines.collect();
-    let out = child.wait_with_output().unwrap();
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (rest, _) = ended_with_host_brought_back(child, lines, &host);
     let failed = rest
         .iter()
         .find(|r| r["host"] == host.as_str() && r["status"] == "failed")
         .unwrap_or_else(|| panic!("{rest:?}"));
     let error = failed["error"].as_str().unwrap();
     assert!(error.contains("passed its deadline of 5s"), "{error}");
-    assert!(
-        stderr.contains(&format!("{host} rolled back to 3.4.23 and healthy")),
-        "{stderr}"
-    );
     assert_recovered(&lab, &inv);
     resume_finishes(&lab, &inv, &state);
 }

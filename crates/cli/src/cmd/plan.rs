@@ -105,7 +105,7 @@ pub async fn run(ctx: &Ctx, args: &BinaryArgs, json_out: bool) -> anyhow::Result
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
-    print(&plan);
+    print(&plan, &ctx.inv.cluster.timeouts);
     for p in problems {
         println!("warning: {p} (upgrade refuses a degraded cluster unless --force)");
     }
@@ -113,7 +113,7 @@ pub async fn run(ctx: &Ctx, args: &BinaryArgs, json_out: bool) -> anyhow::Result
 }
 
 /// The plan as text: the binary, run-wide steps, then per host its place and steps.
-fn print(plan: &Plan) {
+fn print(plan: &Plan, timeouts: &rollgate_core::inventory::Timeouts) {
     println!("plan for cluster {} (preset {})", plan.cluster, plan.preset);
     if let Some(a) = &plan.artifact {
         println!("binary  {} ({} bytes)\nsha256  {}", a.path.display(), a.bytes, a.sha256);
@@ -141,13 +141,14 @@ fn print(plan: &Plan) {
     }
     println!("run-wide:");
     for s in &plan.run_steps {
-        println!("  {:<15} {}", s.id(), s.describe());
+        println!("  {:<15} {}", s.id().as_str(), s.describe());
     }
     println!("stage on every host at once, before anything stops; then per host, one at a time (the leader is looked up again before each host):");
     for h in &plan.hosts {
         println!("  {}:", h.name);
         for s in &h.steps {
-            println!("    {:<15} {}", s.id(), s.describe());
+            let deadline = humantime::format_duration(s.deadline(timeouts));
+            println!("    {:<15} {} (deadline {deadline})", s.id().as_str(), s.describe());
         }
     }
 }

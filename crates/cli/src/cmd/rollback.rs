@@ -118,7 +118,7 @@ pub async fn rollback(ctx: &Ctx, run_id: Option<&str>, restore_data: bool, run: 
     );
     let sessions: Vec<_> = ex.sessions_in_order().map(Ok).collect();
     let (rows, _) = super::status::rows_with(ctx, sessions).await;
-    super::status::print_table(&rows);
+    super::status::print_table(&rows, ex.json());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -88,8 +88,15 @@ pub async fn rows_with(ctx: &Ctx, sessions: Vec<Result<&Session, String>>) -> (V
     (rows, view)
 }
 
-/// Prints `rows` as a table.
-pub fn print_table(rows: &[Row]) {
+/// Prints `rows` as a table on stdout, or on stderr when stdout carries JSON.
+pub fn print_table(rows: &[Row], on_stderr: bool) {
+    let out = |line: String| {
+        if on_stderr {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
     let mut t = super::table(&[
         "host",
         "address",
@@ -116,9 +123,9 @@ pub fn print_table(rows: &[Row]) {
             r.lag.map_or_else(|| "-".into(), |i| i.to_string()),
         ]);
     }
-    println!("{t}");
+    out(t.to_string());
     for r in rows.iter().filter(|r| r.error.is_some()) {
-        println!("{}: {}", r.name, r.error.as_deref().unwrap_or_default());
+        out(format!("{}: {}", r.name, r.error.as_deref().unwrap_or_default()));
     }
 }
 
@@ -127,7 +134,7 @@ pub async fn run(ctx: &Ctx, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        print_table(&rows);
+        print_table(&rows, false);
     }
     Ok(if rows.iter().any(|r| r.error.is_some()) {
         ExitCode::from(1)

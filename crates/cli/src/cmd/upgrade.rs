@@ -289,7 +289,7 @@ async fn execute(mut ex: Executor<'_>, fresh: bool) -> anyhow::Result<ExitCode> 
     super::report::print(&ex, started.elapsed());
     let sessions: Vec<_> = ex.sessions_in_order().map(Ok).collect();
     let (rows, _) = super::status::rows_with(ex.ctx, sessions).await;
-    super::status::print_table(&rows);
+    super::status::print_table(&rows, ex.json());
     Ok(ExitCode::SUCCESS)
 }
 

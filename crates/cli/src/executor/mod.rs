@@ -170,6 +170,11 @@ impl<'a> Executor<'a> {
         &self.sessions[host]
     }
 
+    /// `true` when stdout carries the JSON records (`--json`): tables go to stderr.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
     /// Every host's session, in inventory order.
     pub fn sessions_in_order(&self) -> impl Iterator<Item = &Session> {
         self.ctx.inv.hosts.iter().map(|h| &self.sessions[&h.name])

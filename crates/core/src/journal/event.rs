@@ -135,6 +135,11 @@ impl StepId {
         }
     }
 
+    /// `true` for the steps of a rollback (`rollback-*`, not the run-wide `rollback`).
+    pub fn is_rollback(self) -> bool {
+        self.as_str().starts_with("rollback-")
+    }
+
     /// `true` for the steps during which the host's unit may be stopped: from `stop` to
     /// `start`, and their rollback counterparts. The member's downtime is their sum plus
     /// the health gate's.

@@ -104,7 +104,7 @@ impl Progress {
                 }
                 // The unit started again outside a rollback's sequence (a rollback that
                 // failed brought the host back as it was): that rollback starts over.
-                Event::Start => h.done.retain(|s| !is_rollback(*s)),
+                Event::Start => h.done.retain(|s| !s.is_rollback()),
                 Event::Backup(Some(d)) => h.backup = Some(d.clone()),
                 Event::Compress(Some(d)) => {
                     if let Some(b) = &mut h.backup {
@@ -124,17 +124,4 @@ impl Progress {
     pub fn host(&self, host: &str) -> HostProgress {
         self.hosts.get(host).cloned().unwrap_or_default()
     }
-}
-
-fn is_rollback(s: StepId) -> bool {
-    matches!(
-        s,
-        StepId::RollbackGate
-            | StepId::RollbackStop
-            | StepId::RollbackRestoreData
-            | StepId::RollbackBinary
-            | StepId::RollbackLeaderChange
-            | StepId::RollbackStart
-            | StepId::RollbackHealth
-    )
 }
