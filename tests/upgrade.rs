@@ -528,7 +528,7 @@ fn plan_json_lists_the_steps_the_upgrade_then_records() {
         .iter()
         .map(|s| s["step"].as_str().unwrap())
         .collect();
-    assert_eq!(run_steps, ["preflight", "version-policy", "snapshot"]);
+    assert_eq!(run_steps, ["preflight", "snapshot", "version-policy"]);
 
     let out = upgrade(&lab, tmp.path(), &bin, &["--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -222,7 +222,30 @@ async fn execute(mut ex: Executor<'_>, fresh: bool) -> anyhow::Result<ExitCode> 
         .zip(&hosts)
         .filter_map(|(p, h)| p.steps.first().filter(|s| s.id() == StepId::Stage).map(|s| (h, s)))
         .collect();
-    let staged = ex.run_steps(&staging).await;
+    // The backup hook's snapshot of the whole cluster is taken while staging: both come
+    // before the first stop, and neither changes a member.
+    let snapshot = match plan.run_step(StepId::Snapshot) {
+        Some(Step::Snapshot { hosts: on, dir }) if !hosts.is_empty() => Some((on.clone(), dir.clone())),
+        _ => None,
+    };
+    let t_snapshot = match &snapshot {
+        Some(_) => Some(ex.begin_wide(StepId::Snapshot)?),
+        None => None,
+    };
+    let (staged, snapshot) = ex
+        .run_steps_beside(&staging, |ex| {
+            Box::pin(async move {
+                match &snapshot {
+                    Some((on, dir)) => Some(ex.snapshot(on, dir).await),
+                    None => None,
+                }
+            })
+        })
+        .await;
+    let snapshot = match (t_snapshot, snapshot) {
+        (Some(t), Some(res)) => ex.end_wide(StepId::Snapshot, t, res),
+        _ => Ok(()),
+    };
     if let Some(e) = staged.into_iter().find_map(Result::err) {
         return match e {
             HostError::Interrupted => interrupted(&mut ex, started),
@@ -249,17 +272,12 @@ async fn execute(mut ex: Executor<'_>, fresh: bool) -> anyhow::Result<ExitCode> 
         ex.version = version;
     }
 
-    // 3. The backup hook: a snapshot of the whole cluster before the first stop.
-    if let (Some(Step::Snapshot { hosts: on, dir }), false) = (plan.run_step(StepId::Snapshot), hosts.is_empty()) {
-        let t = ex.begin_wide(StepId::Snapshot)?;
-        let res = ex.snapshot(on, dir).await;
-        if let Err(e) = ex.end_wide(StepId::Snapshot, t, res) {
-            let why = "the backup hook failed; nothing was stopped (snapshot = false skips it)";
-            return abort_before_stop(&mut ex, &hosts, started, e, why).await;
-        }
+    if let Err(e) = snapshot {
+        let why = "the backup hook failed; nothing was stopped (snapshot = false skips it)";
+        return abort_before_stop(&mut ex, &hosts, started, e, why).await;
     }
 
-    // 4. Roll, one host at a time; the leader is looked up again before each host.
+    // 3. Roll, one host at a time; the leader is looked up again before each host.
     let mut remaining: Vec<(Host, Vec<Step>)> = hosts
         .into_iter()
         .zip(plan.hosts.iter())

@@ -311,8 +311,20 @@ impl<'a> Executor<'a> {
     /// Per item: [`HostError::Interrupted`] after Ctrl-C (nothing started);
     /// [`HostError::Failed`] when the step failed, timed out, or could not be journaled.
     pub async fn run_steps(&mut self, items: &[(&Host, &Step)]) -> Vec<Result<(), HostError>> {
+        self.run_steps_beside(items, |_| Box::pin(async {})).await.0
+    }
+
+    /// As [`Executor::run_steps`], with `beside` (given the executor, read-only) run at the
+    /// same time as the steps' actions: the run-wide snapshot beside staging. Its output
+    /// is returned for the caller to journal.
+    pub async fn run_steps_beside<T>(
+        &mut self,
+        items: &[(&Host, &Step)],
+        beside: impl for<'b> FnOnce(&'b Self) -> futures::future::BoxFuture<'b, T>,
+    ) -> (Vec<Result<(), HostError>>, T) {
         if self.interrupted() {
-            return items.iter().map(|_| Err(HostError::Interrupted)).collect();
+            let out = items.iter().map(|_| Err(HostError::Interrupted)).collect();
+            return (out, beside(self).await);
         }
         let mut ready = Vec::new();
         let mut out: Vec<Option<Result<(), HostError>>> = items.iter().map(|_| None).collect();
@@ -330,7 +342,7 @@ impl<'a> Executor<'a> {
         }
         let t = Instant::now();
         let this = &*self;
-        let results = join_all(ready.iter().map(|&i| {
+        let actions = join_all(ready.iter().map(|&i| {
             let (host, step) = items[i];
             async move {
                 let limit = step.deadline(&this.inv().cluster.timeouts);
@@ -351,8 +363,8 @@ impl<'a> Executor<'a> {
                     _ = signals.wait_for(|n| *n >= at) => Err(Cancel::Interrupted),
                 }
             }
-        }))
-        .await;
+        }));
+        let (results, extra) = tokio::join!(actions, beside(this));
         for (&i, res) in ready.iter().zip(results) {
             let (host, step) = items[i];
             let id = step.id();
@@ -384,9 +396,11 @@ impl<'a> Executor<'a> {
                 },
             });
         }
-        out.into_iter()
+        let out = out
+            .into_iter()
             .map(|r| r.unwrap_or(Err(HostError::Interrupted)))
-            .collect()
+            .collect();
+        (out, extra)
     }
 
     /// Journals run-wide step `id` (`preflight`, `version-policy`, `snapshot`) as started

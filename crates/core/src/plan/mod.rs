@@ -46,7 +46,8 @@ pub struct Plan {
     pub preset: String,
     /// What is installed (`None` for a rollback).
     pub artifact: Option<Artifact>,
-    /// Run-wide steps still to do, in order: preflight, version policy, snapshot.
+    /// Run-wide steps still to do, in order: preflight, snapshot (taken while staging),
+    /// version policy (after staging).
     pub run_steps: Vec<Step>,
     /// The hosts to change, in order, each with the steps still to do.
     pub hosts: Vec<HostPlan>,
@@ -170,14 +171,9 @@ impl UpgradePlan<'_> {
             .collect();
         // Touched hosts keep their place at the front (order() sorts by role and leader).
         hosts.sort_by_key(|h| !self.progress.host(&h.name).touched());
-        let mut run_steps = vec![
-            Step::Preflight {
-                max_raft_lag: cluster.max_raft_lag,
-            },
-            Step::VersionPolicy {
-                expect_version: self.options.expect_version.clone(),
-            },
-        ];
+        let mut run_steps = vec![Step::Preflight {
+            max_raft_lag: cluster.max_raft_lag,
+        }];
         if cluster.snapshot && cluster.preset.snapshot_hook("FILE").is_some() {
             let raft_roles = cluster.preset.raft_roles();
             run_steps.push(Step::Snapshot {
@@ -190,6 +186,9 @@ impl UpgradePlan<'_> {
                 dir: self.options.snapshots.clone(),
             });
         }
+        run_steps.push(Step::VersionPolicy {
+            expect_version: self.options.expect_version.clone(),
+        });
         run_steps.retain(|s| !self.progress.run.contains(&s.id()));
         Plan {
             format: crate::journal::FORMAT,

@@ -40,8 +40,8 @@ pub enum Step {
         /// `--expect-version`, if given.
         expect_version: Option<String>,
     },
-    /// Run-wide, before the first stop: the preset's backup hook on the first of `hosts`
-    /// that succeeds, copied into `dir` (mode 0600).
+    /// Run-wide, while the hosts are staged (before the first stop): the preset's backup
+    /// hook on the first of `hosts` that succeeds, copied into `dir` (mode 0600).
     Snapshot {
         /// Raft hosts to try, in order.
         hosts: Vec<String>,

@@ -153,7 +153,7 @@ fn a_new_run_plans_every_step_followers_first_leader_last() {
     }
     assert_eq!(
         ids(&plan.run_steps),
-        [StepId::Preflight, StepId::VersionPolicy, StepId::Snapshot]
+        [StepId::Preflight, StepId::Snapshot, StepId::VersionPolicy]
     );
     assert!(plan.already_on_target.is_empty());
 }
@@ -182,7 +182,7 @@ fn optional_steps_follow_the_inventory() {
 #[test]
 fn remaining_plan_for_a_journal_interrupted_at_each_step() {
     let inv = three_etcd();
-    let run_done: Vec<Record> = [StepId::Preflight, StepId::VersionPolicy, StepId::Snapshot]
+    let run_done: Vec<Record> = [StepId::Preflight, StepId::Snapshot, StepId::VersionPolicy]
         .iter()
         .map(|s| rec(None, Event::bare(*s), Status::Done))
         .collect();
