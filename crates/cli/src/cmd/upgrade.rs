@@ -157,39 +157,13 @@ async fn execute(mut ex: Executor<'_>, fresh: bool) -> anyhow::Result<ExitCode> 
         let view_err = view.as_ref().map_err(|e| format!("{e:#}"));
         let problems = preflight_problems(inv, &fv, view_err.as_ref().map(|(_, v)| v).map_err(String::as_str));
         if !problems.is_empty() && !ex.meta.force {
-            let list = problems.iter().map(|p| format!("\n  - {p}")).collect::<String>();
-            let e = anyhow!("refusing to start from a degraded cluster:{list}\n(--force overrides)");
-            let _ = ex.end_wide(StepId::Preflight, t, Err(e));
-            ex.record(
-                None,
-                Event::Run(None),
-                Status::Failed,
-                Some(started),
-                Some("preflight refused".into()),
-            )?;
-            return Err(Exit {
-                code: 1,
-                message: format!("refusing to start from a degraded cluster:{list}\n(--force overrides)"),
-            }
-            .into());
+            let why = "refusing to start from a degraded cluster";
+            return refuse(&mut ex, t, started, why, &problems, "\n(--force overrides)");
         }
         let space = space(&ex, &plan, &fv);
         if !space.is_empty() {
-            let list = space.iter().map(|p| format!("\n  - {p}")).collect::<String>();
-            let e = anyhow!("not enough room:{list}");
-            let _ = ex.end_wide(StepId::Preflight, t, Err(e));
-            ex.record(
-                None,
-                Event::Run(None),
-                Status::Failed,
-                Some(started),
-                Some("preflight refused".into()),
-            )?;
-            return Err(Exit {
-                code: 1,
-                message: format!("refusing to start, not enough room (nothing was stopped):{list}"),
-            }
-            .into());
+            let why = "refusing to start, not enough room (nothing was stopped)";
+            return refuse(&mut ex, t, started, why, &space, "");
         }
         let detail = PreflightDetail {
             forced: !problems.is_empty(),
@@ -309,6 +283,23 @@ async fn execute(mut ex: Executor<'_>, fresh: bool) -> anyhow::Result<ExitCode> 
     let (rows, _) = super::status::rows_with(ex.ctx, sessions).await;
     super::status::print_table(&rows, ex.json());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ends a run the preflight refuses: journals it, and fails with `why` and `problems`.
+fn refuse(
+    ex: &mut Executor<'_>,
+    t: Instant,
+    started: Instant,
+    why: &str,
+    problems: &[String],
+    hint: &str,
+) -> anyhow::Result<ExitCode> {
+    let list = problems.iter().map(|p| format!("\n  - {p}")).collect::<String>();
+    let message = format!("{why}:{list}{hint}");
+    let _ = ex.end_wide(StepId::Preflight, t, Err(anyhow!("{message}")));
+    let note = Some("preflight refused".to_owned());
+    ex.record(None, Event::Run(None), Status::Failed, Some(started), note)?;
+    Err(Exit { code: 1, message }.into())
 }
 
 /// Room for the run: each host to be staged, and the jump host's state directory for the
