@@ -24,68 +24,13 @@ use crate::state::RunMeta;
 mod binary;
 mod cluster;
 mod data;
+mod outcome;
+mod signals;
 mod unit;
 
-/// What a step did: `acted` false when it found its effect already in place (journaled as
-/// skipped), with the event to journal and, for a skip that is not "already done", why.
-#[derive(Debug)]
-pub struct Outcome {
-    /// The step changed something.
-    pub acted: bool,
-    /// The step's id and detail.
-    pub event: Event,
-    /// Why it was skipped, when that is not "already done".
-    pub reason: Option<String>,
-}
-
-impl Outcome {
-    /// The step did its work.
-    pub fn done(event: Event) -> Self {
-        Self {
-            acted: true,
-            event,
-            reason: None,
-        }
-    }
-
-    /// The step found its work done (`acted`: false) or did it.
-    pub fn acted(acted: bool, event: Event) -> Self {
-        Self {
-            acted,
-            event,
-            reason: None,
-        }
-    }
-
-    /// The step does not apply, for `reason`.
-    pub fn skipped(event: Event, reason: impl Into<String>) -> Self {
-        Self {
-            acted: false,
-            event,
-            reason: Some(reason.into()),
-        }
-    }
-}
-
-/// Why a host's steps stopped.
-#[derive(Debug)]
-pub enum HostError {
-    /// A step failed.
-    Failed {
-        /// The step.
-        step: StepId,
-        /// What was seen.
-        error: anyhow::Error,
-    },
-    /// Ctrl-C or SIGTERM: the step in flight was cancelled (or none was started).
-    Interrupted,
-}
-
-impl HostError {
-    fn failed(step: StepId, error: anyhow::Error) -> Self {
-        HostError::Failed { step, error }
-    }
-}
+use outcome::{print_record, Cancel};
+pub use outcome::{Compressed, Deadline, HostError, Outcome};
+use signals::watch_signals;
 
 /// One run's executor: sessions to every host, the journal, the stop flag.
 pub struct Executor<'a> {
@@ -112,9 +57,6 @@ pub struct Executor<'a> {
     /// run while the host starts and heals); the `compress` step waits for its host's.
     compressing: std::sync::Mutex<HashMap<String, tokio::task::JoinHandle<anyhow::Result<Compressed>>>>,
 }
-
-/// A compressed backup: path, sha256, size.
-pub type Compressed = (std::path::PathBuf, String, u64);
 
 impl std::fmt::Debug for Executor<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -509,103 +451,4 @@ impl<'a> Executor<'a> {
             }
         }
     }
-}
-
-/// A step passed its deadline.
-#[derive(Debug)]
-pub struct Deadline {
-    /// The host.
-    pub host: String,
-    /// The step.
-    pub step: StepId,
-    /// The deadline.
-    pub after: std::time::Duration,
-}
-
-impl std::fmt::Display for Deadline {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: step {} passed its deadline of {}",
-            self.host,
-            self.step,
-            humantime::format_duration(self.after)
-        )
-    }
-}
-
-impl std::error::Error for Deadline {}
-
-impl HostError {
-    /// `true` for a failure of the link rather than of the step: the transport's error, or
-    /// a deadline (a hung command). Such a step may succeed once the host is reachable.
-    pub fn is_transport(&self) -> bool {
-        match self {
-            HostError::Failed { step, error } => {
-                *step == StepId::Reconnect
-                    || error
-                        .chain()
-                        .any(|c| c.is::<rollgate_ssh::SshError>() || c.is::<Deadline>())
-            }
-            HostError::Interrupted => false,
-        }
-    }
-}
-
-/// Why an action did not complete.
-enum Cancel {
-    /// It failed or passed its deadline.
-    Failed(anyhow::Error),
-    /// An interrupt cancelled it.
-    Interrupted,
-}
-
-/// Counts interrupts (Ctrl-C, SIGTERM) into a watch channel. The first cancels the step in
-/// flight and leads to compensation; the second also cancels compensation.
-fn watch_signals() -> anyhow::Result<tokio::sync::watch::Receiver<u32>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (tx, rx) = tokio::sync::watch::channel(0u32);
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                r = tokio::signal::ctrl_c() => if r.is_err() { return },
-                _ = term.recv() => {}
-            }
-            let n = *tx.borrow() + 1;
-            if n == 1 {
-                eprintln!(
-                    "\nrollgate: interrupted: cancelling the step in flight; a host that is stopped is started and checked again before rollgate exits (interrupt again to leave it as it is)"
-                );
-            } else {
-                eprintln!("\nrollgate: interrupted again: leaving now");
-            }
-            tx.send_replace(n);
-        }
-    });
-    Ok(rx)
-}
-
-/// One line on stderr for a finished record: host, step, outcome, time, error or reason.
-fn print_record(rec: &Record) {
-    let took = rec
-        .ms
-        .map_or_else(String::new, |ms| format!(" ({:.2} s)", ms as f64 / 1000.0));
-    let (what, extra) = match rec.status {
-        Status::Done => ("done", String::new()),
-        Status::Skipped => match &rec.reason {
-            Some(r) => ("skipped", format!(": {r}")),
-            None => ("already done", String::new()),
-        },
-        Status::Failed => (
-            "FAILED",
-            rec.error.as_ref().map_or_else(String::new, |e| format!(": {e}")),
-        ),
-        Status::Started => ("started", String::new()),
-    };
-    eprintln!(
-        "{:<8} {:<16} {what}{took}{extra}",
-        rec.host.as_deref().unwrap_or("*"),
-        rec.step()
-    );
 }

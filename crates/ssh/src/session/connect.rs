@@ -176,41 +176,19 @@ impl Session {
             .map_err(|e| e.on(&target.name))?;
         let mut tried = Vec::new();
         if let Some((path, key)) = &target.identity {
-            let hash = if key.algorithm().is_rsa() {
-                handle
-                    .best_supported_rsa_hash()
-                    .await
-                    .map_err(|e| SshError::from(e).on(&target.name))?
-                    .flatten()
-            } else {
-                None
-            };
+            let hash = rsa_hash(&handle, key.algorithm().is_rsa(), target).await?;
             let res = handle
                 .authenticate_publickey(&target.user, PrivateKeyWithHashAlg::new(key.clone(), hash))
                 .await
                 .map_err(|e| SshError::from(e).on(&target.name))?;
             if res.success() {
-                return Ok(Self {
-                    target: target.clone(),
-                    handle,
-                    sudo: opts.sudo,
-                    sudo_password: opts.sudo_password.clone(),
-                    command_timeout: opts.command_timeout,
-                    via: None,
-                });
+                return Ok(Self::authenticated(target, handle, opts));
             }
             tried.push(format!("key {}", path.display()));
         }
         if let Some(sock) = &opts.agent {
             if Self::try_agent(&mut handle, target, sock, &mut tried).await? {
-                return Ok(Self {
-                    target: target.clone(),
-                    handle,
-                    sudo: opts.sudo,
-                    sudo_password: opts.sudo_password.clone(),
-                    command_timeout: opts.command_timeout,
-                    via: None,
-                });
+                return Ok(Self::authenticated(target, handle, opts));
             }
         }
         Err(SshError::Auth {
@@ -218,6 +196,18 @@ impl Session {
             user: target.user.clone(),
             tried,
         })
+    }
+
+    /// The session over `handle`, once `target` authenticated.
+    fn authenticated(target: &Target, handle: Handle<HostKeyCheck>, opts: &Options) -> Self {
+        Self {
+            target: target.clone(),
+            handle,
+            sudo: opts.sudo,
+            sudo_password: opts.sudo_password.clone(),
+            command_timeout: opts.command_timeout,
+            via: None,
+        }
     }
 
     pub(crate) async fn try_agent(
@@ -239,15 +229,7 @@ impl Session {
         }
         for id in identities {
             let key: PublicKey = id.public_key().into_owned();
-            let hash = if key.algorithm().is_rsa() {
-                handle
-                    .best_supported_rsa_hash()
-                    .await
-                    .map_err(|e| SshError::from(e).on(&target.name))?
-                    .flatten()
-            } else {
-                None
-            };
+            let hash = rsa_hash(handle, key.algorithm().is_rsa(), target).await?;
             let fp = key.fingerprint(HashAlg::Sha256).to_string();
             match handle
                 .authenticate_publickey_with(&target.user, key, hash, &mut agent)
@@ -325,4 +307,17 @@ pub async fn connect_many(
             })
         })
         .collect()
+}
+
+/// The RSA signature hash the server supports best, for an RSA key (`is_rsa`); `None`
+/// otherwise.
+async fn rsa_hash(handle: &Handle<HostKeyCheck>, is_rsa: bool, target: &Target) -> Result<Option<HashAlg>, SshError> {
+    if !is_rsa {
+        return Ok(None);
+    }
+    Ok(handle
+        .best_supported_rsa_hash()
+        .await
+        .map_err(|e| SshError::from(e).on(&target.name))?
+        .flatten())
 }

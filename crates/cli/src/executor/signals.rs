@@ -1,0 +1,28 @@
+//! Interrupts (Ctrl-C, SIGTERM), counted: the first cancels the step in flight and leads
+//! to compensation, the second cancels compensation too.
+
+/// Counts interrupts (Ctrl-C, SIGTERM) into a watch channel. The first cancels the step in
+/// flight and leads to compensation; the second also cancels compensation.
+pub(super) fn watch_signals() -> anyhow::Result<tokio::sync::watch::Receiver<u32>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = tokio::sync::watch::channel(0u32);
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => if r.is_err() { return },
+                _ = term.recv() => {}
+            }
+            let n = *tx.borrow() + 1;
+            if n == 1 {
+                eprintln!(
+                    "\nrollgate: interrupted: cancelling the step in flight; a host that is stopped is started and checked again before rollgate exits (interrupt again to leave it as it is)"
+                );
+            } else {
+                eprintln!("\nrollgate: interrupted again: leaving now");
+            }
+            tx.send_replace(n);
+        }
+    });
+    Ok(rx)
+}
