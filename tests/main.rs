@@ -6,6 +6,7 @@ mod faults;
 mod lab;
 mod network;
 mod presets;
+mod release;
 mod ssh;
 mod upgrade;
 mod util;

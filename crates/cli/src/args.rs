@@ -149,14 +149,34 @@ pub enum ProbeAction {
     },
 }
 
-#[derive(Debug, clap::Args)]
+/// What to install: a local binary, or a release fetched and checked.
+#[derive(Debug, Default, clap::Args)]
 pub struct BinaryArgs {
     /// The new binary (a local file).
-    #[arg(long)]
-    pub binary: PathBuf,
-    /// Its expected sha256 (hex); a file that does not match is refused before anything else.
+    #[arg(long, conflicts_with = "release")]
+    pub binary: Option<PathBuf>,
+    /// Its expected sha256 (64 hex digits, `sha256:` prefix accepted); a file that does not
+    /// match is refused before anything else.
     #[arg(long)]
     pub sha256: Option<String>,
+    /// A release to install: a `.tar.gz`, `.tgz` or `.zip` holding the binary (and the
+    /// `[[cluster.files]]`), or the binary itself; URL or local file [default: the
+    /// inventory's release.url].
+    #[arg(long, value_name = "URL|FILE")]
+    pub release: Option<String>,
+    /// The SHA256SUMS file that lists the release [default: release.sums].
+    #[arg(long, value_name = "URL|FILE")]
+    pub sums: Option<String>,
+    /// A detached OpenPGP signature of the sums file [default: release.signature].
+    #[arg(long, value_name = "URL|FILE", requires = "sums")]
+    pub signature: Option<String>,
+    /// An OpenPGP public key the signature must verify against (repeatable) [default:
+    /// release.trusted_keys].
+    #[arg(long = "trusted-key", value_name = "FILE")]
+    pub trusted_keys: Vec<PathBuf>,
+    /// The version to install: fills `{version}` in the inventory's [release] templates.
+    #[arg(long, value_name = "VERSION", conflicts_with = "binary")]
+    pub to: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -16,6 +16,7 @@ mod exit;
 mod facts;
 mod probe;
 mod prompt;
+mod release;
 mod select;
 mod sshconfig;
 mod state;

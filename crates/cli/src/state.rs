@@ -25,6 +25,15 @@ pub struct RunMeta {
     pub sha256: String,
     /// Its size in bytes.
     pub bytes: u64,
+    /// Where the binary came from (a release URL or file), if not `binary` itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The binary's architecture (`uname -m` spelling, from its ELF header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    /// `[[cluster.files]]` installed with the binary.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<rollgate_core::plan::ArtifactFile>,
     /// The version `--expect-version` demanded, if any.
     pub expect_version: Option<String>,
     /// What to do with a failed host.
@@ -41,6 +50,18 @@ pub struct RunMeta {
 }
 
 impl RunMeta {
+    /// What the run installs.
+    pub fn artifact(&self) -> rollgate_core::plan::Artifact {
+        rollgate_core::plan::Artifact {
+            path: self.binary.clone(),
+            sha256: self.sha256.clone(),
+            bytes: self.bytes,
+            source: self.source.clone(),
+            files: self.files.clone(),
+            arch: self.arch.clone(),
+        }
+    }
+
     /// Run ids of `rollgate backup` start with this.
     pub const BACKUP_PREFIX: &'static str = "backup-";
 

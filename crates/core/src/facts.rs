@@ -26,6 +26,8 @@ pub struct HostFacts {
     pub free_bytes: Option<u64>,
     /// Bytes free on the file system that holds the binary (where it is staged).
     pub binary_free_bytes: Option<u64>,
+    /// `uname -m`: the host's architecture (`x86_64`, `aarch64`).
+    pub arch: Option<String>,
     /// `true` when a privileged `true` works (`sudo -n`, or `sudo -S` with the password;
     /// only asked when sudo is configured).
     pub sudo_ok: Option<bool>,
@@ -36,7 +38,8 @@ pub fn script(inv: &Inventory, host: &Host) -> String {
     let (u, b, d) = (q(&host.unit), q(&host.binary), q(&host.data_root));
     let version = inv.cluster.preset.version_command(&host.binary);
     format!(
-        "echo unit_load=$(systemctl show -p LoadState --value {u} 2>/dev/null)
+        "echo arch=$(uname -m)
+echo unit_load=$(systemctl show -p LoadState --value {u} 2>/dev/null)
 echo unit_active=$(systemctl is-active {u} 2>/dev/null)
 if [ -f {b} ]; then echo binary_sha256=$(sha256sum < {b} | cut -d' ' -f1); fi
 echo binary_free_bytes=$(df -B1 --output=avail $(dirname {b}) 2>/dev/null | tail -1 | tr -d ' ')
@@ -58,6 +61,7 @@ pub fn parse(inv: &Inventory, stdout: &str) -> HostFacts {
         let Some((k, v)) = line.split_once('=') else { continue };
         match k {
             "unit_load" => f.unit_load = v.to_owned(),
+            "arch" if !v.trim().is_empty() => f.arch = Some(v.trim().to_owned()),
             "unit_active" => f.unit_active = v.to_owned(),
             "binary_sha256" if v.len() == 64 => f.binary_sha256 = Some(v.to_owned()),
             "version_line" => {
@@ -100,5 +104,37 @@ mod tests {
         );
         let missing = parse(&inv, "unit_load=not-found\nunit_active=inactive\n");
         assert_eq!((missing.binary_sha256, missing.version), (None, None));
+    }
+}
+
+/// Whether a binary built for `binary_arch` runs on a host whose `uname -m` is
+/// `host_arch`, both in `uname -m` spelling (or Go's: `amd64`, `arm64`): `armv6l`..`armv8l`
+/// are one family, `i386`..`i686` another.
+pub fn arch_runs(binary_arch: &str, host_arch: &str) -> bool {
+    let family = |a: &str| match a {
+        "armv6l" | "armv7l" | "armv8l" | "arm" => "arm",
+        "i386" | "i486" | "i586" | "i686" | "386" => "x86",
+        "arm64" | "aarch64" => "aarch64",
+        "amd64" | "x86_64" => "x86_64",
+        _ => "",
+    };
+    match (family(binary_arch), family(host_arch)) {
+        ("", _) | (_, "") => binary_arch == host_arch,
+        (a, b) => a == b,
+    }
+}
+
+#[cfg(test)]
+mod arch_tests {
+    use super::arch_runs;
+
+    #[test]
+    fn families() {
+        assert!(arch_runs("aarch64", "arm64"));
+        assert!(arch_runs("x86_64", "x86_64"));
+        assert!(!arch_runs("aarch64", "x86_64"));
+        assert!(arch_runs("i686", "i386"));
+        assert!(arch_runs("riscv64", "riscv64"));
+        assert!(!arch_runs("riscv64", "s390x"));
     }
 }

@@ -72,6 +72,32 @@ fn host_problems(h: &Host, f: &HostFacts) -> Vec<String> {
 /// binary; the jump host's state directory (`state_free` bytes free, when known) must hold
 /// every one of their data roots' archives, counted at their uncompressed size (the worst
 /// case; gzip usually makes them smaller).
+/// Hosts among `hosts` the binary (architecture `binary_arch`, `uname -m` spelling) does
+/// not run on, as refusals naming the file, the host and both architectures.
+pub fn arch_problems(
+    inv: &Inventory,
+    facts: &[Result<HostFacts, String>],
+    hosts: &[&str],
+    binary: &std::path::Path,
+    binary_arch: &str,
+) -> Vec<String> {
+    inv.hosts
+        .iter()
+        .zip(facts)
+        .filter(|(h, _)| hosts.contains(&h.name.as_str()))
+        .filter_map(|(h, f)| {
+            let arch = f.as_ref().ok()?.arch.as_deref()?;
+            (!crate::facts::arch_runs(binary_arch, arch)).then(|| {
+                format!(
+                    "{}: {} is a {binary_arch} binary, the host is {arch}",
+                    h.name,
+                    binary.display()
+                )
+            })
+        })
+        .collect()
+}
+
 pub fn space_problems(
     inv: &Inventory,
     facts: &[Result<HostFacts, String>],

@@ -62,43 +62,114 @@ done"
 
 /// Keeps the current `binary` as `BINARY.rollgate-prev` (a hard link: mode and owner
 /// kept), gives the staged file the binary's owner and mode, renames it into place and
-/// checks the installed sha256 against `sha256`.
+/// checks the installed sha256 against `sha256`. Each of `files` (`(path, sha256)`, the
+/// `[[cluster.files]]`) is swapped the same way first, in the same script (a file that did
+/// not exist gets the staged file's mode); the binary goes last, so its staged file still
+/// there means the swap is not complete. A file under `/etc/systemd/system/` is followed
+/// by `systemctl daemon-reload`.
 ///
 /// The effect check costs no hashing: a staged file that is still there means the swap has
 /// not happened; without it, the binary must already be the target (prints `already`) or
 /// the script fails (exit 3). The staged file's sha256 was checked when it arrived.
-pub fn swap(binary: &str, sha256: &str) -> String {
-    let (b, s, p, want) = (q(binary), q(&staged_path(binary)), q(&prev_path(binary)), q(sha256));
-    format!(
+pub fn swap(binary: &str, sha256: &str, files: &[(String, String)]) -> String {
+    let (b, s, want) = (q(binary), q(&staged_path(binary)), q(sha256));
+    let mut out = format!(
         "if [ ! -e {s} ]; then
   [ \"$(sha256sum < {b} | cut -d' ' -f1)\" = {want} ] && {{ echo already; exit 0; }}
   echo 'staged file {s} is missing and {b} is not the target' >&2; exit 3
 fi
 set -e
-ln -f {b} {p}
-chown --reference={b} {s}; chmod --reference={b} {s}
+"
+    );
+    for (path, sha) in files {
+        out.push_str(&swap_one(path, sha, true));
+    }
+    out.push_str(&swap_one(binary, sha256, false));
+    if files.iter().any(|(p, _)| p.starts_with(UNIT_DIR)) {
+        out.push_str("systemctl daemon-reload\n");
+    }
+    out.push_str("echo swapped");
+    out
+}
+
+/// Where systemd reads unit files an administrator installs.
+const UNIT_DIR: &str = "/etc/systemd/system/";
+
+/// Swaps one staged file into place and checks its sha256; `may_be_done`: the staged
+/// file may already be gone (an earlier attempt swapped it), then the file must have
+/// `sha256` already.
+fn swap_one(path: &str, sha256: &str, may_be_done: bool) -> String {
+    let (b, s, p, want) = (q(path), q(&staged_path(path)), q(&prev_path(path)), q(sha256));
+    let done = if may_be_done {
+        format!("if [ -e {s} ]; then\n")
+    } else {
+        String::new()
+    };
+    let end = if may_be_done { "fi\n" } else { "" };
+    format!(
+        "{done}if [ -e {b} ]; then ln -f {b} {p}; chown --reference={b} {s}; chmod --reference={b} {s}; fi
 mv -f {s} {b}
-got=$(sha256sum < {b} | cut -d' ' -f1)
+{end}got=$(sha256sum < {b} | cut -d' ' -f1)
 [ \"$got\" = {want} ] || {{ echo \"installed {b} has sha256 $got\" >&2; exit 5; }}
-echo swapped"
+"
     )
 }
 
 /// Puts `BINARY.rollgate-prev` back in place unless `binary` already has `prev_sha256`
-/// (prints `already`); refuses a kept file whose sha256 is not `prev_sha256`.
-pub fn restore_binary(binary: &str, prev_sha256: &str) -> String {
-    let (b, p, want) = (q(binary), q(&prev_path(binary)), q(prev_sha256));
+/// (prints `already`); refuses a kept file whose sha256 is not `prev_sha256`. Each of
+/// `files` (`(path, sha256 before the upgrade)`) is put back first the same way; one
+/// that did not exist before (`None`) is removed. A file under `/etc/systemd/system/` is
+/// followed by `systemctl daemon-reload`.
+pub fn restore_binary(binary: &str, prev_sha256: &str, files: &[(String, Option<String>)]) -> String {
+    let mut out = String::new();
+    for (path, prev) in files {
+        match prev {
+            Some(sha) => out.push_str(&restore_one(path, sha, false)),
+            None => out.push_str(&format!("rm -f {} {}\n", q(path), q(&prev_path(path)))),
+        }
+    }
+    if files.iter().any(|(p, _)| p.starts_with(UNIT_DIR)) {
+        out.push_str("systemctl daemon-reload\n");
+    }
+    out.push_str(&restore_one(binary, prev_sha256, true));
+    out
+}
+
+/// The restore of one file; `last`: print `already` or `restored` and end the script.
+fn restore_one(path: &str, prev_sha256: &str, last: bool) -> String {
+    let (b, p, want) = (q(path), q(&prev_path(path)), q(prev_sha256));
+    let (already, restored) = if last {
+        ("echo already; exit 0", "echo restored")
+    } else {
+        (":", ":")
+    };
     format!(
-        "cur=$(sha256sum < {b} | cut -d' ' -f1); [ \"$cur\" = {want} ] && {{ echo already; exit 0; }}
+        "cur=$(sha256sum < {b} 2>/dev/null | cut -d' ' -f1)
+if [ \"$cur\" = {want} ]; then {already}; else
 [ -f {p} ] || {{ echo \"{p} is missing: nothing to roll back to\" >&2; exit 3; }}
-[ \"$(sha256sum < {p} | cut -d' ' -f1)\" = {want} ] || {{ echo \"{p} is not the binary recorded before the swap\" >&2; exit 4; }}
-mv -f {p} {b} && echo restored"
+[ \"$(sha256sum < {p} | cut -d' ' -f1)\" = {want} ] || {{ echo \"{p} is not the file recorded before the swap\" >&2; exit 4; }}
+mv -f {p} {b} && {restored}
+fi
+"
     )
 }
 
-/// Removes the staged file next to `binary`.
-pub fn unstage(binary: &str) -> String {
-    format!("rm -f {}", q(&staged_path(binary)))
+/// Removes the staged files next to `paths` (the binary and its `[[cluster.files]]`).
+pub fn unstage(paths: &[String]) -> String {
+    let files: Vec<String> = paths.iter().map(|p| q(&staged_path(p))).collect();
+    format!("rm -f {}", files.join(" "))
+}
+
+/// Prints `PATH SHA256` for each of `paths` that exists (`PATH -` for one that does not).
+pub fn hash_files(paths: &[String]) -> String {
+    paths
+        .iter()
+        .map(|p| {
+            let p = q(p);
+            format!("if [ -f {p} ]; then echo {p} $(sha256sum < {p} | cut -d' ' -f1); else echo {p} -; fi")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Streams `data_root` as a tar archive on stdout; first writes `rollgate-count files=N
@@ -180,9 +251,70 @@ mod tests {
         assert_eq!(parse_backup_counts("tar: error\n"), None);
     }
 
+    fn sha(data: &[u8]) -> String {
+        use std::io::Write as _;
+        let mut c = std::process::Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(data).unwrap();
+        let out = c.wait_with_output().unwrap();
+        String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+    }
+
+    fn sh(script: &str) -> (bool, String) {
+        let out = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
+    /// The swap and restore scripts, run by the machine's own `sh` over real files: a
+    /// binary, a file that existed, and one the upgrade adds.
+    #[test]
+    fn swap_and_restore_several_files_for_real() {
+        let d = tempfile::tempdir().unwrap();
+        let p = |n: &str| d.path().join(n).to_str().unwrap().to_owned();
+        let write = |n: &str, data: &[u8]| std::fs::write(d.path().join(n), data).unwrap();
+        write("etcd", b"old etcd");
+        write("etcdctl", b"old ctl");
+        write("etcd.rollgate-new", b"new etcd");
+        write("etcdctl.rollgate-new", b"new ctl");
+        write("etcdutl.rollgate-new", b"new utl");
+        let files = vec![(p("etcdctl"), sha(b"new ctl")), (p("etcdutl"), sha(b"new utl"))];
+        let swap = swap(&p("etcd"), &sha(b"new etcd"), &files);
+        assert_eq!(sh(&swap), (true, "swapped\n".into()));
+        for (n, want) in [
+            ("etcd", "new etcd"),
+            ("etcdctl", "new ctl"),
+            ("etcdutl", "new utl"),
+            ("etcdctl.rollgate-prev", "old ctl"),
+        ] {
+            assert_eq!(std::fs::read_to_string(d.path().join(n)).unwrap(), want, "{n}");
+        }
+        assert_eq!(sh(&swap), (true, "already\n".into()));
+        let restore = restore_binary(
+            &p("etcd"),
+            &sha(b"old etcd"),
+            &[(p("etcdctl"), Some(sha(b"old ctl"))), (p("etcdutl"), None)],
+        );
+        assert_eq!(sh(&restore), (true, "restored\n".into()));
+        assert_eq!(std::fs::read_to_string(d.path().join("etcd")).unwrap(), "old etcd");
+        assert_eq!(std::fs::read_to_string(d.path().join("etcdctl")).unwrap(), "old ctl");
+        assert!(!d.path().join("etcdutl").exists());
+        assert_eq!(sh(&restore), (true, "already\n".into()));
+        // A kept file that is not the one recorded is refused.
+        write("etcd", b"new etcd");
+        write("etcd.rollgate-prev", b"something else");
+        let (ok, out) = sh(&restore);
+        assert!(!ok && out.contains("not the file recorded"), "{out}");
+    }
+
     #[test]
     fn values_are_quoted() {
-        let s = swap("/opt/my bin/etcd", "ab");
+        let s = swap("/opt/my bin/etcd", "ab", &[]);
         assert!(s.contains("'/opt/my bin/etcd.rollgate-new'"), "{s}");
         assert!(stop("etcd; reboot", None, 30).contains("'etcd; reboot'"));
     }

@@ -2,43 +2,16 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use futures::future::join_all;
 use rollgate_core::facts::HostFacts;
 use rollgate_core::plan::{Artifact, Plan, Progress, RunOptions, UpgradePlan};
+use rollgate_core::preset::ProbeOutput;
 use rollgate_core::{ClusterView, Host};
-use sha2::{Digest, Sha256};
 
 use crate::args::BinaryArgs;
 use crate::context::Ctx;
-use crate::exit::Exit;
 use crate::state::StateDir;
 use crate::{facts, probe};
-
-/// Hashes `args.binary`; with `--sha256`, a file that does not match is refused.
-///
-/// # Errors
-/// I/O naming the file, or [`Exit`] 1 on a mismatch.
-pub fn local_binary(args: &BinaryArgs) -> anyhow::Result<Artifact> {
-    let path = std::fs::canonicalize(&args.binary).with_context(|| format!("--binary {}", args.binary.display()))?;
-    let mut f = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = Sha256::new();
-    let bytes = std::io::copy(&mut f, &mut h).with_context(|| format!("reading {}", path.display()))?;
-    let sha256 = hex::encode(h.finalize());
-    if let Some(want) = &args.sha256 {
-        if !want.eq_ignore_ascii_case(&sha256) {
-            return Err(Exit {
-                code: 1,
-                message: format!(
-                    "refusing {}: its sha256 is {sha256}, --sha256 says {want}",
-                    path.display()
-                ),
-            }
-            .into());
-        }
-    }
-    Ok(Artifact { path, sha256, bytes })
-}
 
 /// The run settings every plan of this invocation uses.
 pub fn run_options(
@@ -76,7 +49,8 @@ pub fn build(
 }
 
 pub async fn run(ctx: &Ctx, args: &BinaryArgs, json_out: bool) -> anyhow::Result<ExitCode> {
-    let artifact = local_binary(args)?;
+    let artifact = crate::release::resolve(ctx, args).await?;
+    let version = local_version(ctx, &artifact).await;
     let hosts: Vec<&Host> = ctx.inv.hosts.iter().collect();
     let sessions = ctx.connect_all(&hosts).await?;
     let view = probe::first_view(&ctx.inv, &sessions, &[]).await;
@@ -102,10 +76,11 @@ pub async fn run(ctx: &Ctx, args: &BinaryArgs, json_out: bool) -> anyhow::Result
     if json_out {
         let mut out = serde_json::to_value(&plan)?;
         out["cluster_problems"] = serde_json::json!(problems);
+        out["to_version"] = serde_json::json!(version);
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
-    print(&plan, &ctx.inv.cluster.timeouts);
+    print(&plan, &ctx.inv.cluster.timeouts, version.as_deref());
     for p in problems {
         println!("warning: {p} (upgrade refuses a degraded cluster unless --force)");
     }
@@ -113,12 +88,39 @@ pub async fn run(ctx: &Ctx, args: &BinaryArgs, json_out: bool) -> anyhow::Result
 }
 
 /// The plan as text: the binary, run-wide steps, then per host its place and steps.
-fn print(plan: &Plan, timeouts: &rollgate_core::inventory::Timeouts) {
+fn print(plan: &Plan, timeouts: &rollgate_core::inventory::Timeouts, to: Option<&str>) {
     println!("plan for cluster {} (preset {})", plan.cluster, plan.preset);
+    let to_text = to.unwrap_or("? (checked on the hosts when staged)");
     if let Some(a) = &plan.artifact {
-        println!("binary  {} ({} bytes)\nsha256  {}", a.path.display(), a.bytes, a.sha256);
+        let mut files = super::table(&["file", "from", "sha256", "bytes", "installed as"]);
+        files.add_row([
+            a.path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            a.source.clone().unwrap_or_else(|| a.path.display().to_string()),
+            a.sha256.clone(),
+            a.bytes.to_string(),
+            format!(
+                "the binary (version {to_text}{})",
+                a.arch.as_deref().map(|x| format!(", {x}")).unwrap_or_default()
+            ),
+        ]);
+        for f in &a.files {
+            files.add_row([
+                f.path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                f.source.clone(),
+                f.sha256.clone(),
+                f.bytes.to_string(),
+                f.to.clone(),
+            ]);
+        }
+        println!("{files}");
     }
-    let mut t = super::table(&["#", "host", "role", "state", "from", "why here"]);
+    let mut t = super::table(&["#", "host", "role", "state", "from → to", "why here"]);
     for (i, h) in plan.hosts.iter().enumerate() {
         t.add_row([
             (i + 1).to_string(),
@@ -128,7 +130,7 @@ fn print(plan: &Plan, timeouts: &rollgate_core::inventory::Timeouts) {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default(),
-            h.from_version.clone().unwrap_or_else(|| "?".into()),
+            format!("{} → {}", h.from_version.as_deref().unwrap_or("?"), to.unwrap_or("?")),
             h.reason.clone(),
         ]);
     }
@@ -151,4 +153,31 @@ fn print(plan: &Plan, timeouts: &rollgate_core::inventory::Timeouts) {
             println!("    {:<15} {} (deadline {deadline})", s.id().as_str(), s.describe());
         }
     }
+}
+
+/// The version the binary reports, asked here on the jump host with the preset's version
+/// command when the binary is for this machine's architecture (else `None`: the hosts
+/// tell when it is staged). Bounded to 10 s.
+async fn local_version(ctx: &Ctx, artifact: &Artifact) -> Option<String> {
+    if artifact.arch.as_deref() != Some(std::env::consts::ARCH) {
+        return None;
+    }
+    let path = artifact.path.to_str()?;
+    let cmd = ctx.inv.cluster.preset.version_command(path);
+    let run = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(10), run)
+        .await
+        .ok()?
+        .ok()?;
+    let parsed = ctx.inv.cluster.preset.parse_version(&ProbeOutput {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        ..Default::default()
+    });
+    parsed.ok().map(|v| v.to_string())
 }

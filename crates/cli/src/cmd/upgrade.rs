@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use rollgate_core::facts::HostFacts;
-use rollgate_core::gate::{preflight_problems, space_problems};
+use rollgate_core::gate::{arch_problems, preflight_problems, space_problems};
 use rollgate_core::journal::{
     Event, Journal, PreflightDetail, RunDetail, Status, StepId, VersionPolicyDetail, VersionsDetail,
 };
 use rollgate_core::plan::{self, Plan, Step};
 use rollgate_core::{journal, Host};
 
-use super::plan::{build, local_binary, run_options};
+use super::plan::{build, run_options};
 use crate::args::{BinaryArgs, OnFailure, RunArgs};
 use crate::context::Ctx;
 use crate::executor::{Executor, HostError, Outcome};
@@ -35,7 +35,7 @@ pub struct UpgradeArgs<'a> {
 }
 
 pub async fn upgrade(ctx: &Ctx, bin: &BinaryArgs, run: &RunArgs, args: UpgradeArgs<'_>) -> anyhow::Result<ExitCode> {
-    let artifact = local_binary(bin)?;
+    let artifact = crate::release::resolve(ctx, bin).await?;
     let sd = StateDir::new(&ctx.state_dir, &ctx.inv.cluster.name);
     // Running the same upgrade again continues the interrupted run.
     if let Some((meta, _, _)) = sd
@@ -56,7 +56,10 @@ pub async fn upgrade(ctx: &Ctx, bin: &BinaryArgs, run: &RunArgs, args: UpgradeAr
             "Upgrade cluster {} ({} hosts) to {}?",
             ctx.inv.cluster.name,
             ctx.inv.hosts.len(),
-            artifact.path.display()
+            artifact
+                .source
+                .clone()
+                .unwrap_or_else(|| artifact.path.display().to_string())
         ),
     )?;
     let meta = RunMeta {
@@ -65,6 +68,9 @@ pub async fn upgrade(ctx: &Ctx, bin: &BinaryArgs, run: &RunArgs, args: UpgradeAr
         binary: artifact.path.clone(),
         sha256: artifact.sha256.clone(),
         bytes: artifact.bytes,
+        source: artifact.source.clone(),
+        arch: artifact.arch.clone(),
+        files: artifact.files.clone(),
         expect_version: args.expect_version.map(ToString::to_string),
         on_failure: args.on_failure,
         health_timeout_ms: run.health_timeout.unwrap_or(ctx.inv.cluster.health_timeout).as_millis() as u64,
@@ -97,11 +103,8 @@ pub async fn resume(ctx: &Ctx, run_id: Option<&str>, run: &RunArgs) -> anyhow::R
         bail!("run {} is {state}: nothing to resume", meta.run);
     }
     let _lock = sd.lock(&meta.run)?;
-    // Refuses a binary that changed since the run began.
-    local_binary(&BinaryArgs {
-        binary: meta.binary.clone(),
-        sha256: Some(meta.sha256.clone()),
-    })?;
+    // Refuses a binary (or file) that changed since the run began.
+    crate::release::recheck(&meta.artifact())?;
     let mut meta = meta;
     if let Some(t) = run.health_timeout {
         meta.health_timeout_ms = t.as_millis() as u64;
@@ -132,11 +135,7 @@ async fn execute(mut ex: Executor<'_>, fresh: bool) -> anyhow::Result<ExitCode> 
     let facts = facts?;
     ex.facts = facts.clone();
     let fv: Vec<Result<HostFacts, String>> = inv.hosts.iter().map(|h| Ok(facts[&h.name].clone())).collect();
-    let artifact = plan::Artifact {
-        path: ex.meta.binary.clone(),
-        sha256: ex.meta.sha256.clone(),
-        bytes: ex.meta.bytes,
-    };
+    let artifact = ex.meta.artifact();
     let options = run_options(
         ex.ctx,
         Some(Duration::from_millis(ex.meta.health_timeout_ms)),
@@ -162,7 +161,7 @@ async fn execute(mut ex: Executor<'_>, fresh: bool) -> anyhow::Result<ExitCode> 
         }
         let space = space(&ex, &plan, &fv);
         if !space.is_empty() {
-            let why = "refusing to start, not enough room (nothing was stopped)";
+            let why = "refusing to start (nothing was stopped)";
             return refuse(&mut ex, t, started, why, &space, "");
         }
         let detail = PreflightDetail {
@@ -319,7 +318,11 @@ fn space(ex: &Executor<'_>, plan: &Plan, facts: &[Result<HostFacts, String>]) ->
         .collect();
     let dir = &ex.ctx.state_dir;
     let free = fs4::available_space(dir).ok();
-    let mut out = space_problems(ex.inv(), facts, &staged, ex.meta.bytes, None);
+    let mut out = match &ex.meta.arch {
+        Some(arch) => arch_problems(ex.inv(), facts, &staged, &ex.meta.binary, arch),
+        None => Vec::new(),
+    };
+    out.extend(space_problems(ex.inv(), facts, &staged, ex.meta.bytes, None));
     out.extend(space_problems(
         ex.inv(),
         facts,

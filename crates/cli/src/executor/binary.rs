@@ -4,7 +4,8 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use futures::future::join_all;
-use rollgate_core::journal::{Event, RestoreBinaryDetail, StageDetail, Status, SwapDetail};
+use rollgate_core::journal::{Event, RestoreBinaryDetail, StageDetail, StagedFile, Status, SwapDetail};
+use rollgate_core::plan::StageFile;
 use rollgate_core::{script, Host};
 
 use super::{Executor, Outcome};
@@ -13,7 +14,9 @@ use crate::probe;
 impl Executor<'_> {
     /// Uploads `from` to `to` on `host`, checked there against `sha256` before it is kept,
     /// and runs `version_command`; the detail records what the host ran before (from the
-    /// facts gathered at the run's start), which is what a rollback puts back.
+    /// facts gathered at the run's start), which is what a rollback puts back. Each of
+    /// `files` is staged beside its destination first, checked the same way, and the
+    /// sha256 of the file it will replace is recorded.
     pub(super) async fn stage(
         &self,
         host: &Host,
@@ -21,8 +24,32 @@ impl Executor<'_> {
         to: &str,
         sha256: &str,
         version_command: &str,
+        files: &[StageFile],
     ) -> anyhow::Result<Outcome> {
         let s = self.session(&host.name);
+        let mut staged = Vec::with_capacity(files.len());
+        if !files.is_empty() {
+            let dests: Vec<String> = files.iter().map(|f| f.to.clone()).collect();
+            let out = self
+                .run_priv(&host.name, "hashing the files to replace", &script::hash_files(&dests))
+                .await?;
+            let before = out.stdout_str();
+            for f in files {
+                let from_sha256 = before
+                    .lines()
+                    .filter_map(|l| l.rsplit_once(' '))
+                    .find(|(p, _)| p.trim_matches('\'') == f.to)
+                    .and_then(|(_, h)| (h.len() == 64).then(|| h.to_owned()));
+                let mode = local_mode(&f.from)?;
+                s.upload(&f.from, &script::staged_path(&f.to), mode, Some(&f.sha256))
+                    .await
+                    .with_context(|| format!("staging {} as {}", f.from.display(), f.to))?;
+                staged.push(StagedFile {
+                    path: f.to.clone(),
+                    from_sha256,
+                });
+            }
+        }
         let rep = s.upload(from, to, 0o755, Some(sha256)).await?;
         let out = s.exec_priv(version_command).await?;
         let v = self
@@ -46,6 +73,7 @@ impl Executor<'_> {
             version: v.to_string(),
             from_version: before.and_then(|f| f.version.clone()),
             from_sha256: before.and_then(|f| f.binary_sha256.clone()),
+            files: staged,
         }))))
     }
 
@@ -88,6 +116,13 @@ impl Executor<'_> {
         ))
     }
 
+    /// The binary and the run's `[[cluster.files]]` on `host`.
+    fn staged_paths(&self, host: &Host) -> Vec<String> {
+        std::iter::once(host.binary.clone())
+            .chain(self.meta.files.iter().map(|f| f.to.clone()))
+            .collect()
+    }
+
     /// Removes the staged binary from `hosts` (after a failure: they stay untouched), and
     /// journals it so that a resumed run stages them again.
     ///
@@ -97,7 +132,7 @@ impl Executor<'_> {
         let this = &*self;
         let done = join_all(hosts.iter().map(|h| async move {
             this.session(&h.name)
-                .exec_priv(&script::unstage(&h.binary))
+                .exec_priv(&script::unstage(&this.staged_paths(h)))
                 .await
                 .is_ok_and(|o| o.status.success())
         }))
@@ -108,4 +143,12 @@ impl Executor<'_> {
         }
         Ok(())
     }
+}
+
+/// The mode a staged file gets: the local file's permission bits (an executable stays
+/// executable, a unit file stays 0644).
+fn local_mode(path: &Path) -> anyhow::Result<u32> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let m = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+    Ok(m.permissions().mode() & 0o777)
 }

@@ -380,8 +380,9 @@ impl<'a> Executor<'a> {
                 sha256,
                 version_command,
                 from,
+                files,
                 ..
-            } => self.stage(host, from, to, sha256, version_command).await,
+            } => self.stage(host, from, to, sha256, version_command, files).await,
             Step::Gate { strict, wait } => self
                 .gate(host, *strict, *wait)
                 .await
@@ -441,7 +442,9 @@ impl<'a> Executor<'a> {
                 self.restore_data(host, data_root, archive, sha256, (*files, *bytes))
                     .await
             }
-            Step::RollbackBinary { binary, sha256, script } => self.restore_binary(host, binary, sha256, script).await,
+            Step::RollbackBinary {
+                binary, sha256, script, ..
+            } => self.restore_binary(host, binary, sha256, script).await,
             Step::RollbackLeaderChange => self
                 .move_leader_away(host)
                 .await

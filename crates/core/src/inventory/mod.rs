@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 mod model;
 mod raw;
+mod release;
 mod validate;
 
 pub use model::*;
@@ -64,6 +65,8 @@ pub struct Inventory {
     pub ssh: SshDefaults,
     /// `[cluster]`.
     pub cluster: Cluster,
+    /// `[release]`.
+    pub release: Release,
     /// The hosts, in file order.
     pub hosts: Vec<Host>,
 }

@@ -108,6 +108,37 @@ pub struct Cluster {
     pub stop_signal: Option<String>,
     /// `[cluster.timeouts]`: deadlines of steps and remote commands.
     pub timeouts: Timeouts,
+    /// `[[cluster.files]]`: files installed beside the binary, swapped and rolled back
+    /// with it.
+    pub files: Vec<ClusterFile>,
+}
+
+/// One `[[cluster.files]]` entry: a file installed beside the binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterFile {
+    /// `from` as written: a path inside the release archive, or a local file.
+    pub from: String,
+    /// `from` as a local path (relative paths resolved against the inventory's directory).
+    pub local: PathBuf,
+    /// The absolute path on the hosts.
+    pub to: String,
+}
+
+/// `[release]`: where releases come from, as templates over `{version}` and `{arch}`
+/// (`amd64`, `arm64`, ... from each host's `uname -m`). A value with `://` is a URL,
+/// otherwise a local path relative to the inventory's directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Release {
+    /// The release archive (`.tar.gz`, `.tgz`, `.zip`) or binary.
+    pub url: Option<String>,
+    /// The `SHA256SUMS` file that lists it.
+    pub sums: Option<String>,
+    /// A detached OpenPGP signature of the sums file (binary or ASCII-armoured).
+    pub signature: Option<String>,
+    /// OpenPGP public keys (files) a signature must verify against.
+    pub trusted_keys: Vec<PathBuf>,
+    /// The main binary's path inside the archive [default: the hosts' binary's file name].
+    pub binary: Option<String>,
 }
 
 /// `[cluster.timeouts]`: how long each kind of step may take before it fails, naming

@@ -64,6 +64,28 @@ pub struct RawCluster {
     pub(super) timeouts: BTreeMap<String, Spanned<String>>,
     pub(super) http: Option<Spanned<preset::HttpSpec>>,
     pub(super) custom: Option<Spanned<preset::CustomSpec>>,
+    #[serde(default)]
+    pub(super) files: Vec<RawFile>,
+}
+
+/// One `[[cluster.files]]` entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    pub(super) from: Spanned<String>,
+    pub(super) to: Spanned<String>,
+}
+
+/// `[release]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRelease {
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) sums: Option<Spanned<String>>,
+    pub(super) signature: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) trusted_keys: Vec<Spanned<String>>,
+    pub(super) binary: Option<Spanned<String>>,
 }
 
 /// One `[[hosts]]` entry as written.
@@ -89,6 +111,8 @@ pub struct RawInventory {
     #[serde(default)]
     pub(super) ssh: RawSsh,
     pub(super) cluster: RawCluster,
+    #[serde(default)]
+    pub(super) release: RawRelease,
     #[serde(default)]
     pub(super) hosts: Vec<RawHost>,
 }

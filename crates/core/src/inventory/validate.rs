@@ -18,7 +18,7 @@ pub(super) struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn err(&self, span: Range<usize>, key: impl fmt::Display, message: impl fmt::Display) -> InventoryError {
+    pub(super) fn err(&self, span: Range<usize>, key: impl fmt::Display, message: impl fmt::Display) -> InventoryError {
         let (line, column) = line_col(self.text, span.start);
         InventoryError::Invalid {
             path: self.path.to_owned(),
@@ -35,7 +35,7 @@ impl Validator<'_> {
 
     /// A local path: `~` expands to `$HOME`, relative paths resolve against the inventory's
     /// directory.
-    fn local_path(&self, value: &Spanned<String>, key: &str) -> Result<PathBuf, InventoryError> {
+    pub(super) fn local_path(&self, value: &Spanned<String>, key: &str) -> Result<PathBuf, InventoryError> {
         let s = value.get_ref();
         if s.is_empty() {
             return Err(self.err(value.span(), key, "must not be empty"));
@@ -51,7 +51,7 @@ impl Validator<'_> {
     }
 
     /// A path on the remote hosts: must be absolute and normal.
-    fn remote_path(&self, value: &Spanned<String>, key: &str) -> Result<String, InventoryError> {
+    pub(super) fn remote_path(&self, value: &Spanned<String>, key: &str) -> Result<String, InventoryError> {
         let s = value.get_ref();
         if !s.starts_with('/') {
             return Err(self.err(
@@ -194,7 +194,9 @@ impl Validator<'_> {
             drain: raw.cluster.drain.unwrap_or(false),
             stop_signal,
             preset: preset.clone(),
+            files: self.files(&raw.cluster.files)?,
         };
+        let release = self.release(&raw.release)?;
 
         if raw.hosts.is_empty() {
             return Err(InventoryError::Invalid {
@@ -316,6 +318,7 @@ impl Validator<'_> {
             path: self.path.to_owned(),
             ssh,
             cluster,
+            release,
             hosts,
         })
     }

@@ -382,6 +382,19 @@ pub struct StageDetail {
     pub from_version: Option<String>,
     /// The sha256 of the binary the host had before (what a rollback puts back).
     pub from_sha256: Option<String>,
+    /// The `[[cluster.files]]` staged with the binary.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<StagedFile>,
+}
+
+/// A file staged beside the binary (`[[cluster.files]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedFile {
+    /// Where it is installed on the host.
+    pub path: String,
+    /// The sha256 of the file the host had there before (`None`: there was none; a
+    /// rollback removes it).
+    pub from_sha256: Option<String>,
 }
 
 /// `gate`: the view the gate passed on.

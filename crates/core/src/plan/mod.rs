@@ -22,9 +22,9 @@ mod progress;
 mod step;
 
 pub use progress::{HostProgress, Progress};
-pub use step::{Step, UnitStep};
+pub use step::{StageFile, Step, UnitStep};
 
-/// The binary a run installs.
+/// The binary a run installs, and the files installed with it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Artifact {
     /// The local file.
@@ -33,6 +33,50 @@ pub struct Artifact {
     pub sha256: String,
     /// Its size in bytes.
     pub bytes: u64,
+    /// Where it came from (a URL or file, and the path inside the archive), if not `path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// `[[cluster.files]]`, resolved: installed beside the binary, swapped and rolled
+    /// back with it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<ArtifactFile>,
+    /// The binary's architecture as `uname -m` spells it, from its ELF header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+}
+
+/// A file installed beside the binary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ArtifactFile {
+    /// The local file.
+    pub path: PathBuf,
+    /// Where it goes on the hosts.
+    pub to: String,
+    /// Its sha256, hex.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Where it came from (a URL or file, and the path inside the archive).
+    pub source: String,
+}
+
+impl Artifact {
+    /// The binary alone, from a local file.
+    pub fn binary(path: PathBuf, sha256: String, bytes: u64) -> Self {
+        Artifact {
+            path,
+            sha256,
+            bytes,
+            source: None,
+            files: Vec::new(),
+            arch: None,
+        }
+    }
+
+    /// `(destination, sha256)` of each file beside the binary.
+    pub fn file_targets(&self) -> Vec<(String, String)> {
+        self.files.iter().map(|f| (f.to.clone(), f.sha256.clone())).collect()
+    }
 }
 
 /// A run's plan: run-wide steps and, per host in order, its steps.
@@ -216,6 +260,17 @@ impl UpgradePlan<'_> {
                 to: staged,
                 sha256: self.artifact.sha256.clone(),
                 bytes: self.artifact.bytes,
+                files: self
+                    .artifact
+                    .files
+                    .iter()
+                    .map(|f| StageFile {
+                        from: f.path.clone(),
+                        to: f.to.clone(),
+                        sha256: f.sha256.clone(),
+                        bytes: f.bytes,
+                    })
+                    .collect(),
             },
             Step::Gate {
                 strict: true,
@@ -238,8 +293,9 @@ impl UpgradePlan<'_> {
             },
             Step::Swap {
                 binary: h.binary.clone(),
+                files: self.artifact.files.iter().map(|f| f.to.clone()).collect(),
                 sha256: self.artifact.sha256.clone(),
-                script: script::swap(&h.binary, &self.artifact.sha256),
+                script: script::swap(&h.binary, &self.artifact.sha256, &self.artifact.file_targets()),
             },
             Step::Start(start_step(h, &cluster.timeouts, health_wait)),
             Step::Health {
@@ -390,9 +446,15 @@ pub fn roll_back_host(
             bytes: b.bytes,
         });
     }
+    let files: Vec<(String, Option<String>)> = stage
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.from_sha256.clone()))
+        .collect();
     steps.push(Step::RollbackBinary {
         binary: host.binary.clone(),
-        script: script::restore_binary(&host.binary, &prev),
+        files: files.iter().map(|f| f.0.clone()).collect(),
+        script: script::restore_binary(&host.binary, &prev, &files),
         sha256: prev,
     });
     if restore_data {

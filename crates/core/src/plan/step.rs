@@ -33,6 +33,9 @@ pub enum Step {
         bytes: u64,
         /// The preset's `--version` command for the staged file.
         version_command: String,
+        /// `[[cluster.files]]` staged with it, each beside its destination.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        files: Vec<StageFile>,
     },
     /// Run-wide, after staging: every host reports the same version, `--expect-version`
     /// agrees, and the version policy allows each host's from → to.
@@ -77,10 +80,14 @@ pub enum Step {
         /// The remote command that streams the archive.
         script: String,
     },
-    /// Keep `BINARY.rollgate-prev`, rename the staged binary into place, check `sha256`.
+    /// Keep `BINARY.rollgate-prev`, rename the staged binary into place, check `sha256`;
+    /// the same for each of `files`, in the same script.
     Swap {
         /// The binary on the host.
         binary: String,
+        /// The `[[cluster.files]]` swapped with it (paths on the host).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        files: Vec<String>,
         /// The sha256 it must have afterwards.
         sha256: String,
         /// The remote script.
@@ -130,10 +137,14 @@ pub enum Step {
         /// Bytes in those files (the room the extraction needs).
         bytes: u64,
     },
-    /// Rollback: put `BINARY.rollgate-prev` back unless the binary already has `sha256`.
+    /// Rollback: put `BINARY.rollgate-prev` back unless the binary already has `sha256`;
+    /// the same for each of `files` (one the upgrade added is removed).
     RollbackBinary {
         /// The binary on the host.
         binary: String,
+        /// The `[[cluster.files]]` put back with it (paths on the host).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        files: Vec<String>,
         /// The previous binary's sha256.
         sha256: String,
         /// The remote script.
@@ -153,6 +164,19 @@ pub enum Step {
         #[serde(with = "humantime_serde")]
         wait: Duration,
     },
+}
+
+/// A file staged beside the binary: `from` (local) uploaded to `to` + `.rollgate-new`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StageFile {
+    /// The local file.
+    pub from: PathBuf,
+    /// Its destination on the host.
+    pub to: String,
+    /// Its sha256, hex.
+    pub sha256: String,
+    /// Its size.
+    pub bytes: u64,
 }
 
 /// A systemd unit action and its script.
@@ -221,7 +245,14 @@ impl Step {
             Step::Preflight { max_raft_lag } => format!(
                 "every host reachable, unit active, binary present; one leader, every member healthy, raft indexes within {max_raft_lag}"
             ),
-            Step::Stage { to, sha256, .. } => format!("upload to {to}, check sha256 {} there, run --version", &sha256[..12.min(sha256.len())]),
+            Step::Stage { to, sha256, files, .. } => {
+                let mut d = format!("upload to {to}, check sha256 {} there, run --version", short(sha256));
+                for f in files {
+                    let name = f.from.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+                    d.push_str(&format!("; {name} to {}.rollgate-new, sha256 {}", f.to, short(&f.sha256)));
+                }
+                d
+            }
             Step::VersionPolicy { expect_version } => match expect_version {
                 Some(v) => format!("every host reports {v}; the version policy allows each host's upgrade"),
                 None => "every host reports the same version; the version policy allows each host's upgrade".into(),
@@ -243,8 +274,9 @@ impl Step {
                 "gzip {}/RUN.tar to RUN.tar.gz, read it back, remove the tar",
                 dir.display()
             ),
-            Step::Swap { binary, .. } => format!(
-                "keep {binary}.rollgate-prev; rename the staged binary into place; check its sha256"
+            Step::Swap { binary, files, .. } => format!(
+                "keep {binary}.rollgate-prev; rename the staged binary into place; check its sha256{}",
+                also(files)
             ),
             Step::Start(u) | Step::RollbackStart(u) => format!("systemctl start {}; wait until active", u.unit),
             Step::Health { version, .. } => format!(
@@ -257,9 +289,24 @@ impl Step {
                 "extract {} beside {data_root}, check it, rename the old data root aside and the new one into place",
                 archive.display()
             ),
-            Step::RollbackBinary { binary, .. } => format!("put {binary}.rollgate-prev back in place"),
+            Step::RollbackBinary { binary, files, .. } => {
+                format!("put {binary}.rollgate-prev back in place{}", also(files))
+            }
             Step::RollbackLeaderChange => "move leadership to another caught-up member before this one starts".into(),
             Step::RollbackHealth { version, .. } => format!("member again on {version}, caught up, every member healthy"),
         }
+    }
+}
+
+fn short(sha256: &str) -> &str {
+    &sha256[..12.min(sha256.len())]
+}
+
+/// `"; the same for a, b"`, or nothing.
+fn also(files: &[String]) -> String {
+    if files.is_empty() {
+        String::new()
+    } else {
+        format!("; the same for {}", files.join(", "))
     }
 }

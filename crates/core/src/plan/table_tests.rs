@@ -6,17 +6,13 @@ use std::path::PathBuf;
 use super::*;
 use crate::cluster::Member;
 use crate::inventory::tests_support::{three_etcd, three_etcd_with};
-use crate::journal::{BackupDetail, Event, Record, StageDetail, Status, SwapDetail, FORMAT};
+use crate::journal::{BackupDetail, Event, Record, StageDetail, StagedFile, Status, SwapDetail, FORMAT};
 
 const OLD: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const NEW: &str = "2222222222222222222222222222222222222222222222222222222222222222";
 
 fn artifact() -> Artifact {
-    Artifact {
-        path: PathBuf::from("/tmp/etcd"),
-        sha256: NEW.into(),
-        bytes: 10,
-    }
+    Artifact::binary(PathBuf::from("/tmp/etcd"), NEW.into(), 10)
 }
 
 fn options() -> RunOptions {
@@ -86,6 +82,16 @@ fn done_event(id: StepId) -> Event {
             version: "3.5.16".into(),
             from_version: Some("3.4.23".into()),
             from_sha256: Some(OLD.into()),
+            files: vec![
+                StagedFile {
+                    path: "/usr/bin/etcdctl".into(),
+                    from_sha256: Some(OLD.into()),
+                },
+                StagedFile {
+                    path: "/usr/bin/etcdutl".into(),
+                    from_sha256: None,
+                },
+            ],
         })),
         StepId::Swap => Event::Swap(Some(SwapDetail {
             sha256: NEW.into(),
@@ -287,7 +293,16 @@ fn rollback_goes_latest_swap_first_and_resumes_inside_a_host() {
     ];
     assert_eq!(ids(&plan.hosts[0].steps), full);
     match &plan.hosts[0].steps[3] {
-        Step::RollbackBinary { sha256, .. } => assert_eq!(sha256, OLD),
+        Step::RollbackBinary {
+            sha256, files, script, ..
+        } => {
+            assert_eq!(sha256, OLD);
+            // The files staged with the binary go back with it: the one that existed is
+            // put back, the one the upgrade added is removed.
+            assert_eq!(files, &["/usr/bin/etcdctl", "/usr/bin/etcdutl"]);
+            assert!(script.contains("/usr/bin/etcdctl.rollgate-prev"), "{script}");
+            assert!(script.contains("rm -f /usr/bin/etcdutl"), "{script}");
+        }
         s => panic!("{s:?}"),
     }
     // Interrupted inside node1's rollback: it resumes after its stop and data restore.
@@ -325,5 +340,57 @@ fn plan_json_names_steps_by_their_journal_ids() {
         for (s, step) in h["steps"].as_array().unwrap().iter().zip(&hp.steps) {
             assert_eq!(s["step"], step.id().as_str());
         }
+    }
+}
+
+#[test]
+fn files_are_staged_and_swapped_with_the_binary() {
+    let inv = three_etcd();
+    let mut a = artifact();
+    a.files.push(ArtifactFile {
+        path: PathBuf::from("/cache/etcdctl"),
+        to: "/usr/bin/etcdctl".into(),
+        sha256: OLD.into(),
+        bytes: 5,
+        source: "release.tar.gz: etcdctl".into(),
+    });
+    a.files.push(ArtifactFile {
+        path: PathBuf::from("/cache/etcd.service"),
+        to: "/etc/systemd/system/etcd.service".into(),
+        sha256: NEW.into(),
+        bytes: 5,
+        source: "etcd.service".into(),
+    });
+    let facts: Vec<Result<HostFacts, String>> = inv.hosts.iter().map(|_| Ok(HostFacts::default())).collect();
+    let plan = UpgradePlan {
+        inventory: &inv,
+        artifact: &a,
+        facts: &facts,
+        view: None,
+        options: &options(),
+        progress: &Progress::default(),
+    }
+    .build();
+    let steps = &plan.hosts[0].steps;
+    match &steps[0] {
+        Step::Stage { files, .. } => {
+            assert_eq!(files.len(), 2);
+            assert_eq!(files[0].to, "/usr/bin/etcdctl");
+            assert_eq!(files[0].sha256, OLD);
+        }
+        s => panic!("{s:?}"),
+    }
+    let swap = steps.iter().find(|s| s.id() == StepId::Swap).unwrap();
+    match swap {
+        Step::Swap { files, script, .. } => {
+            assert_eq!(files, &["/usr/bin/etcdctl", "/etc/systemd/system/etcd.service"]);
+            // The binary goes last (its staged file marks the swap as not done), and a
+            // unit file makes systemd reload before the start.
+            let ctl = script.find("/usr/bin/etcdctl.rollgate-new").unwrap();
+            let bin = script.rfind("/usr/bin/etcd.rollgate-new").unwrap();
+            assert!(ctl < bin, "{script}");
+            assert!(script.contains("systemctl daemon-reload"), "{script}");
+        }
+        s => panic!("{s:?}"),
     }
 }
