@@ -1,5 +1,7 @@
 //! `check`, `status` and `exec` against the lab (issue 3).
 
+use std::process::Command;
+
 use crate::util::{lab, rollgate, run, status, text};
 
 #[test]
@@ -270,4 +272,76 @@ fn probe_parse_with_the_custom_example() {
     };
     assert_eq!(endpoints(&custom), endpoints(&etcd));
     assert_eq!(custom["quorum"], etcd["quorum"]);
+}
+
+/// Commands that need no hosts (issue 14): completions, the man page, possible values of
+/// `probe parse`, `runs` on an empty state directory.
+#[test]
+fn completions_man_page_and_usage_errors_without_hosts() {
+    let bin = env!("CARGO_BIN_EXE_rollgate");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(bin).args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        for sub in ["upgrade", "rollback", "trusted-key"] {
+            assert!(script.contains(sub), "{shell} completion lacks {sub}");
+        }
+    }
+    let out = Command::new(bin).arg("man").output().unwrap();
+    assert!(out.status.success());
+    assert!(text(&out.stdout).starts_with(".ie") && text(&out.stdout).contains(".TH rollgate 1"));
+    let out = Command::new(bin)
+        .args(["probe", "parse", "--preset", "nope", "--probe", "status", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("[possible values: etcd, nomad, consul, dkron, vault, http, custom]"));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let inv = tmp.path().join("c.toml");
+    std::fs::write(&inv, "[cluster]\nname = \"c\"\npreset = \"etcd\"\nbinary = \"/usr/bin/etcd\"\ndata_root = \"/d\"\n[[hosts]]\nname = \"a\"\naddress = \"10.77.0.250\"\n").unwrap();
+    let out = run(rollgate(&inv, tmp.path(), &["runs"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("no runs yet of cluster c"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(rollgate(&inv, tmp.path(), &["runs", "--json"]));
+    assert_eq!(text(&out.stdout).trim(), "[]");
+}
+
+/// `--json` keeps stdout JSON only (issue 14): every value parses, with its `format`.
+#[test]
+fn json_outputs_are_json_only() {
+    let Some(lab) = lab() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let inv = lab.inventory();
+    let bin = lab.etcd_3_5();
+    let commands: [&[&str]; 5] = [
+        &["check", "--json"],
+        &["status", "--json"],
+        &["exec", "--json", "--", "echo", "hi"],
+        &["runs", "--json"],
+        &["plan", "--json", "--binary", bin.to_str().unwrap()],
+    ];
+    for args in commands {
+        let out = run(rollgate(&inv, tmp.path(), args));
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        let values: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&stdout)
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {stdout}"));
+        assert!(!values.is_empty(), "{args:?}");
+        match args[0] {
+            "check" => assert_eq!(values[0]["format"], 1),
+            "exec" => {
+                assert_eq!(values.len(), 3);
+                assert!(values.iter().all(|v| v["format"] == 1 && v["stdout"] == "hi\n"));
+            }
+            "plan" => assert_eq!(values[0]["format"], 2),
+            _ => {}
+        }
+    }
 }

@@ -26,6 +26,13 @@ pub struct Args {
     /// the inventory's ssh_config, else ~/.ssh/config].
     #[arg(long, global = true, value_name = "FILE")]
     pub ssh_config: Option<PathBuf>,
+    /// Print errors only (no progress, no warnings).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More detail: -v info logs (and `check` shows where each connection setting came
+    /// from), -vv debug logs. ROLLGATE_LOG (an env-filter like `rollgate=debug`) overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -44,9 +51,9 @@ pub enum OnFailure {
 pub enum Command {
     /// Is it safe to start an upgrade? Per host and for the cluster; exits 0 only if so.
     Check {
-        /// Also show, per host, each connection setting and where it came from.
-        #[arg(short, long)]
-        verbose: bool,
+        /// Print one JSON object (`format`, `safe`, `hosts`, `problems`) instead of tables.
+        #[arg(long)]
+        json: bool,
     },
     /// A table of the hosts: Raft state, version, unit state, raft index and lag.
     Status {
@@ -60,6 +67,10 @@ pub enum Command {
         /// Glob over host names, or `role:ROLE`.
         #[arg(long)]
         hosts: Option<String>,
+        /// Print one JSON object per host (`format`, `host`, `exit`, `stdout`, `stderr`,
+        /// `error`) instead of prefixed lines.
+        #[arg(long)]
+        json: bool,
         /// The command and its arguments.
         #[arg(required = true, last = true)]
         command: Vec<String>,
@@ -109,7 +120,11 @@ pub enum Command {
         run: RunArgs,
     },
     /// List runs and their state.
-    Runs,
+    Runs {
+        /// Print a JSON array instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Work with a preset's probes.
     Probe {
         #[command(subcommand)]
@@ -124,6 +139,13 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout: `rollgate man | man -l -`.
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,11 +154,11 @@ pub enum ProbeAction {
     /// (members, leader, voters, states, indexes). A built-in preset needs no inventory;
     /// `custom` reads its probes from the inventory (`-i`).
     Parse {
-        /// The preset (etcd, nomad, consul, dkron, vault, or custom with `-i`).
-        #[arg(long)]
+        /// The preset (`custom` reads its probes from the inventory, `-i`).
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(rollgate_core::preset::names()))]
         preset: String,
-        /// The probe: status, health, catchup or version.
-        #[arg(long)]
+        /// The probe.
+        #[arg(long, value_parser = ["status", "health", "catchup", "version"])]
         probe: String,
         /// The command's standard output, captured to a file.
         file: PathBuf,

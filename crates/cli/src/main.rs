@@ -22,13 +22,25 @@ mod sshconfig;
 mod state;
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLGATE_LOG").unwrap_or_else(|_| "warn".into());
+    let args = <args::Args as clap::Parser>::parse();
+    let level = match (args.quiet, args.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLGATE_LOG").unwrap_or_else(|_| level.into());
+    // Colours only on a terminal, and never with NO_COLOR set (https://no-color.org).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false)
         .init();
-    match run() {
+    executor::QUIET.store(args.quiet, std::sync::atomic::Ordering::Relaxed);
+    match run(args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("rollgate: error: {e:#}");
@@ -37,8 +49,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> anyhow::Result<ExitCode> {
-    let args = <args::Args as clap::Parser>::parse();
+fn run(args: args::Args) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(cmd::dispatch(args))
 }

@@ -69,8 +69,11 @@ fn print_origins(ctx: &Ctx) {
     println!("{t}");
 }
 
-pub async fn run(ctx: &Ctx, verbose: bool) -> anyhow::Result<ExitCode> {
-    if verbose {
+/// Format of `check --json`.
+const FORMAT: u32 = 1;
+
+pub async fn run(ctx: &Ctx, verbose: bool, json_out: bool) -> anyhow::Result<ExitCode> {
+    if verbose && !json_out {
         print_origins(ctx);
     }
     let hosts: Vec<_> = ctx.inv.hosts.iter().collect();
@@ -83,6 +86,44 @@ pub async fn run(ctx: &Ctx, verbose: bool) -> anyhow::Result<ExitCode> {
     }))
     .await;
     let view = probe::first_view(&ctx.inv, sessions.iter().filter_map(|s| s.as_ref().ok()), &[]).await;
+    let view_err = view.as_ref().map_err(|e| format!("{e:#}"));
+    let problems = preflight_problems(
+        &ctx.inv,
+        &facts,
+        view_err.as_ref().map(|(_, v)| v).map_err(String::as_str),
+    );
+    let code = if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
+    if json_out {
+        let hosts_json: Vec<serde_json::Value> = hosts
+            .iter()
+            .zip(&facts)
+            .map(|(h, f)| match f {
+                Ok(f) => serde_json::json!({ "host": h.name, "ssh": "ok", "unit": h.unit, "facts": f }),
+                Err(e) => serde_json::json!({ "host": h.name, "ssh": "failed", "error": e }),
+            })
+            .collect();
+        let cluster = view.as_ref().ok().map(|(_, v)| {
+            serde_json::json!({
+                "members": v.members.len(),
+                "quorum": v.quorum(),
+                "leader": v.leader().map(|m| m.endpoint.clone()),
+            })
+        });
+        let out = serde_json::json!({
+            "format": FORMAT,
+            "cluster": ctx.inv.cluster.name,
+            "safe": problems.is_empty(),
+            "hosts": hosts_json,
+            "view": cluster,
+            "problems": problems,
+        });
+        println!("{out}");
+        return Ok(code);
+    }
     let mut t = super::table(&[
         "host",
         "ssh",
@@ -132,20 +173,13 @@ pub async fn run(ctx: &Ctx, verbose: bool) -> anyhow::Result<ExitCode> {
             v.quorum()
         );
     }
-    let view_err = view.as_ref().map_err(|e| format!("{e:#}"));
-    let problems = preflight_problems(
-        &ctx.inv,
-        &facts,
-        view_err.as_ref().map(|(_, v)| v).map_err(String::as_str),
-    );
     if problems.is_empty() {
         println!("ok: safe to start an upgrade");
-        Ok(ExitCode::SUCCESS)
     } else {
         println!("NOT safe to start an upgrade:");
         for p in &problems {
             println!("  - {p}");
         }
-        Ok(ExitCode::from(1))
     }
+    Ok(code)
 }

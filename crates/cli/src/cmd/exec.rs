@@ -9,7 +9,10 @@ use rollgate_ssh::Session;
 use crate::context::Ctx;
 use crate::select;
 
-pub async fn run(ctx: &Ctx, pattern: Option<&str>, words: &[String]) -> anyhow::Result<ExitCode> {
+/// Format of `exec --json` lines.
+const FORMAT: u32 = 1;
+
+pub async fn run(ctx: &Ctx, pattern: Option<&str>, words: &[String], json_out: bool) -> anyhow::Result<ExitCode> {
     let hosts = select::hosts(&ctx.inv, pattern)?;
     // As ssh does: the words are joined with spaces and the remote shell runs the line.
     let command = words.join(" ");
@@ -26,9 +29,25 @@ pub async fn run(ctx: &Ctx, pattern: Option<&str>, words: &[String]) -> anyhow::
                 }
                 Err(e) => Err(e.to_string()),
             };
+            if json_out {
+                let line = match &res {
+                    Ok(out) => serde_json::json!({
+                        "format": FORMAT,
+                        "host": h.name,
+                        "exit": out.status.code(),
+                        "status": out.status.to_string(),
+                        "stdout": out.stdout_str(),
+                        "stderr": out.stderr_str(),
+                    }),
+                    Err(e) => serde_json::json!({ "format": FORMAT, "host": h.name, "error": e }),
+                };
+                let _ = writeln!(std::io::stdout().lock(), "{line}");
+            }
             let status = res.map(|out| {
-                print_prefixed(&mut std::io::stdout().lock(), &h.name, width, &out.stdout);
-                print_prefixed(&mut std::io::stderr().lock(), &h.name, width, &out.stderr);
+                if !json_out {
+                    print_prefixed(&mut std::io::stdout().lock(), &h.name, width, &out.stdout);
+                    print_prefixed(&mut std::io::stderr().lock(), &h.name, width, &out.stderr);
+                }
                 out.status
             });
             (h.name.clone(), status)

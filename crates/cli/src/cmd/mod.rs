@@ -17,14 +17,26 @@ mod upgrade;
 
 /// Runs the command `args` names.
 pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
-    if let Command::Probe { action } = &args.command {
-        return probe::run(action, args.inventory.as_deref());
+    match &args.command {
+        Command::Probe { action } => return probe::run(action, args.inventory.as_deref()),
+        Command::Completions { shell } => {
+            let mut cmd = <Args as clap::CommandFactory>::command();
+            let mut text = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "rollgate", &mut text);
+            return print_all(&text);
+        }
+        Command::Man => {
+            let mut text = Vec::new();
+            clap_mangen::Man::new(<Args as clap::CommandFactory>::command()).render(&mut text)?;
+            return print_all(&text);
+        }
+        _ => {}
     }
     let ctx = Ctx::load(&args)?;
     match args.command {
-        Command::Check { verbose } => check::run(&ctx, verbose).await,
+        Command::Check { json } => check::run(&ctx, args.verbose > 0, json).await,
         Command::Status { json } => status::run(&ctx, json).await,
-        Command::Exec { hosts, command } => exec::run(&ctx, hosts.as_deref(), &command).await,
+        Command::Exec { hosts, json, command } => exec::run(&ctx, hosts.as_deref(), &command, json).await,
         Command::Plan { binary, json } => plan::run(&ctx, &binary, json).await,
         Command::Upgrade {
             binary,
@@ -48,9 +60,20 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
             restore_data,
             run,
         } => rollback::rollback(&ctx, run_id.as_deref(), restore_data, &run).await,
-        Command::Runs => rollback::runs(&ctx),
-        Command::Probe { .. } => unreachable!("handled before the inventory is loaded"),
+        Command::Runs { json } => rollback::runs(&ctx, json),
+        Command::Probe { .. } | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled before the inventory is loaded")
+        }
         Command::Backup { hosts, yes } => rollback::backup(&ctx, hosts.as_deref(), yes).await,
+    }
+}
+
+/// Writes `text` to stdout; a reader that stopped early (`| head`) is not an error.
+fn print_all(text: &[u8]) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
     }
 }
 

@@ -180,10 +180,38 @@ async fn room_to_restore(ex: &Executor<'_>, plan: &rollgate_core::Plan) -> anyho
     .into())
 }
 
-pub fn runs(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn runs(ctx: &Ctx, json_out: bool) -> anyhow::Result<ExitCode> {
     let sd = StateDir::new(&ctx.state_dir, &ctx.inv.cluster.name);
+    let runs = sd.runs()?;
+    if json_out {
+        let rows: Vec<serde_json::Value> = runs
+            .iter()
+            .map(|(meta, state, records)| {
+                serde_json::json!({
+                    "format": rollgate_core::journal::FORMAT,
+                    "run": meta.run,
+                    "state": state.to_string(),
+                    "created": meta.created,
+                    "binary": meta.binary,
+                    "source": meta.source,
+                    "sha256": meta.sha256,
+                    "records": records.len(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if runs.is_empty() {
+        println!(
+            "no runs yet of cluster {} (in {})",
+            ctx.inv.cluster.name,
+            ctx.state_dir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut t = super::table(&["run", "state", "created", "binary", "hosts upgraded", "last step"]);
-    for (meta, state, records) in sd.runs()? {
+    for (meta, state, records) in runs {
         let healthy = records
             .iter()
             .filter(|r| r.step() == StepId::Health && r.status == Status::Done)
@@ -199,7 +227,7 @@ pub fn runs(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             meta.run,
             state.to_string(),
             meta.created,
-            meta.binary.display().to_string(),
+            meta.source.clone().unwrap_or_else(|| meta.binary.display().to_string()),
             healthy.to_string(),
             last,
         ]);

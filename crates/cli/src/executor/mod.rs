@@ -29,7 +29,7 @@ mod signals;
 mod unit;
 
 use outcome::{print_record, Cancel};
-pub use outcome::{Compressed, Deadline, HostError, Outcome};
+pub use outcome::{Compressed, Deadline, HostError, Outcome, QUIET};
 use signals::watch_signals;
 
 /// One run's executor: sessions to every host, the journal, the stop flag.

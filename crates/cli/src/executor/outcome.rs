@@ -117,7 +117,13 @@ pub(super) enum Cancel {
 }
 
 /// One line on stderr for a finished record: host, step, outcome, time, error or reason.
+/// `-q`: only failures are printed as they happen.
+pub static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 pub(super) fn print_record(rec: &Record) {
+    if QUIET.load(std::sync::atomic::Ordering::Relaxed) && rec.status != Status::Failed {
+        return;
+    }
     let took = rec
         .ms
         .map_or_else(String::new, |ms| format!(" ({:.2} s)", ms as f64 / 1000.0));
