@@ -383,13 +383,12 @@ fn a_binary_that_never_becomes_healthy_is_rolled_back() {
     let Some(lab) = lab() else { return };
     fresh(&lab);
     let tmp = tempfile::tempdir().unwrap();
-    let bad = tmp.path().join("etcd-silent");
-    std::fs::write(
-        &bad,
-        "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'etcd Version: 3.5.16'; exit 0; fi\nexec /usr/lib/rollgate-lab/etcd \"$@\"\n",
-    )
-    .unwrap();
-    sh(&format!("chmod 755 {}", bad.display()));
+    let bad = crate::util::stand_in(
+        tmp.path(),
+        "etcd-silent",
+        "/bin/sh",
+        "if [ \"$1\" = --version ]; then echo 'etcd Version: 3.5.16'; exit 0; fi\nexec /usr/lib/rollgate-lab/etcd \"$@\"\n",
+    );
     let state = tmp.path().join("state");
     let inv = lab.inventory();
     let out = run(rollgate(
@@ -408,6 +407,13 @@ fn a_binary_that_never_becomes_healthy_is_rolled_back() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("step health failed: not healthy after 10s"), "{stderr}");
     assert!(stderr.contains("reports version 3.4.23, not 3.5.16"), "{stderr}");
+    // Without a terminal the wait is shown as plain lines while it lasts.
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("health") && l.contains("waiting: ") && l.contains("reports version 3.4.23")),
+        "{stderr}"
+    );
     assert!(stderr.contains("rolled back to 3.4.23 and healthy"), "{stderr}");
     let j = journal(&state);
     let stopped = j

@@ -5,6 +5,7 @@ mod commands;
 mod faults;
 mod lab;
 mod network;
+mod operator;
 mod presets;
 mod release;
 mod ssh;

@@ -216,8 +216,12 @@ fn http_preset_through_ssh_gates_on_ready() {
     check(true);
 
     // A real rolling upgrade of the service, gated on /ready through SSH; leader last.
-    let v11 = tmp.path().join("rg-http-test-1.1.0");
-    std::fs::write(&v11, service("1.1.0", 200)).unwrap();
+    let v11 = crate::util::stand_in(
+        tmp.path(),
+        "rg-http-test-1.1.0",
+        "/usr/bin/python3",
+        &service("1.1.0", 200),
+    );
     let state = tmp.path().join("state");
     let out = run(rollgate(
         &inv,
@@ -240,8 +244,12 @@ fn http_preset_through_ssh_gates_on_ready() {
     assert_eq!(order[2], "node1", "the leader goes last: {order:?}");
 
     // A version whose /ready answers 503 fails its first health gate and is rolled back.
-    let v12 = tmp.path().join("rg-http-test-1.2.0");
-    std::fs::write(&v12, service("1.2.0", 503)).unwrap();
+    let v12 = crate::util::stand_in(
+        tmp.path(),
+        "rg-http-test-1.2.0",
+        "/usr/bin/python3",
+        &service("1.2.0", 503),
+    );
     let state2 = tmp.path().join("state2");
     let out = run(rollgate(
         &inv,

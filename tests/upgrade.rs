@@ -22,12 +22,9 @@ fn upgrade(lab: &Lab, state: &Path, binary: &Path, extra: &[&str]) -> std::proce
     run(rollgate(&lab.inventory(), state, &args))
 }
 
-/// An executable shell script at `dir/name`: a stand-in binary for failure tests.
+/// A stand-in binary at `dir/name` running the shell script `body`, for failure tests.
 fn script(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
-    assert!(Command::new("chmod").arg("755").arg(&path).status().unwrap().success());
-    path
+    crate::util::stand_in(dir, name, "/bin/sh", body)
 }
 
 fn sha_on(lab: &Lab, k: usize, path: &str) -> String {

@@ -206,3 +206,45 @@ pub fn status(inventory: &Path, state_dir: &Path) -> Vec<serde_json::Value> {
     assert!(out.status.success(), "status: {}", text(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// An ELF stand-in binary at `dir/name` that runs `script` with `interpreter`
+/// (`/bin/sh` or `/usr/bin/python3`) as `INTERPRETER -c SCRIPT ARGV0 ARGS...`: rollgate
+/// installs only ELF executables, so a test's misbehaving "etcd" is a small C program
+/// (built here with the machine's `cc`) wrapping a script.
+pub fn stand_in(dir: &Path, name: &str, interpreter: &str, script: &str) -> PathBuf {
+    let escaped: String = script
+        .chars()
+        .map(|c| match c {
+            '\\' => "\\\\".to_owned(),
+            '"' => "\\\"".to_owned(),
+            '\n' => "\\n".to_owned(),
+            c => c.to_string(),
+        })
+        .collect();
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(
+        &src,
+        format!(
+            "#include <stdlib.h>\n#include <unistd.h>\n\
+             static const char script[] = \"{escaped}\";\n\
+             int main(int argc, char **argv) {{\n\
+               char **a = calloc(argc + 4, sizeof(char *));\n\
+               a[0] = \"{interpreter}\"; a[1] = \"-c\"; a[2] = (char *)script; a[3] = argv[0];\n\
+               for (int i = 1; i < argc; i++) a[i + 3] = argv[i];\n\
+               execv(\"{interpreter}\", a);\n\
+               return 127;\n\
+             }}\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.join(name);
+    let st = Command::new("cc")
+        .arg("-O1")
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("cc (gcc) is needed to build a stand-in binary");
+    assert!(st.success(), "cc {}", src.display());
+    out
+}

@@ -14,6 +14,7 @@ mod context;
 mod executor;
 mod exit;
 mod facts;
+mod live;
 mod probe;
 mod prompt;
 mod release;
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
         .with_ansi(ansi)
         .with_target(false)
         .init();
-    executor::QUIET.store(args.quiet, std::sync::atomic::Ordering::Relaxed);
+    live::init(args.quiet);
     match run(args) {
         Ok(code) => code,
         Err(e) => {

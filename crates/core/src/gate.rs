@@ -199,7 +199,15 @@ pub fn health_reasons(view: &ClusterView, host: &Host, version: &str, max_lag: u
         Some(_) => {}
     }
     if !view.caught_up(&host.address, max_lag) {
-        r.push(format!("{} has not caught up with the leader", host.name));
+        let leader = view.leader().and_then(|m| m.raft_index);
+        let mine = view.member_at(&host.address).and_then(|m| m.raft_index);
+        r.push(match (mine, leader) {
+            (Some(mine), Some(leader)) => format!(
+                "{} has not caught up with the leader: raft index {mine} behind leader {leader} (more than {max_lag} apart)",
+                host.name
+            ),
+            _ => format!("{} has not caught up with the leader", host.name),
+        });
     }
     r
 }

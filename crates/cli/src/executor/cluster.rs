@@ -57,6 +57,7 @@ impl Executor<'_> {
             if Instant::now() >= deadline {
                 bail!("cluster not safe to take {} down: {}", host.name, reasons.join("; "));
             }
+            crate::live::waiting(&host.name, &reasons.join("; "));
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
@@ -101,6 +102,7 @@ impl Executor<'_> {
                     reasons.join("; ")
                 );
             }
+            crate::live::waiting(&host.name, &reasons.join("; "));
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }

@@ -29,7 +29,7 @@ mod signals;
 mod unit;
 
 use outcome::{print_record, Cancel};
-pub use outcome::{Compressed, Deadline, HostError, Outcome, QUIET};
+pub use outcome::{Compressed, Deadline, HostError, Outcome};
 use signals::watch_signals;
 
 /// One run's executor: sessions to every host, the journal, the stop flag.
@@ -228,7 +228,11 @@ impl<'a> Executor<'a> {
         if self.json {
             println!("{}", serde_json::to_string(&rec)?);
         }
-        if status != Status::Started {
+        let who = rec.host.as_deref().unwrap_or("*");
+        if status == Status::Started {
+            crate::live::begin(who, rec.step().as_str());
+        } else {
+            crate::live::end(who);
             print_record(&rec);
         }
         self.records.push(rec);

@@ -117,11 +117,8 @@ pub(super) enum Cancel {
 }
 
 /// One line on stderr for a finished record: host, step, outcome, time, error or reason.
-/// `-q`: only failures are printed as they happen.
-pub static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 pub(super) fn print_record(rec: &Record) {
-    if QUIET.load(std::sync::atomic::Ordering::Relaxed) && rec.status != Status::Failed {
+    if crate::live::quiet() && rec.status != Status::Failed {
         return;
     }
     let took = rec
@@ -139,9 +136,9 @@ pub(super) fn print_record(rec: &Record) {
         ),
         Status::Started => ("started", String::new()),
     };
-    eprintln!(
+    crate::live::line(&format!(
         "{:<8} {:<16} {what}{took}{extra}",
         rec.host.as_deref().unwrap_or("*"),
         rec.step()
-    );
+    ));
 }
