@@ -345,3 +345,208 @@ fn json_outputs_are_json_only() {
         }
     }
 }
+
+/// Bad inputs (issue 14): each refused with its cause said once, naming the file or key,
+/// and the exit code the README's table gives. No host is contacted, so no lab is needed.
+/// (3, the lock, and 130, an interrupt, are the lab tests
+/// `a_second_upgrade_is_refused_while_one_runs` and `sigint_during_each_step_kind_then_resume`.)
+#[test]
+fn bad_inputs_exit_with_the_documented_codes() {
+    let bin = env!("CARGO_BIN_EXE_rollgate");
+    let tmp = tempfile::tempdir().unwrap();
+    let good = "[cluster]\nname = \"c\"\npreset = \"etcd\"\nbinary = \"/usr/bin/etcd\"\ndata_root = \"/d\"\n[[hosts]]\nname = \"a\"\naddress = \"10.77.0.250\"\n";
+    let write = |name: &str, text: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let inv = write("good.toml", good);
+    let keyless = write(
+        "key.toml",
+        &good.replace("[cluster]", "[ssh]\nidentity = \"no-such-key\"\n[cluster]"),
+    );
+    let typed = write(
+        "typed.toml",
+        &good.replace("[cluster]", "[ssh]\nport = 70000\n[cluster]"),
+    );
+    let missing = tmp.path().join("missing.toml");
+    let dir = tmp.path().to_str().unwrap().to_owned();
+    let p = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let cases: Vec<(Vec<String>, i32, String)> = vec![
+        (
+            vec!["status".into()],
+            2,
+            "no inventory: pass -i FILE or set ROLLGATE_INVENTORY".into(),
+        ),
+        (
+            vec!["-i".into(), p(&missing), "status".into()],
+            2,
+            format!(
+                "cannot read inventory {}: No such file or directory (os error 2)",
+                missing.display()
+            ),
+        ),
+        (
+            vec![
+                "-i".into(),
+                p(&inv),
+                "exec".into(),
+                "--hosts".into(),
+                "nope*".into(),
+                "--".into(),
+                "true".into(),
+            ],
+            2,
+            "--hosts \"nope*\" selects no host".into(),
+        ),
+        (
+            vec!["-i".into(), p(&keyless), "status".into()],
+            2,
+            format!("{dir}/no-such-key"),
+        ),
+        (
+            vec!["-i".into(), p(&typed), "status".into()],
+            2,
+            "ssh.port: invalid value: integer `70000`, expected a whole number from 0 to 65535".into(),
+        ),
+        (
+            vec![
+                "probe".into(),
+                "parse".into(),
+                "--preset".into(),
+                "zk".into(),
+                "--probe".into(),
+                "status".into(),
+                "f".into(),
+            ],
+            2,
+            "invalid value 'zk' for '--preset".into(),
+        ),
+        (
+            vec![
+                "-i".into(),
+                p(&inv),
+                "upgrade".into(),
+                "--binary".into(),
+                dir.clone(),
+                "--yes".into(),
+            ],
+            1,
+            format!("refusing --binary: {dir} is a directory"),
+        ),
+        (
+            vec![
+                "-i".into(),
+                p(&inv),
+                "plan".into(),
+                "--binary".into(),
+                "/bin/sh".into(),
+                "--sha256".into(),
+                "xyz".into(),
+            ],
+            2,
+            "--sha256 \"xyz\": expected 64 hex digits".into(),
+        ),
+        (
+            vec!["frobnicate".into()],
+            2,
+            "unrecognized subcommand 'frobnicate'".into(),
+        ),
+        (vec!["completions".into(), "bash".into()], 0, String::new()),
+    ];
+    for (args, code, want) in cases {
+        let out = Command::new(bin)
+            .arg("--state-dir")
+            .arg(tmp.path().join("state"))
+            .args(&args)
+            .env_remove("ROLLGATE_INVENTORY")
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(&want), "{args:?}: {err}");
+        // Each cause once: no line says the same thing twice.
+        for line in err.lines() {
+            for part in line.split(": ").filter(|p| p.len() > 12) {
+                assert!(line.matches(part).count() == 1, "{args:?}: repeated {part:?} in {line}");
+            }
+        }
+    }
+}
+
+/// `probe parse` names the nodes (issue 14): from the output where it has them (Nomad's
+/// `Node`), else from the inventory's hosts by address (etcd's endpoint status).
+#[test]
+fn probe_parse_prints_node_names() {
+    let fx = crate::util::repo().join("crates/core/tests/fixtures");
+    let parse = |args: &[&str]| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_rollgate"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    let nomad = fx.join("nomad/operator-raft-list-peers_3-servers_v1.10.5.txt");
+    let v = parse(&[
+        "probe",
+        "parse",
+        "--preset",
+        "nomad",
+        "--probe",
+        "status",
+        nomad.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        names(&v),
+        [
+            "nomad-server-1.global",
+            "nomad-server-2.global",
+            "nomad-server-3.global"
+        ]
+    );
+    let etcd = fx.join("etcd/3.5.16/endpoint-status-cluster.json");
+    let inv = crate::util::repo().join("inventory/lab.toml");
+    let v = parse(&[
+        "-i",
+        inv.to_str().unwrap(),
+        "probe",
+        "parse",
+        "--preset",
+        "etcd",
+        "--probe",
+        "status",
+        etcd.to_str().unwrap(),
+    ]);
+    assert_eq!(names(&v), ["node3", "node2", "node1"]);
+}
+
+/// `plan` plans from the hosts it reaches and says which it could not (issue 14).
+#[test]
+fn plan_works_from_what_it_can_reach() {
+    let Some(lab) = lab() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let inv = lab.inventory_with(
+        tmp.path(),
+        "ghost",
+        "",
+        "[[hosts]]\nname = \"ghost\"\naddress = \"10.77.0.99\"\n",
+    );
+    let bin = lab.etcd_3_5();
+    let out = run(rollgate(&inv, tmp.path(), &["plan", "--binary", bin.to_str().unwrap()]));
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("could not reach: ghost: "), "{stdout}");
+    for k in 1..=3 {
+        assert!(stdout.contains(&format!("node{k}")), "{stdout}");
+    }
+    assert!(stdout.contains("→ 3.5.16"), "from → to: {stdout}");
+}

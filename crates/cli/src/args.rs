@@ -138,6 +138,29 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        /// Print every journal event as a JSON line on stdout (and nothing else there).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the data root archives in the state directory: size, date, and whether each
+    /// still has the sha256 recorded when it was made (exit 1 if one does not).
+    Backups {
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw a run's timeline from its journal: one row per host, its steps as bars on a
+    /// time axis, downtime shaded, failures red, versions before and after.
+    Report {
+        /// The run id [default: the newest run].
+        run_id: Option<String>,
+        /// Write a self-contained HTML page here [default without --svg:
+        /// STATE/runs/RUN/report.html].
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Write the SVG picture here.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
     Completions {

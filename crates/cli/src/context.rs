@@ -39,7 +39,11 @@ impl Ctx {
     /// No inventory given, an invalid inventory, or an unusable key file.
     pub fn load(args: &Args) -> anyhow::Result<Self> {
         let Some(path) = &args.inventory else {
-            bail!("no inventory: pass -i FILE or set ROLLGATE_INVENTORY");
+            return Err(crate::exit::Exit {
+                code: 2,
+                message: "no inventory: pass -i FILE or set ROLLGATE_INVENTORY".into(),
+            }
+            .into());
         };
         let mut inv = Inventory::load(path)?;
         let ssh_config = crate::sshconfig::apply(&mut inv, args.ssh_config.as_deref())?;
@@ -54,7 +58,12 @@ impl Ctx {
             .flat_map(|h| h.jumps.iter().filter_map(|j| j.identity.as_ref()));
         for p in inv.hosts.iter().filter_map(|h| h.identity.as_ref()).chain(jump_keys) {
             if !identities.contains_key(p) {
-                identities.insert(p.clone(), load_key(p)?);
+                // An unusable key file is a configuration error (exit 2).
+                let key = load_key(p).map_err(|e| crate::exit::Exit {
+                    code: 2,
+                    message: format!("{e:#}"),
+                })?;
+                identities.insert(p.clone(), key);
             }
         }
         let opts = Options {

@@ -18,6 +18,7 @@ mod live;
 mod probe;
 mod prompt;
 mod release;
+mod render;
 mod select;
 mod sshconfig;
 mod state;

@@ -1,6 +1,6 @@
 //! `--hosts PATTERN`: a glob over host names, or `role:ROLE`.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use rollgate_core::{Host, Inventory};
 
 /// The hosts of `inv` that `pattern` selects (all of them for `None`), in inventory order.
@@ -20,7 +20,11 @@ pub fn hosts<'a>(inv: &'a Inventory, pattern: Option<&str>) -> anyhow::Result<Ve
         inv.hosts.iter().filter(|h| glob.is_match(&h.name)).collect()
     };
     if selected.is_empty() {
-        bail!("--hosts {pattern:?} selects no host of {}", inv.path.display());
+        return Err(crate::exit::Exit {
+            code: 2,
+            message: format!("--hosts {pattern:?} selects no host of {}", inv.path.display()),
+        }
+        .into());
     }
     Ok(selected)
 }

@@ -23,6 +23,9 @@ pub enum RaftState {
 /// One member of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Member {
+    /// The node's name as the system's own output gives it (Nomad's and Consul's `Node`,
+    /// Vault's `node_id`); `None` where it names members by id only (etcd's endpoint status).
+    pub name: Option<String>,
     /// Raft member id as the system names it (etcd: the 64-bit id in hex, as etcdctl's
     /// tables print it; Nomad, Consul: a UUID; Dkron, Vault: the node id).
     pub id: Option<String>,
@@ -50,6 +53,7 @@ impl Member {
     /// A member the status probe listed as unreachable.
     pub fn unreachable(endpoint: impl Into<String>, error: impl Into<String>) -> Self {
         Self {
+            name: None,
             id: None,
             endpoint: endpoint.into(),
             reachable: false,
@@ -229,6 +233,7 @@ mod tests {
 
     fn member(n: u8, leader: u8, index: u64) -> Member {
         Member {
+            name: None,
             id: Some(n.to_string()),
             endpoint: format!("http://10.77.0.1{n}:2379"),
             reachable: true,

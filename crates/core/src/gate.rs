@@ -16,6 +16,8 @@ pub fn preflight_problems(
     let mut out = Vec::new();
     for (h, f) in inv.hosts.iter().zip(facts) {
         match f {
+            // Connection errors already name the host.
+            Err(e) if e.starts_with(&format!("{}: ", h.name)) => out.push(e.clone()),
             Err(e) => out.push(format!("{}: {e}", h.name)),
             Ok(f) => out.extend(host_problems(h, f).into_iter().map(|p| format!("{}: {p}", h.name))),
         }
@@ -220,6 +222,7 @@ mod tests {
 
     fn member(n: u8, leader: u8, index: u64, version: &str, reachable: bool) -> Member {
         Member {
+            name: None,
             id: Some(n.to_string()),
             endpoint: format!("http://10.77.0.1{n}:2379"),
             reachable,

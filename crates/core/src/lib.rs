@@ -15,6 +15,7 @@ pub mod preset;
 pub mod quote;
 pub mod script;
 pub mod table;
+pub mod timeline;
 pub mod version;
 
 pub use cluster::{ClusterView, Member, RaftState};

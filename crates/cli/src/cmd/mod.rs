@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use crate::args::{Args, Command};
 use crate::context::Ctx;
 
+mod backups;
 mod check;
 mod exec;
 mod failure;
@@ -61,10 +62,12 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
             run,
         } => rollback::rollback(&ctx, run_id.as_deref(), restore_data, &run).await,
         Command::Runs { json } => rollback::runs(&ctx, json),
+        Command::Backups { json } => backups::run(&ctx, json),
+        Command::Report { run_id, html, svg } => report::run(&ctx, run_id.as_deref(), html, svg),
         Command::Probe { .. } | Command::Completions { .. } | Command::Man => {
             unreachable!("handled before the inventory is loaded")
         }
-        Command::Backup { hosts, yes } => rollback::backup(&ctx, hosts.as_deref(), yes).await,
+        Command::Backup { hosts, yes, json } => rollback::backup(&ctx, hosts.as_deref(), yes, json).await,
     }
 }
 

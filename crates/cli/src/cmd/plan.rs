@@ -52,14 +52,17 @@ pub async fn run(ctx: &Ctx, args: &BinaryArgs, json_out: bool) -> anyhow::Result
     let artifact = crate::release::resolve(ctx, args).await?;
     let version = local_version(ctx, &artifact).await;
     let hosts: Vec<&Host> = ctx.inv.hosts.iter().collect();
-    let sessions = ctx.connect_all(&hosts).await?;
-    let view = probe::first_view(&ctx.inv, &sessions, &[]).await;
-    let facts: Vec<Result<HostFacts, String>> =
-        join_all(hosts.iter().zip(&sessions).map(|(h, s)| facts::gather(&ctx.inv, h, s)))
-            .await
-            .into_iter()
-            .map(|r| r.map_err(|e| format!("{e:#}")))
-            .collect();
+    // The plan is made from what can be reached; what could not is said, not fatal.
+    let sessions = ctx.connect(&hosts).await;
+    let view = probe::first_view(&ctx.inv, sessions.iter().filter_map(|s| s.as_ref().ok()), &[]).await;
+    let facts: Vec<Result<HostFacts, String>> = join_all(hosts.iter().zip(&sessions).map(|(h, s)| async move {
+        match s {
+            Ok(s) => facts::gather(&ctx.inv, h, s).await.map_err(|e| format!("{e:#}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }))
+    .await;
+    let unreachable: Vec<String> = facts.iter().filter_map(|f| f.as_ref().err().cloned()).collect();
     let options = run_options(ctx, None, None);
     let plan = build(
         ctx,
@@ -77,10 +80,14 @@ pub async fn run(ctx: &Ctx, args: &BinaryArgs, json_out: bool) -> anyhow::Result
         let mut out = serde_json::to_value(&plan)?;
         out["cluster_problems"] = serde_json::json!(problems);
         out["to_version"] = serde_json::json!(version);
+        out["unreachable"] = serde_json::json!(unreachable);
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
     print(&plan, &ctx.inv.cluster.timeouts, version.as_deref());
+    for u in &unreachable {
+        println!("could not reach: {u} (planned from what the others said; upgrade needs every host)");
+    }
     for p in problems {
         println!("warning: {p} (upgrade refuses a degraded cluster unless --force)");
     }

@@ -21,6 +21,7 @@ pub fn understood(view: &ClusterView) -> serde_json::Value {
         "voters": view.voters(),
         "quorum": view.quorum(),
         "members": view.members.iter().map(|m| json!({
+            "name": m.name,
             "id": m.id,
             "endpoint": m.endpoint,
             "state": view.state_of(m.endpoint_host()),
@@ -65,8 +66,23 @@ pub fn run(action: &ProbeAction, inventory: Option<&Path>) -> anyhow::Result<Exi
         stderr: stderr.as_deref().map(read).transpose()?.unwrap_or_default(),
         exit: None,
     };
+    // With an inventory, members the output names by id only get the inventory's host
+    // names (by address).
+    let hosts: Vec<(String, String)> = match inventory.map(Inventory::load) {
+        Some(Ok(inv)) => inv.hosts.into_iter().map(|h| (h.address, h.name)).collect(),
+        _ => Vec::new(),
+    };
+    let named = |mut view: ClusterView| {
+        for m in &mut view.members {
+            if m.name.is_none() {
+                let host = m.endpoint_host().to_owned();
+                m.name = hosts.iter().find(|(a, _)| *a == host).map(|(_, n)| n.clone());
+            }
+        }
+        view
+    };
     let printed = match probe.as_str() {
-        "status" => understood(&preset.parse_status(&out)?),
+        "status" => understood(&named(preset.parse_status(&out)?)),
         "health" => {
             if !preset.probe_names().contains(&"health") {
                 bail!("preset {name} has no health probe");
@@ -79,7 +95,7 @@ pub fn run(action: &ProbeAction, inventory: Option<&Path>) -> anyhow::Result<Exi
                 ..Default::default()
             })?;
             preset.parse_health(&out, &mut view)?;
-            understood(&view)
+            understood(&named(view))
         }
         "catchup" => {
             if preset.catchup_command().is_none() {

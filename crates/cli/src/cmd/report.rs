@@ -1,10 +1,18 @@
-//! The end-of-run report: each host's steps with durations, its downtime, and the total.
+//! The end-of-run report: each host's steps with durations, its downtime, and the total,
+//! and the picture of the run (`rollgate report`, and `report.html` beside each journal).
 
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
-use rollgate_core::journal::{Status, StepId};
+use anyhow::Context as _;
+use rollgate_core::journal::{Record, Status, StepId};
+use rollgate_core::timeline::Timeline;
 
+use crate::context::Ctx;
 use crate::executor::Executor;
+use crate::render;
+use crate::state::StateDir;
 
 /// The steps a report shows, in order.
 const SHOWN: [StepId; 7] = [
@@ -54,4 +62,71 @@ pub fn print(ex: &Executor<'_>, total: Duration) {
     }
     eprintln!("{t}");
     eprintln!("total {:.1} s", total.as_secs_f64());
+    let sd = StateDir::new(&ex.ctx.state_dir, &ex.ctx.inv.cluster.name);
+    let page = sd.run_dir(&ex.meta.run).join("report.html");
+    match write_html(&ex.records, &ex.ctx.inv.cluster.name, &page) {
+        Ok(()) => eprintln!("report: {}", page.display()),
+        Err(e) => eprintln!("rollgate: warning: no report: {e:#}"),
+    }
+}
+
+/// Writes the HTML page of `records` to `path` (mode 0600, as everything in the state
+/// directory).
+fn write_html(records: &[Record], cluster: &str, path: &Path) -> anyhow::Result<()> {
+    let t = Timeline::from_records(records).context("the journal has no record")?;
+    write_private(path, render::html(&t, cluster).as_bytes())
+}
+
+fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(data).with_context(|| format!("writing {}", path.display()))
+}
+
+/// `rollgate report [RUN] [--html FILE] [--svg FILE]`: the run's timeline from its journal
+/// (default: the newest run; without a file, `runs/RUN/report.html`).
+///
+/// # Errors
+/// No such run, a damaged journal, or a file that cannot be written (each named).
+pub fn run(ctx: &Ctx, run_id: Option<&str>, html: Option<PathBuf>, svg: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let sd = StateDir::new(&ctx.state_dir, &ctx.inv.cluster.name);
+    let runs = sd.runs()?;
+    let (meta, _, records) = match run_id {
+        Some(id) => runs.into_iter().find(|(m, _, _)| m.run == id).with_context(|| {
+            format!(
+                "no run {id} of cluster {} in {}",
+                ctx.inv.cluster.name,
+                ctx.state_dir.display()
+            )
+        })?,
+        None => runs.into_iter().last().with_context(|| {
+            format!(
+                "no runs yet of cluster {} in {}",
+                ctx.inv.cluster.name,
+                ctx.state_dir.display()
+            )
+        })?,
+    };
+    let cluster = &ctx.inv.cluster.name;
+    let t = Timeline::from_records(&records).with_context(|| format!("run {} has no record", meta.run))?;
+    let html = match (&html, &svg) {
+        (None, None) => Some(sd.run_dir(&meta.run).join("report.html")),
+        _ => html,
+    };
+    if let Some(p) = &html {
+        write_private(p, render::html(&t, cluster).as_bytes())?;
+        println!("{}", p.display());
+    }
+    if let Some(p) = &svg {
+        write_private(p, render::svg(&t, cluster).as_bytes())?;
+        println!("{}", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -239,7 +239,7 @@ pub fn runs(ctx: &Ctx, json_out: bool) -> anyhow::Result<ExitCode> {
 /// Archives the data roots of the selected hosts: for each, one at a time, the gate,
 /// stop, backup, start and health of an upgrade, without a swap. Whatever the backup did,
 /// the unit is started again.
-pub async fn backup(ctx: &Ctx, pattern: Option<&str>, yes: bool) -> anyhow::Result<ExitCode> {
+pub async fn backup(ctx: &Ctx, pattern: Option<&str>, yes: bool, json: bool) -> anyhow::Result<ExitCode> {
     let hosts: Vec<Host> = select::hosts(&ctx.inv, pattern)?.into_iter().cloned().collect();
     confirm(
         yes,
@@ -268,7 +268,7 @@ pub async fn backup(ctx: &Ctx, pattern: Option<&str>, yes: bool) -> anyhow::Resu
     };
     let _lock = sd.lock(&meta.run)?;
     let journal = sd.create_run(&meta)?;
-    let mut ex = Executor::new(ctx, meta, journal, Vec::new(), false).await?;
+    let mut ex = Executor::new(ctx, meta, journal, Vec::new(), json).await?;
     let started = Instant::now();
     let facts = ex.installed().await?;
     let options = super::plan::run_options(ctx, None, None);
@@ -300,7 +300,10 @@ pub async fn backup(ctx: &Ctx, pattern: Option<&str>, yes: bool) -> anyhow::Resu
             return Err(Exit { code: 1, message: msg }.into());
         }
         if let Some(b) = ex.progress().host(&host.name).backup {
-            println!("{}: {}", host.name, b.path.display());
+            // With --json, stdout is the journal's lines only (the path is in them).
+            if !json {
+                println!("{}: {}", host.name, b.path.display());
+            }
         }
     }
     ex.record(

@@ -322,7 +322,9 @@ fn space(ex: &Executor<'_>, plan: &Plan, facts: &[Result<HostFacts, String>]) ->
         Some(arch) => arch_problems(ex.inv(), facts, &staged, &ex.meta.binary, arch),
         None => Vec::new(),
     };
-    out.extend(space_problems(ex.inv(), facts, &staged, ex.meta.bytes, None));
+    // The [[cluster.files]] usually sit beside the binary (/usr/bin): counted there too.
+    let staged_bytes = ex.meta.bytes + ex.meta.files.iter().map(|f| f.bytes).sum::<u64>();
+    out.extend(space_problems(ex.inv(), facts, &staged, staged_bytes, None));
     out.extend(space_problems(
         ex.inv(),
         facts,

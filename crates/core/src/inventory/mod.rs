@@ -20,7 +20,7 @@ use validate::Validator;
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
     /// The file could not be read.
-    #[error("cannot read inventory {}: {source}", path.display())]
+    #[error("cannot read inventory {}", path.display())]
     Read {
         /// The inventory file.
         path: PathBuf,
@@ -92,11 +92,16 @@ impl Inventory {
     pub fn parse(path: &Path, text: &str) -> Result<Self, InventoryError> {
         let raw: RawInventory = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
+            let message = plain_types(e.message().trim());
+            let message = match e.span().and_then(|s| key_at(text, s.start)) {
+                Some(key) if !message.contains(&key) => format!("{key}: {message}"),
+                _ => message,
+            };
             InventoryError::Syntax {
                 path: path.to_owned(),
                 line,
                 column,
-                message: e.message().trim().to_owned(),
+                message,
             }
         })?;
         Validator { path, text }.inventory(raw)
@@ -106,6 +111,44 @@ impl Inventory {
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)
     }
+}
+
+/// The dotted key whose value is at byte `offset` of the TOML `text` (`ssh.port`), read
+/// from the line's `key =` and the table header above it; `None` when the line has no key.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = &text[..offset.min(text.len())];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = &text[line_start..];
+    let line = line.split('\n').next().unwrap_or(line);
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let table = before[..line_start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        l.starts_with('[')
+            .then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned())
+    });
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_owned(),
+    })
+}
+
+/// serde's Rust type names in a message, said in words (`expected u16` -> `expected a
+/// whole number from 0 to 65535`).
+fn plain_types(message: &str) -> String {
+    [
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u32", "expected a whole number from 0 to 4294967295"),
+        ("expected u64", "expected a whole number from 0 up"),
+        ("expected usize", "expected a whole number from 0 up"),
+        ("expected i64", "expected a whole number"),
+        ("expected a boolean", "expected true or false"),
+    ]
+    .iter()
+    .fold(message.to_owned(), |m, (rust, words)| m.replace(rust, words))
 }
 
 /// 1-based line and column of byte `offset` in `text`.
@@ -120,6 +163,24 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn type_errors_name_the_key_and_the_range() {
+        let text = "[ssh]\nuser = \"root\"\nport = -22\n[cluster]\nname = \"c\"\npreset = \"etcd\"\n";
+        let e = Inventory::parse(Path::new("/x/i.toml"), text).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "/x/i.toml:3:8: ssh.port: invalid value: integer `-22`, expected a whole number from 0 to 65535"
+            ),
+            "{e}"
+        );
+        let text = "[cluster]\nname = \"c\"\npreset = \"etcd\"\nsnapshot = \"yes\"\n";
+        let e = Inventory::parse(Path::new("/x/i.toml"), text).unwrap_err().to_string();
+        assert!(
+            e.contains("cluster.snapshot: invalid type: string \"yes\", expected true or false"),
+            "{e}"
+        );
+    }
 
     const GOOD: &str = r#"
 [ssh]

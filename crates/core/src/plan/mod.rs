@@ -573,6 +573,7 @@ mod tests {
         ClusterView {
             members: (1..=3u8)
                 .map(|n| Member {
+                    name: None,
                     id: Some(n.to_string()),
                     endpoint: format!("http://10.77.0.1{n}:2379"),
                     reachable: true,

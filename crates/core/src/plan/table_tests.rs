@@ -43,6 +43,7 @@ fn view(leader: u8) -> ClusterView {
     ClusterView {
         members: (1..=3u8)
             .map(|n| Member {
+                name: None,
                 id: Some(n.to_string()),
                 endpoint: format!("http://10.77.0.1{n}:2379"),
                 reachable: true,

@@ -366,6 +366,7 @@ impl Preset for Custom {
             let voter = r.flag("status", s.voter.as_deref())?.unwrap_or(true);
             let learner = r.flag("status", s.learner.as_deref())?.unwrap_or(false);
             members.push(Member {
+                name: None,
                 id: Some(id),
                 endpoint,
                 reachable: true,

@@ -130,6 +130,7 @@ impl Preset for Etcd {
         let mut members: Vec<Member> = entries
             .into_iter()
             .map(|e| Member {
+                name: None,
                 id: Some(hex_id(e.status.header.member_id)),
                 endpoint: e.endpoint,
                 reachable: true,

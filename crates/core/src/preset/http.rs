@@ -172,6 +172,7 @@ impl HttpSpec {
     /// an HTTP answer.
     pub fn member(&self, name: &str, address: &str, answer: &dyn Fn(&str) -> Option<HttpAnswer>) -> Member {
         let mut m = Member {
+            name: None,
             id: Some(name.to_owned()),
             endpoint: address.to_owned(),
             reachable: false,

@@ -130,6 +130,7 @@ pub(crate) fn list_peers(preset: &'static str, out: &ProbeOutput) -> Result<Clus
             leader = Some(id.clone());
         }
         members.push(Member {
+            name: Some(node.to_owned()),
             id: Some(id),
             endpoint: address.to_owned(),
             reachable: true,

@@ -95,6 +95,7 @@ impl Preset for Vault {
             .servers
             .into_iter()
             .map(|s| Member {
+                name: Some(s.node_id.clone()),
                 id: Some(s.node_id),
                 endpoint: s.address,
                 reachable: true,
