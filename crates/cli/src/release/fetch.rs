@@ -277,6 +277,65 @@ mod tests {
         }
     }
 
+    /// A one-file HTTP/1.1 server on 127.0.0.1 that honours `Range: bytes=N-`; its first
+    /// answer is cut off halfway (the connection drops), as a flaky link would.
+    fn flaky_server(body: Vec<u8>) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{BufRead as _, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/etcd-v9.9.9-linux-amd64.tar.gz", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let mut ranges = Vec::new();
+            for (n, conn) in listener.incoming().take(2).enumerate() {
+                let mut conn = conn.unwrap();
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut from = 0usize;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(r) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                        ranges.push(r.trim().to_owned());
+                        from = r.trim().trim_end_matches('-').parse().unwrap();
+                    }
+                }
+                let rest = &body[from..];
+                let status = if from > 0 { "206 Partial Content" } else { "200 OK" };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Range: bytes {from}-{}/{}\r\nConnection: close\r\n\r\n",
+                    rest.len(),
+                    body.len() - 1,
+                    body.len()
+                );
+                conn.write_all(head.as_bytes()).unwrap();
+                let send = if n == 0 { &rest[..rest.len() / 2] } else { rest };
+                conn.write_all(send).unwrap();
+                conn.flush().unwrap();
+            }
+            ranges
+        });
+        (url, server)
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_download_resumes_where_it_stopped() {
+        let body: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let want = hex::encode(Sha256::digest(&body));
+        let (url, server) = flaky_server(body.clone());
+        let cache = tempfile::tempdir().unwrap();
+        let src = Source::Url(url);
+        let first = artifact(&src, Some(&want), cache.path()).await;
+        assert!(first.is_err(), "the first answer was cut off");
+        let got = artifact(&src, Some(&want), cache.path()).await.unwrap();
+        assert_eq!(got.sha256, want);
+        assert_eq!(std::fs::read(&got.path).unwrap(), body);
+        assert!(got.path.starts_with(cache.path().join("sha256").join(&want)));
+        // The second request asked for the rest only.
+        let ranges = server.join().unwrap();
+        assert_eq!(ranges, [format!("{}-", body.len() / 2)]);
+    }
+
     #[tokio::test]
     async fn a_local_file_is_checked() {
         let d = tempfile::tempdir().unwrap();
