@@ -282,7 +282,10 @@ mod tests {
     fn flaky_server(body: Vec<u8>) -> (String, std::thread::JoinHandle<Vec<String>>) {
         use std::io::{BufRead as _, BufReader};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/etcd-v9.9.9-linux-amd64.tar.gz", listener.local_addr().unwrap());
+        let url = format!(
+            "http://{}/etcd-v9.9.9-linux-amd64.tar.gz",
+            listener.local_addr().unwrap()
+        );
         let server = std::thread::spawn(move || {
             let mut ranges = Vec::new();
             for (n, conn) in listener.incoming().take(2).enumerate() {
