@@ -210,14 +210,14 @@ pub struct BinaryArgs {
     #[arg(long, value_name = "URL|FILE")]
     pub release: Option<String>,
     /// The SHA256SUMS file that lists the release [default: release.sums].
-    #[arg(long, value_name = "URL|FILE")]
+    #[arg(long, value_name = "URL|FILE", conflicts_with = "binary")]
     pub sums: Option<String>,
     /// A detached OpenPGP signature of the sums file [default: release.signature].
-    #[arg(long, value_name = "URL|FILE", requires = "sums")]
+    #[arg(long, value_name = "URL|FILE", conflicts_with = "binary")]
     pub signature: Option<String>,
     /// An OpenPGP public key the signature must verify against (repeatable) [default:
     /// release.trusted_keys].
-    #[arg(long = "trusted-key", value_name = "FILE")]
+    #[arg(long = "trusted-key", value_name = "FILE", conflicts_with = "binary")]
     pub trusted_keys: Vec<PathBuf>,
     /// The version to install: fills `{version}` in the inventory's [release] templates.
     #[arg(long, value_name = "VERSION", conflicts_with = "binary")]
