@@ -546,3 +546,62 @@ fn plan_json_lists_the_steps_the_upgrade_then_records() {
     assert_eq!(recorded, planned, "the upgrade did what the plan said");
     assert_eq!(wide, run_steps);
 }
+
+/// etcd across two hops (issue 15): 3.4.23 -> 3.5.16 -> a later 3.5 patch from Debian's
+/// testing suite (`lab/.state/artifacts/etcd-hop`), then the second hop rolled back (binary
+/// only: the cluster version stays 3.5, so 3.5.16 starts on the data as it is); and the
+/// direct 3.4.23 -> 3.5.x run, a patch skip within the next minor, which the version policy
+/// allows.
+#[test]
+fn etcd_across_two_hops_and_the_second_rolled_back() {
+    let Some(lab) = lab() else { return };
+    let hop_dir = lab.state.join("artifacts/etcd-hop");
+    let Ok(hop_version) = std::fs::read_to_string(hop_dir.join("VERSION")) else {
+        eprintln!("SKIPPED: the lab found no etcd 3.5 patch after 3.5.16 (lab/lab up says why)");
+        return;
+    };
+    let hop_version = hop_version.trim().to_owned();
+    let hop = hop_dir.join("etcd");
+    lab.reset();
+    let tmp = tempfile::tempdir().unwrap();
+    let (first, second) = (tmp.path().join("hop1"), tmp.path().join("hop2"));
+    let out = upgrade(&lab, &first, &lab.etcd_3_5(), &["--expect-version", "3.5.16"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_all_on(&lab, "3.5.16");
+    lab.root(lab.addr(1), "ETCDCTL_API=3 etcdctl put between-hops kept");
+    let out = upgrade(&lab, &second, &hop, &["--expect-version", &hop_version]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_all_on(&lab, &hop_version);
+    let j = journal(&second);
+    let policy = records(&j, "version-policy", "done")
+        .next()
+        .expect("the version policy ran");
+    assert_eq!(policy["detail"]["version"], hop_version.as_str(), "{policy}");
+    assert!(
+        policy["detail"].get("overridden").is_none(),
+        "nothing overridden: {policy}"
+    );
+    for r in records(&j, "stage", "done") {
+        assert_eq!(
+            r["detail"]["from_version"], "3.5.16",
+            "the second hop starts from the first: {r}"
+        );
+    }
+
+    let out = run(rollgate(&lab.inventory(), &second, &["rollback", "--yes"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_all_on(&lab, "3.5.16");
+    assert_eq!(
+        lab.root(lab.addr(3), "ETCDCTL_API=3 etcdctl get --print-value-only between-hops")
+            .trim(),
+        "kept"
+    );
+
+    // 3.4.23 straight to the later patch: allowed by the policy, and done.
+    lab.reset();
+    let direct = tmp.path().join("direct");
+    let out = upgrade(&lab, &direct, &hop, &["--expect-version", &hop_version]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_all_on(&lab, &hop_version);
+    lab.reset();
+}

@@ -125,10 +125,17 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     if key.is_empty() || key.starts_with('[') {
         return None;
     }
-    let table = before[..line_start].lines().rev().find_map(|l| {
-        let l = l.trim();
-        l.starts_with('[')
-            .then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned())
+    let above = &before[..line_start];
+    let table = above.lines().rev().find(|l| l.trim().starts_with('[')).map(|header| {
+        let header = header.trim();
+        let name = header.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
+        if header.starts_with("[[") {
+            // An array of tables: which entry, counting its headers so far.
+            let n = above.lines().filter(|l| l.trim() == header).count();
+            format!("{name}[{}]", n.saturating_sub(1))
+        } else {
+            name
+        }
     });
     Some(match table {
         Some(t) if !t.is_empty() => format!("{t}.{key}"),
@@ -332,7 +339,7 @@ data_root = "/srv/etcd"
     fn wrong_type_and_missing_cluster() {
         bad(
             &GOOD.replace("port = 2222", "port = \"2222\""),
-            "lab.toml:22:8: invalid type: string \"2222\", expected u16",
+            "lab.toml:22:8: hosts[1].port: invalid type: string \"2222\", expected a whole number from 0 to 65535",
         );
         bad("[ssh]\nuser = \"root\"\n", "missing field `cluster`");
     }
