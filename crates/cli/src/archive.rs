@@ -69,7 +69,7 @@ impl Read for ChannelReader {
 }
 
 /// Creates `path` for writing with mode 0600 (a data root holds the cluster's secrets).
-fn create_private(path: &Path) -> std::io::Result<File> {
+pub fn create_private(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt as _;
     std::fs::OpenOptions::new()
         .write(true)
@@ -368,7 +368,7 @@ fn gz_tar_sha256(path: &Path) -> std::io::Result<String> {
 }
 
 /// The sha256 and size of the file `path`.
-fn file_sha256(path: &Path) -> std::io::Result<(String, u64)> {
+pub fn file_sha256(path: &Path) -> std::io::Result<(String, u64)> {
     let mut h = HashWriter {
         inner: std::io::sink(),
         hasher: Sha256::new(),

@@ -107,21 +107,24 @@ mod tests {
     }
 }
 
+/// The release naming of a `uname -m` architecture, as `{arch}` in a release template
+/// (Go's GOARCH: `amd64`, `arm64`, `arm`, `386`, ...).
+pub fn release_arch(uname: &str) -> &str {
+    match uname {
+        "x86_64" => "amd64",
+        "aarch64" | "arm64" => "arm64",
+        "armv6l" | "armv7l" | "armv8l" => "arm",
+        "i386" | "i486" | "i586" | "i686" => "386",
+        other => other,
+    }
+}
+
 /// Whether a binary built for `binary_arch` runs on a host whose `uname -m` is
 /// `host_arch`, both in `uname -m` spelling (or Go's: `amd64`, `arm64`): `armv6l`..`armv8l`
 /// are one family, `i386`..`i686` another.
 pub fn arch_runs(binary_arch: &str, host_arch: &str) -> bool {
-    let family = |a: &str| match a {
-        "armv6l" | "armv7l" | "armv8l" | "arm" => "arm",
-        "i386" | "i486" | "i586" | "i686" | "386" => "x86",
-        "arm64" | "aarch64" => "aarch64",
-        "amd64" | "x86_64" => "x86_64",
-        _ => "",
-    };
-    match (family(binary_arch), family(host_arch)) {
-        ("", _) | (_, "") => binary_arch == host_arch,
-        (a, b) => a == b,
-    }
+    // Both spellings map to the release name (`aarch64` and `arm64` -> `arm64`).
+    release_arch(binary_arch) == release_arch(host_arch)
 }
 
 #[cfg(test)]
@@ -136,5 +139,7 @@ mod arch_tests {
         assert!(arch_runs("i686", "i386"));
         assert!(arch_runs("riscv64", "riscv64"));
         assert!(!arch_runs("riscv64", "s390x"));
+        assert_eq!(super::release_arch("x86_64"), "amd64");
+        assert_eq!(super::release_arch("aarch64"), "arm64");
     }
 }

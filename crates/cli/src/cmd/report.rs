@@ -79,15 +79,9 @@ fn write_html(records: &[Record], cluster: &str, path: &Path) -> anyhow::Result<
 
 fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(data).with_context(|| format!("writing {}", path.display()))
+    crate::archive::create_private(path)
+        .and_then(|mut f| f.write_all(data))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// `rollgate report [RUN] [--html FILE] [--svg FILE]`: the run's timeline from its journal

@@ -63,19 +63,6 @@ fn uname_arch(machine: u16) -> String {
     }
 }
 
-/// The release naming of a `uname -m` architecture, as `{arch}` in a release template
-/// (Go's GOARCH: `amd64`, `arm64`, `arm`, `386`, ...).
-pub fn release_arch(uname: &str) -> &str {
-    match uname {
-        "x86_64" => "amd64",
-        "aarch64" | "arm64" => "arm64",
-        "armv6l" | "armv7l" | "armv8l" => "arm",
-        "i386" | "i486" | "i586" | "i686" => "386",
-        "ppc64le" => "ppc64le",
-        other => other,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,11 +87,5 @@ mod tests {
         // /bin/sh is an ELF executable of the machine the tests run on.
         let arch = executable_arch(Path::new("/bin/sh")).unwrap();
         assert_eq!(arch, std::env::consts::ARCH);
-    }
-
-    #[test]
-    fn architecture_names() {
-        assert_eq!(release_arch("x86_64"), "amd64");
-        assert_eq!(release_arch("aarch64"), "arm64");
     }
 }

@@ -108,12 +108,10 @@ pub async fn small(src: &Source) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The sha256 of the file at `path`, hex, and its size.
+/// The sha256 of the file at `path`, hex, and its size ([`crate::archive::file_sha256`]),
+/// errors naming the file.
 pub fn hash_file(path: &Path) -> anyhow::Result<(String, u64)> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = Sha256::new();
-    let n = std::io::copy(&mut f, &mut h).with_context(|| format!("reading {}", path.display()))?;
-    Ok((hex::encode(h.finalize()), n))
+    crate::archive::file_sha256(path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// A downloaded release file, checked: its local path, sha256 and size.

@@ -198,7 +198,7 @@ async fn release(ctx: &Ctx, args: &BinaryArgs, want: Option<&str>) -> anyhow::Re
             s = s.replace("{version}", v.trim_start_matches('v'));
         }
         if let Some(a) = &arch {
-            s = s.replace("{arch}", elf::release_arch(a));
+            s = s.replace("{arch}", rollgate_core::facts::release_arch(a));
         }
         Source::parse(&s, &t.1).map_err(|e| usage(format!("{}: {e:#}", t.2)))
     };
@@ -310,7 +310,7 @@ async fn host_arch(ctx: &Ctx) -> anyhow::Result<String> {
             bail!("{}: uname -m printed nothing", h.name);
         }
         each.push(format!("{} {a}", h.name));
-        arches.insert(elf::release_arch(&a).to_owned());
+        arches.insert(rollgate_core::facts::release_arch(&a).to_owned());
     }
     if arches.len() > 1 {
         bail!(
