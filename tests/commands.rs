@@ -221,6 +221,124 @@ fn probe_parse_reads_every_probe_fixture() {
     assert!(parsed >= 34, "only {parsed} fixtures parsed");
 }
 
+/// `probe parse --preset nats --probe status` reads the captured folders of the lab's NATS
+/// servers (one folder per host, `curl -si` answers), with and without an inventory.
+#[test]
+fn probe_parse_nats_captures() {
+    let repo = crate::util::repo();
+    let fx = repo.join("crates/core/tests/fixtures/nats");
+    let parse = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let summary = |v: &serde_json::Value| -> Vec<(String, String, bool)> {
+        v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["endpoint"].as_str().unwrap().to_owned(),
+                    m["state"].as_str().unwrap().to_owned(),
+                    m["healthy"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let row = |e: &str, s: &str, h: bool| (e.to_owned(), s.to_owned(), h);
+    for (dir, leader, rows) in [
+        (
+            "2.9.10-healthy",
+            "node2",
+            vec![
+                row("node1", "follower", true),
+                row("node2", "leader", true),
+                row("node3", "follower", true),
+            ],
+        ),
+        (
+            "2.10.27-healthy",
+            "node3",
+            vec![
+                row("node1", "follower", true),
+                row("node2", "follower", true),
+                row("node3", "leader", true),
+            ],
+        ),
+        (
+            "2.9.10-node3-stopped",
+            "node2",
+            vec![
+                row("node1", "follower", true),
+                row("node2", "leader", true),
+                row("node3", "unknown", false),
+            ],
+        ),
+    ] {
+        let path = fx.join(dir);
+        let v = parse(&[
+            "probe",
+            "parse",
+            "--preset",
+            "nats",
+            "--probe",
+            "status",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(v["leader"], leader, "{dir}: {v}");
+        assert_eq!(summary(&v), rows, "{dir}: {v}");
+    }
+    // With the lab's inventory the members are its hosts, by address; node3 answered nothing.
+    let inv = repo.join("inventory/lab-nats.toml");
+    let path = fx.join("2.9.10-node3-stopped");
+    let v = parse(&[
+        "-i",
+        inv.to_str().unwrap(),
+        "probe",
+        "parse",
+        "--preset",
+        "nats",
+        "--probe",
+        "status",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        summary(&v),
+        [
+            row("10.77.0.11", "follower", true),
+            row("10.77.0.12", "leader", true),
+            row("10.77.0.13", "unknown", false)
+        ],
+        "{v}"
+    );
+    let node3 = &v["members"][2]["error"];
+    assert!(node3.as_str().unwrap().ends_with("offline in the meta group"), "{v}");
+    // A file where a folder belongs is refused, saying what is expected.
+    let file = fx.join("2.9.10-healthy/node1/varz.http");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
+        .args([
+            "probe",
+            "parse",
+            "--preset",
+            "nats",
+            "--probe",
+            "status",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a folder"));
+}
+
 /// The custom example inventory (etcd described in TOML) reads etcd's captured outputs as
 /// the etcd preset does.
 #[test]

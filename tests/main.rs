@@ -4,6 +4,7 @@
 mod commands;
 mod faults;
 mod lab;
+mod nats;
 mod network;
 mod operator;
 mod presets;

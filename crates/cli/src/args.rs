@@ -183,7 +183,9 @@ pub enum ProbeAction {
         /// The probe.
         #[arg(long, value_parser = ["status", "health", "catchup", "version"])]
         probe: String,
-        /// The command's standard output, captured to a file.
+        /// The command's standard output, captured to a file. For presets that ask every
+        /// host over HTTP (`http`, `nats`), `--probe status` reads a folder instead: one
+        /// folder per host, one `curl -si` answer per request in it (`nodeN/varz.http`).
         file: PathBuf,
         /// The command's standard error, captured to a file (etcd names unreachable members there).
         #[arg(long)]

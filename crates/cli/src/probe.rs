@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::future::join_all;
-use rollgate_core::preset::{HttpSpec, ProbeOutput};
-use rollgate_core::{ClusterView, Host, Inventory, Member};
+use rollgate_core::preset::{HostAnswers, HostProbes, ProbeOutput};
+use rollgate_core::{ClusterView, Host, Inventory};
 use rollgate_ssh::{Output, Session};
 
 /// The command of probe `name`: the inventory's override, else the preset's.
@@ -48,43 +48,48 @@ pub async fn cluster_view(inv: &Inventory, session: &Session) -> anyhow::Result<
 /// How long one HTTP probe request may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The cluster as the `http` preset sees it: every host of a Raft role among `sessions` is
-/// asked for itself (its checks, through its own session), and each answer makes one
-/// member. A host without a session in `sessions` (it could not be reached) is a member
-/// that did not answer.
+/// The cluster as a preset that asks every host over HTTP (`http`, `nats`) sees it: every
+/// host of a Raft role among `sessions` is asked each of the preset's paths on its own
+/// loopback, through its own session, and the preset reads all the answers at once. A
+/// host without a session in `sessions` (it could not be reached) answers nothing.
 pub async fn host_view<'a>(
     inv: &Inventory,
-    probes: &HttpSpec,
+    probes: &dyn HostProbes,
     sessions: impl IntoIterator<Item = &'a Session>,
 ) -> ClusterView {
     let sessions: Vec<&Session> = sessions.into_iter().collect();
     let raft_roles = inv.cluster.preset.raft_roles();
-    let members = join_all(
+    let paths = probes.paths();
+    let hosts = join_all(
         inv.hosts
             .iter()
             .filter(|h| raft_roles.contains(&h.role.as_str()))
             .map(|h| {
                 let session = sessions.iter().find(|s| s.target().name == h.name).copied();
+                let paths = &paths;
                 async move {
                     let Some(session) = session else {
-                        return Member::unreachable(&h.address, format!("{}: no SSH session", h.name));
+                        return HostAnswers::all_failed(&h.name, &h.address, paths, "no SSH session");
                     };
-                    let paths = probes.paths();
                     let answers = join_all(paths.iter().map(|p| async move {
-                        session
-                            .http_get(probes.port, p, HTTP_TIMEOUT)
+                        let answer = session
+                            .http_get(probes.port(), p, HTTP_TIMEOUT)
                             .await
                             .map(|r| (r.status, String::from_utf8_lossy(&r.body).into_owned()))
-                            .map_err(|e| e.to_string())
+                            .map_err(|e| e.to_string());
+                        ((*p).to_owned(), answer)
                     }))
                     .await;
-                    let lookup = |p: &str| paths.iter().position(|q| *q == p).map(|i| answers[i].clone());
-                    probes.member(&h.name, &h.address, &lookup)
+                    HostAnswers {
+                        name: h.name.clone(),
+                        address: h.address.clone(),
+                        answers,
+                    }
                 }
             }),
     )
     .await;
-    ClusterView { members }
+    probes.view(&hosts)
 }
 
 /// Fills the raft index of the member on `host` and of the leader from the preset's
@@ -134,8 +139,8 @@ pub async fn fill_catchup<'a>(
 }
 
 /// The cluster view from the first of `sessions` that can give one, skipping hosts named in
-/// `skip`; with the name of the host that answered. For the `http` preset every host is
-/// asked (see [`host_view`]) and the name is `*`.
+/// `skip`; with the name of the host that answered. For presets that ask every host (see
+/// [`host_view`]) the name is `*`.
 ///
 /// # Errors
 /// Every host failed; the error names each.

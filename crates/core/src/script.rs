@@ -19,14 +19,15 @@ pub fn prev_path(binary: &str) -> String {
 
 /// Stops `unit` and waits up to `wait_secs` until it is inactive (or failed). With
 /// `signal`, the unit's main process gets it first (`systemctl kill --kill-whom=main -s`)
-/// and up to `wait_secs` to exit by itself. Prints `already` when the unit was not active.
+/// and up to `wait_secs` to exit by itself (then the script prints `exited`; else `stopped`
+/// after `systemctl stop`). Prints `already` when the unit was not active.
 pub fn stop(unit: &str, signal: Option<&str>, wait_secs: u64) -> String {
     let u = q(unit);
     let polls = wait_secs.max(1) * 10;
     let signal = match signal {
         Some(sig) => format!(
             "systemctl kill --kill-whom=main -s {} {u} || exit $?
-for i in $(seq 1 {polls}); do s=$(systemctl is-active {u}); case $s in inactive|failed) break;; esac; sleep 0.1; done
+for i in $(seq 1 {polls}); do s=$(systemctl is-active {u}); case $s in inactive|failed) echo exited; exit 0;; esac; sleep 0.1; done
 ",
             q(sig)
         ),

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
-use rollgate_core::preset::{self, ProbeOutput};
+use rollgate_core::preset::{self, HostAnswers, HostProbes, ProbeOutput};
 use rollgate_core::{ClusterView, Inventory, PresetRef};
 use serde_json::json;
 
@@ -36,6 +36,50 @@ pub fn understood(view: &ClusterView) -> serde_json::Value {
     })
 }
 
+/// The answers captured in `dir` (see [`preset::capture`]) for a preset that asks every
+/// host over HTTP. With an inventory the hosts are its hosts of a Raft role (a host without
+/// a folder answered nothing) and their addresses; without one, every folder is a host
+/// whose address is its name.
+///
+/// # Errors
+/// `dir` is not a folder, or a file cannot be read or is not an HTTP answer.
+fn captured_hosts(probes: &dyn HostProbes, dir: &Path, inv: Option<&Inventory>) -> anyhow::Result<Vec<HostAnswers>> {
+    if !dir.is_dir() {
+        bail!(
+            "{} is not a folder: this preset's status is read from one folder per host (see `rollgate probe parse --help`)",
+            dir.display()
+        );
+    }
+    let hosts: Vec<(String, String)> = match inv {
+        Some(inv) => {
+            let raft_roles = inv.cluster.preset.raft_roles();
+            inv.hosts
+                .iter()
+                .filter(|h| raft_roles.contains(&h.role.as_str()))
+                .map(|h| (h.name.clone(), h.address.clone()))
+                .collect()
+        }
+        None => {
+            let mut names = Vec::new();
+            for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+                let e = e?;
+                if e.file_type()?.is_dir() {
+                    names.push(e.file_name().to_string_lossy().into_owned());
+                }
+            }
+            names.sort();
+            names.into_iter().map(|n| (n.clone(), n)).collect()
+        }
+    };
+    let paths = probes.paths();
+    hosts
+        .iter()
+        .map(|(name, address)| {
+            preset::capture::read_host(&dir.join(name), name, address, &paths).map_err(anyhow::Error::msg)
+        })
+        .collect()
+}
+
 pub fn run(action: &ProbeAction, inventory: Option<&Path>) -> anyhow::Result<ExitCode> {
     let ProbeAction::Parse {
         preset: name,
@@ -45,7 +89,7 @@ pub fn run(action: &ProbeAction, inventory: Option<&Path>) -> anyhow::Result<Exi
         with_status,
     } = action;
     let preset: PresetRef = match (name.as_str(), inventory) {
-        ("custom" | "http", Some(path)) => {
+        ("custom" | "http" | "nats", Some(path)) => {
             let inv = Inventory::load(path)?;
             if inv.cluster.preset.name() != name {
                 bail!(
@@ -61,6 +105,12 @@ pub fn run(action: &ProbeAction, inventory: Option<&Path>) -> anyhow::Result<Exi
             .map(PresetRef::Builtin)
             .with_context(|| format!("unknown preset {name:?}; known: {}", preset::names().join(", ")))?,
     };
+    if let (Some(probes), "status") = (preset.host_probes(), probe.as_str()) {
+        let inv = inventory.map(Inventory::load).transpose()?;
+        let view = probes.view(&captured_hosts(probes, file, inv.as_ref())?);
+        println!("{}", serde_json::to_string_pretty(&understood(&view))?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let out = ProbeOutput {
         stdout: read(file)?,
         stderr: stderr.as_deref().map(read).transpose()?.unwrap_or_default(),

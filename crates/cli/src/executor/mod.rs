@@ -404,10 +404,7 @@ impl<'a> Executor<'a> {
                 .run_command(host, command)
                 .await
                 .map(|d| Outcome::done(Event::Undrain(Some(d)))),
-            Step::Stop(u) => self
-                .unit_script(host, "systemctl stop", u)
-                .await
-                .map(|a| Outcome::acted(a, Event::Stop)),
+            Step::Stop(u) => self.stop(host, u).await,
             Step::RollbackStop(u) => self
                 .unit_script(host, "systemctl stop", u)
                 .await

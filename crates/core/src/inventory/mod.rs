@@ -410,7 +410,30 @@ data_root = "/srv/etcd"
             seen.push(stem);
         }
         seen.sort();
-        assert_eq!(seen, ["consul", "custom", "dkron", "etcd", "http", "nomad", "vault"]);
+        assert_eq!(
+            seen,
+            ["consul", "custom", "dkron", "etcd", "http", "nats", "nomad", "vault"]
+        );
+    }
+
+    #[test]
+    fn nats_takes_its_section_and_stops_in_lame_duck_by_default() {
+        let nats = GOOD
+            .replace("preset = \"etcd\"", "preset = \"nats\"")
+            .replace("unit = \"etcd\"\n", "");
+        let inv = parse(&nats).unwrap();
+        assert_eq!(inv.cluster.stop_signal.as_deref(), Some("SIGUSR2"));
+        assert_eq!(inv.hosts[0].unit, "nats-server");
+        let port = |inv: &Inventory| inv.cluster.preset.host_probes().map(|p| p.port());
+        assert_eq!(port(&inv), Some(8222));
+        let inv = parse(&nats.replacen("[[hosts]]", "[cluster.nats]\nhttp_port = 8223\n\n[[hosts]]", 1)).unwrap();
+        assert_eq!(port(&inv), Some(8223));
+        let inv = parse(&nats.replace("[cluster]\n", "[cluster]\nstop_signal = \"SIGTERM\"\n")).unwrap();
+        assert_eq!(inv.cluster.stop_signal.as_deref(), Some("SIGTERM"));
+        let err = parse(&GOOD.replacen("[[hosts]]", "[cluster.nats]\nhttp_port = 1\n\n[[hosts]]", 1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("only preset nats reads [cluster.nats]"), "{err}");
     }
 
     #[test]

@@ -64,6 +64,7 @@ pub struct RawCluster {
     pub(super) timeouts: BTreeMap<String, Spanned<String>>,
     pub(super) http: Option<Spanned<preset::HttpSpec>>,
     pub(super) custom: Option<Spanned<preset::CustomSpec>>,
+    pub(super) nats: Option<Spanned<preset::NatsSpec>>,
     #[serde(default)]
     pub(super) files: Vec<RawFile>,
 }

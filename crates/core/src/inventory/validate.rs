@@ -134,7 +134,7 @@ impl Validator<'_> {
                 }
                 Some(format!("SIG{name}"))
             }
-            None => None,
+            None => preset.default_stop_signal().map(str::to_owned),
         };
         let binary = raw
             .cluster
@@ -323,8 +323,8 @@ impl Validator<'_> {
         })
     }
 
-    /// The preset `cluster.preset` names: a built-in, or `http`/`custom` built from
-    /// `[cluster.http]`/`[cluster.custom]`, which only those presets accept.
+    /// The preset `cluster.preset` names: a built-in, or `http`/`custom`/`nats` built from
+    /// `[cluster.http]`/`[cluster.custom]`/`[cluster.nats]`, which only those presets accept.
     fn preset(&self, c: &RawCluster) -> Result<PresetRef, InventoryError> {
         let name = c.preset.get_ref().as_str();
         let section = |key: &str, span: Range<usize>| {
@@ -339,6 +339,9 @@ impl Validator<'_> {
         }
         if let (Some(h), false) = (&c.custom, name == "custom") {
             return Err(section("custom", h.span()));
+        }
+        if let (Some(h), false) = (&c.nats, name == "nats") {
+            return Err(section("nats", h.span()));
         }
         let missing = |key: &str| {
             self.err(
@@ -366,6 +369,10 @@ impl Validator<'_> {
                     .map_err(|m| self.err(spec.span(), "cluster.custom", m))?;
                 Ok(PresetRef::Described(std::sync::Arc::new(preset::Custom::new(valid))))
             }
+            "nats" => Ok(match &c.nats {
+                Some(spec) => PresetRef::Described(std::sync::Arc::new(preset::Nats::new(spec.get_ref()))),
+                None => PresetRef::Builtin(&preset::NATS),
+            }),
             _ => preset::lookup(name).map(PresetRef::Builtin).ok_or_else(|| {
                 self.err(
                     c.preset.span(),

@@ -199,7 +199,7 @@ pub enum Event {
     /// See [`StepId::Drain`].
     Drain(Option<CommandDetail>),
     /// See [`StepId::Stop`].
-    Stop,
+    Stop(Option<StopDetail>),
     /// See [`StepId::Backup`].
     Backup(Option<BackupDetail>),
     /// See [`StepId::Swap`].
@@ -245,7 +245,7 @@ impl Event {
             Event::Gate(_) => StepId::Gate,
             Event::LeaderTransfer(_) => StepId::LeaderTransfer,
             Event::Drain(_) => StepId::Drain,
-            Event::Stop => StepId::Stop,
+            Event::Stop(_) => StepId::Stop,
             Event::Backup(_) => StepId::Backup,
             Event::Swap(_) => StepId::Swap,
             Event::Start => StepId::Start,
@@ -278,7 +278,7 @@ impl Event {
             StepId::Gate => Event::Gate(None),
             StepId::LeaderTransfer => Event::LeaderTransfer(None),
             StepId::Drain => Event::Drain(None),
-            StepId::Stop => Event::Stop,
+            StepId::Stop => Event::Stop(None),
             StepId::Backup => Event::Backup(None),
             StepId::Swap => Event::Swap(None),
             StepId::Start => Event::Start,
@@ -419,6 +419,18 @@ pub struct TransferDetail {
     pub to: String,
     /// The version the new leader reports.
     pub to_version: Option<String>,
+}
+
+/// `stop`: how the unit's main process ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StopDetail {
+    /// The signal its main process got before `systemctl stop` (`SIGUSR2`, NATS's lame
+    /// duck mode), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// `true` when the process exited by itself after `signal` within the stop timeout;
+    /// `false` when `systemctl stop` stopped it.
+    pub exited_on_signal: bool,
 }
 
 /// `drain`, `undrain`: the command run.

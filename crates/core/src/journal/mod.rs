@@ -262,7 +262,7 @@ mod tests {
             prev_path: "/usr/bin/etcd.rollgate-prev".into(),
         }));
         let written = [
-            rec(Event::Stop, Status::Done),
+            rec(Event::Stop(None), Status::Done),
             rec(swap, Status::Done),
             rec(Event::bare(StepId::Backup), Status::Failed),
         ];
@@ -275,11 +275,30 @@ mod tests {
     }
 
     #[test]
+    fn a_stop_record_reads_with_and_without_its_detail() {
+        // Journals written before stops carried a detail have none on any stop record.
+        let old = r#"{"format":2,"run":"r","ts":"t","host":"node1","step":"stop","status":"done","ms":5}"#;
+        let r: Record = serde_json::from_str(old).unwrap();
+        assert_eq!(r.event, Event::Stop(None));
+        let lame_duck = Event::Stop(Some(StopDetail {
+            signal: Some("SIGUSR2".into()),
+            exited_on_signal: true,
+        }));
+        let line = serde_json::to_string(&rec(lame_duck.clone(), Status::Done)).unwrap();
+        assert!(
+            line.contains(r#""detail":{"signal":"SIGUSR2","exited_on_signal":true}"#),
+            "{line}"
+        );
+        let back: Record = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.event, lame_duck);
+    }
+
+    #[test]
     fn a_torn_last_line_is_an_error_naming_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.jsonl");
         let mut j = Journal::open(&path).unwrap();
-        j.append(&rec(Event::Stop, Status::Done)).unwrap();
+        j.append(&rec(Event::Stop(None), Status::Done)).unwrap();
         std::fs::OpenOptions::new()
             .append(true)
             .open(&path)

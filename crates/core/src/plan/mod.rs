@@ -320,6 +320,7 @@ fn stop_step(h: &Host, signal: Option<&str>, t: &Timeouts) -> UnitStep {
         unit: h.unit.clone(),
         script: script::stop(&h.unit, signal, t.stop.as_secs().max(1)),
         wait: if signal.is_some() { t.stop * 2 } else { t.stop },
+        signal: signal.map(str::to_owned),
     }
 }
 
@@ -329,6 +330,7 @@ fn start_step(h: &Host, t: &Timeouts, health: Duration) -> UnitStep {
         unit: h.unit.clone(),
         script: script::start(&h.unit, wait.as_secs()),
         wait,
+        signal: None,
     }
 }
 

@@ -1,7 +1,9 @@
 //! What a run's journal says is done: the pure function behind `resume` and `rollback`.
 //!
 //! A host's progress counts from its last `rollback-health` (a host rolled back starts
-//! over). A step counts as done when its last record is done or skipped; a started or
+//! over). A `rollback-binary` alone (a rollback whose health gate then failed) also voids
+//! the host's upgrade steps: its previous binary is back, so a resumed upgrade does the
+//! host again from its stage. A step counts as done when its last record is done or skipped; a started or
 //! failed record leaves it to do again (each step checks its effect before acting).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -80,6 +82,12 @@ impl Progress {
                 }
                 continue;
             }
+            // An upgrade step done after rollback steps (the unit started again outside
+            // the rollback's sequence, or the host done again after a rollback that put
+            // the previous binary back): that rollback, if ever needed, starts over.
+            if !r.step().is_rollback() && r.step() != StepId::Unstage {
+                h.done.retain(|s| !s.is_rollback());
+            }
             match &r.event {
                 Event::RollbackHealth(_) => {
                     *h = HostProgress::default();
@@ -94,6 +102,7 @@ impl Progress {
                     }
                 }
                 Event::Unstage => h.staged = false,
+                Event::RollbackBinary(_) => h.done.retain(|s| s.is_rollback()),
                 Event::Swap(d) => {
                     h.staged = false;
                     if d.is_some() {
@@ -102,9 +111,7 @@ impl Progress {
                     p.swapped.retain(|s| s != host);
                     p.swapped.push(host.clone());
                 }
-                // The unit started again outside a rollback's sequence (a rollback that
-                // failed brought the host back as it was): that rollback starts over.
-                Event::Start => h.done.retain(|s| !s.is_rollback()),
+
                 Event::Backup(Some(d)) => h.backup = Some(d.clone()),
                 Event::Compress(Some(d)) => {
                     if let Some(b) = &mut h.backup {

@@ -189,6 +189,10 @@ pub struct UnitStep {
     /// How long the script waits for the unit.
     #[serde(with = "humantime_serde")]
     pub wait: Duration,
+    /// For a stop: the signal the main process gets first, with the stop timeout to exit by
+    /// itself (`stop_signal`, or the preset's: NATS's lame duck `SIGUSR2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
 }
 
 impl Step {
@@ -265,7 +269,13 @@ impl Step {
             Step::Gate { .. } => "cluster healthy, one leader, quorum kept without this host".into(),
             Step::LeaderTransfer => "if this host leads: hand leadership to an upgraded member".into(),
             Step::Drain { command } => format!("drain: {command}"),
-            Step::Stop(u) | Step::RollbackStop(u) => format!("systemctl stop {}; wait until inactive", u.unit),
+            Step::Stop(u) | Step::RollbackStop(u) => match &u.signal {
+                Some(sig) => format!(
+                    "{sig} to the main process of {}, which may exit by itself; then systemctl stop; wait until inactive",
+                    u.unit
+                ),
+                None => format!("systemctl stop {}; wait until inactive", u.unit),
+            },
             Step::Backup { data_root, dir, .. } => format!(
                 "tar of {data_root} to {}/RUN.tar, counted and hashed as it streams",
                 dir.display()

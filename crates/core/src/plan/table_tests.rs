@@ -258,7 +258,26 @@ fn an_unstaged_host_is_staged_again_and_a_rolled_back_host_starts_over() {
     ));
     let plan = plan_with(&inv, &j, &[], 1);
     assert_eq!(ids(&plan.host("node1").unwrap().steps), HOST_STEPS);
+
     assert!(Progress::from_records(&j).swapped.is_empty());
+
+    // A rollback that put the previous binary back but whose health gate failed (the
+    // cluster had lost a member meanwhile): resuming the upgrade does the host again, not
+    // just its health gate on the old binary.
+    let mut j = did("node1", &HOST_STEPS[..5]);
+    j.extend(did(
+        "node1",
+        &[StepId::RollbackStop, StepId::RollbackBinary, StepId::RollbackStart],
+    ));
+    j.push(rec(Some("node1"), Event::bare(StepId::RollbackHealth), Status::Failed));
+    let plan = plan_with(&inv, &j, &[], 1);
+    assert_eq!(ids(&plan.host("node1").unwrap().steps), HOST_STEPS);
+    // It is still swapped as far as `rollback` goes: rolling back again is safe.
+    assert_eq!(Progress::from_records(&j).swapped, ["node1"]);
+    // Once the host is being done again, a rollback of it would run in full.
+    j.extend(did("node1", &[StepId::Stage, StepId::Gate]));
+    let again = Progress::from_records(&j).host("node1");
+    assert!(again.done.iter().all(|s| !s.is_rollback()), "{:?}", again.done);
 }
 
 #[test]

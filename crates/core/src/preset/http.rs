@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::custom::{json_at, scalar};
-use super::{first_version, Preset, ProbeError, ProbeOutput};
+use super::{first_version, HostAnswers, HostProbes, Preset, ProbeError, ProbeOutput};
 use crate::cluster::{ClusterView, Member};
 
 const NAME: &str = "http";
@@ -234,6 +234,22 @@ impl HttpSpec {
     }
 }
 
+impl HostProbes for HttpSpec {
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn paths(&self) -> Vec<&str> {
+        HttpSpec::paths(self)
+    }
+    fn view(&self, hosts: &[HostAnswers]) -> ClusterView {
+        let members = hosts
+            .iter()
+            .map(|h| self.member(&h.name, &h.address, &|p: &str| h.get(p).cloned()))
+            .collect();
+        ClusterView { members }
+    }
+}
+
 /// The `http` preset, built from the inventory's `[cluster.http]`.
 #[derive(Debug, Clone)]
 pub struct Http {
@@ -268,17 +284,12 @@ impl Preset for Http {
         &[]
     }
     fn probe_command(&self, name: &str) -> String {
-        format!("echo 'http preset has no command probe {name}' >&2; exit 2")
+        super::no_command_probe(NAME, name)
     }
     fn parse_status(&self, out: &ProbeOutput) -> Result<ClusterView, ProbeError> {
-        Err(ProbeError::Failed {
-            preset: NAME,
-            probe: "status",
-            exit: out.exit,
-            stderr: "the http preset asks each host over HTTP; it has no status command".into(),
-        })
+        Err(super::no_status_command(NAME, out))
     }
-    fn host_probes(&self) -> Option<&HttpSpec> {
+    fn host_probes(&self) -> Option<&dyn HostProbes> {
         Some(&self.probes)
     }
     fn parse_version(&self, out: &ProbeOutput) -> Result<semver::Version, ProbeError> {

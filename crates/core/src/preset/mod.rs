@@ -9,11 +9,13 @@ use std::fmt;
 use crate::cluster::{ClusterView, Member};
 use crate::quote::q;
 
+pub mod capture;
 mod consul;
 mod custom;
 mod dkron;
 mod etcd;
 mod http;
+mod nats;
 mod nomad;
 mod peers;
 mod vault;
@@ -26,12 +28,13 @@ pub use custom::{Custom, CustomSpec};
 pub use dkron::DKRON;
 pub use etcd::Etcd;
 pub use http::{Http, HttpAnswer, HttpCheck, HttpSpec};
+pub use nats::{Nats, NatsSpec, NATS};
 pub use nomad::{parse_agent_info, AgentRaft, NOMAD};
 pub use peers::PeersPreset;
 pub use vault::Vault;
 
 /// Every preset rollgate has, by name.
-pub static PRESETS: &[&dyn Preset] = &[&Etcd, &NOMAD, &CONSUL, &DKRON, &Vault];
+pub static PRESETS: &[&dyn Preset] = &[&Etcd, &NOMAD, &CONSUL, &DKRON, &Vault, &NATS];
 
 /// The built-in preset called `name` (not `http` or `custom`, which the inventory
 /// describes: see [`HttpSpec`] and [`CustomSpec`]).
@@ -81,6 +84,66 @@ pub enum SnapshotHook {
         /// Request path.
         path: &'static str,
     },
+}
+
+/// One host's answers to the requests of a preset that asks every host over HTTP (see
+/// [`HostProbes`]).
+#[derive(Debug, Clone)]
+pub struct HostAnswers {
+    /// The host's inventory name.
+    pub name: String,
+    /// Its address (the members' endpoints are matched to hosts by it).
+    pub address: String,
+    /// Each of [`HostProbes::paths`] with what `GET path` answered on the host's own
+    /// `127.0.0.1:port`.
+    pub answers: Vec<(String, HttpAnswer)>,
+}
+
+impl HostAnswers {
+    /// What `GET path` answered, or `None` when it was not asked.
+    pub fn get(&self, path: &str) -> Option<&HttpAnswer> {
+        self.answers.iter().find(|(p, _)| p == path).map(|(_, a)| a)
+    }
+
+    /// The same answer for every path (a host rollgate could not reach at all).
+    pub fn all_failed(name: &str, address: &str, paths: &[&str], why: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            address: address.to_owned(),
+            answers: paths.iter().map(|p| ((*p).to_owned(), Err(why.to_owned()))).collect(),
+        }
+    }
+}
+
+/// How a preset reads the cluster from each host's own HTTP endpoints instead of one
+/// command on one host: every host of a Raft role is asked `GET path` for each of
+/// [`HostProbes::paths`] on its `127.0.0.1:port`, through its SSH connection, and the
+/// answers of all of them make the view (the `http` preset, `nats`).
+pub trait HostProbes: fmt::Debug + Send + Sync {
+    /// The TCP port on each host's loopback.
+    fn port(&self) -> u16;
+    /// The request targets (path and query), in the order they are asked.
+    fn paths(&self) -> Vec<&str>;
+    /// The cluster the answers describe: one member per host (a host whose requests all
+    /// failed is an unreachable member), plus members that the answers name but no host
+    /// answered for.
+    fn view(&self, hosts: &[HostAnswers]) -> ClusterView;
+}
+
+/// The `probe_command` of a preset that asks every host over HTTP: a command that says so
+/// and fails (such presets have no command probes; see [`HostProbes`]).
+pub(crate) fn no_command_probe(preset: &str, name: &str) -> String {
+    format!("echo '{preset} preset has no command probe {name}' >&2; exit 2")
+}
+
+/// The `parse_status` of a preset that asks every host over HTTP: always this error.
+pub(crate) fn no_status_command(preset: &'static str, out: &ProbeOutput) -> ProbeError {
+    ProbeError::Failed {
+        preset,
+        probe: "status",
+        exit: out.exit,
+        stderr: format!("the {preset} preset asks each host over HTTP; it has no status command"),
+    }
 }
 
 /// What a remote command printed and how it ended; the input of every parser.
@@ -208,9 +271,16 @@ pub trait Preset: fmt::Debug + Send + Sync {
     fn drain_commands(&self) -> Option<(&'static str, &'static str)> {
         None
     }
-    /// For presets whose probes are HTTP requests to each host (the `http` preset): what
-    /// to request. rollgate then asks every host instead of one host for the whole cluster.
-    fn host_probes(&self) -> Option<&HttpSpec> {
+    /// For presets whose probes are HTTP requests to each host (`http`, `nats`): what to
+    /// request and how to read it. rollgate then asks every host instead of one host for
+    /// the whole cluster.
+    fn host_probes(&self) -> Option<&dyn HostProbes> {
+        None
+    }
+    /// The signal the unit's main process gets before `systemctl stop` when the inventory
+    /// sets no `stop_signal` (NATS: `SIGUSR2`, lame duck mode), with as long as the stop
+    /// timeout to exit by itself.
+    fn default_stop_signal(&self) -> Option<&'static str> {
         None
     }
     /// The command that prints the version of the binary at `binary`.

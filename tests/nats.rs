@@ -1,0 +1,237 @@
+//! NATS JetStream on the lab (`lab/lab up --nats`): a 3-server cluster from Debian
+//! bookworm's nats-server 2.9.10, upgraded for real to trixie's 2.10.27 with an R3 stream
+//! whose every message must read back (issue 15).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::util::{lab, repo, rollgate, run, status, text, Lab};
+
+/// The lab with NATS running, fresh at 2.9.10 (and a fresh etcd: `reset` does both).
+fn nats_lab() -> Option<Lab> {
+    let lab = lab()?;
+    lab.lab(&["up", "--nats"]);
+    lab.reset();
+    Some(lab)
+}
+
+/// Puts the lab back as the other tests expect it: NATS stopped.
+fn nats_off(lab: &Lab) {
+    lab.lab(&["up"]);
+}
+
+fn binary_2_10() -> PathBuf {
+    repo().join("lab/.state/artifacts/nats-2.10.27/nats-server")
+}
+
+/// `inventory/lab-nats.toml` with `cluster_keys` added to `[cluster]`, in `dir`.
+fn inventory(dir: &Path, cluster_keys: &str) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("inventory/lab-nats.toml")).unwrap();
+    let state = format!("\"{}/", repo().join("lab/.state").display());
+    let text = text
+        .replace("\"../lab/.state/", &state)
+        .replace("[cluster]\n", &format!("[cluster]\n{cluster_keys}\n"));
+    let path = dir.join("nats.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `lab/nats-client ARGS` in the lab's venv; must succeed; its stdout.
+#[track_caller]
+fn client(args: &[&str]) -> String {
+    let out: Output = Command::new(repo().join("lab/.state/venv/bin/python"))
+        .arg(repo().join("lab/nats-client"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "nats-client {args:?}: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// Every message of `stream`, as (seq, data).
+fn messages(stream: &str) -> Vec<(u64, String)> {
+    client(&["read", stream])
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["seq"].as_u64().unwrap(), v["data"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// What `stream` must hold: `tag-1..tag-n` for each `(tag, n)`, in order.
+fn expected(batches: &[(&str, u64)]) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    for (tag, n) in batches {
+        for i in 1..=*n {
+            out.push((out.len() as u64 + 1, format!("{tag}-{i}")));
+        }
+    }
+    out
+}
+
+/// The JetStream meta leader's server name, as node1..node3 see it (the first that names one).
+fn meta_leader(lab: &Lab) -> String {
+    for k in 1..=3 {
+        let out = lab.ssh("root", lab.addr(k), "curl -fsS -m 2 http://127.0.0.1:8222/jsz");
+        if let Ok(v) = serde_json::from_slice::<Value>(&out.stdout) {
+            if let Some(l) = v["meta_cluster"]["leader"].as_str() {
+                return l.to_owned();
+            }
+        }
+    }
+    panic!("no NATS server names a meta leader");
+}
+
+#[track_caller]
+fn assert_all_on(inv: &Path, version: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = status(inv, tmp.path());
+    for r in &rows {
+        assert_eq!(r["version"], version, "{rows:?}");
+        assert_eq!(r["unit_state"], "active", "{rows:?}");
+    }
+    assert_eq!(rows.iter().filter(|r| r["state"] == "leader").count(), 1, "{rows:?}");
+}
+
+fn records<'a>(j: &'a [Value], step: &'a str, st: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    j.iter().filter(move |r| r["step"] == step && r["status"] == st)
+}
+
+#[test]
+fn nats_2_9_10_to_2_10_27_with_an_r3_stream_leader_last_lame_duck_stops() {
+    let Some(lab) = nats_lab() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let inv = inventory(tmp.path(), "");
+    client(&["create", "ORDERS", "orders"]);
+    client(&["publish", "orders", "500", "before"]);
+    let leader_before = meta_leader(&lab);
+
+    let state = tmp.path().join("state");
+    let bin = binary_2_10();
+    let out = run(rollgate(
+        &inv,
+        &state,
+        &[
+            "upgrade",
+            "--binary",
+            bin.to_str().unwrap(),
+            "--expect-version",
+            "2.10.27",
+            "--yes",
+        ],
+    ));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let j = crate::util::journal(&state);
+    // Leader last: the gate of the last host saw it leading, the others following; the
+    // meta leader before the run is the host upgraded last.
+    let gates: Vec<(&str, &str)> = records(&j, "gate", "done")
+        .map(|r| (r["host"].as_str().unwrap(), r["detail"]["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(gates.len(), 3, "{gates:?}");
+    assert_eq!(gates[2], (leader_before.as_str(), "leader"), "{gates:?}");
+    assert!(gates[..2].iter().all(|(_, s)| *s == "follower"), "{gates:?}");
+    // Every stop was a lame duck: SIGUSR2, and the server exited by itself.
+    let stops: Vec<&Value> = records(&j, "stop", "done").collect();
+    assert_eq!(stops.len(), 3);
+    for s in &stops {
+        assert_eq!(s["detail"]["signal"], "SIGUSR2", "{s}");
+        assert_eq!(s["detail"]["exited_on_signal"], true, "{s}");
+    }
+    // Health came back on 2.10.27 on every host, each caught up before the next stopped.
+    for h in records(&j, "health", "done") {
+        assert_eq!(h["detail"]["version"], "2.10.27", "{h}");
+    }
+    assert_all_on(&inv, "2.10.27");
+
+    // Every message published before reads back, and the stream takes new ones.
+    client(&["publish", "orders", "100", "after"]);
+    assert_eq!(messages("ORDERS"), expected(&[("before", 500), ("after", 100)]));
+    let info: Value = serde_json::from_str(&client(&["info", "ORDERS"])).unwrap();
+    assert_eq!(info["replicas"].as_array().map(Vec::len), Some(2), "{info}");
+    nats_off(&lab);
+}
+
+#[test]
+fn nats_meta_leader_killed_mid_roll_stops_clearly_and_resume_finishes() {
+    let Some(lab) = nats_lab() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    // Short waits: the gate and the health gate give up in seconds, not minutes.
+    let inv = inventory(tmp.path(), "health_timeout = \"20s\"\ntimeouts = { gate = \"10s\" }");
+    client(&["create", "EVENTS", "events"]);
+    client(&["publish", "events", "300", "before"]);
+
+    let state = tmp.path().join("state");
+    let bin = binary_2_10();
+    // `--on-failure halt`: a host that fails after its swap is started on 2.10.27, not put
+    // back on 2.9.10 over a store 2.10.27 has written (seen here: a 2.9.10 stream replica
+    // rolled back that way never became current again, "Wrong index ... could not store
+    // entry to WAL").
+    let args = [
+        "upgrade",
+        "--binary",
+        bin.to_str().unwrap(),
+        "--yes",
+        "--json",
+        "--on-failure",
+        "halt",
+    ];
+    let mut child = rollgate(&inv, &state, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut killed = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let rec: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        // Once the first host is back and healthy, the meta leader's server is killed.
+        if killed.is_none() && rec["step"] == "health" && rec["status"] == "done" {
+            let leader = meta_leader(&lab);
+            let k: usize = leader.trim_start_matches("node").parse().unwrap();
+            let kill = lab.ssh(
+                "root",
+                lab.addr(k),
+                "systemctl kill --kill-whom=main -s KILL nats-server",
+            );
+            if !kill.status.success() {
+                child.kill().unwrap();
+                panic!("killing {leader}'s nats-server: {}", text(&kill.stderr));
+            }
+            killed = Some((k, leader));
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let (k, leader) = killed.expect("the run ended before any host was healthy");
+    assert!(!out.status.success(), "the run went on without a quorum-safe cluster");
+    let err = text(&out.stderr);
+    // The message says which host could not go on and why: the killed server.
+    assert!(
+        err.contains(lab.addr(k)) && (err.contains("not safe to take") || err.contains("not healthy after")),
+        "{err}"
+    );
+    // Whatever was stopped was started again: only the killed server is down.
+    for n in (1..=3).filter(|n| *n != k) {
+        assert_eq!(
+            lab.root(lab.addr(n), "systemctl is-active nats-server").trim(),
+            "active",
+            "node{n}"
+        );
+    }
+
+    // The operator brings the killed server back; resume finishes the run.
+    lab.root(lab.addr(k), "systemctl start nats-server");
+    let out = run(rollgate(&inv, &state, &["resume", "--yes"]));
+    assert!(
+        out.status.success(),
+        "resume after {leader} came back: {}\n\nthe first run: {err}",
+        text(&out.stderr)
+    );
+    assert_all_on(&inv, "2.10.27");
+    client(&["publish", "events", "50", "after"]);
+    assert_eq!(messages("EVENTS"), expected(&[("before", 300), ("after", 50)]));
+    nats_off(&lab);
+}
