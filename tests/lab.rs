@@ -128,3 +128,31 @@ fn forty_hosts_come_up() {
     assert_eq!(names.len(), 40);
     lab.lab(&["up", "--hosts", "3", "--etcd", "3"]);
 }
+
+/// The lab comes up right whatever shape it had (issue 13): five etcd members after three,
+/// then (after `down`) three again, each a healthy cluster of exactly that many members.
+#[test]
+fn a_changed_etcd_membership_comes_up_healthy() {
+    let Some(lab) = lab() else { return };
+    let members = |lab: &crate::util::Lab| -> usize {
+        let status = lab.root(
+            "10.77.0.11",
+            "ETCDCTL_API=3 etcdctl --command-timeout=5s -w json endpoint status --cluster",
+        );
+        let v: Vec<serde_json::Value> = serde_json::from_str(&status).unwrap();
+        let leaders: BTreeSet<u64> = v.iter().map(|e| e["Status"]["leader"].as_u64().unwrap()).collect();
+        assert_eq!(leaders.len(), 1, "one leader: {status}");
+        v.len()
+    };
+    lab.lab(&["up", "--hosts", "5", "--etcd", "5"]);
+    assert_eq!(members(&lab), 5);
+    for k in 4..=5 {
+        let addr = format!("10.77.0.1{k}");
+        assert_eq!(lab.root(&addr, "systemctl is-active etcd").trim(), "active", "node{k}");
+    }
+    // A stopped lab forgets its size: the next plain up is 3 hosts, whose data were made
+    // for 5 members.
+    lab.lab(&["down"]);
+    lab.lab(&["up"]);
+    assert_eq!(members(&lab), 3);
+}

@@ -9,6 +9,7 @@ mod network;
 mod operator;
 mod presets;
 mod release;
+mod rollout;
 mod ssh;
 mod upgrade;
 mod util;

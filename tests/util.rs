@@ -200,6 +200,15 @@ pub fn journal(state_dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The journal records of run `id` in `state_dir`.
+pub fn journal_of(state_dir: &Path, id: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(state_dir.join("runs").join(id).join("journal.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// The `status --json` rows.
 pub fn status(inventory: &Path, state_dir: &Path) -> Vec<serde_json::Value> {
     let out = run(rollgate(inventory, state_dir, &["status", "--json"]));

@@ -51,12 +51,20 @@ pub enum OnFailure {
 pub enum Command {
     /// Is it safe to start an upgrade? Per host and for the cluster; exits 0 only if so.
     Check {
+        /// Only these hosts: a glob over host names, `role:ROLE`, or a comma-separated
+        /// list of them. The cluster-wide gates still read every member.
+        #[arg(long)]
+        hosts: Option<String>,
         /// Print one JSON object (`format`, `safe`, `hosts`, `problems`) instead of tables.
         #[arg(long)]
         json: bool,
     },
     /// A table of the hosts: Raft state, version, unit state, raft index and lag.
     Status {
+        /// Only these hosts: a glob over host names, `role:ROLE`, or a comma-separated
+        /// list of them. The cluster-wide gates still read every member.
+        #[arg(long)]
+        hosts: Option<String>,
         /// Print a JSON array instead of the table.
         #[arg(long)]
         json: bool,
@@ -64,7 +72,7 @@ pub enum Command {
     /// Run a command on the hosts at once (joined with spaces and run by the remote shell,
     /// as ssh does).
     Exec {
-        /// Glob over host names, or `role:ROLE`.
+        /// A glob over host names, `role:ROLE`, or a comma-separated list of them.
         #[arg(long)]
         hosts: Option<String>,
         /// Print one JSON object per host (`format`, `host`, `exit`, `stdout`, `stderr`,
@@ -79,6 +87,11 @@ pub enum Command {
     Plan {
         #[command(flatten)]
         binary: BinaryArgs,
+        /// Only these hosts: a glob over host names, `role:ROLE`, or a comma-separated
+        /// list of them. The cluster-wide gates still read every member.
+        #[arg(long)]
+        hosts: Option<String>,
+
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -89,6 +102,11 @@ pub enum Command {
         binary: BinaryArgs,
         #[command(flatten)]
         run: RunArgs,
+        /// Only these hosts: a glob over host names, `role:ROLE`, or a comma-separated
+        /// list of them. The cluster-wide gates still read every member.
+        #[arg(long)]
+        hosts: Option<String>,
+
         /// Refuse unless the staged binary reports this version.
         #[arg(long)]
         expect_version: Option<semver::Version>,
@@ -116,6 +134,11 @@ pub enum Command {
         /// Also restore each host's data root from that run's backup.
         #[arg(long)]
         restore_data: bool,
+        /// Only these hosts: a glob over host names, `role:ROLE`, or a comma-separated
+        /// list of them. The cluster-wide gates still read every member.
+        #[arg(long)]
+        hosts: Option<String>,
+
         #[command(flatten)]
         run: RunArgs,
     },
@@ -132,7 +155,7 @@ pub enum Command {
     },
     /// Archive data roots outside an upgrade: unit stopped, one host at a time.
     Backup {
-        /// Glob over host names, or `role:ROLE`.
+        /// A glob over host names, `role:ROLE`, or a comma-separated list of them.
         #[arg(long)]
         hosts: Option<String>,
         /// Do not ask for confirmation.

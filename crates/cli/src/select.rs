@@ -1,4 +1,5 @@
-//! `--hosts PATTERN`: a glob over host names, or `role:ROLE`.
+//! `--hosts PATTERN`: a glob over host names, `role:ROLE`, or a comma-separated list of
+//! them (`node1,node3`, `role:server,client-*`).
 
 use anyhow::Context;
 use rollgate_core::{Host, Inventory};
@@ -11,14 +12,22 @@ pub fn hosts<'a>(inv: &'a Inventory, pattern: Option<&str>) -> anyhow::Result<Ve
     let Some(pattern) = pattern else {
         return Ok(inv.hosts.iter().collect());
     };
-    let selected: Vec<&Host> = if let Some(role) = pattern.strip_prefix("role:") {
-        inv.hosts.iter().filter(|h| h.role == role).collect()
-    } else {
-        let glob = globset::Glob::new(pattern)
-            .with_context(|| format!("--hosts {pattern:?}"))?
-            .compile_matcher();
-        inv.hosts.iter().filter(|h| glob.is_match(&h.name)).collect()
-    };
+    let mut roles = Vec::new();
+    let mut globs = globset::GlobSetBuilder::new();
+    for part in pattern.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.strip_prefix("role:") {
+            Some(role) => roles.push(role),
+            None => {
+                globs.add(globset::Glob::new(part).with_context(|| format!("--hosts {pattern:?}: {part:?}"))?);
+            }
+        }
+    }
+    let globs = globs.build().with_context(|| format!("--hosts {pattern:?}"))?;
+    let selected: Vec<&Host> = inv
+        .hosts
+        .iter()
+        .filter(|h| roles.contains(&h.role.as_str()) || globs.is_match(&h.name))
+        .collect();
     if selected.is_empty() {
         return Err(crate::exit::Exit {
             code: 2,
@@ -27,4 +36,78 @@ pub fn hosts<'a>(inv: &'a Inventory, pattern: Option<&str>) -> anyhow::Result<Ve
         .into());
     }
     Ok(selected)
+}
+
+/// The names `pattern` selects, for the commands that only filter (`None`: every host).
+///
+/// # Errors
+/// As [`hosts`].
+pub fn names(inv: &Inventory, pattern: Option<&str>) -> anyhow::Result<Option<Vec<String>>> {
+    match pattern {
+        None => Ok(None),
+        Some(p) => Ok(Some(hosts(inv, Some(p))?.iter().map(|h| h.name.clone()).collect())),
+    }
+}
+
+/// `problems` (as [`rollgate_core::gate::preflight_problems`] words them: `HOST: ...` or
+/// `cluster: ...`) without those of hosts outside `only`: the cluster's stay.
+pub fn keep_problems(problems: Vec<String>, only: Option<&[String]>) -> Vec<String> {
+    let Some(only) = only else { return problems };
+    problems
+        .into_iter()
+        .filter(|p| p.starts_with("cluster: ") || only.iter().any(|n| p.starts_with(&format!("{n}: "))))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inv() -> Inventory {
+        let mut text = String::from(
+            "[cluster]\nname = \"c\"\npreset = \"etcd\"\nbinary = \"/usr/bin/etcd\"\ndata_root = \"/var/lib/etcd\"\n",
+        );
+        for (n, role) in [
+            (1, "server"),
+            (2, "server"),
+            (3, "server"),
+            (4, "client"),
+            (10, "client"),
+        ] {
+            text.push_str(&format!(
+                "\n[[hosts]]\nname = \"node{n}\"\naddress = \"10.0.0.{n}\"\nrole = \"{role}\"\n"
+            ));
+        }
+        Inventory::parse(std::path::Path::new("/tmp/inv.toml"), &text).unwrap()
+    }
+
+    fn picked(pattern: &str) -> Vec<String> {
+        names(&inv(), Some(pattern)).unwrap().unwrap()
+    }
+
+    #[test]
+    fn globs_roles_and_lists() {
+        assert_eq!(picked("node1"), ["node1"]);
+        assert_eq!(picked("node1*"), ["node1", "node10"]);
+        assert_eq!(picked("node1, node3"), ["node1", "node3"]);
+        assert_eq!(picked("role:client,node2"), ["node2", "node4", "node10"]);
+        assert_eq!(names(&inv(), None).unwrap(), None);
+        let err = names(&inv(), Some("nope,also-not")).unwrap_err();
+        assert!(err.to_string().contains("selects no host"), "{err}");
+    }
+
+    #[test]
+    fn problems_of_other_hosts_are_dropped_the_clusters_kept() {
+        let all = vec![
+            "node1: unit etcd is inactive".to_owned(),
+            "node10: binary /usr/bin/etcd is missing".to_owned(),
+            "cluster: member http://10.0.0.2:2379 is unreachable".to_owned(),
+        ];
+        let only = ["node1".to_owned()];
+        assert_eq!(
+            keep_problems(all.clone(), Some(&only)),
+            [all[0].clone(), all[2].clone()]
+        );
+        assert_eq!(keep_problems(all.clone(), None), all);
+    }
 }

@@ -45,6 +45,9 @@ pub struct RunMeta {
     /// `--allow-version-skip` was given: the version policy was not enforced.
     #[serde(default)]
     pub allow_version_skip: bool,
+    /// `--hosts`: the only hosts the run may change (`None`: every host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<String>>,
     /// Creation time, RFC 3339.
     pub created: String,
 }

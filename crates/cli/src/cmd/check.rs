@@ -72,7 +72,8 @@ fn print_origins(ctx: &Ctx) {
 /// Format of `check --json`.
 const FORMAT: u32 = 1;
 
-pub async fn run(ctx: &Ctx, verbose: bool, json_out: bool) -> anyhow::Result<ExitCode> {
+pub async fn run(ctx: &Ctx, only: Option<&str>, verbose: bool, json_out: bool) -> anyhow::Result<ExitCode> {
+    let only = crate::select::names(&ctx.inv, only)?;
     if verbose && !json_out {
         print_origins(ctx);
     }
@@ -87,11 +88,16 @@ pub async fn run(ctx: &Ctx, verbose: bool, json_out: bool) -> anyhow::Result<Exi
     .await;
     let view = probe::first_view(&ctx.inv, sessions.iter().filter_map(|s| s.as_ref().ok()), &[]).await;
     let view_err = view.as_ref().map_err(|e| format!("{e:#}"));
-    let problems = preflight_problems(
-        &ctx.inv,
-        &facts,
-        view_err.as_ref().map(|(_, v)| v).map_err(String::as_str),
+    let problems = crate::select::keep_problems(
+        preflight_problems(
+            &ctx.inv,
+            &facts,
+            view_err.as_ref().map(|(_, v)| v).map_err(String::as_str),
+        ),
+        only.as_deref(),
     );
+    // Every host was asked (the view needs them); only the selected ones are shown.
+    let shown = |h: &&rollgate_core::Host| only.as_ref().is_none_or(|o| o.contains(&h.name));
     let code = if problems.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -101,6 +107,7 @@ pub async fn run(ctx: &Ctx, verbose: bool, json_out: bool) -> anyhow::Result<Exi
         let hosts_json: Vec<serde_json::Value> = hosts
             .iter()
             .zip(&facts)
+            .filter(|(h, _)| shown(h))
             .map(|(h, f)| match f {
                 Ok(f) => serde_json::json!({ "host": h.name, "ssh": "ok", "unit": h.unit, "facts": f }),
                 Err(e) => serde_json::json!({ "host": h.name, "ssh": "failed", "error": e }),
@@ -134,7 +141,7 @@ pub async fn run(ctx: &Ctx, verbose: bool, json_out: bool) -> anyhow::Result<Exi
         "data root",
         "free",
     ]);
-    for (h, f) in hosts.iter().zip(&facts) {
+    for (h, f) in hosts.iter().zip(&facts).filter(|(h, _)| shown(h)) {
         match f {
             Ok(f) => t.add_row([
                 h.name.clone(),

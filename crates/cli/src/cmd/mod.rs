@@ -35,13 +35,14 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
     }
     let ctx = Ctx::load(&args)?;
     match args.command {
-        Command::Check { json } => check::run(&ctx, args.verbose > 0, json).await,
-        Command::Status { json } => status::run(&ctx, json).await,
+        Command::Check { hosts, json } => check::run(&ctx, hosts.as_deref(), args.verbose > 0, json).await,
+        Command::Status { hosts, json } => status::run(&ctx, hosts.as_deref(), json).await,
         Command::Exec { hosts, json, command } => exec::run(&ctx, hosts.as_deref(), &command, json).await,
-        Command::Plan { binary, json } => plan::run(&ctx, &binary, json).await,
+        Command::Plan { binary, hosts, json } => plan::run(&ctx, &binary, hosts.as_deref(), json).await,
         Command::Upgrade {
             binary,
             run,
+            hosts,
             expect_version,
             on_failure,
             force,
@@ -52,6 +53,7 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
                 on_failure,
                 force,
                 allow_version_skip,
+                hosts: hosts.as_deref(),
             };
             upgrade::upgrade(&ctx, &binary, &run, args).await
         }
@@ -59,8 +61,9 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Command::Rollback {
             run_id,
             restore_data,
+            hosts,
             run,
-        } => rollback::rollback(&ctx, run_id.as_deref(), restore_data, &run).await,
+        } => rollback::rollback(&ctx, run_id.as_deref(), restore_data, hosts.as_deref(), &run).await,
         Command::Runs { json } => rollback::runs(&ctx, json),
         Command::Backups { json } => backups::run(&ctx, json),
         Command::Report { run_id, html, svg } => report::run(&ctx, run_id.as_deref(), html, svg),

@@ -18,6 +18,7 @@ pub fn run_options(
     ctx: &Ctx,
     health_timeout: Option<std::time::Duration>,
     expect_version: Option<String>,
+    hosts: Option<Vec<String>>,
 ) -> RunOptions {
     let sd = StateDir::new(&ctx.state_dir, &ctx.inv.cluster.name);
     RunOptions {
@@ -25,6 +26,7 @@ pub fn run_options(
         expect_version,
         backups: sd.backup_root(),
         snapshots: sd.snapshot_dir(),
+        hosts,
     }
 }
 
@@ -48,7 +50,8 @@ pub fn build(
     .build()
 }
 
-pub async fn run(ctx: &Ctx, args: &BinaryArgs, json_out: bool) -> anyhow::Result<ExitCode> {
+pub async fn run(ctx: &Ctx, args: &BinaryArgs, only: Option<&str>, json_out: bool) -> anyhow::Result<ExitCode> {
+    let only = crate::select::names(&ctx.inv, only)?;
     let artifact = crate::release::resolve(ctx, args).await?;
     let version = local_version(ctx, &artifact).await;
     let hosts: Vec<&Host> = ctx.inv.hosts.iter().collect();
@@ -63,7 +66,7 @@ pub async fn run(ctx: &Ctx, args: &BinaryArgs, json_out: bool) -> anyhow::Result
     }))
     .await;
     let unreachable: Vec<String> = facts.iter().filter_map(|f| f.as_ref().err().cloned()).collect();
-    let options = run_options(ctx, None, None);
+    let options = run_options(ctx, None, None, only);
     let plan = build(
         ctx,
         &artifact,
@@ -84,7 +87,7 @@ pub async fn run(ctx: &Ctx, args: &BinaryArgs, json_out: bool) -> anyhow::Result
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
-    print(&plan, &ctx.inv.cluster.timeouts, version.as_deref());
+    print(&plan, &ctx.inv, version.as_deref());
     for u in &unreachable {
         println!("could not reach: {u} (planned from what the others said; upgrade needs every host)");
     }
@@ -95,7 +98,8 @@ pub async fn run(ctx: &Ctx, args: &BinaryArgs, json_out: bool) -> anyhow::Result
 }
 
 /// The plan as text: the binary, run-wide steps, then per host its place and steps.
-fn print(plan: &Plan, timeouts: &rollgate_core::inventory::Timeouts, to: Option<&str>) {
+fn print(plan: &Plan, inv: &rollgate_core::Inventory, to: Option<&str>) {
+    let timeouts = &inv.cluster.timeouts;
     println!("plan for cluster {} (preset {})", plan.cluster, plan.preset);
     let to_text = to.unwrap_or("? (checked on the hosts when staged)");
     if let Some(a) = &plan.artifact {
@@ -148,6 +152,12 @@ fn print(plan: &Plan, timeouts: &rollgate_core::inventory::Timeouts, to: Option<
             plan.already_on_target.join(", ")
         );
     }
+    if !plan.not_selected.is_empty() {
+        println!(
+            "not in --hosts, left alone (the gates still read them): {}",
+            plan.not_selected.join(", ")
+        );
+    }
     println!("run-wide:");
     for s in &plan.run_steps {
         println!("  {:<15} {}", s.id().as_str(), s.describe());
@@ -158,6 +168,24 @@ fn print(plan: &Plan, timeouts: &rollgate_core::inventory::Timeouts, to: Option<
         for s in &h.steps {
             let deadline = humantime::format_duration(s.deadline(timeouts));
             println!("    {:<15} {} (deadline {deadline})", s.id().as_str(), s.describe());
+        }
+        if let Some(host) = inv.host(&h.name) {
+            let mut role = Vec::new();
+            if !host.backup {
+                role.push("no backup of its data root".to_owned());
+            }
+            if !host.health.is_empty() {
+                role.push(format!("healthy when these pass: {}", host.health.join("; ")));
+            }
+            if !host.settle.is_zero() {
+                role.push(format!(
+                    "then {} before the next host",
+                    humantime::format_duration(host.settle)
+                ));
+            }
+            if !role.is_empty() {
+                println!("    [roles.{}]: {}", host.role, role.join(", "));
+            }
         }
     }
 }

@@ -18,7 +18,14 @@ use crate::state::{RunMeta, RunState, StateDir};
 
 /// Puts the previous binary back on every host `run` swapped, in reverse order of the
 /// swaps, one at a time, with the gates of an upgrade.
-pub async fn rollback(ctx: &Ctx, run_id: Option<&str>, restore_data: bool, run: &RunArgs) -> anyhow::Result<ExitCode> {
+pub async fn rollback(
+    ctx: &Ctx,
+    run_id: Option<&str>,
+    restore_data: bool,
+    only: Option<&str>,
+    run: &RunArgs,
+) -> anyhow::Result<ExitCode> {
+    let only = select::names(&ctx.inv, only)?;
     let sd = StateDir::new(&ctx.state_dir, &ctx.inv.cluster.name);
     let runs = sd.runs()?;
     let (mut meta, state, records) = match run_id {
@@ -39,7 +46,19 @@ pub async fn rollback(ctx: &Ctx, run_id: Option<&str>, restore_data: bool, run: 
         meta.health_timeout_ms = t.as_millis() as u64;
     }
     let health = Duration::from_millis(meta.health_timeout_ms);
-    let plan = rollback_plan(&ctx.inv, &Progress::from_records(&records), restore_data, health)?;
+    let plan = rollback_plan(
+        &ctx.inv,
+        &Progress::from_records(&records),
+        restore_data,
+        health,
+        only.as_deref(),
+    )?;
+    if !plan.not_selected.is_empty() {
+        eprintln!(
+            "not in --hosts, left on the run's binary: {}",
+            plan.not_selected.join(", ")
+        );
+    }
     confirm(
         run.yes,
         &format!(
@@ -264,6 +283,7 @@ pub async fn backup(ctx: &Ctx, pattern: Option<&str>, yes: bool, json: bool) -> 
         health_timeout_ms: ctx.inv.cluster.health_timeout.as_millis() as u64,
         force: false,
         allow_version_skip: false,
+        hosts: None,
         created: journal::now_rfc3339(),
     };
     let _lock = sd.lock(&meta.run)?;
@@ -271,7 +291,7 @@ pub async fn backup(ctx: &Ctx, pattern: Option<&str>, yes: bool, json: bool) -> 
     let mut ex = Executor::new(ctx, meta, journal, Vec::new(), json).await?;
     let started = Instant::now();
     let facts = ex.installed().await?;
-    let options = super::plan::run_options(ctx, None, None);
+    let options = super::plan::run_options(ctx, None, None, None);
     for host in &hosts {
         let version = facts[&host.name]
             .version

@@ -129,8 +129,12 @@ pub fn print_table(rows: &[Row], on_stderr: bool) {
     }
 }
 
-pub async fn run(ctx: &Ctx, json: bool) -> anyhow::Result<ExitCode> {
-    let (rows, _) = rows(ctx).await;
+pub async fn run(ctx: &Ctx, hosts: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let only = crate::select::names(&ctx.inv, hosts)?;
+    let (mut rows, _) = rows(ctx).await;
+    if let Some(only) = &only {
+        rows.retain(|r| only.contains(&r.name));
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {

@@ -32,9 +32,12 @@ pub struct UpgradeArgs<'a> {
     pub force: bool,
     /// `--allow-version-skip`.
     pub allow_version_skip: bool,
+    /// `--hosts`.
+    pub hosts: Option<&'a str>,
 }
 
 pub async fn upgrade(ctx: &Ctx, bin: &BinaryArgs, run: &RunArgs, args: UpgradeArgs<'_>) -> anyhow::Result<ExitCode> {
+    let only = crate::select::names(&ctx.inv, args.hosts)?;
     let artifact = crate::release::resolve(ctx, bin).await?;
     let sd = StateDir::new(&ctx.state_dir, &ctx.inv.cluster.name);
     // Running the same upgrade again continues the interrupted run.
@@ -42,7 +45,7 @@ pub async fn upgrade(ctx: &Ctx, bin: &BinaryArgs, run: &RunArgs, args: UpgradeAr
         .runs()?
         .into_iter()
         .rev()
-        .find(|(m, s, _)| m.sha256 == artifact.sha256 && *s == RunState::Interrupted)
+        .find(|(m, s, _)| m.sha256 == artifact.sha256 && m.hosts == only && *s == RunState::Interrupted)
     {
         eprintln!(
             "rollgate: run {} with this binary was interrupted: resuming it",
@@ -55,7 +58,7 @@ pub async fn upgrade(ctx: &Ctx, bin: &BinaryArgs, run: &RunArgs, args: UpgradeAr
         &format!(
             "Upgrade cluster {} ({} hosts) to {}?",
             ctx.inv.cluster.name,
-            ctx.inv.hosts.len(),
+            only.as_ref().map_or(ctx.inv.hosts.len(), Vec::len),
             artifact
                 .source
                 .clone()
@@ -76,6 +79,7 @@ pub async fn upgrade(ctx: &Ctx, bin: &BinaryArgs, run: &RunArgs, args: UpgradeAr
         health_timeout_ms: run.health_timeout.unwrap_or(ctx.inv.cluster.health_timeout).as_millis() as u64,
         force: args.force,
         allow_version_skip: args.allow_version_skip,
+        hosts: only,
         created: journal::now_rfc3339(),
     };
     let _lock = sd.lock(&meta.run)?;
@@ -140,6 +144,7 @@ async fn execute(mut ex: Executor<'_>, fresh: bool) -> anyhow::Result<ExitCode> 
         ex.ctx,
         Some(Duration::from_millis(ex.meta.health_timeout_ms)),
         ex.meta.expect_version.clone(),
+        ex.meta.hosts.clone(),
     );
     let plan = build(
         ex.ctx,
@@ -154,7 +159,11 @@ async fn execute(mut ex: Executor<'_>, fresh: bool) -> anyhow::Result<ExitCode> 
     if plan.run_step(StepId::Preflight).is_some() {
         let t = ex.begin_wide(StepId::Preflight)?;
         let view_err = view.as_ref().map_err(|e| format!("{e:#}"));
-        let problems = preflight_problems(inv, &fv, view_err.as_ref().map(|(_, v)| v).map_err(String::as_str));
+        // Outside --hosts only the cluster's problems count: those hosts are left alone.
+        let problems = crate::select::keep_problems(
+            preflight_problems(inv, &fv, view_err.as_ref().map(|(_, v)| v).map_err(String::as_str)),
+            ex.meta.hosts.as_deref(),
+        );
         if !problems.is_empty() && !ex.meta.force {
             let why = "refusing to start from a degraded cluster";
             return refuse(&mut ex, t, started, why, &problems, "\n(--force overrides)");

@@ -64,8 +64,13 @@ impl Executor<'_> {
 
     /// The cluster as the health gate of `host` reads it: from `host` itself (or every
     /// host, for the `http` preset), with raft indexes from the catch-up probe.
-    async fn view_with_catchup(&self, host: &Host) -> anyhow::Result<ClusterView> {
+    /// For a host outside the Raft roles (`member` false) the cluster as any member sees
+    /// it, without catch-up indexes.
+    async fn view_with_catchup(&self, host: &Host, member: bool) -> anyhow::Result<ClusterView> {
         let inv = self.inv();
+        if !member {
+            return Ok(self.view(&[]).await?.1);
+        }
         let mut view = match inv.cluster.preset.host_probes() {
             Some(p) => probe::host_view(inv, p, self.sessions_in_order()).await,
             None => probe::cluster_view(inv, self.session(&host.name)).await?,
@@ -74,21 +79,88 @@ impl Executor<'_> {
         Ok(view)
     }
 
+    /// Why a host outside the Raft roles is not back: its unit is not active, or its binary
+    /// does not report `version`.
+    async fn client_reasons(&self, host: &Host, version: &str) -> Vec<String> {
+        let preset = &self.inv().cluster.preset;
+        let session = self.session(&host.name);
+        let unit = format!("systemctl is-active {}", rollgate_core::quote::q(&host.unit));
+        let version_cmd = preset.version_command(&host.binary);
+        let (active, reported) = tokio::join!(session.exec_priv(&unit), session.exec_priv(&version_cmd));
+        let mut out = Vec::new();
+        match active {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => out.push(format!("unit {} is {}", host.unit, o.stdout_str().trim())),
+            Err(e) => out.push(format!("{e:#}")),
+        }
+        match reported.map(|o| preset.parse_version(&probe::probe_output(&o))) {
+            Ok(Ok(v)) if v.to_string() == version => {}
+            Ok(Ok(v)) => out.push(format!("{} reports version {v}, not {version}", host.name)),
+            Ok(Err(e)) => out.push(e.to_string()),
+            Err(e) => out.push(format!("{e:#}")),
+        }
+        out
+    }
+
+    /// The role's `health` commands that fail on `host`, as reasons (each: its exit and the
+    /// last line it printed).
+    async fn role_health(&self, host: &Host) -> Vec<String> {
+        let session = self.session(&host.name);
+        let deadline = self.inv().cluster.timeouts.command;
+        let runs = join_all(
+            host.health
+                .iter()
+                .map(|c| async move { tokio::time::timeout(deadline, session.exec_priv(c)).await }),
+        )
+        .await;
+        host.health
+            .iter()
+            .zip(runs)
+            .filter_map(|(c, r)| match r {
+                Ok(Ok(o)) if o.status.success() => None,
+                Ok(Ok(o)) => {
+                    let said = format!("{}{}", o.stdout_str(), o.stderr_str());
+                    let last = said.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+                    Some(format!("health command `{c}` failed ({}): {}", o.status, last.trim()))
+                }
+                Ok(Err(e)) => Some(format!("health command `{c}`: {e:#}")),
+                Err(_) => Some(format!(
+                    "health command `{c}` did not finish within {}",
+                    humantime::format_duration(deadline)
+                )),
+            })
+            .collect()
+    }
+
     /// Health gate: `host` is a reachable, healthy member reporting `version`, caught up
     /// with the leader, every member healthy; polled for up to `wait`.
+    /// A host outside the preset's Raft roles (a client, an agent) is not a member: for it,
+    /// its unit active, its binary on `version` and the cluster healthy. Either way the
+    /// role's `health` commands must pass.
     pub(super) async fn health(&self, host: &Host, version: &str, wait: Duration) -> anyhow::Result<HealthDetail> {
         let deadline = Instant::now() + wait;
         let max_lag = self.inv().cluster.max_raft_lag;
+        let member = self.inv().cluster.preset.raft_roles().contains(&host.role.as_str());
         loop {
-            let reasons = match self.view_with_catchup(host).await {
+            let reasons = match self.view_with_catchup(host, member).await {
                 Ok(v) => {
-                    let r = health_reasons(&v, host, version, max_lag);
+                    let mut r = if member {
+                        health_reasons(&v, host, version, max_lag)
+                    } else {
+                        let mut r = v.problems(max_lag);
+                        r.extend(self.client_reasons(host, version).await);
+                        r
+                    };
+                    if r.is_empty() {
+                        r = self.role_health(host).await;
+                    }
                     if r.is_empty() {
                         return Ok(HealthDetail {
                             version: version.to_owned(),
                             leader: v.leader().map(|m| m.endpoint.clone()),
                             raft_index: v.member_at(&host.address).and_then(|m| m.raft_index),
                             lag: v.lag_of(&host.address),
+                            settle_ms: None,
                         });
                     }
                     r

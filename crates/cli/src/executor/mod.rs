@@ -425,9 +425,16 @@ impl<'a> Executor<'a> {
                     .clone()
                     .or_else(|| self.version.clone())
                     .ok_or_else(|| anyhow!("no staged version to check against"))?;
-                self.health(host, &v, *wait)
-                    .await
-                    .map(|d| Outcome::done(Event::Health(Some(d))))
+                let mut d = self.health(host, &v, *wait).await?;
+                if !host.settle.is_zero() {
+                    crate::live::waiting(
+                        &host.name,
+                        &format!("healthy; settling for {}", humantime::format_duration(host.settle)),
+                    );
+                    tokio::time::sleep(host.settle).await;
+                    d.settle_ms = Some(host.settle.as_millis() as u64);
+                }
+                Ok(Outcome::done(Event::Health(Some(d))))
             }
             Step::RollbackHealth { version, wait } => self
                 .health(host, version, *wait)

@@ -234,6 +234,16 @@ pub struct Host {
     pub data_root: String,
     /// Jump hosts, outermost first (empty: a direct connection).
     pub jumps: Vec<Jump>,
+    /// Whether its data root is archived before its binary is swapped (`[roles.ROLE]
+    /// backup`, default `true`).
+    pub backup: bool,
+    /// How long to wait after its health gate passed before the next host is touched
+    /// (`[roles.ROLE] settle`, default 0).
+    pub settle: std::time::Duration,
+    /// Commands (run as root on the host) that must all exit 0 for it to count as healthy
+    /// (`[roles.ROLE] health`); for hosts outside the preset's Raft roles they are the whole
+    /// health gate with the unit's state.
+    pub health: Vec<String>,
     /// Where `address`, `port`, `user`, `identity` and `jump` came from.
     pub origin: BTreeMap<&'static str, Origin>,
 }

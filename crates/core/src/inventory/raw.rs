@@ -105,6 +105,16 @@ pub struct RawHost {
     pub(super) jump: Option<Spanned<JumpList>>,
 }
 
+/// `[roles.NAME]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRole {
+    pub(super) unit: Option<Spanned<String>>,
+    pub(super) backup: Option<bool>,
+    pub(super) settle: Option<Spanned<String>>,
+    pub(super) health: Option<Vec<String>>,
+}
+
 /// The whole file as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,6 +124,8 @@ pub struct RawInventory {
     pub(super) cluster: RawCluster,
     #[serde(default)]
     pub(super) release: RawRelease,
+    #[serde(default)]
+    pub(super) roles: BTreeMap<String, Spanned<RawRole>>,
     #[serde(default)]
     pub(super) hosts: Vec<RawHost>,
 }

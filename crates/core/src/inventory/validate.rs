@@ -12,6 +12,14 @@ use super::raw::*;
 use super::*;
 use crate::preset;
 
+/// One `[roles.NAME]`, resolved.
+struct Role {
+    unit: Option<String>,
+    backup: bool,
+    settle: Duration,
+    health: Vec<String>,
+}
+
 pub(super) struct Validator<'a> {
     pub(super) path: &'a Path,
     pub(super) text: &'a str,
@@ -77,6 +85,43 @@ impl Validator<'_> {
                 format!("{:?} is not a duration like \"10s\" or \"2m\": {e}", value.get_ref()),
             )
         })
+    }
+
+    /// `[roles.NAME]`, each name one of the preset's roles.
+    fn roles(&self, raw: &RawInventory, preset: &dyn preset::Preset) -> Result<HashMap<String, Role>, InventoryError> {
+        let mut out = HashMap::new();
+        for (name, r) in &raw.roles {
+            let key = |k: &str| format!("roles.{name}.{k}");
+            if !preset.role_order().contains(&name.as_str()) {
+                return Err(self.err(
+                    r.span(),
+                    format!("roles.{name}"),
+                    format!(
+                        "preset {} knows roles {}, not {name:?}",
+                        preset.name(),
+                        preset.role_order().join(", ")
+                    ),
+                ));
+            }
+            let r = r.get_ref();
+            let health = r.health.clone().unwrap_or_default();
+            if health.iter().any(|c| c.trim().is_empty()) {
+                return Err(self.err(0..0, key("health"), "a health command is empty"));
+            }
+            out.insert(
+                name.clone(),
+                Role {
+                    unit: r.unit.as_ref().map(|u| self.word(u, &key("unit"))).transpose()?,
+                    backup: r.backup.unwrap_or(true),
+                    settle: match &r.settle {
+                        Some(s) => self.duration(s, &key("settle"))?,
+                        None => Duration::ZERO,
+                    },
+                    health,
+                },
+            );
+        }
+        Ok(out)
     }
 
     fn word(&self, value: &Spanned<String>, key: &str) -> Result<String, InventoryError> {
@@ -207,6 +252,7 @@ impl Validator<'_> {
                 message: "no [[hosts]] entries".into(),
             });
         }
+        let roles = self.roles(&raw, &*preset)?;
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut addresses: HashMap<(String, u16), usize> = HashMap::new();
         let mut hosts = Vec::with_capacity(raw.hosts.len());
@@ -272,6 +318,7 @@ impl Validator<'_> {
                     ));
                 }
             };
+            let role_of = roles.get(&role);
             hosts.push(Host {
                 name,
                 address,
@@ -282,10 +329,14 @@ impl Validator<'_> {
                     None => ssh.identity.clone(),
                 },
                 role,
-                unit: match &h.unit {
-                    Some(u) => self.word(u, &key("unit"))?,
-                    None => unit.clone(),
+                unit: match (&h.unit, role_of.and_then(|r| r.unit.clone())) {
+                    (Some(u), _) => self.word(u, &key("unit"))?,
+                    (None, Some(u)) => u,
+                    (None, None) => unit.clone(),
                 },
+                backup: role_of.is_none_or(|r| r.backup),
+                settle: role_of.map_or(Duration::ZERO, |r| r.settle),
+                health: role_of.map_or_else(Vec::new, |r| r.health.clone()),
                 binary,
                 data_root,
                 jumps: match (&h.jump, &raw.ssh.jump) {

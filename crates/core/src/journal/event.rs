@@ -492,6 +492,9 @@ pub struct HealthDetail {
     pub raft_index: Option<u64>,
     /// Its distance behind the leader.
     pub lag: Option<u64>,
+    /// How long rollgate then waited before the next host (`[roles.ROLE] settle`), ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_ms: Option<u64>,
 }
 
 /// `rollback-restore-data`: the archive the data root was restored from.

@@ -97,6 +97,9 @@ pub struct Plan {
     pub hosts: Vec<HostPlan>,
     /// Hosts already on the target binary, left alone.
     pub already_on_target: Vec<String>,
+    /// Hosts `--hosts` left out, left alone whatever they run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_selected: Vec<String>,
 }
 
 /// One host's place in the plan and its steps.
@@ -139,6 +142,9 @@ pub struct RunOptions {
     pub backups: PathBuf,
     /// `snapshots/CLUSTER/` in the state directory.
     pub snapshots: PathBuf,
+    /// `--hosts`: the names of the only hosts the run may change (`None`: every host). The
+    /// gates still read the whole cluster.
+    pub hosts: Option<Vec<String>>,
 }
 
 /// The inputs of an upgrade plan.
@@ -172,7 +178,12 @@ impl UpgradePlan<'_> {
         };
         let mut todo: Vec<&Host> = Vec::new();
         let mut already = Vec::new();
+        let mut not_selected = Vec::new();
         for (i, h) in inv.hosts.iter().enumerate() {
+            if self.options.hosts.as_ref().is_some_and(|only| !only.contains(&h.name)) {
+                not_selected.push(h.name.clone());
+                continue;
+            }
             let steps_all = self.host_steps(h);
             let p = self.progress.host(&h.name);
             let finished = steps_all.iter().all(|s| p.has(s.id()));
@@ -242,6 +253,7 @@ impl UpgradePlan<'_> {
             run_steps,
             hosts,
             already_on_target: already,
+            not_selected,
         }
     }
 
@@ -306,6 +318,11 @@ impl UpgradePlan<'_> {
                 dir: self.options.backups.join(&h.name),
             },
         ]);
+        // `[roles.ROLE] backup = false`: no archive of the data root (a client's allocation
+        // directories, an agent's cache).
+        if !h.backup {
+            steps.retain(|s| !matches!(s, Step::Backup { .. } | Step::Compress { .. }));
+        }
         if let Some((_, off)) = drains {
             steps.push(Step::Undrain {
                 command: off.to_owned(),
@@ -468,8 +485,8 @@ pub fn roll_back_host(
     Ok(steps)
 }
 
-/// The plan of `rollback`: every host whose swap is done and not rolled back, latest swap
-/// first, one at a time.
+/// The plan of `rollback`: every host whose swap is done and not rolled back (and that
+/// `only` names, when given: `--hosts`), latest swap first, one at a time.
 ///
 /// # Errors
 /// As [`roll_back_host`]; [`PlanError::UnknownHost`].
@@ -478,9 +495,15 @@ pub fn rollback_plan(
     progress: &Progress,
     restore_data: bool,
     health: Duration,
+    only: Option<&[String]>,
 ) -> Result<Plan, PlanError> {
     let mut hosts = Vec::new();
+    let mut not_selected = Vec::new();
     for name in progress.swapped.iter().rev() {
+        if only.is_some_and(|only| !only.contains(name)) {
+            not_selected.push(name.clone());
+            continue;
+        }
         let h = inv.host(name).ok_or_else(|| PlanError::UnknownHost(name.clone()))?;
         hosts.push(HostPlan {
             name: h.name.clone(),
@@ -499,6 +522,7 @@ pub fn rollback_plan(
         run_steps: Vec::new(),
         hosts,
         already_on_target: Vec::new(),
+        not_selected,
     })
 }
 
@@ -567,6 +591,9 @@ mod tests {
             binary: "/usr/bin/etcd".into(),
             data_root: "/var/lib/etcd".into(),
             jumps: Vec::new(),
+            backup: true,
+            settle: Duration::ZERO,
+            health: Vec::new(),
             origin: Default::default(),
         }
     }

@@ -21,6 +21,7 @@ fn options() -> RunOptions {
         expect_version: None,
         backups: PathBuf::from("/state/backups/lab"),
         snapshots: PathBuf::from("/state/snapshots/lab"),
+        hosts: None,
     }
 }
 
@@ -281,6 +282,43 @@ fn an_unstaged_host_is_staged_again_and_a_rolled_back_host_starts_over() {
 }
 
 #[test]
+fn hosts_outside_the_selection_are_left_alone() {
+    let inv = three_etcd();
+    let facts = facts(&[]);
+    let view = view(1);
+    let options = RunOptions {
+        hosts: Some(vec!["node1".into(), "node3".into()]),
+        ..options()
+    };
+    let plan = UpgradePlan {
+        inventory: &inv,
+        artifact: &artifact(),
+        facts: &facts,
+        view: Some(&view),
+        options: &options,
+        progress: &Progress::default(),
+    }
+    .build();
+    // node1 leads: it still goes last among the hosts selected.
+    let names: Vec<&str> = plan.hosts.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["node3", "node1"]);
+    assert_eq!(plan.not_selected, ["node2"]);
+    assert!(plan.already_on_target.is_empty());
+
+    let mut j = did("node1", &HOST_STEPS);
+    j.extend(did("node2", &HOST_STEPS));
+    let p = Progress::from_records(&j);
+    let only = ["node1".to_owned()];
+    let plan = rollback_plan(&inv, &p, false, Duration::from_secs(60), Some(&only)).unwrap();
+    assert_eq!(ids_of(&plan), ["node1"]);
+    assert_eq!(plan.not_selected, ["node2"]);
+}
+
+fn ids_of(plan: &Plan) -> Vec<&str> {
+    plan.hosts.iter().map(|h| h.name.as_str()).collect()
+}
+
+#[test]
 fn hosts_on_the_target_are_left_alone_and_finished_hosts_dropped() {
     let inv = three_etcd();
     let plan = plan_with(&inv, &[], &[2], 1);
@@ -299,7 +337,7 @@ fn rollback_goes_latest_swap_first_and_resumes_inside_a_host() {
     j.extend(did("node1", &HOST_STEPS));
     j.extend(did("node2", &HOST_STEPS[..4]));
     let p = Progress::from_records(&j);
-    let plan = rollback_plan(&inv, &p, true, Duration::from_secs(60)).unwrap();
+    let plan = rollback_plan(&inv, &p, true, Duration::from_secs(60), None).unwrap();
     let names: Vec<&str> = plan.hosts.iter().map(|h| h.name.as_str()).collect();
     assert_eq!(names, ["node1", "node3"]);
     let full = [
@@ -327,16 +365,23 @@ fn rollback_goes_latest_swap_first_and_resumes_inside_a_host() {
     }
     // Interrupted inside node1's rollback: it resumes after its stop and data restore.
     j.extend(did("node1", &full[..3]));
-    let plan = rollback_plan(&inv, &Progress::from_records(&j), true, Duration::from_secs(60)).unwrap();
+    let plan = rollback_plan(&inv, &Progress::from_records(&j), true, Duration::from_secs(60), None).unwrap();
     assert_eq!(ids(&plan.hosts[0].steps), &full[3..]);
     // A rollback that failed and started node1 again as it was starts over next time.
     let mut again = j.clone();
     again.extend(did("node1", &[StepId::Start, StepId::Health]));
-    let plan = rollback_plan(&inv, &Progress::from_records(&again), true, Duration::from_secs(60)).unwrap();
+    let plan = rollback_plan(
+        &inv,
+        &Progress::from_records(&again),
+        true,
+        Duration::from_secs(60),
+        None,
+    )
+    .unwrap();
     assert_eq!(ids(&plan.hosts[0].steps), full);
     // Once node1 is healthy again, only node3 is left.
     j.extend(did("node1", &full[3..]));
-    let plan = rollback_plan(&inv, &Progress::from_records(&j), false, Duration::from_secs(60)).unwrap();
+    let plan = rollback_plan(&inv, &Progress::from_records(&j), false, Duration::from_secs(60), None).unwrap();
     assert_eq!(plan.hosts.len(), 1);
     assert_eq!(plan.hosts[0].name, "node3");
     assert_eq!(
