@@ -413,7 +413,7 @@ fn completions_man_page_and_usage_errors_without_hosts() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("[possible values: etcd, nomad, consul, dkron, vault, http, custom]"));
+    assert!(text(&out.stderr).contains("[possible values: etcd, nomad, consul, dkron, vault, nats, http, custom]"));
 
     let tmp = tempfile::tempdir().unwrap();
     let inv = tmp.path().join("c.toml");

@@ -69,11 +69,6 @@ fn host_problems(h: &Host, f: &HostFacts) -> Vec<String> {
     out
 }
 
-/// Why a run would run out of room, refused before anything stops: each host in `hosts`
-/// (to be upgraded) must have room for the staged binary (`binary_bytes`) beside its
-/// binary; the jump host's state directory (`state_free` bytes free, when known) must hold
-/// every one of their data roots' archives, counted at their uncompressed size (the worst
-/// case; gzip usually makes them smaller).
 /// Hosts among `hosts` the binary (architecture `binary_arch`, `uname -m` spelling) does
 /// not run on, as refusals naming the file, the host and both architectures.
 pub fn arch_problems(
@@ -100,6 +95,12 @@ pub fn arch_problems(
         .collect()
 }
 
+/// Why a run would run out of room, refused before anything stops: each host in `hosts`
+/// (to be upgraded) must have room for the staged binary (`binary_bytes`) beside its
+/// binary; the jump host's state directory (`state_free` bytes free, when known) must hold
+/// every one of their data roots' archives (hosts whose role has `backup = false` have
+/// none), counted at their uncompressed size (the worst case; gzip usually makes them
+/// smaller).
 pub fn space_problems(
     inv: &Inventory,
     facts: &[Result<HostFacts, String>],
@@ -114,7 +115,9 @@ pub fn space_problems(
         if !hosts.contains(&h.name.as_str()) {
             continue;
         }
-        archives += f.data_bytes.unwrap_or(0);
+        if h.backup {
+            archives += f.data_bytes.unwrap_or(0);
+        }
         if let Some(free) = f.binary_free_bytes {
             if free < binary_bytes {
                 out.push(format!(
