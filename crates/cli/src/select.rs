@@ -49,16 +49,6 @@ pub fn names(inv: &Inventory, pattern: Option<&str>) -> anyhow::Result<Option<Ve
     }
 }
 
-/// `problems` (as [`rollgate_core::gate::preflight_problems`] words them: `HOST: ...` or
-/// `cluster: ...`) without those of hosts outside `only`: the cluster's stay.
-pub fn keep_problems(problems: Vec<String>, only: Option<&[String]>) -> Vec<String> {
-    let Some(only) = only else { return problems };
-    problems
-        .into_iter()
-        .filter(|p| p.starts_with("cluster: ") || only.iter().any(|n| p.starts_with(&format!("{n}: "))))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,20 +84,5 @@ mod tests {
         assert_eq!(names(&inv(), None).unwrap(), None);
         let err = names(&inv(), Some("nope,also-not")).unwrap_err();
         assert!(err.to_string().contains("selects no host"), "{err}");
-    }
-
-    #[test]
-    fn problems_of_other_hosts_are_dropped_the_clusters_kept() {
-        let all = vec![
-            "node1: unit etcd is inactive".to_owned(),
-            "node10: binary /usr/bin/etcd is missing".to_owned(),
-            "cluster: member http://10.0.0.2:2379 is unreachable".to_owned(),
-        ];
-        let only = ["node1".to_owned()];
-        assert_eq!(
-            keep_problems(all.clone(), Some(&only)),
-            [all[0].clone(), all[2].clone()]
-        );
-        assert_eq!(keep_problems(all.clone(), None), all);
     }
 }

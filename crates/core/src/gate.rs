@@ -7,14 +7,20 @@ use crate::facts::HostFacts;
 use crate::inventory::{Host, Inventory};
 
 /// The reasons an upgrade must not start: per host (`facts`, in inventory order; `Err` is a
-/// host that could not be asked), then the cluster (`view`, or why there is none).
+/// host that could not be asked), only for the hosts `only` names when given (`--hosts`:
+/// the others are left alone), then the cluster (`view`, or why there is none), always
+/// whole.
 pub fn preflight_problems(
     inv: &Inventory,
     facts: &[Result<HostFacts, String>],
     view: Result<&ClusterView, &str>,
+    only: Option<&[String]>,
 ) -> Vec<String> {
     let mut out = Vec::new();
     for (h, f) in inv.hosts.iter().zip(facts) {
+        if only.is_some_and(|o| !o.contains(&h.name)) {
+            continue;
+        }
         match f {
             // Connection errors already name the host.
             Err(e) if e.starts_with(&format!("{}: ", h.name)) => out.push(e.clone()),
@@ -340,12 +346,17 @@ mod tests {
         };
         let facts = vec![Ok(ok.clone()), Ok(stopped), Err("unreachable".to_owned())];
         let v = view((1..=3).map(|n| member(n, 1, 10, "3.4.23", true)).collect());
-        let p = preflight_problems(&inv, &facts, Ok(&v));
+        let p = preflight_problems(&inv, &facts, Ok(&v), None);
         assert_eq!(p, ["node2: unit etcd is inactive", "node3: unreachable"]);
+        // --hosts node2: node3's problem is not this run's; the cluster's always are.
+        let only = ["node2".to_owned()];
+        let p = preflight_problems(&inv, &facts, Ok(&v), Some(&only));
+        assert_eq!(p, ["node2: unit etcd is inactive"]);
         let p = preflight_problems(
             &inv,
             &[Ok(ok.clone()), Ok(ok.clone()), Ok(ok)],
             Err("no member answered"),
+            Some(&only),
         );
         assert_eq!(p, ["cluster: no member answered"]);
     }

@@ -88,12 +88,10 @@ pub async fn run(ctx: &Ctx, only: Option<&str>, verbose: bool, json_out: bool) -
     .await;
     let view = probe::first_view(&ctx.inv, sessions.iter().filter_map(|s| s.as_ref().ok()), &[]).await;
     let view_err = view.as_ref().map_err(|e| format!("{e:#}"));
-    let problems = crate::select::keep_problems(
-        preflight_problems(
-            &ctx.inv,
-            &facts,
-            view_err.as_ref().map(|(_, v)| v).map_err(String::as_str),
-        ),
+    let problems = preflight_problems(
+        &ctx.inv,
+        &facts,
+        view_err.as_ref().map(|(_, v)| v).map_err(String::as_str),
         only.as_deref(),
     );
     // Every host was asked (the view needs them); only the selected ones are shown.

@@ -160,8 +160,10 @@ async fn execute(mut ex: Executor<'_>, fresh: bool) -> anyhow::Result<ExitCode> 
         let t = ex.begin_wide(StepId::Preflight)?;
         let view_err = view.as_ref().map_err(|e| format!("{e:#}"));
         // Outside --hosts only the cluster's problems count: those hosts are left alone.
-        let problems = crate::select::keep_problems(
-            preflight_problems(inv, &fv, view_err.as_ref().map(|(_, v)| v).map_err(String::as_str)),
+        let problems = preflight_problems(
+            inv,
+            &fv,
+            view_err.as_ref().map(|(_, v)| v).map_err(String::as_str),
             ex.meta.hosts.as_deref(),
         );
         if !problems.is_empty() && !ex.meta.force {
