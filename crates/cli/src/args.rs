@@ -119,6 +119,11 @@ pub enum Command {
         /// Allow an upgrade path the version policy forbids (recorded in the journal).
         #[arg(long)]
         allow_version_skip: bool,
+        /// Failed hosts (each rolled back) a batched role tolerates before the rollout
+        /// stops: a count or a percent of the role's hosts [default: the role's
+        /// max_failures, else 0]. A failed canary or Raft member always stops it.
+        #[arg(long, value_name = "N|P%")]
+        max_failures: Option<rollgate_core::inventory::Amount>,
     },
     /// Continue an interrupted run from its journal.
     Resume {

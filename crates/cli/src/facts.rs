@@ -23,3 +23,13 @@ pub async fn gather(inv: &Inventory, host: &Host, session: &Session) -> anyhow::
     }
     Ok(f)
 }
+
+/// The brief facts `status` shows (unit state, version): [`facts::brief_script`], one
+/// round trip.
+///
+/// # Errors
+/// The transport's.
+pub async fn gather_brief(inv: &Inventory, host: &Host, session: &Session) -> anyhow::Result<HostFacts> {
+    let out = session.exec_priv(&facts::brief_script(inv, host)).await?;
+    Ok(facts::parse(inv, &out.stdout_str()))
+}

@@ -48,6 +48,9 @@ pub struct RunMeta {
     /// `--hosts`: the only hosts the run may change (`None`: every host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hosts: Option<Vec<String>>,
+    /// `--max-failures` (`3`, `25%`), for every batched role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failures: Option<String>,
     /// Creation time, RFC 3339.
     pub created: String,
 }

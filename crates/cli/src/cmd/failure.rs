@@ -16,47 +16,50 @@ use crate::args::OnFailure;
 use crate::executor::{Executor, HostError};
 use crate::exit::Exit;
 
-/// Ends a run whose `host` failed (or was interrupted) with `e`; `untouched` hosts keep
-/// their binary.
+/// Ends a run whose `failed` hosts failed (or were interrupted), each with its error;
+/// `untouched` hosts keep their binary. Each failed host that may be stopped is brought
+/// back, one after another.
 ///
 /// # Errors
-/// [`Exit`] 1 naming the host, the step, what was seen and what became of the host; after
-/// an interrupt, exit code 130 (resumable).
+/// [`Exit`] 1 naming each host, its step, what was seen and what became of it; when every
+/// error is an interrupt, exit code 130 (resumable).
 pub async fn finish_failed(
     mut ex: Executor<'_>,
-    host: &Host,
-    e: HostError,
+    failed: Vec<(Host, HostError)>,
     untouched: &[Host],
     started: Instant,
 ) -> anyhow::Result<ExitCode> {
-    let failure = match e {
-        HostError::Interrupted => None,
-        HostError::Failed { step, error } => Some((step, error)),
-    };
     let refs: Vec<&Host> = untouched.iter().collect();
     if let Err(e) = ex.unstage(&refs).await {
         eprintln!("rollgate: warning: {e:#}");
     }
-    let outcome = if may_be_stopped(&ex, host) {
-        compensate(&mut ex, host).await
-    } else {
-        "not stopped".to_owned()
-    };
     let names = if untouched.is_empty() {
         "none".into()
     } else {
         untouched.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", ")
     };
-    let Some((step, error)) = failure else {
-        eprintln!("rollgate: {}: {outcome}; untouched hosts: {names}", host.name);
+    let mut failures = Vec::new();
+    let mut failed_at = None;
+    for (host, e) in failed {
+        let outcome = bring_back(&mut ex, &host).await;
+        match e {
+            HostError::Interrupted => eprintln!("rollgate: {}: {outcome}", host.name),
+            HostError::Failed { step, error } => {
+                failed_at.get_or_insert((host.name.clone(), step));
+                failures.push(format!(
+                    "{}: step {step} failed: {error:#}; {} {outcome}",
+                    host.name, host.name
+                ));
+            }
+        }
+    }
+    if failures.is_empty() {
+        eprintln!("rollgate: untouched hosts: {names}");
         return super::upgrade::interrupted(&mut ex, started);
-    };
-    let msg = format!(
-        "{}: step {step} failed: {error:#}; {} {outcome}; untouched hosts: {names}",
-        host.name, host.name
-    );
+    }
+    let msg = format!("{}; untouched hosts: {names}", failures.join("; "));
     let detail = RunDetail {
-        failed_at: Some((host.name.clone(), step)),
+        failed_at,
         ..Default::default()
     };
     if let Err(e) = ex.record(
@@ -70,6 +73,17 @@ pub async fn finish_failed(
     }
     super::report::print(&ex, started.elapsed());
     Err(Exit { code: 1, message: msg }.into())
+}
+
+/// Brings `host` back when this run may have stopped it (see [`compensate`]); returns what
+/// became of it, for the exit message ("not stopped" when it never was).
+pub async fn bring_back(ex: &mut Executor<'_>, host: &Host) -> String {
+    if !may_be_stopped(ex, host) {
+        return "not stopped".to_owned();
+    }
+    let outcome = compensate(ex, host).await;
+    ex.compensating = false;
+    outcome
 }
 
 /// `true` when this run began stopping `host` (a stop record of any status since its last

@@ -12,6 +12,7 @@ mod failure;
 mod plan;
 mod probe;
 mod report;
+mod roll;
 mod rollback;
 mod status;
 mod upgrade;
@@ -47,8 +48,10 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
             on_failure,
             force,
             allow_version_skip,
+            max_failures,
         } => {
             let args = upgrade::UpgradeArgs {
+                max_failures,
                 expect_version: expect_version.as_ref(),
                 on_failure,
                 force,

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use futures::future::join_all;
 use rollgate_core::facts::HostFacts;
+use rollgate_core::inventory::Pause;
 use rollgate_core::plan::{Artifact, Plan, Progress, RunOptions, UpgradePlan};
 use rollgate_core::preset::ProbeOutput;
 use rollgate_core::{ClusterView, Host};
@@ -162,7 +163,34 @@ fn print(plan: &Plan, inv: &rollgate_core::Inventory, to: Option<&str>) {
     for s in &plan.run_steps {
         println!("  {:<15} {}", s.id().as_str(), s.describe());
     }
-    println!("stage on every host at once, before anything stops; then per host, one at a time (the leader is looked up again before each host):");
+    println!("stage on every host at once, before anything stops; then batch after batch, the hosts of a batch stopped at the same time (a Raft member alone, the leader looked up again before each):");
+    for (i, b) in plan.batches.iter().enumerate() {
+        let mut what = format!("  {:>3}. {} batch {}", i + 1, b.role, b.number);
+        if b.canary {
+            what.push_str(" (canary)");
+        }
+        if b.resumed {
+            what.push_str(" (begun by an earlier invocation: finished first)");
+        }
+        println!("{what}: {}", b.hosts.join(", "));
+        if let Some(p) = b.pause {
+            let how = match p {
+                Pause::Ask => "ask on the terminal before going on (--yes: go on)".to_owned(),
+                p => format!("wait {p}"),
+            };
+            println!("       then pause: {how}");
+        }
+    }
+    for (role, r) in &inv.rollout {
+        println!(
+            "  [roles.{role}]: at most {} stopped at once, canary {}, pause {}, up to {} failed host(s) brought back before the rollout stops",
+            r.batch_size(inv.role_size(role)),
+            r.canary,
+            r.pause,
+            r.max_failures.of(inv.role_size(role))
+        );
+    }
+    println!("each host's steps:");
     for h in &plan.hosts {
         println!("  {}:", h.name);
         for s in &h.steps {

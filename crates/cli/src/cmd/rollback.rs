@@ -284,6 +284,7 @@ pub async fn backup(ctx: &Ctx, pattern: Option<&str>, yes: bool, json: bool) -> 
         force: false,
         allow_version_skip: false,
         hosts: None,
+        max_failures: None,
         created: journal::now_rfc3339(),
     };
     let _lock = sd.lock(&meta.run)?;

@@ -51,15 +51,13 @@ pub async fn rows_with(ctx: &Ctx, sessions: Vec<Result<&Session, String>>) -> (V
     let hosts: Vec<_> = ctx.inv.hosts.iter().collect();
     let facts = join_all(hosts.iter().zip(&sessions).map(|(h, s)| async move {
         match s {
-            Ok(s) => facts::gather(&ctx.inv, h, s).await.map_err(|e| format!("{e:#}")),
+            Ok(s) => facts::gather_brief(&ctx.inv, h, s).await.map_err(|e| format!("{e:#}")),
             Err(e) => Err(e.clone()),
         }
-    }))
-    .await;
-    let view = probe::first_view(&ctx.inv, sessions.iter().filter_map(|s| s.as_ref().ok().copied()), &[])
-        .await
-        .ok()
-        .map(|(_, v)| v);
+    }));
+    let view = probe::first_view(&ctx.inv, sessions.iter().filter_map(|s| s.as_ref().ok().copied()), &[]);
+    let (facts, view) = tokio::join!(facts, view);
+    let view = view.ok().map(|(_, v)| v);
     let rows = hosts
         .iter()
         .zip(facts)

@@ -10,7 +10,7 @@ use rollgate_core::gate::{arch_problems, preflight_problems, space_problems};
 use rollgate_core::journal::{
     Event, Journal, PreflightDetail, RunDetail, Status, StepId, VersionPolicyDetail, VersionsDetail,
 };
-use rollgate_core::plan::{self, Plan, Step};
+use rollgate_core::plan::{Plan, Step};
 use rollgate_core::{journal, Host};
 
 use super::plan::{build, run_options};
@@ -34,10 +34,13 @@ pub struct UpgradeArgs<'a> {
     pub allow_version_skip: bool,
     /// `--hosts`.
     pub hosts: Option<&'a str>,
+    /// `--max-failures`.
+    pub max_failures: Option<rollgate_core::inventory::Amount>,
 }
 
 pub async fn upgrade(ctx: &Ctx, bin: &BinaryArgs, run: &RunArgs, args: UpgradeArgs<'_>) -> anyhow::Result<ExitCode> {
     let only = crate::select::names(&ctx.inv, args.hosts)?;
+    super::roll::can_pause(ctx, run.yes)?;
     let artifact = crate::release::resolve(ctx, bin).await?;
     let sd = StateDir::new(&ctx.state_dir, &ctx.inv.cluster.name);
     // Running the same upgrade again continues the interrupted run.
@@ -80,13 +83,14 @@ pub async fn upgrade(ctx: &Ctx, bin: &BinaryArgs, run: &RunArgs, args: UpgradeAr
         force: args.force,
         allow_version_skip: args.allow_version_skip,
         hosts: only,
+        max_failures: args.max_failures.map(|a| a.to_string()),
         created: journal::now_rfc3339(),
     };
     let _lock = sd.lock(&meta.run)?;
     let journal = sd.create_run(&meta)?;
     eprintln!("run {} (journal {})", meta.run, sd.journal_path(&meta.run).display());
     let ex = Executor::new(ctx, meta, journal, Vec::new(), run.json).await?;
-    execute(ex, true).await
+    execute(ex, true, run.yes).await
 }
 
 pub async fn resume(ctx: &Ctx, run_id: Option<&str>, run: &RunArgs) -> anyhow::Result<ExitCode> {
@@ -106,6 +110,7 @@ pub async fn resume(ctx: &Ctx, run_id: Option<&str>, run: &RunArgs) -> anyhow::R
     if matches!(state, RunState::Done | RunState::RolledBack) {
         bail!("run {} is {state}: nothing to resume", meta.run);
     }
+    super::roll::can_pause(ctx, run.yes)?;
     let _lock = sd.lock(&meta.run)?;
     // Refuses a binary (or file) that changed since the run began.
     crate::release::recheck(&meta.artifact())?;
@@ -120,11 +125,11 @@ pub async fn resume(ctx: &Ctx, run_id: Option<&str>, run: &RunArgs) -> anyhow::R
         sd.journal_path(&meta.run).display()
     );
     let ex = Executor::new(ctx, meta, journal, records, run.json).await?;
-    execute(ex, false).await
+    execute(ex, false, run.yes).await
 }
 
 /// The upgrade proper, fresh or resumed: the plan minus what the journal has done.
-async fn execute(mut ex: Executor<'_>, fresh: bool) -> anyhow::Result<ExitCode> {
+async fn execute(mut ex: Executor<'_>, fresh: bool, yes: bool) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let inv = &ex.ctx.inv;
     let run_detail = RunDetail {
@@ -261,38 +266,46 @@ async fn execute(mut ex: Executor<'_>, fresh: bool) -> anyhow::Result<ExitCode> 
         return abort_before_stop(&mut ex, &hosts, started, e, why).await;
     }
 
-    // 3. Roll, one host at a time; the leader is looked up again before each host.
-    let mut remaining: Vec<(Host, Vec<Step>)> = hosts
+    // 3. Roll: batch after batch, the leader looked up again before each Raft member.
+    let remaining: Vec<(Host, Vec<Step>)> = hosts
         .into_iter()
         .zip(plan.hosts.iter())
         .map(|(h, p)| (h, p.steps.iter().filter(|s| s.id() != StepId::Stage).cloned().collect()))
         .collect();
-    while !remaining.is_empty() {
-        let next = next_host(&ex, &remaining).await;
-        let (host, steps) = remaining.remove(next);
-        for step in &steps {
-            if let Err(e) = ex.run_step(&host, step).await {
-                let untouched: Vec<Host> = remaining.into_iter().map(|(h, _)| h).collect();
-                return super::failure::finish_failed(ex, &host, e, &untouched, started).await;
-            }
-        }
-    }
+    super::roll::roll(ex, &plan, remaining, started, yes).await
+}
+
+/// Ends a run whose every planned host is done: journals it, prints the report and the
+/// hosts' status. `failed`: hosts that failed within `--max-failures` and were brought
+/// back; the run then counts as failed (a resume does them again).
+pub(super) async fn finish_done(mut ex: Executor<'_>, started: Instant, failed: &[String]) -> anyhow::Result<ExitCode> {
     let version = ex.version.clone();
-    ex.record(
-        None,
-        Event::Run(Some(RunDetail {
-            version,
-            ..Default::default()
-        })),
-        Status::Done,
-        Some(started),
-        None,
-    )?;
+    let detail = RunDetail {
+        version,
+        ..Default::default()
+    };
+    let message = (!failed.is_empty()).then(|| {
+        format!(
+            "{} host(s) failed within --max-failures and were brought back: {}; `rollgate resume {}` tries them again",
+            failed.len(),
+            failed.join(", "),
+            ex.meta.run
+        )
+    });
+    let status = if message.is_some() {
+        Status::Failed
+    } else {
+        Status::Done
+    };
+    ex.record(None, Event::Run(Some(detail)), status, Some(started), message.clone())?;
     super::report::print(&ex, started.elapsed());
     let sessions: Vec<_> = ex.sessions_in_order().map(Ok).collect();
     let (rows, _) = super::status::rows_with(ex.ctx, sessions).await;
     super::status::print_table(&rows, ex.json());
-    Ok(ExitCode::SUCCESS)
+    match message {
+        Some(message) => Err(Exit { code: 1, message }.into()),
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// Ends a run the preflight refuses: journals it, and fails with `why` and `problems`.
@@ -344,22 +357,6 @@ fn space(ex: &Executor<'_>, plan: &Plan, facts: &[Result<HostFacts, String>]) ->
         free.map(|f| (dir.as_path(), f)),
     ));
     out
-}
-
-/// The index in `remaining` of the host to do next: one this run began changing, else the
-/// first in the order of a fresh view (followers first, the leader last).
-async fn next_host(ex: &Executor<'_>, remaining: &[(Host, Vec<Step>)]) -> usize {
-    let progress = ex.progress();
-    if let Some(i) = remaining.iter().position(|(h, _)| progress.host(&h.name).touched()) {
-        return i;
-    }
-    let seen = ex.view(&[]).await.ok();
-    let refs: Vec<&Host> = remaining.iter().map(|(h, _)| h).collect();
-    let order = plan::order(&refs, &*ex.inv().cluster.preset, seen.as_ref().map(|(_, v)| v));
-    if let Some((from, view)) = seen {
-        ex.remember_view(from, view);
-    }
-    remaining.iter().position(|(h, _)| h.name == order[0].name).unwrap_or(0)
 }
 
 /// Journals the versions the hosts ran at the start when they differ (a half-done earlier

@@ -127,23 +127,35 @@ impl Executor<'_> {
         let deadline = Instant::now() + wait;
         let max_lag = self.inv().cluster.max_raft_lag;
         let member = self.inv().cluster.preset.raft_roles().contains(&host.role.as_str());
+        let mut first = if member { None } else { self.recent_view() };
         loop {
-            // A host outside the Raft roles is not a member: the cluster as any member sees it.
-            let view = if member {
-                self.view_with_catchup(host).await
+            // A host outside the Raft roles is not a member: the cluster as any member sees
+            // it, asked at the same time as the host's own unit, version and health commands.
+            let (view, client) = if member {
+                (self.view_with_catchup(host).await, None)
             } else {
-                self.view(&[]).await.map(|(_, v)| v)
+                let seen = first.take();
+                let view = async {
+                    match seen {
+                        Some(v) => Ok(v),
+                        None => self.view(&[]).await,
+                    }
+                };
+                let (view, own, role) = tokio::join!(view, self.client_reasons(host, version), self.role_health(host));
+                (view.map(|(_, v)| v), Some((own, role)))
             };
             let reasons = match view {
                 Ok(v) => {
-                    let mut r = if member {
-                        health_reasons(&v, host, version, max_lag)
-                    } else {
-                        let mut r = v.problems(max_lag);
-                        r.extend(self.client_reasons(host, version).await);
-                        r
+                    let mut r = match client {
+                        None => health_reasons(&v, host, version, max_lag),
+                        Some((own, role)) => {
+                            let mut r = v.problems(max_lag);
+                            r.extend(own);
+                            r.extend(role);
+                            r
+                        }
                     };
-                    if r.is_empty() {
+                    if r.is_empty() && member {
                         r = self.role_health(host).await;
                     }
                     if r.is_empty() {

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::anyhow;
-use futures::future::join_all;
+use futures::StreamExt as _;
 use rollgate_core::facts::HostFacts;
 use rollgate_core::journal::{self, Event, Journal, Record, Status, StepId};
 use rollgate_core::plan::{Progress, Step};
@@ -129,10 +129,13 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// The view [`Executor::remember_view`] kept, if under a second old; taken once.
-    fn recent_view(&self) -> Option<(String, ClusterView)> {
-        let taken = self.seen.lock().ok()?.take()?;
-        (taken.0.elapsed() < std::time::Duration::from_secs(1)).then_some((taken.1, taken.2))
+    /// The view [`Executor::remember_view`] kept, if under a second old and no step but a
+    /// gate or health gate ran since (the gates of a batch's hosts all start from it, and
+    /// so do the health gates of a batch outside the Raft roles).
+    pub(super) fn recent_view(&self) -> Option<(String, ClusterView)> {
+        let seen = self.seen.lock().ok()?;
+        let (at, from, view) = seen.as_ref()?;
+        (at.elapsed() < std::time::Duration::from_secs(1)).then(|| (from.clone(), view.clone()))
     }
 
     /// What the journal says is done.
@@ -149,6 +152,17 @@ impl<'a> Executor<'a> {
     /// while compensating after the second.
     pub fn interrupted(&self) -> bool {
         self.interrupts() >= self.cancel_at()
+    }
+
+    /// Waits `d`, or until the steps in flight are to be cancelled (an interrupt):
+    /// `false` then.
+    pub async fn sleep(&self, d: std::time::Duration) -> bool {
+        let mut signals = self.signals.clone();
+        let at = self.cancel_at();
+        tokio::select! {
+            _ = tokio::time::sleep(d) => true,
+            _ = signals.wait_for(|n| *n >= at) => false,
+        }
     }
 
     fn cancel_at(&self) -> u32 {
@@ -272,6 +286,16 @@ impl<'a> Executor<'a> {
             let out = items.iter().map(|_| Err(HostError::Interrupted)).collect();
             return (out, beside(self).await);
         }
+        // A remembered view is for the gates or health gates that come next: any other
+        // step may change the cluster, so it is dropped.
+        if items
+            .iter()
+            .any(|(_, s)| !matches!(s.id(), StepId::Gate | StepId::Health))
+        {
+            if let Ok(mut seen) = self.seen.lock() {
+                *seen = None;
+            }
+        }
         let mut ready = Vec::new();
         let mut out: Vec<Option<Result<(), HostError>>> = items.iter().map(|_| None).collect();
         for (i, (host, step)) in items.iter().enumerate() {
@@ -288,7 +312,9 @@ impl<'a> Executor<'a> {
         }
         let t = Instant::now();
         let this = &*self;
-        let actions = join_all(ready.iter().map(|&i| {
+        // At most `--parallel` actions at once (200 uploads at once would hold 200
+        // buffers); each step's deadline starts when its action does.
+        let actions = futures::stream::iter(ready.iter().map(|&i| {
             let (host, step) = items[i];
             async move {
                 let limit = step.deadline(&this.inv().cluster.timeouts);
@@ -309,7 +335,9 @@ impl<'a> Executor<'a> {
                     _ = signals.wait_for(|n| *n >= at) => Err(Cancel::Interrupted),
                 }
             }
-        }));
+        }))
+        .buffered(this.ctx.parallel.max(1))
+        .collect::<Vec<_>>();
         let (results, extra) = tokio::join!(actions, beside(this));
         for (&i, res) in ready.iter().zip(results) {
             let (host, step) = items[i];

@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 mod model;
 mod raw;
 mod release;
+mod rollout;
 mod validate;
 
 pub use model::*;
 pub use raw::RawInventory;
+pub use rollout::{Amount, Pause, Rollout};
 use validate::Validator;
 
 /// Why an inventory could not be loaded.
@@ -69,6 +71,9 @@ pub struct Inventory {
     pub release: Release,
     /// The hosts, in file order.
     pub hosts: Vec<Host>,
+    /// `[roles.NAME]` rollout settings, by role; a role not named rolls one host at a
+    /// time ([`Rollout::default`]).
+    pub rollout: std::collections::BTreeMap<String, Rollout>,
 }
 
 impl Inventory {
@@ -110,6 +115,16 @@ impl Inventory {
     /// The host named `name`.
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// The rollout of `role`: its `[roles.NAME]` settings, else one host at a time.
+    pub fn rollout_of(&self, role: &str) -> Rollout {
+        self.rollout.get(role).copied().unwrap_or_default()
+    }
+
+    /// How many hosts of the inventory have `role`.
+    pub fn role_size(&self, role: &str) -> usize {
+        self.hosts.iter().filter(|h| h.role == role).count()
     }
 }
 
@@ -433,15 +448,28 @@ data_root = "/srv/etcd"
         assert_eq!(server.unit, "etcd");
         assert!(server.backup);
         assert!(server.health.is_empty());
-        // Roles the preset does not have, and keys rollgate does not know (yet), are refused.
+        // Roles the preset does not have, and keys rollgate does not know, are refused.
         let err = parse(&GOOD.replacen("[[hosts]]", "[roles.agent]\nbackup = false\n\n[[hosts]]", 1))
             .unwrap_err()
             .to_string();
         assert!(err.contains("knows roles server, client, not \"agent\""), "{err}");
-        let err = parse(&GOOD.replacen("[[hosts]]", "[roles.client]\nmax_unavailable = \"25%\"\n\n[[hosts]]", 1))
+        let err = parse(&GOOD.replacen("[[hosts]]", "[roles.client]\nmax_unavailble = \"25%\"\n\n[[hosts]]", 1))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("max_unavailable"), "{err}");
+        assert!(err.contains("max_unavailble"), "{err}");
+        let inv = parse(&GOOD.replacen(
+            "[[hosts]]",
+            "[roles.client]\nmax_unavailable = \"25%\"\npause = \"30s\"\nmax_failures = 2\n\n[[hosts]]",
+            1,
+        ))
+        .unwrap();
+        let r = inv.rollout_of("client");
+        assert_eq!(
+            (r.max_unavailable, r.canary, r.max_failures),
+            (Amount::Percent(25), 1, Amount::Count(2))
+        );
+        assert_eq!(r.pause, Pause::For(Duration::from_secs(30)));
+        assert_eq!(inv.rollout_of("server"), Rollout::default());
     }
 
     #[test]

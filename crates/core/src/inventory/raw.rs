@@ -113,6 +113,10 @@ pub struct RawRole {
     pub(super) backup: Option<bool>,
     pub(super) settle: Option<Spanned<String>>,
     pub(super) health: Option<Vec<String>>,
+    pub(super) max_unavailable: Option<Spanned<toml::Value>>,
+    pub(super) canary: Option<u32>,
+    pub(super) pause: Option<Spanned<String>>,
+    pub(super) max_failures: Option<Spanned<toml::Value>>,
 }
 
 /// The whole file as written.

@@ -14,6 +14,7 @@ use crate::preset;
 
 /// One `[roles.NAME]`, resolved.
 struct Role {
+    rollout: Option<Rollout>,
     unit: Option<String>,
     backup: bool,
     settle: Duration,
@@ -103,6 +104,7 @@ impl Validator<'_> {
                     ),
                 ));
             }
+            let rollout = self.rollout(name, r, preset.raft_roles().contains(&name.as_str()))?;
             let r = r.get_ref();
             let health = r.health.clone().unwrap_or_default();
             if health.iter().any(|c| c.trim().is_empty()) {
@@ -111,6 +113,7 @@ impl Validator<'_> {
             out.insert(
                 name.clone(),
                 Role {
+                    rollout,
                     unit: r.unit.as_ref().map(|u| self.word(u, &key("unit"))).transpose()?,
                     backup: r.backup.unwrap_or(true),
                     settle: match &r.settle {
@@ -371,6 +374,10 @@ impl Validator<'_> {
             cluster,
             release,
             hosts,
+            rollout: roles
+                .iter()
+                .filter_map(|(name, r)| r.rollout.map(|o| (name.clone(), o)))
+                .collect(),
         })
     }
 

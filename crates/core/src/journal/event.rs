@@ -26,6 +26,10 @@ pub enum StepId {
     Snapshot,
     /// Run-wide: a `rollback` command began or ended.
     Rollback,
+    /// Run-wide: a batch of a role's hosts began (its hosts named) or ended.
+    Batch,
+    /// Run-wide: the pause after a role's canary batch.
+    Pause,
     /// A host left alone because it already runs the target binary.
     Upgrade,
     /// A dropped SSH session was opened again.
@@ -72,13 +76,15 @@ pub enum StepId {
 
 impl StepId {
     /// Every step id, in the order a host goes through them (run-wide ones first).
-    pub const ALL: [StepId; 27] = [
+    pub const ALL: [StepId; 29] = [
         StepId::Run,
         StepId::Preflight,
         StepId::Versions,
         StepId::VersionPolicy,
         StepId::Snapshot,
         StepId::Rollback,
+        StepId::Batch,
+        StepId::Pause,
         StepId::Upgrade,
         StepId::Reconnect,
         StepId::Unstage,
@@ -111,6 +117,8 @@ impl StepId {
             StepId::VersionPolicy => "version-policy",
             StepId::Snapshot => "snapshot",
             StepId::Rollback => "rollback",
+            StepId::Batch => "batch",
+            StepId::Pause => "pause",
             StepId::Upgrade => "upgrade",
             StepId::Reconnect => "reconnect",
             StepId::Unstage => "unstage",
@@ -184,6 +192,10 @@ pub enum Event {
     Snapshot(Option<SnapshotDetail>),
     /// See [`StepId::Rollback`].
     Rollback(Option<RollbackDetail>),
+    /// See [`StepId::Batch`].
+    Batch(Option<BatchDetail>),
+    /// See [`StepId::Pause`].
+    Pause(Option<PauseDetail>),
     /// See [`StepId::Upgrade`].
     Upgrade,
     /// See [`StepId::Reconnect`].
@@ -238,6 +250,8 @@ impl Event {
             Event::VersionPolicy(_) => StepId::VersionPolicy,
             Event::Snapshot(_) => StepId::Snapshot,
             Event::Rollback(_) => StepId::Rollback,
+            Event::Batch(_) => StepId::Batch,
+            Event::Pause(_) => StepId::Pause,
             Event::Upgrade => StepId::Upgrade,
             Event::Reconnect => StepId::Reconnect,
             Event::Unstage => StepId::Unstage,
@@ -271,6 +285,8 @@ impl Event {
             StepId::VersionPolicy => Event::VersionPolicy(None),
             StepId::Snapshot => Event::Snapshot(None),
             StepId::Rollback => Event::Rollback(None),
+            StepId::Batch => Event::Batch(None),
+            StepId::Pause => Event::Pause(None),
             StepId::Upgrade => Event::Upgrade,
             StepId::Reconnect => Event::Reconnect,
             StepId::Unstage => Event::Unstage,
@@ -317,6 +333,33 @@ pub struct RunDetail {
     /// The host and step a failed run stopped at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_at: Option<(String, StepId)>,
+}
+
+/// `batch`: a batch of one role's hosts, written when it begins (its started record
+/// carries the detail, so a resumed run finishes the same hosts first) and when it ends.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchDetail {
+    /// The role.
+    pub role: String,
+    /// Its place among the role's batches in this run, from 1.
+    pub number: usize,
+    /// `true` for the role's canary batch (a pause may follow it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub canary: bool,
+    /// The hosts, stopped at the same time.
+    pub hosts: Vec<String>,
+    /// At the end: the hosts that failed (and were brought back).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<String>,
+}
+
+/// `pause`: the wait after a role's canary batch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PauseDetail {
+    /// The role.
+    pub role: String,
+    /// `ask`, or the duration waited (`2s`).
+    pub pause: String,
 }
 
 /// `preflight`: the problems found (only with `--force` does a run go on with some).

@@ -18,9 +18,11 @@ use crate::journal::StepId;
 use crate::preset::Preset;
 use crate::script;
 
+mod batch;
 mod progress;
 mod step;
 
+pub use batch::{batches, Batch};
 pub use progress::{HostProgress, Progress};
 pub use step::{StageFile, Step, UnitStep};
 
@@ -100,6 +102,9 @@ pub struct Plan {
     /// Hosts `--hosts` left out, left alone whatever they run.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_selected: Vec<String>,
+    /// `hosts` cut into the batches that stop at the same time, in order (empty for a
+    /// rollback: one host at a time).
+    pub batches: Vec<Batch>,
 }
 
 /// One host's place in the plan and its steps.
@@ -250,6 +255,7 @@ impl UpgradePlan<'_> {
             cluster: cluster.name.clone(),
             preset: cluster.preset.name().to_owned(),
             artifact: Some(self.artifact.clone()),
+            batches: batches(inv, &hosts, self.progress),
             run_steps,
             hosts,
             already_on_target: already,
@@ -523,6 +529,7 @@ pub fn rollback_plan(
         hosts,
         already_on_target: Vec::new(),
         not_selected,
+        batches: Vec::new(),
     })
 }
 

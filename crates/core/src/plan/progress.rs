@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::journal::{BackupDetail, Event, Record, StageDetail, Status, StepId, SwapDetail};
+use crate::journal::{BackupDetail, BatchDetail, Event, PauseDetail, Record, StageDetail, Status, StepId, SwapDetail};
 
 /// One host's progress in a run.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -58,6 +58,11 @@ pub struct Progress {
     pub swapped: Vec<String>,
     /// The version the staged binary reports (from the version policy, else a stage).
     pub version: Option<String>,
+    /// The batches the run began, in order, each with the status of its last record
+    /// (`started`: an invocation stopped inside it).
+    pub batches: Vec<(BatchDetail, Status)>,
+    /// The roles whose pause after the canary is done.
+    pub paused: BTreeSet<String>,
 }
 
 impl Progress {
@@ -66,6 +71,18 @@ impl Progress {
         let mut p = Progress::default();
         for r in records {
             let Some(host) = &r.host else {
+                match &r.event {
+                    Event::Batch(Some(d)) if r.status == Status::Started => p.batches.push((d.clone(), r.status)),
+                    Event::Batch(_) => {
+                        if let Some(last) = p.batches.last_mut() {
+                            last.1 = r.status;
+                        }
+                    }
+                    Event::Pause(Some(PauseDetail { role, .. })) if r.completed() => {
+                        p.paused.insert(role.clone());
+                    }
+                    _ => {}
+                }
                 if r.completed() {
                     p.run.insert(r.step());
                     if let Event::VersionPolicy(Some(d)) = &r.event {

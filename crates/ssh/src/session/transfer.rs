@@ -117,8 +117,10 @@ impl Session {
             "umask 077; {receive_into}; trap 'rm -rf \"${{p:-$f}}\"' EXIT HUP INT TERM PIPE; \
              head -c {size} > \"$f\" || exit 96; \
              n=$(stat -c %s \"$f\"); if [ \"$n\" != {size} ]; then echo \"short upload: $n of {size} bytes\" >&2; exit 97; fi; \
-             if printf '%s  %s\\n' {qsha} \"$f\" | sha256sum -c --status; then {as_root} {qplace} sh \"$f\" || exit 1; echo placed; \
-             else echo \"mismatch $(sha256sum < \"$f\" | cut -d' ' -f1)\"; fi",
+             got=$({sha_f}); \
+             if [ \"$got\" = {qsha} ]; then {as_root} {qplace} sh \"$f\" || exit 1; echo placed; \
+             else echo \"mismatch $got\"; fi",
+            sha_f = rollgate_core::script::sha256_of("\"$f\""),
             qsha = quote(&sha)?,
             qplace = quote(&place)?,
         );
@@ -216,7 +218,7 @@ impl Session {
             });
         }
         let sha256 = hex::encode(hasher.finalize());
-        let theirs = self.exec_priv(&format!("sha256sum < {qr} | cut -d' ' -f1")).await?;
+        let theirs = self.exec_priv(&rollgate_core::script::sha256_of(&qr)).await?;
         let theirs = theirs.stdout_str().trim().to_owned();
         if theirs != sha256 {
             return Err(SshError::ChecksumMismatch {

@@ -1,0 +1,304 @@
+//! Step 3 of an upgrade: the plan's batches, one after another.
+//!
+//! A batch's hosts go through their steps together, step by step (each step on every host
+//! of the batch at once, at most `--parallel` at a time; a host that fails drops out, the
+//! others finish). A Raft role's batch is one member, chosen just before it starts from a
+//! fresh view (followers first, the leader last). A batch is journaled (`batch` records)
+//! when its role has `[roles.NAME]` rollout settings.
+//!
+//! Failures: a failed canary, a failed Raft member, or more failed hosts in a role than
+//! its `max_failures` stop the rollout once the batch's hosts in flight finish; the failed
+//! hosts are brought back (rolled back) and the hosts not yet begun lose their staged
+//! binary. Failures within `max_failures` are brought back and the rollout goes on.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use rollgate_core::inventory::{Amount, Pause};
+use rollgate_core::journal::{BatchDetail, Event, PauseDetail, RunDetail, Status, StepId};
+use rollgate_core::plan::{self, Batch, Plan};
+use rollgate_core::{Host, Step};
+
+use crate::context::Ctx;
+use crate::executor::{Executor, HostError};
+use crate::exit::Exit;
+
+/// Refuses, before anything is asked or stopped, a run whose inventory pauses with
+/// `pause = "ask"` when there is no terminal to ask on and no `--yes`.
+///
+/// # Errors
+/// [`Exit`] 2 naming the roles.
+pub fn can_pause(ctx: &Ctx, yes: bool) -> anyhow::Result<()> {
+    let asking: Vec<&str> = ctx
+        .inv
+        .rollout
+        .iter()
+        .filter(|(_, r)| r.pause == Pause::Ask && r.canary > 0)
+        .map(|(role, _)| role.as_str())
+        .collect();
+    if asking.is_empty() || yes || std::io::stdin().is_terminal() {
+        return Ok(());
+    }
+    Err(Exit {
+        code: 2,
+        message: format!(
+            "[roles.{}] pause = \"ask\" needs a terminal to ask on after the canary: run on one, or pass --yes to go on without asking",
+            asking.join("], [roles.")
+        ),
+    }
+    .into())
+}
+
+/// Runs `plan`'s batches over `remaining` (each planned host with its steps after staging)
+/// and ends the run: done, failed (brought back) or interrupted.
+///
+/// # Errors
+/// As [`super::failure::finish_failed`] and [`super::upgrade::finish_done`]; a journal
+/// that cannot be written.
+pub async fn roll(
+    mut ex: Executor<'_>,
+    plan: &Plan,
+    mut remaining: Vec<(Host, Vec<Step>)>,
+    started: Instant,
+    yes: bool,
+) -> anyhow::Result<ExitCode> {
+    let inv = ex.inv();
+    let raft = inv.cluster.preset.raft_roles();
+    let mut failed_in: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for batch in &plan.batches {
+        let picked: Vec<usize> = if raft.contains(&batch.role.as_str()) && !batch.resumed {
+            next_member(&ex, &remaining, &batch.role).await.into_iter().collect()
+        } else {
+            batch
+                .hosts
+                .iter()
+                .filter_map(|n| remaining.iter().position(|(h, _)| &h.name == n))
+                .collect()
+        };
+        let items = take(&mut remaining, picked);
+        let detail = |failed: Vec<String>| BatchDetail {
+            role: batch.role.clone(),
+            number: batch.number,
+            canary: batch.canary,
+            hosts: items.iter().map(|(h, _)| h.name.clone()).collect(),
+            failed,
+        };
+        let t = Instant::now();
+        if batch.journaled && !items.is_empty() {
+            ex.record(
+                None,
+                Event::Batch(Some(detail(Vec::new()))),
+                Status::Started,
+                None,
+                None,
+            )?;
+        }
+        let results = run_batch(&mut ex, &items).await;
+        let failed: Vec<(Host, HostError)> = items
+            .iter()
+            .zip(results)
+            .filter_map(|((h, _), r)| r.err().map(|e| (h.clone(), e)))
+            .collect();
+        let names: Vec<String> = failed.iter().map(|(h, _)| h.name.clone()).collect();
+        let interrupted = ex.interrupted() || failed.iter().any(|(_, e)| matches!(e, HostError::Interrupted));
+        let so_far = failed_in.entry(batch.role.as_str()).or_default();
+        so_far.extend(names.iter().cloned());
+        let allowed = allowed_failures(&ex, &batch.role);
+        let stop = interrupted
+            || (!failed.is_empty() && (batch.canary || raft.contains(&batch.role.as_str()) || so_far.len() > allowed));
+        if stop {
+            if batch.journaled && !interrupted {
+                let why = Some(stop_reason(batch, so_far.len(), allowed));
+                ex.record(None, Event::Batch(Some(detail(names))), Status::Failed, Some(t), why)?;
+            }
+            let untouched: Vec<Host> = remaining.into_iter().map(|(h, _)| h).collect();
+            return super::failure::finish_failed(ex, failed, &untouched, started).await;
+        }
+        for (host, e) in &failed {
+            let outcome = super::failure::bring_back(&mut ex, host).await;
+            let what = match e {
+                HostError::Failed { step, error } => format!("step {step} failed: {error:#}"),
+                HostError::Interrupted => "interrupted".to_owned(),
+            };
+            eprintln!(
+                "rollgate: {}: {what}; {outcome}; going on ({} of {allowed} failures [roles.{}] max_failures allows)",
+                host.name,
+                so_far.len(),
+                batch.role
+            );
+        }
+        if batch.journaled && !items.is_empty() {
+            ex.record(None, Event::Batch(Some(detail(names))), Status::Done, Some(t), None)?;
+        }
+        if let Some(p) = batch.pause {
+            if let Some(exit) = pause(&mut ex, &batch.role, p, yes, started).await? {
+                return Ok(exit);
+            }
+        }
+    }
+    let failed: Vec<String> = failed_in.into_values().flatten().collect();
+    super::upgrade::finish_done(ex, started, &failed).await
+}
+
+/// Removes the entries at `picked` from `remaining`; them, in `remaining`'s order.
+fn take<T>(remaining: &mut Vec<T>, mut picked: Vec<usize>) -> Vec<T> {
+    picked.sort_unstable();
+    let mut out: Vec<T> = picked.iter().rev().map(|&i| remaining.remove(i)).collect();
+    out.reverse();
+    out
+}
+
+/// Failed hosts `role` tolerates: `--max-failures`, else its `max_failures`, of its hosts.
+fn allowed_failures(ex: &Executor<'_>, role: &str) -> usize {
+    let inv = ex.inv();
+    let amount = ex
+        .meta
+        .max_failures
+        .as_deref()
+        .and_then(|s| s.parse::<Amount>().ok())
+        .unwrap_or(inv.rollout_of(role).max_failures);
+    amount.of(inv.role_size(role))
+}
+
+fn stop_reason(batch: &Batch, failed: usize, allowed: usize) -> String {
+    if batch.canary {
+        format!("the canary of role {} failed: the rollout stops", batch.role)
+    } else {
+        format!(
+            "{failed} failed host(s) in role {}, more than the {allowed} max_failures allows: the rollout stops",
+            batch.role
+        )
+    }
+}
+
+/// Runs `items` (hosts with their steps) together: each step on every host still going
+/// at once (the executor runs at most `--parallel` at a time), in the order of
+/// [`StepId::ALL`]. Results in `items` order; a host's first error ends its steps.
+async fn run_batch(ex: &mut Executor<'_>, items: &[(Host, Vec<Step>)]) -> Vec<Result<(), HostError>> {
+    let mut out: Vec<Result<(), HostError>> = items.iter().map(|_| Ok(())).collect();
+    for id in StepId::ALL {
+        let due: Vec<(usize, &Step)> = items
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| out[*i].is_ok())
+            .filter_map(|(i, (_, steps))| steps.iter().find(|s| s.id() == id).map(|s| (i, s)))
+            .collect();
+        if due.is_empty() {
+            continue;
+        }
+        let raft = ex.inv().cluster.preset.raft_roles();
+        let shared = match id {
+            StepId::Gate => true,
+            StepId::Health => due.iter().all(|(i, _)| !raft.contains(&items[*i].0.role.as_str())),
+            _ => false,
+        };
+        if shared && due.len() > 1 {
+            // One look at the cluster for the whole batch's gates, or its clients' health
+            // gates (each polls again while it is not satisfied).
+            if let Ok((from, view)) = ex.view(&[]).await {
+                ex.remember_view(from, view);
+            }
+        }
+        let pairs: Vec<(&Host, &Step)> = due.iter().map(|(i, s)| (&items[*i].0, *s)).collect();
+        let results = ex.run_steps(&pairs).await;
+        for ((i, _), r) in due.iter().zip(results) {
+            if r.is_err() {
+                out[*i] = r;
+            }
+        }
+    }
+    out
+}
+
+/// The index in `remaining` of the member of `role` to do next: one this run began
+/// changing, else the first in the order of a fresh view (followers first, the leader
+/// last). `None` when no host of the role remains.
+async fn next_member(ex: &Executor<'_>, remaining: &[(Host, Vec<Step>)], role: &str) -> Option<usize> {
+    let of_role: Vec<usize> = (0..remaining.len()).filter(|&i| remaining[i].0.role == role).collect();
+    let progress = ex.progress();
+    if let Some(&i) = of_role.iter().find(|&&i| progress.host(&remaining[i].0.name).touched()) {
+        return Some(i);
+    }
+    let first = *of_role.first()?;
+    let seen = ex.view(&[]).await.ok();
+    let refs: Vec<&Host> = of_role.iter().map(|&i| &remaining[i].0).collect();
+    let order = plan::order(&refs, &*ex.inv().cluster.preset, seen.as_ref().map(|(_, v)| v));
+    if let Some((from, view)) = seen {
+        ex.remember_view(from, view);
+    }
+    Some(
+        of_role
+            .into_iter()
+            .find(|&i| remaining[i].0.name == order[0].name)
+            .unwrap_or(first),
+    )
+}
+
+/// The pause after `role`'s canary, journaled. `Ok(Some(code))` ends the run there: an
+/// interrupt while waiting (130, resumable) or "no" at the prompt (1, resumable).
+async fn pause(
+    ex: &mut Executor<'_>,
+    role: &str,
+    p: Pause,
+    yes: bool,
+    started: Instant,
+) -> anyhow::Result<Option<ExitCode>> {
+    let said = match p {
+        Pause::Ask if yes => "ask (--yes)".to_owned(),
+        p => p.to_string(),
+    };
+    let detail = |pause: String| {
+        Event::Pause(Some(PauseDetail {
+            role: role.to_owned(),
+            pause,
+        }))
+    };
+    ex.record(None, detail(said.clone()), Status::Started, None, None)?;
+    let t = Instant::now();
+    let go_on = match p {
+        Pause::None => true,
+        Pause::For(d) => {
+            crate::live::waiting(
+                "*",
+                &format!("canary of {role} healthy; pausing {}", humantime::format_duration(d)),
+            );
+            ex.sleep(d).await
+        }
+        Pause::Ask if yes => true,
+        Pause::Ask => {
+            let question = format!("The canary of role {role} is upgraded and healthy. Go on with the rest?");
+            let answer = tokio::task::spawn_blocking(move || crate::prompt::confirm(false, &question))
+                .await
+                .context("the prompt")?;
+            if let Err(e) = answer {
+                let note = Some(format!("{e:#}"));
+                ex.record(None, detail(said), Status::Failed, Some(t), note)?;
+                let interrupted = RunDetail {
+                    interrupted: true,
+                    ..Default::default()
+                };
+                ex.record(None, Event::Run(Some(interrupted)), Status::Started, None, None)?;
+                super::report::print(ex, started.elapsed());
+                return Err(Exit {
+                    code: 1,
+                    message: format!(
+                        "stopped after the canary of role {role}, as asked; nothing is stopped. Go on later with: rollgate -i {} resume {}",
+                        ex.ctx.inv.path.display(),
+                        ex.meta.run
+                    ),
+                }
+                .into());
+            }
+            true
+        }
+    };
+    if !go_on {
+        ex.record(None, detail(said), Status::Failed, Some(t), Some("interrupted".into()))?;
+        return super::upgrade::interrupted(ex, started).map(Some);
+    }
+    ex.record(None, detail(said), Status::Done, Some(t), None)?;
+    Ok(None)
+}
