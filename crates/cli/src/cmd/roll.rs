@@ -112,7 +112,10 @@ pub async fn roll(
         if stop {
             if batch.journaled && !interrupted {
                 let why = Some(stop_reason(batch, so_far.len(), allowed));
-                ex.record(None, Event::Batch(Some(detail(names))), Status::Failed, Some(t), why)?;
+                // The failed hosts are brought back even when the journal cannot say so.
+                if let Err(e) = ex.record(None, Event::Batch(Some(detail(names))), Status::Failed, Some(t), why) {
+                    eprintln!("rollgate: warning: {e:#}");
+                }
             }
             let untouched: Vec<Host> = remaining.into_iter().map(|(h, _)| h).collect();
             return super::failure::finish_failed(ex, failed, &untouched, started).await;
