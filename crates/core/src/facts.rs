@@ -33,28 +33,27 @@ pub struct HostFacts {
     pub sudo_ok: Option<bool>,
 }
 
-/// The script that prints `host`'s facts as `key=value` lines.
+/// The script that prints `host`'s facts as `key=value` lines: [`brief_script`], then
+/// the architecture, the binary's sha256, free space and the data root's size.
 pub fn script(inv: &Inventory, host: &Host) -> String {
-    let (u, b, d) = (q(&host.unit), q(&host.binary), q(&host.data_root));
-    let version = inv.cluster.preset.version_command(&host.binary);
+    let (b, d) = (q(&host.binary), q(&host.data_root));
     let sha = crate::script::sha256_of(&b);
     format!(
-        "echo arch=$(uname -m)
-echo unit_load=$(systemctl show -p LoadState --value {u} 2>/dev/null)
-echo unit_active=$(systemctl is-active {u} 2>/dev/null)
+        "{brief}
+echo arch=$(uname -m)
 if [ -f {b} ]; then echo binary_sha256=$({sha}); fi
 echo binary_free_bytes=$(df -B1 --output=avail $(dirname {b}) 2>/dev/null | tail -1 | tr -d ' ')
-{{ {version}; }} 2>/dev/null | head -3 | sed 's/^/version_line=/'
 if [ -d {d} ]; then
   echo data_files=$(find {d} -type f | wc -l)
   echo data_bytes=$(find {d} -type f -printf '%s\\n' | awk '{{s+=$1}} END {{print s+0}}')
   echo free_bytes=$(df -B1 --output=avail {d} | tail -1 | tr -d ' ')
-fi"
+fi",
+        brief = brief_script(inv, host)
     )
 }
 
 /// The part of [`script`] that `status` shows: the unit's state and the version (no
-/// hashing, no walk of the data root). [`parse`] reads it the same way.
+/// hashing, no walk of the data root). [`parse`] reads either.
 pub fn brief_script(inv: &Inventory, host: &Host) -> String {
     let version = inv.cluster.preset.version_command(&host.binary);
     format!(

@@ -132,7 +132,7 @@ impl<'a> Executor<'a> {
     /// The view [`Executor::remember_view`] kept, if under a second old and no step but a
     /// gate or health gate ran since (the gates of a batch's hosts all start from it, and
     /// so do the health gates of a batch outside the Raft roles).
-    pub(super) fn recent_view(&self) -> Option<(String, ClusterView)> {
+    fn recent_view(&self) -> Option<(String, ClusterView)> {
         let seen = self.seen.lock().ok()?;
         let (at, from, view) = seen.as_ref()?;
         (at.elapsed() < std::time::Duration::from_secs(1)).then(|| (from.clone(), view.clone()))
