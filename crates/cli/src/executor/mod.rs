@@ -56,7 +56,15 @@ pub struct Executor<'a> {
     /// Compressions of this invocation's backups, started when each backup finished (they
     /// run while the host starts and heals); the `compress` step waits for its host's.
     compressing: std::sync::Mutex<HashMap<String, tokio::task::JoinHandle<anyhow::Result<Compressed>>>>,
+    /// Permits for staging uploads, [`UPLOADS_AT_ONCE`].
+    uploads: tokio::sync::Semaphore,
 }
+
+/// Staging uploads at once over connections of their own (see [`Executor::stage`]). An
+/// upload holds up to a window (2 MiB from OpenSSH) of encrypted data in memory while the
+/// host reads it; more at once only queue there, as they share the jump host's CPU and
+/// link. On the 200-host lab: peak RSS 78 MB with 32, 112 MB with 64.
+const UPLOADS_AT_ONCE: usize = 32;
 
 impl std::fmt::Debug for Executor<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -99,6 +107,7 @@ impl<'a> Executor<'a> {
             facts: HashMap::new(),
             seen: std::sync::Mutex::new(None),
             compressing: std::sync::Mutex::new(HashMap::new()),
+            uploads: tokio::sync::Semaphore::new(UPLOADS_AT_ONCE),
         })
     }
 
