@@ -132,6 +132,11 @@ fn count_stream(rx: Receiver<Arc<[u8]>>) -> std::io::Result<(u64, u64)> {
 /// the archive's regular files and bytes, counted as they streamed, against what the host
 /// counted. A failure removes the partial file.
 ///
+/// A backup is never overwritten: when `NAME.tar` or `NAME.tar.gz` is there already (a
+/// resumed run backs a host up again after a rollback) the archive is `NAME.2.tar`, then
+/// `NAME.3.tar`, ... ([`free_name`]), and it is linked into place, which fails rather than
+/// replace a file.
+///
 /// # Errors
 /// The transport's, tar failing on the host, local I/O (naming the path), or a mismatch
 /// between host and archive.
@@ -143,6 +148,7 @@ pub async fn backup(
     name: &str,
 ) -> anyhow::Result<BackupDetail> {
     create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = free_name(dir, name).with_context(|| format!("reading {}", dir.display()))?;
     let path = dir.join(format!("{name}.tar"));
     let partial = dir.join(format!(".{name}.tar.partial"));
     let res = stream_into(session, data_root, remote, &partial).await;
@@ -172,7 +178,7 @@ pub async fn backup(
             "archive of {data_root} holds {a_files} files / {a_bytes} bytes, the host counted {files} / {bytes}"
         ));
     }
-    std::fs::rename(&partial, &path).with_context(|| format!("renaming {} into place", partial.display()))?;
+    link_into_place(&partial, &path)?;
     let sums = dir.join("SHA256SUMS");
     update_sums(&sums, None, Some((&sha256, &format!("{name}.tar"))))
         .with_context(|| format!("writing {}", sums.display()))?;
@@ -183,6 +189,51 @@ pub async fn backup(
         bytes,
         archive_bytes,
     })
+}
+
+/// The first of `NAME`, `NAME.2`, `NAME.3`, ... that names no backup in `dir`: neither
+/// `.tar` nor `.tar.gz` is there, nor listed in its `SHA256SUMS`.
+///
+/// # Errors
+/// `SHA256SUMS` cannot be read.
+pub fn free_name(dir: &Path, name: &str) -> std::io::Result<String> {
+    let sums = match std::fs::read_to_string(dir.join("SHA256SUMS")) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    let listed: Vec<&str> = sums
+        .lines()
+        .filter_map(|l| l.split_once("  ").map(|(_, f)| f))
+        .collect();
+    let taken = |n: &str| {
+        [format!("{n}.tar"), format!("{n}.tar.gz")]
+            .iter()
+            .any(|f| dir.join(f).exists() || listed.contains(&f.as_str()))
+    };
+    let mut candidate = name.to_owned();
+    let mut i = 1;
+    while taken(&candidate) {
+        i += 1;
+        candidate = format!("{name}.{i}");
+    }
+    Ok(candidate)
+}
+
+/// Puts the finished file `partial` at `path` by a hard link (which fails if `path` exists:
+/// a backup is never replaced), then removes `partial`.
+///
+/// # Errors
+/// `path` exists, or local I/O, naming the paths.
+fn link_into_place(partial: &Path, path: &Path) -> anyhow::Result<()> {
+    std::fs::hard_link(partial, path).with_context(|| {
+        format!(
+            "putting {} in place as {} (never over a file)",
+            partial.display(),
+            path.display()
+        )
+    })?;
+    std::fs::remove_file(partial).with_context(|| format!("removing {}", partial.display()))
 }
 
 type Streamed = ((String, u64), (u64, u64), rollgate_ssh::Output);
@@ -224,7 +275,11 @@ async fn stream_into(session: &Session, data_root: &str, remote: &str, partial: 
 }
 
 /// Rewrites `sums` (a `SHA256SUMS` file, mode 0600) without the line of file `drop` and
-/// with `add` (sha256, file name) appended: written beside it, synced, renamed over it.
+/// with `add` (sha256, file name) appended unless that very line is there: written beside
+/// it, synced, renamed over it. A name is never listed twice.
+///
+/// # Errors
+/// Local I/O, or `add`'s name listed already with another digest (nothing is written).
 fn update_sums(sums: &Path, drop: Option<&str>, add: Option<(&str, &str)>) -> std::io::Result<()> {
     let old = match std::fs::read_to_string(sums) {
         Ok(t) => t,
@@ -237,7 +292,19 @@ fn update_sums(sums: &Path, drop: Option<&str>, add: Option<(&str, &str)>) -> st
         .map(|l| format!("{l}\n"))
         .collect();
     if let Some((sha, file)) = add {
-        text.push_str(&format!("{sha}  {file}\n"));
+        let line = format!("{sha}  {file}");
+        if text
+            .lines()
+            .any(|l| l.split_once("  ").map(|(_, f)| f) == Some(file) && l != line)
+        {
+            return Err(std::io::Error::other(format!(
+                "{} lists {file} already with another sha256",
+                sums.display()
+            )));
+        }
+        if !text.lines().any(|l| l == line) {
+            text.push_str(&format!("{line}\n"));
+        }
     }
     let tmp = sums.with_extension("partial");
     let mut f = create_private(&tmp)?;
@@ -266,9 +333,10 @@ pub fn compress(tar: &Path, tar_sha256: &str) -> anyhow::Result<(PathBuf, String
     };
     let sums = tar.with_file_name("SHA256SUMS");
     let gz_name = format!("{name}.gz");
-    if !tar.exists() && gz_path.exists() {
-        // An earlier attempt got as far as removing the tar (it was interrupted before it
-        // could say so): check the .tar.gz it left and take it.
+    if gz_path.exists() {
+        // An earlier attempt got as far as putting the .tar.gz in place (it was interrupted
+        // before it could say so): check the .tar.gz it left and take it. One that holds
+        // anything else is never replaced.
         let back = gz_tar_sha256(&gz_path).with_context(|| format!("reading back {}", gz_path.display()))?;
         if back != tar_sha256 {
             bail!("{} reads back as sha256 {back}, not {tar_sha256}", gz_path.display());
@@ -276,6 +344,9 @@ pub fn compress(tar: &Path, tar_sha256: &str) -> anyhow::Result<(PathBuf, String
         let (sha256, bytes) = file_sha256(&gz_path).with_context(|| format!("reading {}", gz_path.display()))?;
         update_sums(&sums, Some(name), Some((&sha256, &gz_name)))
             .with_context(|| format!("writing {}", sums.display()))?;
+        if tar.exists() {
+            std::fs::remove_file(tar).with_context(|| format!("removing {}", tar.display()))?;
+        }
         return Ok((gz_path, sha256, bytes));
     }
     let input = File::open(tar).with_context(|| format!("reading {}", tar.display()))?;
@@ -323,7 +394,7 @@ pub fn compress(tar: &Path, tar_sha256: &str) -> anyhow::Result<(PathBuf, String
         }
         Err(e) => return fail(anyhow::Error::from(e).context(format!("reading back {}", partial.display()))),
     }
-    std::fs::rename(&partial, &gz_path).with_context(|| format!("renaming {} into place", partial.display()))?;
+    link_into_place(&partial, &gz_path)?;
     update_sums(&sums, Some(name), Some((&sha256, &gz_name))).with_context(|| format!("writing {}", sums.display()))?;
     std::fs::remove_file(tar).with_context(|| format!("removing {}", tar.display()))?;
     Ok((gz_path, sha256, bytes))
@@ -402,14 +473,16 @@ fn count_archive(path: &Path) -> anyhow::Result<(u64, u64)> {
 
 /// Puts the data root back from `archive` (a tar or a tar.gz; the unit must be stopped)
 /// without a gap:
-/// uploads it, checked on the host against `sha256` (the digest recorded when it was
-/// made), then runs [`rollgate_core::script::restore_data`]: extraction beside the data
-/// root, a check of its `files`, the old data root renamed aside, the new one into place.
-/// Returns `false` when an earlier attempt had completed it.
+/// uploads it into a private directory on the host ([`script::private_tmp_dir`]: no path a
+/// local user could guess and create first), checked there against `sha256` (the digest
+/// recorded when it was made), then runs [`rollgate_core::script::restore_data`]:
+/// extraction beside the data root, a check of its `files`, the old data root renamed
+/// aside, the new one into place, the result checked against the archive. Returns `false`
+/// when an earlier attempt had completed it.
 ///
 /// # Errors
-/// The transport's, no room on the host, or extraction failing there (the data root is
-/// then untouched).
+/// The transport's, no room on the host, a data root that is a mount point, or extraction
+/// failing there (the data root is then untouched).
 pub async fn restore(
     session: &Session,
     data_root: &str,
@@ -418,11 +491,17 @@ pub async fn restore(
     run: &str,
     counts: (u64, u64),
 ) -> anyhow::Result<bool> {
-    let remote = format!("/var/tmp/rollgate-restore-{run}.archive");
-    session.upload(archive, &remote, 0o600, Some(sha256)).await?;
+    let dir = private_dir(session, "restore").await?;
+    let remote = format!("{dir}/archive");
+    if let Err(e) = session.upload(archive, &remote, 0o600, Some(sha256)).await {
+        let _ = session
+            .exec_priv(&format!("rm -rf {}", rollgate_core::quote::q(&dir)))
+            .await;
+        return Err(e.into());
+    }
     let (files, bytes) = counts;
     let out = session
-        .exec_priv(&script::restore_data(data_root, &remote, run, files, bytes))
+        .exec_priv(&script::restore_data(data_root, &dir, run, files, bytes))
         .await?;
     if !out.status.success() {
         bail!(
@@ -433,6 +512,25 @@ pub async fn restore(
         );
     }
     Ok(!out.stdout_str().starts_with("already"))
+}
+
+/// Makes a private directory on `session`'s host as root ([`script::private_tmp_dir`])
+/// and returns its path, checked to have mktemp's shape.
+///
+/// # Errors
+/// The transport's, or mktemp failing or printing something else.
+pub async fn private_dir(session: &Session, purpose: &str) -> anyhow::Result<String> {
+    let out = session.exec_priv(&script::private_tmp_dir(purpose)).await?;
+    let dir = out.stdout_str().trim().to_owned();
+    if !out.status.success() || !script::is_private_tmp_dir(&dir, purpose) {
+        bail!(
+            "making a private directory under /var/tmp failed ({}): {}{}",
+            out.status,
+            dir,
+            out.stderr_str().trim()
+        );
+    }
+    Ok(dir)
 }
 
 #[cfg(test)]
@@ -507,5 +605,39 @@ mod tests {
             std::fs::metadata(d.join("x")).unwrap().permissions().mode() & 0o777,
             0o600
         );
+    }
+
+    /// Issue 23, defect 4: a second backup of a host in one run (a resume after a rollback)
+    /// goes beside the first under another name; SHA256SUMS never lists a name twice; a
+    /// `.tar.gz` that holds something else is never replaced.
+    #[test]
+    fn a_backup_is_never_overwritten_nor_listed_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert_eq!(free_name(d, "r1").unwrap(), "r1");
+        std::fs::write(d.join("r1.tar.gz"), b"first").unwrap();
+        assert_eq!(free_name(d, "r1").unwrap(), "r1.2");
+        std::fs::write(d.join("SHA256SUMS"), "aa  r1.tar.gz\nbb  r1.2.tar\n").unwrap();
+        assert_eq!(free_name(d, "r1").unwrap(), "r1.3");
+
+        let sums = d.join("SHA256SUMS");
+        let err = update_sums(&sums, None, Some(("cc", "r1.tar.gz"))).unwrap_err();
+        assert!(err.to_string().contains("another sha256"), "{err}");
+        update_sums(&sums, None, Some(("aa", "r1.tar.gz"))).unwrap();
+        assert_eq!(std::fs::read_to_string(&sums).unwrap(), "aa  r1.tar.gz\nbb  r1.2.tar\n");
+
+        std::fs::write(d.join(".p"), b"second").unwrap();
+        let err = link_into_place(&d.join(".p"), &d.join("r1.tar.gz")).unwrap_err();
+        assert!(format!("{err:#}").contains("never over a file"), "{err:#}");
+        assert_eq!(std::fs::read(d.join("r1.tar.gz")).unwrap(), b"first");
+
+        // A tar whose .tar.gz name is taken by another archive: refused, both kept.
+        let body = vec![1u8; 1000];
+        std::fs::write(d.join("r9.tar"), &body).unwrap();
+        std::fs::write(d.join("r9.tar.gz"), b"not a gzip of it").unwrap();
+        let sha = hex::encode(Sha256::digest(&body));
+        assert!(compress(&d.join("r9.tar"), &sha).is_err());
+        assert_eq!(std::fs::read(d.join("r9.tar")).unwrap(), body);
+        assert_eq!(std::fs::read(d.join("r9.tar.gz")).unwrap(), b"not a gzip of it");
     }
 }

@@ -14,6 +14,21 @@ pub fn sha256_of(path: &str) -> String {
     format!("{{ openssl dgst -sha256 -r 2>/dev/null || sha256sum; }} < {path} | cut -c1-64")
 }
 
+/// A command that prints one line on stderr: `format` (a printf format with `%s` for each
+/// of `args`; it must hold no `'`) filled with `args`, each a shell word (a value quoted by
+/// [`q`], a number, or `"$var"`). A quoted value never goes inside double quotes, where a
+/// `$(...)` in it would run.
+fn say(format: &str, args: &[&str]) -> String {
+    debug_assert!(!format.contains('\''), "printf format with a quote: {format}");
+    let mut out = format!("printf '{format}\\n'");
+    for a in args {
+        out.push(' ');
+        out.push_str(a);
+    }
+    out.push_str(" >&2");
+    out
+}
+
 /// The staged file next to `binary`.
 pub fn staged_path(binary: &str) -> String {
     format!("{binary}.rollgate-new")
@@ -44,7 +59,8 @@ for i in $(seq 1 {polls}); do s=$(systemctl is-active {u}); case $s in inactive|
         "s=$(systemctl is-active {u}); case $s in inactive|failed) echo already; exit 0;; esac
 {signal}systemctl stop {u} || exit $?
 for i in $(seq 1 {polls}); do s=$(systemctl is-active {u}); case $s in inactive|failed) echo stopped; exit 0;; esac; sleep 0.1; done
-echo \"unit {u} is still $s {wait_secs} s after stop\" >&2; exit 1"
+{msg}; exit 1",
+        msg = say("unit %s is still %s %s s after stop", &[&u, "\"$s\"", &wait_secs.to_string()])
     )
 }
 
@@ -60,11 +76,13 @@ while :; do
   s=$(systemctl is-active {u})
   case $s in
     active) echo started; exit 0;;
-    failed) echo \"unit {u} failed to start:\" >&2; journalctl -u {u} -n 5 --no-pager -o cat >&2; exit 1;;
+    failed) {failed}; journalctl -u {u} -n 5 --no-pager -o cat >&2; exit 1;;
   esac
-  [ $(date +%s) -ge $end ] && {{ echo \"unit {u} still $s after {wait_secs} s\" >&2; exit 1; }}
+  [ $(date +%s) -ge $end ] && {{ {still}; exit 1; }}
   sleep 0.1
-done"
+done",
+        failed = say("unit %s failed to start:", &[&u]),
+        still = say("unit %s still %s after %s s", &[&u, "\"$s\"", &wait_secs.to_string()])
     )
 }
 
@@ -85,10 +103,11 @@ pub fn swap(binary: &str, sha256: &str, files: &[(String, String)]) -> String {
     let mut out = format!(
         "if [ ! -e {s} ]; then
   [ \"$({sb})\" = {want} ] && {{ echo already; exit 0; }}
-  echo 'staged file {s} is missing and {b} is not the target' >&2; exit 3
+  {missing}; exit 3
 fi
 set -e
-"
+",
+        missing = say("staged file %s is missing and %s is not the target", &[&s, &b])
     );
     for (path, sha) in files {
         out.push_str(&swap_one(path, sha, true));
@@ -120,8 +139,9 @@ fn swap_one(path: &str, sha256: &str, may_be_done: bool) -> String {
         "{done}if [ -e {b} ]; then ln -f {b} {p}; chown --reference={b} {s}; chmod --reference={b} {s}; fi
 mv -f {s} {b}
 {end}got=$({sb})
-[ \"$got\" = {want} ] || {{ echo \"installed {b} has sha256 $got\" >&2; exit 5; }}
-"
+[ \"$got\" = {want} ] || {{ {msg}; exit 5; }}
+",
+        msg = say("installed %s has sha256 %s", &[&b, "\"$got\""])
     )
 }
 
@@ -135,7 +155,11 @@ pub fn restore_binary(binary: &str, prev_sha256: &str, files: &[(String, Option<
     for (path, prev) in files {
         match prev {
             Some(sha) => out.push_str(&restore_one(path, sha, false)),
-            None => out.push_str(&format!("rm -f {} {}\n", q(path), q(&prev_path(path)))),
+            None => {
+                let (p, k) = (q(path), q(&prev_path(path)));
+                let msg = say("removing %s failed", &[&p]);
+                out.push_str(&format!("rm -f {p} {k} && [ ! -e {p} ] || {{ {msg}; exit 6; }}\n"));
+            }
         }
     }
     if files.iter().any(|(p, _)| p.starts_with(UNIT_DIR)) {
@@ -157,11 +181,20 @@ fn restore_one(path: &str, prev_sha256: &str, last: bool) -> String {
     format!(
         "cur=$({{ {sb}; }} 2>/dev/null)
 if [ \"$cur\" = {want} ]; then {already}; else
-[ -f {p} ] || {{ echo \"{p} is missing: nothing to roll back to\" >&2; exit 3; }}
-[ \"$({sp})\" = {want} ] || {{ echo \"{p} is not the file recorded before the swap\" >&2; exit 4; }}
-mv -f {p} {b} && {restored}
+[ -f {p} ] || {{ {missing}; exit 3; }}
+[ \"$({sp})\" = {want} ] || {{ {other}; exit 4; }}
+mv -f {p} {b} || {{ {failed}; exit 6; }}
+[ \"$({sb})\" = {want} ] || {{ {check}; exit 7; }}
+{restored}
 fi
-"
+",
+        missing = say("%s is missing: nothing to roll back to", &[&p]),
+        other = say("%s is not the file recorded before the swap", &[&p]),
+        failed = say("putting %s back as %s failed", &[&p, &b]),
+        check = say(
+            "%s is not the file recorded before the swap after putting it back",
+            &[&b]
+        ),
     )
 }
 
@@ -214,39 +247,86 @@ pub fn restore_path(data_root: &str) -> String {
     format!("{data_root}.rollgate-restore")
 }
 
-/// Where a restore of run `run` keeps the data root it replaced.
+/// Where a restore of run `run` keeps the data root it replaced (`.2`, `.3`, ... after it
+/// when an earlier restore of the run kept one there already: none is ever overwritten).
 pub fn pre_restore_path(data_root: &str, run: &str) -> String {
     format!("{data_root}.rollgate-pre-restore-{run}")
 }
 
-/// Restores `data_root` from the uploaded archive `remote` (a tar or a tar.gz: GNU tar
-/// tells them apart) without a gap: checks there is
-/// room for `bytes`, extracts into a sibling directory on the same file system (owners
-/// and modes kept), checks it holds `files` regular files, then renames the old data root
-/// aside (`DATA_ROOT.rollgate-pre-restore-RUN`) and the new one into place, and removes the
-/// upload. A failed extraction removes only the sibling: the data root stays as it was.
-/// Prints `already` when an earlier attempt of the same restore completed the renames.
-pub fn restore_data(data_root: &str, remote: &str, run: &str, files: u64, bytes: u64) -> String {
-    let (d, r) = (q(data_root), q(remote));
+/// The command that makes a private directory (mode 0700, owned by whoever runs it) under
+/// `/var/tmp` with an unpredictable name, and prints its path: the only kind of place
+/// rollgate puts a file on a host outside the binary's and the data root's directories.
+pub fn private_tmp_dir(purpose: &str) -> String {
+    format!("mktemp -d {}", q(&format!("/var/tmp/rollgate-{purpose}.XXXXXXXXXX")))
+}
+
+/// `true` when `path` (a line [`private_tmp_dir`] printed, trimmed) has the shape mktemp
+/// gives: `/var/tmp/rollgate-PURPOSE.` and ten letters or digits.
+pub fn is_private_tmp_dir(path: &str, purpose: &str) -> bool {
+    path.strip_prefix(&format!("/var/tmp/rollgate-{purpose}."))
+        .is_some_and(|r| r.len() == 10 && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Restores `data_root` from the archive `DIR/archive` (a tar or a tar.gz: GNU tar tells
+/// them apart; `dir` a [`private_tmp_dir`], removed when the script ends, whatever
+/// happens). Fails closed at every command that matters:
+/// - `already` when the data root already holds the backup (its regular files number
+///   `files` and `tar --diff` finds no difference: an earlier attempt completed);
+/// - refused, nothing changed, when the data root is a mount point (it cannot be renamed:
+///   EBUSY) or there is no room for `bytes` beside it;
+/// - extraction into a sibling directory on the same file system (owners and modes kept),
+///   checked to hold `files` regular files; on failure only the sibling is removed;
+/// - the old data root renamed aside ([`pre_restore_path`], never over an existing one),
+///   the new one renamed into place (if that fails, the old one is put back);
+/// - `restored` only after the data root is checked against the archive as above.
+pub fn restore_data(data_root: &str, dir: &str, run: &str, files: u64, bytes: u64) -> String {
+    let (d, t) = (q(data_root), q(dir));
+    let a = q(&format!("{dir}/archive"));
     let (new, old) = (q(&restore_path(data_root)), q(&pre_restore_path(data_root, run)));
+    let untouched = |what: &str| say(&format!("{what}: %s is untouched"), &[&d]);
     format!(
-        "if [ -d {old} ] && [ -d {d} ] && [ ! -e {new} ]; then rm -f {r}; echo already; exit 0; fi
-parent=$(dirname {d}); mkdir -p \"$parent\"
+        "t={t}; trap 'rm -rf \"$t\"' EXIT
+matches() {{ [ -d {d} ] && [ \"$(find {d} -type f | wc -l)\" -eq {files} ] && tar --numeric-owner -df {a} -C {d} >/dev/null 2>&1; }}
+if [ ! -e {new} ] && matches; then echo already; exit 0; fi
+if [ -d {d} ] && mountpoint -q {d} 2>/dev/null; then {mount}; exit 8; fi
+parent=$(dirname {d}) && mkdir -p \"$parent\" || exit 3
 avail=$(df -B1 --output=avail \"$parent\" | tail -1 | tr -d ' ')
-if [ \"$avail\" -lt {bytes} ]; then echo \"no room to restore {d}: $avail bytes free in $parent, {bytes} needed\" >&2; exit 6; fi
-rm -rf {new}; mkdir -m 700 {new}
-if [ -d {d} ]; then chown --reference={d} {new}; chmod --reference={d} {new}; fi
-if ! tar --numeric-owner -xpf {r} -C {new}; then
-  rm -rf {new}; echo \"extraction into {new} failed: {d} is untouched\" >&2; exit 4
+case $avail in ''|*[!0-9]*) {nodf}; exit 6;; esac
+if [ \"$avail\" -lt {bytes} ]; then {room}; exit 6; fi
+rm -rf {new} && mkdir -m 700 {new} || {{ {mk}; exit 3; }}
+if [ -d {d} ]; then chown --reference={d} {new} && chmod --reference={d} {new} || {{ rm -rf {new}; exit 3; }}; fi
+if ! tar --numeric-owner -xpf {a} -C {new}; then
+  rm -rf {new}; {extract}; exit 4
 fi
 got=$(find {new} -type f | wc -l)
 if [ \"$got\" -ne {files} ]; then
-  rm -rf {new}; echo \"the extracted data root holds $got files, the backup {files}: {d} is untouched\" >&2; exit 5
+  rm -rf {new}; {count}; exit 5
 fi
-if [ -e {d} ]; then mv {d} {old}; fi
-mv {new} {d}
-rm -f {r}
-echo restored"
+o=
+if [ -e {d} ]; then
+  o={old}; i=1
+  while [ -e \"$o\" ]; do i=$((i+1)); o={old}.$i; done
+  mv -T {d} \"$o\" || {{ rm -rf {new}; {aside}; exit 7; }}
+fi
+if ! mv -T {new} {d}; then
+  if [ -n \"$o\" ] && mv -T \"$o\" {d}; then {back}; else {lost}; fi
+  exit 7
+fi
+matches || {{ {differs}; exit 9; }}
+echo restored",
+        mount = untouched("the data root is a mount point and cannot be renamed; restore it by hand from the backup"),
+        nodf = say("cannot read the free space of %s", &["\"$parent\""]),
+        room = say("no room to restore %s: %s bytes free in %s, %s needed", &[&d, "\"$avail\"", "\"$parent\"", &bytes.to_string()]),
+        mk = say("cannot make %s", &[&new]),
+        extract = untouched("extraction failed"),
+        count = say(
+            "the extracted data root holds %s files, the backup %s: %s is untouched",
+            &["\"$got\"", &files.to_string(), &d]
+        ),
+        aside = untouched("renaming it aside failed"),
+        back = untouched("renaming the restored data root into place failed; the old one is back"),
+        lost = say("renaming the restored data root into place failed; the old one is at %s", &["\"$o\""]),
+        differs = say("%s does not match the backup after the restore", &[&d]),
     )
 }
 
@@ -352,5 +432,206 @@ mod tests {
         let s = swap("/opt/my bin/etcd", "ab", &[]);
         assert!(s.contains("'/opt/my bin/etcd.rollgate-new'"), "{s}");
         assert!(stop("etcd; reboot", None, 30).contains("'etcd; reboot'"));
+    }
+
+    /// Where `needle` starts in `script`, whether the shell reads it inside single quotes
+    /// (a single-quoted word inside double quotes is not a quoted word: `$(...)` in it runs;
+    /// `$(...)` opens a fresh quoting context, inside double quotes too).
+    fn quote_states(script: &str, needle: &str) -> Vec<bool> {
+        #[derive(PartialEq)]
+        enum St {
+            Plain,
+            Single,
+            Double,
+            /// Inside `$(...)`: a fresh quoting context, even within double quotes; with its
+            /// depth of open parentheses.
+            Subst(usize),
+        }
+        let (b, mut stack, mut i, mut out) = (script.as_bytes(), vec![St::Plain], 0, Vec::new());
+        while i < b.len() {
+            if script[i..].starts_with(needle) {
+                out.push(stack.last() == Some(&St::Single));
+            }
+            match (stack.last_mut().unwrap(), b[i]) {
+                (St::Plain | St::Subst(_) | St::Double, b'\\') => i += 1,
+                (St::Plain | St::Subst(_) | St::Double, b'$') if b.get(i + 1) == Some(&b'(') => {
+                    stack.push(St::Subst(1));
+                    i += 1;
+                }
+                (St::Subst(n), b'(') => *n += 1,
+                (St::Subst(n), b')') => {
+                    *n -= 1;
+                    if *n == 0 {
+                        stack.pop();
+                    }
+                }
+                (St::Plain | St::Subst(_), b'\'') => stack.push(St::Single),
+                (St::Plain | St::Subst(_), b'"') => stack.push(St::Double),
+                (St::Single, b'\'') | (St::Double, b'"') => {
+                    stack.pop();
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// Issue 23, defect 10: a value quoted by `q` and then put inside `"..."` (an error
+    /// message) runs a `$(...)` it holds. Every script, with every value set to one that
+    /// would run a command, must carry that value only as a word of its own.
+    #[test]
+    fn quoted_values_never_inside_double_quotes() {
+        let evil = "/srv/x$(touch pwned)";
+        let files = vec![(evil.to_owned(), "ab".to_owned())];
+        let scripts = [
+            stop(evil, Some("SIGTERM"), 5),
+            stop(evil, None, 5),
+            start(evil, 5),
+            swap(evil, "ab", &files),
+            restore_binary(
+                evil,
+                "ab",
+                &[(evil.to_owned(), Some("ab".into())), (evil.to_owned(), None)],
+            ),
+            unstage(&[evil.to_owned()]),
+            hash_files(&[evil.to_owned()]),
+            backup(evil),
+            restore_data(evil, evil, "r1", 3, 10),
+        ];
+        for s in &scripts {
+            let states = quote_states(s, "$(touch pwned)");
+            assert!(!states.is_empty(), "the value is not in the script:\n{s}");
+            assert!(states.iter().all(|&single| single), "a value the shell would run:\n{s}");
+        }
+    }
+
+    /// A data root and a backup of it, made with the machine's tar, for the restore tests.
+    fn data_root_and_backup(d: &std::path::Path) -> (String, String, u64) {
+        let root = d.join("data");
+        std::fs::create_dir_all(root.join("member/wal")).unwrap();
+        std::fs::write(root.join("member/wal/0.wal"), b"backup wal").unwrap();
+        std::fs::write(root.join("member/db"), b"backup db").unwrap();
+        let tmp = d.join("rollgate-restore.0123456789");
+        std::fs::create_dir(&tmp).unwrap();
+        let (ok, out) = sh(&format!(
+            "tar --numeric-owner -cf {} -C {} .",
+            q(tmp.join("archive").to_str().unwrap()),
+            q(root.to_str().unwrap())
+        ));
+        assert!(ok, "{out}");
+        // What the upgrade wrote afterwards.
+        std::fs::write(root.join("member/db"), b"new version db").unwrap();
+        std::fs::write(root.join("member/wal/1.wal"), b"new wal").unwrap();
+        (root.to_str().unwrap().to_owned(), tmp.to_str().unwrap().to_owned(), 2)
+    }
+
+    /// The restore runs for real: the data root becomes the backup, the replaced one is kept
+    /// aside, the private directory is gone; a second run finds it done.
+    #[test]
+    fn restore_data_for_real_and_again() {
+        let d = tempfile::tempdir().unwrap();
+        let (root, tmp, files) = data_root_and_backup(d.path());
+        let script = restore_data(&root, &tmp, "r1", files, 1);
+        assert_eq!(sh(&script), (true, "restored\n".into()));
+        assert_eq!(
+            std::fs::read_to_string(format!("{root}/member/db")).unwrap(),
+            "backup db"
+        );
+        assert!(!std::path::Path::new(&format!("{root}/member/wal/1.wal")).exists());
+        let aside = pre_restore_path(&root, "r1");
+        assert_eq!(
+            std::fs::read_to_string(format!("{aside}/member/db")).unwrap(),
+            "new version db"
+        );
+        assert!(!std::path::Path::new(&tmp).exists(), "the private directory is removed");
+        // Again (the journal did not hear of the first): the archive uploaded anew.
+        std::fs::create_dir(&tmp).unwrap();
+        let (ok, out) = sh(&format!(
+            "tar --numeric-owner -cf {} -C {} .",
+            q(&format!("{tmp}/archive")),
+            q(&root)
+        ));
+        assert!(ok, "{out}");
+        assert_eq!(
+            sh(&restore_data(&root, &tmp, "r1", files, 1)),
+            (true, "already\n".into())
+        );
+    }
+
+    /// Issue 23, defect 1: the data root cannot be renamed (its own mount point: EBUSY).
+    /// The script must not move the extracted tree into the live data root nor say
+    /// `restored`: it fails and leaves the data root as it was.
+    #[test]
+    fn restore_data_fails_closed_when_the_data_root_cannot_be_renamed() {
+        let d = tempfile::tempdir().unwrap();
+        let (root, tmp, files) = data_root_and_backup(d.path());
+        let busy = format!(
+            "mv() {{ case \"$*\" in *pre-restore*) echo \"mv: cannot move: Device or resource busy\" >&2; return 1;; esac; command mv \"$@\"; }}\n{}",
+            restore_data(&root, &tmp, "r1", files, 1)
+        );
+        let (ok, out) = sh(&busy);
+        assert!(!ok && !out.contains("restored") && out.contains("untouched"), "{out}");
+        assert_eq!(
+            std::fs::read_to_string(format!("{root}/member/db")).unwrap(),
+            "new version db"
+        );
+        assert!(
+            !std::path::Path::new(&format!("{root}/data")).exists(),
+            "nothing moved into it"
+        );
+        assert!(!std::path::Path::new(&restore_path(&root)).exists());
+        // A mount point is refused before anything is extracted.
+        let (_, tmp, _) = data_root_and_backup(&d.path().join("again"));
+        let mounted = format!(
+            "mountpoint() {{ return 0; }}\n{}",
+            restore_data(&root, &tmp, "r1", files, 1)
+        );
+        let (ok, out) = sh(&mounted);
+        assert!(!ok && out.contains("mount point"), "{out}");
+        assert_eq!(
+            std::fs::read_to_string(format!("{root}/member/db")).unwrap(),
+            "new version db"
+        );
+    }
+
+    /// A data root an earlier restore of the run kept aside is never overwritten (nor
+    /// moved into: `mv` onto an existing directory would put the data root inside it).
+    #[test]
+    fn restore_data_keeps_an_earlier_aside_copy() {
+        let d = tempfile::tempdir().unwrap();
+        let (root, tmp, files) = data_root_and_backup(d.path());
+        let aside = pre_restore_path(&root, "r1");
+        std::fs::create_dir(&aside).unwrap();
+        std::fs::write(format!("{aside}/kept"), b"from the first restore").unwrap();
+        assert_eq!(
+            sh(&restore_data(&root, &tmp, "r1", files, 1)),
+            (true, "restored\n".into())
+        );
+        assert_eq!(
+            std::fs::read_to_string(format!("{aside}/kept")).unwrap(),
+            "from the first restore"
+        );
+        assert!(!std::path::Path::new(&format!("{aside}/data")).exists());
+        assert_eq!(
+            std::fs::read_to_string(format!("{aside}.2/member/db")).unwrap(),
+            "new version db"
+        );
+    }
+
+    #[test]
+    fn private_tmp_dirs() {
+        let (ok, out) = sh(&private_tmp_dir("restore"));
+        assert!(ok, "{out}");
+        let dir = out.trim();
+        assert!(is_private_tmp_dir(dir, "restore"), "{dir}");
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(dir).unwrap().permissions().mode() & 0o777, 0o700);
+        std::fs::remove_dir(dir).unwrap();
+        assert!(!is_private_tmp_dir("/var/tmp/rollgate-restore-20261202", "restore"));
+        assert!(!is_private_tmp_dir(
+            "/var/tmp/rollgate-restore.abc/../../etc",
+            "restore"
+        ));
     }
 }

@@ -89,12 +89,11 @@ impl Executor<'_> {
     /// # Errors
     /// No host could take one; each host's error is named.
     pub async fn snapshot(&self, hosts: &[String], dir: &Path) -> anyhow::Result<Outcome> {
-        let remote = format!("/var/tmp/rollgate-snapshot-{}", self.meta.run);
         archive::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
         let local = dir.join(format!("{}.snap", self.meta.run));
         let mut errors = Vec::new();
         for name in hosts {
-            match self.snapshot_on(name, &remote, &local).await {
+            match self.snapshot_on(name, &local).await {
                 Ok((bytes, sha256)) => {
                     return Ok(Outcome::done(Event::Snapshot(Some(SnapshotDetail {
                         host: name.clone(),
@@ -109,14 +108,24 @@ impl Executor<'_> {
         bail!("no host could save a snapshot: {}", errors.join("; "))
     }
 
-    async fn snapshot_on(&self, host: &str, remote: &str, local: &Path) -> anyhow::Result<(u64, String)> {
+    /// The snapshot taken on `host` into `local`: a command's file is written in a private
+    /// directory on the host ([`archive::private_dir`]), removed once it is copied.
+    async fn snapshot_on(&self, host: &str, local: &Path) -> anyhow::Result<(u64, String)> {
         let s = self.session(host);
-        match self.inv().cluster.preset.snapshot_hook(remote) {
-            Some(SnapshotHook::Command(cmd)) => {
-                self.run_priv(host, &cmd, &format!("rm -f {r}; {cmd}", r = q(remote)))
-                    .await?;
-                let got = s.download(remote, local).await;
-                let _ = s.exec_priv(&format!("rm -f {}", q(remote))).await;
+        // The hook's shape does not depend on the file name.
+        match self.inv().cluster.preset.snapshot_hook("/") {
+            Some(SnapshotHook::Command(_)) => {
+                let dir = archive::private_dir(s, "snapshot").await?;
+                let remote = format!("{dir}/snapshot");
+                let Some(SnapshotHook::Command(cmd)) = self.inv().cluster.preset.snapshot_hook(&remote) else {
+                    bail!("the backup hook changed its shape");
+                };
+                let taken = self.run_priv(host, &cmd, &cmd).await;
+                let got = match taken {
+                    Ok(_) => s.download(&remote, local).await.map_err(anyhow::Error::from),
+                    Err(e) => Err(e),
+                };
+                let _ = s.exec_priv(&format!("rm -rf {}", q(&dir))).await;
                 let got = got?;
                 Ok((got.bytes, got.sha256))
             }

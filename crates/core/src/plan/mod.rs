@@ -459,9 +459,11 @@ pub fn roll_back_host(
     }
     steps.push(Step::RollbackStop(stop_step(host, None, t)));
     if restore_data {
+        // The data root as it was before the run touched the host (issue 23, defect 4).
         let b = p
-            .backup
+            .first_backup
             .as_ref()
+            .or(p.backup.as_ref())
             .ok_or_else(|| missing("this run made no backup of its data root"))?;
         steps.push(Step::RollbackRestoreData {
             data_root: host.data_root.clone(),

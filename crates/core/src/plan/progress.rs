@@ -23,6 +23,10 @@ pub struct HostProgress {
     pub swap: Option<SwapDetail>,
     /// The last done backup's detail (path and sha256 of the `.tar.gz` once compressed).
     pub backup: Option<BackupDetail>,
+    /// The host's first backup in the run: its data root as it was before the run touched
+    /// it. Kept when a rollback starts the host over (a resumed run's backup of the host
+    /// goes beside it, under another name); `rollback --restore-data` puts this one back.
+    pub first_backup: Option<BackupDetail>,
 }
 
 impl HostProgress {
@@ -107,7 +111,10 @@ impl Progress {
             }
             match &r.event {
                 Event::RollbackHealth(_) => {
-                    *h = HostProgress::default();
+                    *h = HostProgress {
+                        first_backup: h.first_backup.take(),
+                        ..HostProgress::default()
+                    };
                     p.swapped.retain(|s| s != host);
                     continue;
                 }
@@ -129,12 +136,18 @@ impl Progress {
                     p.swapped.push(host.clone());
                 }
 
-                Event::Backup(Some(d)) => h.backup = Some(d.clone()),
+                Event::Backup(Some(d)) => {
+                    h.backup = Some(d.clone());
+                    h.first_backup.get_or_insert_with(|| d.clone());
+                }
                 Event::Compress(Some(d)) => {
-                    if let Some(b) = &mut h.backup {
-                        b.path = d.path.clone();
-                        b.sha256 = d.sha256.clone();
-                        b.archive_bytes = d.bytes;
+                    // The compressed backup is the one whose tar has the detail's digest.
+                    for b in [&mut h.backup, &mut h.first_backup].into_iter().flatten() {
+                        if b.sha256 == d.tar_sha256 {
+                            b.path = d.path.clone();
+                            b.sha256 = d.sha256.clone();
+                            b.archive_bytes = d.bytes;
+                        }
                     }
                 }
                 _ => {}

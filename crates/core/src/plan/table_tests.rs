@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use super::*;
 use crate::cluster::Member;
 use crate::inventory::tests_support::{three_etcd, three_etcd_with};
-use crate::journal::{BackupDetail, Event, Record, StageDetail, StagedFile, Status, SwapDetail, FORMAT};
+use crate::journal::{
+    BackupDetail, CompressDetail, Event, Record, StageDetail, StagedFile, Status, SwapDetail, FORMAT,
+};
 
 const OLD: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const NEW: &str = "2222222222222222222222222222222222222222222222222222222222222222";
@@ -458,4 +460,89 @@ fn files_are_staged_and_swapped_with_the_binary() {
         }
         s => panic!("{s:?}"),
     }
+}
+
+/// Issue 23, defect 4: after a failed health gate and a rollback, a resumed run backs the
+/// host up again. The backup `rollback --restore-data` puts back is still the first one
+/// (the data root before the run), compressed or not; the later one is the host's `backup`.
+#[test]
+fn the_first_backup_of_a_host_outlives_its_rollback_and_a_second_backup() {
+    let inv = three_etcd();
+    let backup = |path: &str, sha: &str| {
+        rec(
+            Some("node1"),
+            Event::Backup(Some(BackupDetail {
+                path: path.into(),
+                sha256: sha.into(),
+                files: 2,
+                bytes: 3,
+                archive_bytes: 4,
+            })),
+            Status::Done,
+        )
+    };
+    let compress = |path: &str, sha: &str, tar_sha: &str| {
+        rec(
+            Some("node1"),
+            Event::Compress(Some(CompressDetail {
+                path: path.into(),
+                sha256: sha.into(),
+                bytes: 4,
+                tar_sha256: tar_sha.into(),
+            })),
+            Status::Done,
+        )
+    };
+    let mut j = did("node1", &[StepId::Stage, StepId::Gate, StepId::Stop]);
+    j.push(backup("/b/r.tar", "t1"));
+    j.push(compress("/b/r.tar.gz", "g1", "t1"));
+    j.extend(did("node1", &[StepId::Swap, StepId::Start]));
+    j.push(rec(Some("node1"), Event::bare(StepId::Health), Status::Failed));
+    j.extend(did(
+        "node1",
+        &[
+            StepId::RollbackStop,
+            StepId::RollbackBinary,
+            StepId::RollbackStart,
+            StepId::RollbackHealth,
+        ],
+    ));
+    let p = Progress::from_records(&j).host("node1");
+    assert_eq!(p.backup, None);
+    assert_eq!(
+        p.first_backup
+            .as_ref()
+            .map(|b| (b.path.to_str().unwrap(), b.sha256.as_str())),
+        Some(("/b/r.tar.gz", "g1"))
+    );
+    // Resumed: done again, with a second backup beside the first.
+    j.extend(did("node1", &[StepId::Stage, StepId::Gate, StepId::Stop]));
+    j.push(backup("/b/r.2.tar", "t2"));
+    j.extend(did("node1", &[StepId::Swap]));
+    let p = Progress::from_records(&j);
+    let h = p.host("node1");
+    assert_eq!(h.backup.as_ref().map(|b| b.sha256.as_str()), Some("t2"));
+    assert_eq!(h.first_backup.as_ref().map(|b| b.sha256.as_str()), Some("g1"));
+    // The second one's compression does not touch the first.
+    j.push(compress("/b/r.2.tar.gz", "g2", "t2"));
+    let h = Progress::from_records(&j).host("node1");
+    assert_eq!(h.backup.as_ref().map(|b| b.sha256.as_str()), Some("g2"));
+    assert_eq!(h.first_backup.as_ref().map(|b| b.sha256.as_str()), Some("g1"));
+    let t = &inv.cluster.timeouts;
+    let steps = roll_back_host(
+        inv.host("node1").unwrap(),
+        &Progress::from_records(&j),
+        true,
+        true,
+        t,
+        t.gate,
+    )
+    .unwrap();
+    let restore = steps.iter().find_map(|s| match s {
+        Step::RollbackRestoreData { archive, sha256, .. } => {
+            Some((archive.to_str().unwrap().to_owned(), sha256.clone()))
+        }
+        _ => None,
+    });
+    assert_eq!(restore, Some(("/b/r.tar.gz".to_owned(), "g1".to_owned())));
 }
