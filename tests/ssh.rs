@@ -440,3 +440,51 @@ fn sudo_upload_goes_through_a_private_directory_and_keeps_owner_and_mode() {
     );
     lab.root(lab.addr(1), "rm -f /usr/local/bin/rg-up /etc/rg-up.conf");
 }
+
+/// Issue 23, defect 2 (invariant I6): a privileged command cut by its deadline, or whose
+/// future is dropped (an interrupt), leaves nothing running on the host and has no effect
+/// after it: its process group is killed, as root and through sudo.
+#[test]
+fn a_cancelled_command_leaves_nothing_running_on_the_host() {
+    let Some(lab) = lab() else { return };
+    let addr = lab.addr(1).to_owned();
+    // `[{tag}]`: the pattern does not match the shell that runs pgrep.
+    let running = |tag: &str| {
+        lab.root(&addr, &format!("pgrep -f 'sleep 29[{tag}]' || true"))
+            .trim()
+            .to_owned()
+    };
+    lab.root(&addr, "rm -f /var/tmp/rollgate-i6-*");
+    rt().block_on(async {
+        let root = Session::connect(&target(&lab, 1, Some(&lab.key()), None), &opts(&lab.known_hosts()))
+            .await
+            .unwrap();
+        let sudo = deploy_with_sudo(&lab).await;
+        for (tag, s) in [("1", &root), ("2", &sudo)] {
+            // A deadline: the command (a child that would write after it) is killed.
+            let cmd = format!("sleep 29{tag} & wait; touch /var/tmp/rollgate-i6-{tag}");
+            let err = s.exec_priv_within(&cmd, Duration::from_secs(1)).await.unwrap_err();
+            assert!(matches!(err, SshError::CommandTimeout { .. }), "{err:?}");
+            assert!(err.to_string().contains(&format!("`sleep 29{tag} &")), "{err}");
+            // An interrupt: the step's future is dropped.
+            let cmd = format!("sleep 29{tag}; touch /var/tmp/rollgate-i6-{tag}b");
+            tokio::select! {
+                _ = s.exec_priv(&cmd) => panic!("the command ended by itself"),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            // A command that ends by itself still gives its status and output.
+            let out = s.exec_priv("echo done; exit 4").await.unwrap();
+            assert_eq!(
+                (out.stdout_str().as_ref(), &out.status),
+                ("done\n", &ExitStatus::Code(4))
+            );
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    for tag in ["1", "2"] {
+        assert_eq!(running(tag), "", "sleep 29{tag} is still running");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let left = lab.root(&addr, "ls /var/tmp/rollgate-i6-* 2>/dev/null || true");
+    assert_eq!(left.trim(), "", "a cancelled command had an effect after its deadline");
+}

@@ -79,6 +79,25 @@ pub fn create_private(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
+/// Writes `bytes` to `path` with mode 0600 so that a reader finds either the old file or
+/// the whole new one: written beside it (`.NAME.partial`), synced, renamed over it, and the
+/// directory synced.
+///
+/// # Errors
+/// Local I/O.
+pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!(".{name}.partial"));
+    let mut f = create_private(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// Creates `dir` and its missing parents with mode 0700.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt as _;
@@ -306,11 +325,7 @@ fn update_sums(sums: &Path, drop: Option<&str>, add: Option<(&str, &str)>) -> st
             text.push_str(&format!("{line}\n"));
         }
     }
-    let tmp = sums.with_extension("partial");
-    let mut f = create_private(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, sums)
+    write_private_atomic(sums, text.as_bytes())
 }
 
 /// Compresses the backup `tar` (whose sha256 is `tar_sha256`) to `TAR.gz` beside it (mode
@@ -477,8 +492,9 @@ fn count_archive(path: &Path) -> anyhow::Result<(u64, u64)> {
 /// local user could guess and create first), checked there against `sha256` (the digest
 /// recorded when it was made), then runs [`rollgate_core::script::restore_data`]:
 /// extraction beside the data root, a check of its `files`, the old data root renamed
-/// aside, the new one into place, the result checked against the archive. Returns `false`
-/// when an earlier attempt had completed it.
+/// aside, the new one into place, the result checked against the archive, within `limit`
+/// (the step's deadline, `timeouts.restore`, not the session's command deadline: an
+/// extraction may take longer). Returns `false` when an earlier attempt had completed it.
 ///
 /// # Errors
 /// The transport's, no room on the host, a data root that is a mount point, or extraction
@@ -490,6 +506,7 @@ pub async fn restore(
     sha256: &str,
     run: &str,
     counts: (u64, u64),
+    limit: std::time::Duration,
 ) -> anyhow::Result<bool> {
     let dir = private_dir(session, "restore").await?;
     let remote = format!("{dir}/archive");
@@ -501,7 +518,7 @@ pub async fn restore(
     }
     let (files, bytes) = counts;
     let out = session
-        .exec_priv(&script::restore_data(data_root, &dir, run, files, bytes))
+        .exec_priv_within(&script::restore_data(data_root, &dir, run, files, bytes), limit)
         .await?;
     if !out.status.success() {
         bail!(

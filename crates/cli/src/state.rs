@@ -141,15 +141,33 @@ impl StateDir {
         self.root.join("backups").join(&self.cluster)
     }
 
-    /// Writes `meta` as `runs/RUN/run.json` and opens the run's journal.
+    /// Makes the run's directory `runs/RUN/` (mode 0700; `runs/` is shared by every
+    /// cluster of the state directory, and run ids are per second, so a taken `RUN` becomes
+    /// `RUN-2`, `RUN-3`, ..., and `meta.run` is updated), writes `meta` as `run.json` (0600,
+    /// synced and renamed into place: never half written) and opens the run's journal
+    /// (0600).
     ///
     /// # Errors
-    /// I/O.
-    pub fn create_run(&self, meta: &RunMeta) -> anyhow::Result<Journal> {
-        let dir = self.run_dir(&meta.run);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    /// I/O, naming the path.
+    pub fn create_run(&self, meta: &mut RunMeta) -> anyhow::Result<Journal> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let runs = self.root.join("runs");
+        crate::archive::create_private_dir(&runs).with_context(|| format!("creating {}", runs.display()))?;
+        let base = meta.run.clone();
+        let mut n = 1;
+        let dir = loop {
+            let dir = self.run_dir(&meta.run);
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => break dir,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    n += 1;
+                    meta.run = format!("{base}-{n}");
+                }
+                Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+            }
+        };
         let path = dir.join("run.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(meta)?)
+        crate::archive::write_private_atomic(&path, &serde_json::to_vec_pretty(meta)?)
             .with_context(|| format!("writing {}", path.display()))?;
         Ok(Journal::open(&self.journal_path(&meta.run))?)
     }
@@ -182,7 +200,14 @@ impl StateDir {
         let holder = self.lock_holder();
         let mut out = Vec::new();
         for id in ids {
-            let Ok(meta) = self.load_meta(&id) else { continue };
+            let meta = match self.load_meta(&id) {
+                Ok(meta) => meta,
+                // A directory made by a run that stopped before it wrote anything.
+                Err(_) if !self.run_dir(&id).join("run.json").exists() && !self.journal_path(&id).exists() => continue,
+                // An unreadable run.json is an error, not a run that is not there: `resume`
+                // and `rollback` would pick an older run.
+                Err(e) => return Err(e),
+            };
             if meta.cluster != self.cluster {
                 continue;
             }
@@ -256,16 +281,9 @@ impl StateDir {
                 path.display()
             );
         }
-        let info = LockInfo {
-            pid: std::process::id(),
-            run: run.to_owned(),
-            since: journal::now_rfc3339(),
-        };
-        file.set_len(0).map_err(io)?;
-        file.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
-        file.write_all(&serde_json::to_vec(&info)?).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        Ok(Lock { file })
+        let mut lock = Lock { file };
+        lock.set_run(run).map_err(io)?;
+        Ok(lock)
     }
 }
 
@@ -281,6 +299,26 @@ struct LockInfo {
 #[derive(Debug)]
 pub struct Lock {
     file: std::fs::File,
+}
+
+impl Lock {
+    /// Names `run` as the holder (its id changed when its directory was made: see
+    /// [`StateDir::create_run`]).
+    ///
+    /// # Errors
+    /// I/O on the lock file.
+    pub fn set_run(&mut self, run: &str) -> std::io::Result<()> {
+        let info = LockInfo {
+            pid: std::process::id(),
+            run: run.to_owned(),
+            since: journal::now_rfc3339(),
+        };
+        self.file.set_len(0)?;
+        self.file.seek(std::io::SeekFrom::Start(0))?;
+        self.file
+            .write_all(&serde_json::to_vec(&info).map_err(std::io::Error::other)?)?;
+        self.file.sync_all()
+    }
 }
 
 impl Drop for Lock {
@@ -304,5 +342,71 @@ pub fn run_state(records: &[Record], running: bool) -> RunState {
         Some((StepId::Run, Status::Done)) => RunState::Done,
         Some((_, Status::Failed)) => RunState::Failed,
         _ => RunState::Interrupted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn meta(run: &str, cluster: &str) -> RunMeta {
+        RunMeta {
+            run: run.into(),
+            cluster: cluster.into(),
+            binary: PathBuf::from("/tmp/etcd"),
+            sha256: "ab".into(),
+            bytes: 1,
+            source: None,
+            arch: None,
+            files: Vec::new(),
+            expect_version: None,
+            on_failure: OnFailure::Rollback,
+            health_timeout_ms: 1000,
+            force: false,
+            allow_version_skip: false,
+            hosts: None,
+            max_failures: None,
+            created: "t".into(),
+        }
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Issue 23, defect 7: two clusters started in the same second get a journal each;
+    /// run files are private; an unreadable run.json is an error, not a missing run.
+    #[test]
+    fn runs_of_one_second_private_files_and_a_damaged_run_json() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, b) = (StateDir::new(root.path(), "a"), StateDir::new(root.path(), "b"));
+        let mut ma = meta("20261202T065351Z", "a");
+        let mut mb = meta("20261202T065351Z", "b");
+        let mut lock = b.lock(&mb.run).unwrap();
+        a.create_run(&mut ma).unwrap();
+        b.create_run(&mut mb).unwrap();
+        lock.set_run(&mb.run).unwrap();
+        assert_eq!(
+            (ma.run.as_str(), mb.run.as_str()),
+            ("20261202T065351Z", "20261202T065351Z-2")
+        );
+        assert_eq!(b.lock_holder().map(|h| h.run), Some(mb.run.clone()));
+        drop(lock);
+        assert_ne!(a.journal_path(&ma.run), b.journal_path(&mb.run));
+        assert_eq!(b.runs().unwrap().len(), 1);
+        assert_eq!(b.runs().unwrap()[0].0.run, mb.run);
+        assert_eq!(mode(&root.path().join("runs")), 0o700);
+        assert_eq!(mode(&a.run_dir(&ma.run)), 0o700);
+        assert_eq!(mode(&a.run_dir(&ma.run).join("run.json")), 0o600);
+        assert_eq!(mode(&a.journal_path(&ma.run)), 0o600);
+
+        std::fs::write(a.run_dir(&ma.run).join("run.json"), b"{\"run\": ").unwrap();
+        let err = format!("{:#}", a.runs().unwrap_err());
+        assert!(err.contains("run.json"), "{err}");
+        // A directory a run made before it could write anything is passed over.
+        std::fs::remove_dir_all(a.run_dir(&ma.run)).unwrap();
+        std::fs::create_dir(a.run_dir(&ma.run)).unwrap();
+        assert_eq!(a.runs().unwrap().len(), 0);
     }
 }

@@ -86,6 +86,19 @@ pub enum SshError {
         /// 1-based line of the recorded key.
         line: usize,
     },
+    /// `accept-new` with a known_hosts that keeps nothing (`/dev/null`, a directory):
+    /// every key would be accepted, every time.
+    #[error(
+        "{host}: accept-new would learn its key into {}, which keeps nothing, so any key would be \
+         accepted: point known_hosts (or UserKnownHostsFile) at a file",
+        known_hosts.display()
+    )]
+    AcceptNewWithoutFile {
+        /// Host name.
+        host: String,
+        /// The known_hosts path.
+        known_hosts: PathBuf,
+    },
     /// known_hosts could not be read or written.
     #[error("known_hosts {}: {source}", path.display())]
     KnownHosts {

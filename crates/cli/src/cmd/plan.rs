@@ -220,7 +220,9 @@ fn print(plan: &Plan, inv: &rollgate_core::Inventory, to: Option<&str>) {
 
 /// The version the binary reports, asked here on the jump host with the preset's version
 /// command when the binary is for this machine's architecture (else `None`: the hosts
-/// tell when it is staged). Bounded to 10 s.
+/// tell when it is staged). Bounded to 10 s. The binary runs with an empty environment but
+/// for `PATH` and `LC_ALL`: the operator's secrets (`ROLLGATE_SUDO_PASSWORD`,
+/// `ROLLGATE_KEY_PASSPHRASE`, `SSH_AUTH_SOCK`) are not its business.
 async fn local_version(ctx: &Ctx, artifact: &Artifact) -> Option<String> {
     if artifact.arch.as_deref() != Some(std::env::consts::ARCH) {
         return None;
@@ -230,6 +232,9 @@ async fn local_version(ctx: &Ctx, artifact: &Artifact) -> Option<String> {
     let run = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(&cmd)
+        .env_clear()
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("LC_ALL", "C")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output();

@@ -67,7 +67,23 @@ pub async fn rollback(
         ),
     )?;
     let _lock = sd.lock(&meta.run)?;
-    let journal = Journal::open(&sd.journal_path(&meta.run))?;
+    // The plan was made from the journal as it was before the lock (and the prompt): a
+    // `resume` that ended meanwhile changed what there is to roll back (issue 23, defect 9).
+    let path = sd.journal_path(&meta.run);
+    let now = Journal::read(&path)?;
+    if now != records {
+        return Err(Exit {
+            code: 1,
+            message: format!(
+                "run {} changed while this rollback was being planned ({} journal records, now {}): nothing was done; run rollback again to see its new plan",
+                meta.run,
+                records.len(),
+                now.len()
+            ),
+        }
+        .into());
+    }
+    let journal = Journal::open(&path)?;
     let mut ex = Executor::new(ctx, meta, journal, records, run.json).await?;
     let started = Instant::now();
     let names: Vec<String> = plan.hosts.iter().map(|h| h.name.clone()).collect();
@@ -269,7 +285,7 @@ pub async fn backup(ctx: &Ctx, pattern: Option<&str>, yes: bool, json: bool) -> 
         ),
     )?;
     let sd = StateDir::new(&ctx.state_dir, &ctx.inv.cluster.name);
-    let meta = RunMeta {
+    let mut meta = RunMeta {
         run: format!("{}{}", RunMeta::BACKUP_PREFIX, journal::new_run_id()),
         cluster: ctx.inv.cluster.name.clone(),
         binary: Default::default(),
@@ -287,8 +303,9 @@ pub async fn backup(ctx: &Ctx, pattern: Option<&str>, yes: bool, json: bool) -> 
         max_failures: None,
         created: journal::now_rfc3339(),
     };
-    let _lock = sd.lock(&meta.run)?;
-    let journal = sd.create_run(&meta)?;
+    let mut lock = sd.lock(&meta.run)?;
+    let journal = sd.create_run(&mut meta)?;
+    lock.set_run(&meta.run)?;
     let mut ex = Executor::new(ctx, meta, journal, Vec::new(), json).await?;
     let started = Instant::now();
     let facts = ex.installed().await?;

@@ -68,7 +68,7 @@ pub async fn upgrade(ctx: &Ctx, bin: &BinaryArgs, run: &RunArgs, args: UpgradeAr
                 .unwrap_or_else(|| artifact.path.display().to_string())
         ),
     )?;
-    let meta = RunMeta {
+    let mut meta = RunMeta {
         run: journal::new_run_id(),
         cluster: ctx.inv.cluster.name.clone(),
         binary: artifact.path.clone(),
@@ -86,8 +86,9 @@ pub async fn upgrade(ctx: &Ctx, bin: &BinaryArgs, run: &RunArgs, args: UpgradeAr
         max_failures: args.max_failures.map(|a| a.to_string()),
         created: journal::now_rfc3339(),
     };
-    let _lock = sd.lock(&meta.run)?;
-    let journal = sd.create_run(&meta)?;
+    let mut lock = sd.lock(&meta.run)?;
+    let journal = sd.create_run(&mut meta)?;
+    lock.set_run(&meta.run)?;
     eprintln!("run {} (journal {})", meta.run, sd.journal_path(&meta.run).display());
     let ex = Executor::new(ctx, meta, journal, Vec::new(), run.json).await?;
     execute(ex, true, run.yes).await
@@ -214,7 +215,9 @@ async fn execute(mut ex: Executor<'_>, fresh: bool, yes: bool) -> anyhow::Result
     // The backup hook's snapshot of the whole cluster is taken while staging: both come
     // before the first stop, and neither changes a member.
     let snapshot = match plan.run_step(StepId::Snapshot) {
-        Some(Step::Snapshot { hosts: on, dir }) if !hosts.is_empty() => Some((on.clone(), dir.clone())),
+        Some(step @ Step::Snapshot { hosts: on, dir }) if !hosts.is_empty() => {
+            Some((on.clone(), dir.clone(), step.deadline(&inv.cluster.timeouts)))
+        }
         _ => None,
     };
     let t_snapshot = match &snapshot {
@@ -225,7 +228,7 @@ async fn execute(mut ex: Executor<'_>, fresh: bool, yes: bool) -> anyhow::Result
         .run_steps_beside(&staging, |ex| {
             Box::pin(async move {
                 match &snapshot {
-                    Some((on, dir)) => Some(ex.snapshot(on, dir).await),
+                    Some((on, dir, limit)) => Some(ex.snapshot(on, dir, *limit).await),
                     None => None,
                 }
             })

@@ -25,12 +25,16 @@ impl Executor<'_> {
     }
 
     /// Gate: the cluster is healthy (`strict`), has a leader and keeps quorum without
-    /// `host`; polled for up to `wait` (a cluster settles after the previous host). The
-    /// first look is the view the host was chosen by, when one was just taken.
+    /// `host`; polled for up to `wait` (a cluster settles after the previous host). For a
+    /// member every look is fresh, taken right before its stop (issue 23, defect 14: a
+    /// member stopped on the view that chose it, while another had gone down meanwhile,
+    /// broke quorum); for a host outside the Raft roles the first look may be the view a
+    /// batch was chosen by, when one was just taken.
     pub(super) async fn gate(&self, host: &Host, strict: bool, wait: Duration) -> anyhow::Result<GateDetail> {
         let deadline = Instant::now() + wait;
         let max_lag = self.inv().cluster.max_raft_lag;
-        let mut first = self.recent_view();
+        let member = self.inv().cluster.preset.raft_roles().contains(&host.role.as_str());
+        let mut first = if member { None } else { self.recent_view() };
         loop {
             let view = match first.take() {
                 Some(v) => Ok(v),

@@ -74,7 +74,8 @@ impl Executor<'_> {
         let (a, sha) = (archive.to_owned(), sha256.to_owned());
         let (archive, sha256) = tokio::task::spawn_blocking(move || archive::resolve(&a, &sha)).await??;
         let (archive, sha256) = (archive.as_path(), sha256.as_str());
-        let acted = archive::restore(s, data_root, archive, sha256, &self.meta.run, counts).await?;
+        let limit = self.inv().cluster.timeouts.restore;
+        let acted = archive::restore(s, data_root, archive, sha256, &self.meta.run, counts, limit).await?;
         let detail = RestoreDetail {
             archive: archive.to_owned(),
             sha256: sha256.to_owned(),
@@ -84,11 +85,24 @@ impl Executor<'_> {
 
     /// The backup hook, once per run before the first stop: the preset's snapshot of the
     /// whole cluster, taken on the first of `hosts` that succeeds and copied into
-    /// `dir/RUN.snap` (mode 0600, `dir` 0700) with its sha256.
+    /// `dir/RUN.snap` (mode 0600, `dir` 0700) with its sha256, all within `limit` (the
+    /// step's deadline, `timeouts.snapshot`) and given up at an interrupt.
     ///
     /// # Errors
-    /// No host could take one; each host's error is named.
-    pub async fn snapshot(&self, hosts: &[String], dir: &Path) -> anyhow::Result<Outcome> {
+    /// No host could take one (each host's error is named), the deadline passed, or an
+    /// interrupt.
+    pub async fn snapshot(&self, hosts: &[String], dir: &Path, limit: Duration) -> anyhow::Result<Outcome> {
+        let mut signals = self.signals.clone();
+        let at = self.cancel_at();
+        tokio::select! {
+            r = tokio::time::timeout(limit, self.snapshot_any(hosts, dir)) => r.unwrap_or_else(|_| {
+                bail!("the snapshot took longer than its deadline ({})", humantime::format_duration(limit))
+            }),
+            _ = signals.wait_for(|n| *n >= at) => bail!("interrupted while taking the snapshot"),
+        }
+    }
+
+    async fn snapshot_any(&self, hosts: &[String], dir: &Path) -> anyhow::Result<Outcome> {
         archive::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
         let local = dir.join(format!("{}.snap", self.meta.run));
         let mut errors = Vec::new();

@@ -121,7 +121,8 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Opens (creating if needed) the journal at `path` for appending.
+    /// Opens (creating if needed, mode 0600: it holds remote stderr) the journal at `path`
+    /// for appending.
     ///
     /// # Errors
     /// [`JournalError::Io`].
@@ -133,7 +134,15 @@ impl Journal {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(io)?
+        };
         Ok(Self {
             path: path.to_owned(),
             file,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use russh::client;
 use russh::ChannelMsg;
+use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
 use rollgate_core::quote::quote;
 
@@ -71,6 +72,46 @@ impl Output {
     }
 }
 
+/// `command` tied to the channel's standard input: it runs in a process group of its own
+/// (`setsid`, stdin `/dev/null`) beside a watcher that reads stdin; when stdin reaches its
+/// end (the channel closed, or rollgate sent EOF because the step was cancelled) the
+/// watcher sends the group SIGTERM, then SIGKILL a second later. When the command ends by
+/// itself, its group and the watcher's are killed and its exit code is returned. So a step
+/// cancelled by its deadline or an interrupt leaves nothing running on the host (issue 23,
+/// defect 2: an extraction that went on renaming the data root under the started member).
+///
+/// # Errors
+/// [`SshError::Quote`] when the command holds a NUL byte.
+pub fn tethered(command: &str) -> Result<String, SshError> {
+    Ok(format!(
+        "exec 3<&0
+setsid sh -c {} </dev/null 3<&- & c=$!
+setsid sh -c 'cat >/dev/null; kill -TERM -$1 2>/dev/null; sleep 1; kill -KILL -$1 2>/dev/null' tether $c <&3 >/dev/null 2>&1 3<&- & w=$!
+exec 3<&-
+wait $c; r=$?
+kill -KILL -$c -$w 2>/dev/null
+exit $r",
+        quote(command)?
+    ))
+}
+
+/// Sends EOF on a channel when dropped while armed (`Some`): the command of an exec whose
+/// future was dropped unfinished is told its caller is gone ([`tethered`]). russh's
+/// `Channel` sends nothing when dropped.
+struct EofOnDrop(Option<std::pin::Pin<Box<dyn AsyncWrite + Send>>>);
+
+impl Drop for EofOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut w) = self.0.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = w.shutdown().await;
+                });
+            }
+        }
+    }
+}
+
 impl Session {
     /// Runs `command` through the login user's shell and collects its output until the
     /// channel closes.
@@ -78,26 +119,33 @@ impl Session {
     /// # Errors
     /// [`SshError::Protocol`] when the channel cannot be opened or the connection drops.
     pub async fn exec(&self, command: &str) -> Result<Output, SshError> {
-        self.collect(command, false).await
+        self.collect(command, command, false, self.command_timeout).await
     }
 
     /// Runs `command`, feeding the sudo password first when `password` (see
-    /// [`Session::privileged`]), and collects its output.
-    pub(crate) async fn collect(&self, command: &str, password: bool) -> Result<Output, SshError> {
+    /// [`Session::privileged`]), and collects its output within `limit`; a timeout names
+    /// `shown` (the command as the caller gave it, before sudo and the tether).
+    pub(crate) async fn collect(
+        &self,
+        command: &str,
+        shown: &str,
+        password: bool,
+        limit: Duration,
+    ) -> Result<Output, SshError> {
         let mut stdout = Vec::new();
         let mut sink = |d: &[u8]| {
             stdout.extend_from_slice(d);
             Ok(())
         };
         let run = self.exec_stream(command, password, &mut sink);
-        let mut out = match tokio::time::timeout(self.command_timeout, run).await {
+        let mut out = match tokio::time::timeout(limit, run).await {
             Ok(r) => r?,
             Err(_) => {
-                let first = command.lines().next().unwrap_or_default();
+                let first = shown.lines().next().unwrap_or_default();
                 return Err(SshError::CommandTimeout {
                     host: self.target.name.clone(),
                     command: first.chars().take(60).collect(),
-                    after: self.command_timeout,
+                    after: limit,
                 });
             }
         };
@@ -145,7 +193,23 @@ impl Session {
     /// # Errors
     /// As [`Session::exec`], and [`SshError::SudoDenied`].
     pub async fn exec_priv(&self, command: &str) -> Result<Output, SshError> {
-        let out = self.collect(&self.privileged(command)?, self.feeds_password()).await?;
+        self.exec_priv_within(command, self.command_timeout).await
+    }
+
+    /// [`Session::exec_priv`] with a deadline of its own, `limit`, instead of the session's
+    /// command deadline: for a step whose deadline is longer (a restore's extraction).
+    ///
+    /// # Errors
+    /// As [`Session::exec_priv`]; [`SshError::CommandTimeout`] after `limit`.
+    pub async fn exec_priv_within(&self, command: &str, limit: Duration) -> Result<Output, SshError> {
+        let out = self
+            .collect(
+                &self.privileged(&tethered(command)?)?,
+                command,
+                self.feeds_password(),
+                limit,
+            )
+            .await?;
         self.check_sudo(command, &out)?;
         Ok(out)
     }
@@ -184,7 +248,7 @@ impl Session {
         sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
     ) -> Result<Output, SshError> {
         let out = self
-            .exec_stream(&self.privileged(command)?, self.feeds_password(), sink)
+            .exec_stream(&self.privileged(&tethered(command)?)?, self.feeds_password(), sink)
             .await?;
         self.check_sudo(command, &out)?;
         Ok(out)
@@ -205,7 +269,10 @@ impl Session {
         Ok(channel)
     }
 
-    /// Runs `command` (as given), handing stdout to `sink`.
+    /// Runs `command` (as given), handing stdout to `sink`. Standard input stays open
+    /// while it runs (after the sudo password, when `password`): a [`tethered`] command
+    /// ends when it closes, which happens when this future is dropped before the command
+    /// ended (a deadline, an interrupt).
     pub(crate) async fn exec_stream(
         &self,
         command: &str,
@@ -214,11 +281,13 @@ impl Session {
     ) -> Result<Output, SshError> {
         let host = &self.target.name;
         let mut channel = self.open_exec(command).await?;
+        let mut eof_on_drop = EofOnDrop(Some(Box::pin(channel.make_writer())));
         if password {
             self.feed_password(&channel).await?;
-            channel.eof().await.map_err(|e| SshError::from(e).on(host))?;
         }
-        let (stderr, status) = self.finish(&mut channel, sink).await?;
+        let finished = self.finish(&mut channel, sink).await;
+        eof_on_drop.0 = None;
+        let (stderr, status) = finished?;
         if status == ExitStatus::Unknown && self.handle.is_closed() {
             return Err(SshError::Protocol {
                 host: host.clone(),
