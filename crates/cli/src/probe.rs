@@ -73,7 +73,7 @@ pub async fn host_view<'a>(
                     };
                     let answers = join_all(paths.iter().map(|p| async move {
                         let answer = session
-                            .http_get(probes.port(), p, HTTP_TIMEOUT)
+                            .http_get(probes.port(), p, HTTP_TIMEOUT, 16 << 20)
                             .await
                             .map(|r| (r.status, String::from_utf8_lossy(&r.body).into_owned()))
                             .map_err(|e| e.to_string());

@@ -64,6 +64,12 @@ echo unit_active=$(systemctl is-active {u} 2>/dev/null)
     )
 }
 
+/// `true` for an architecture name as `uname -m` prints it: 1 to 32 ASCII letters, digits
+/// and `_`.
+fn is_arch(v: &str) -> bool {
+    (1..=32).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// Reads the output of [`script`]; the version lines go through the preset's version
 /// parser. `sudo_ok` is left `None` (it takes a command of its own).
 pub fn parse(inv: &Inventory, stdout: &str) -> HostFacts {
@@ -73,7 +79,9 @@ pub fn parse(inv: &Inventory, stdout: &str) -> HostFacts {
         let Some((k, v)) = line.split_once('=') else { continue };
         match k {
             "unit_load" => f.unit_load = v.to_owned(),
-            "arch" if !v.trim().is_empty() => f.arch = Some(v.trim().to_owned()),
+            // `uname -m` spellings only (x86_64, aarch64, armv7l): the value goes into
+            // release URLs and paths.
+            "arch" if is_arch(v.trim()) => f.arch = Some(v.trim().to_owned()),
             "unit_active" => f.unit_active = v.to_owned(),
             "binary_sha256" if v.len() == 64 => f.binary_sha256 = Some(v.to_owned()),
             "version_line" => {
@@ -116,6 +124,16 @@ mod tests {
         );
         let missing = parse(&inv, "unit_load=not-found\nunit_active=inactive\n");
         assert_eq!((missing.binary_sha256, missing.version), (None, None));
+    }
+
+    /// An architecture that is not a `uname -m` word is not taken (it would go into URLs
+    /// and paths).
+    #[test]
+    fn only_uname_words_are_architectures() {
+        let inv = crate::inventory::tests_support::three_etcd();
+        assert_eq!(parse(&inv, "arch=x86_64\n").arch.as_deref(), Some("x86_64"));
+        assert_eq!(parse(&inv, "arch=../../x\n").arch, None);
+        assert_eq!(parse(&inv, "arch=a b\n").arch, None);
     }
 }
 

@@ -172,9 +172,25 @@ impl Executor<'_> {
 }
 
 /// The mode a staged file gets: the local file's permission bits (an executable stays
-/// executable, a unit file stays 0644).
+/// executable, a unit file stays 0644), never writable by group or others (an archive
+/// entry of 0777 becomes 0755 on the host).
 fn local_mode(path: &Path) -> anyhow::Result<u32> {
     use std::os::unix::fs::PermissionsExt as _;
     let m = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
-    Ok(m.permissions().mode() & 0o777)
+    Ok(staged_mode(m.permissions().mode()))
+}
+
+/// `mode`'s permission bits without group and other write.
+fn staged_mode(mode: u32) -> u32 {
+    mode & 0o755
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn staged_files_are_never_group_or_world_writable() {
+        assert_eq!(super::staged_mode(0o100777), 0o755);
+        assert_eq!(super::staged_mode(0o644), 0o644);
+        assert_eq!(super::staged_mode(0o4775), 0o755);
+    }
 }

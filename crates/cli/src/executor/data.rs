@@ -144,7 +144,8 @@ impl Executor<'_> {
                 Ok((got.bytes, got.sha256))
             }
             Some(SnapshotHook::HttpGet { port, path }) => {
-                let r = s.http_get(port, path, Duration::from_secs(60)).await?;
+                // Held in memory before it is written: bounded.
+                let r = s.http_get(port, path, Duration::from_secs(60), 1 << 30).await?;
                 if r.status != 200 {
                     bail!("GET {path} answered {}", r.status);
                 }

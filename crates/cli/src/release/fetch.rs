@@ -66,9 +66,29 @@ const SMALL: usize = 4 << 20;
 const STALL: Duration = Duration::from_secs(60);
 /// How long a whole download may take.
 const DOWNLOAD: Duration = Duration::from_secs(30 * 60);
+/// Largest release file downloaded, bytes (etcd's archives are ~20 MB, Consul's ~50 MB).
+pub const MAX_RELEASE: u64 = 2 << 30;
+/// Redirects followed at most.
+const REDIRECTS: usize = 5;
 
+/// The client every download uses: bounded waits, at most [`REDIRECTS`] redirects, and
+/// none from `https` to anything else (release hosts send assets to another host, e.g.
+/// GitHub's object store; every byte is then checked against the signed sums, but a
+/// downgrade to plain HTTP or to another scheme is refused).
 fn client() -> anyhow::Result<reqwest::Client> {
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        let was_https = attempt.previous().first().is_some_and(|u| u.scheme() == "https");
+        if attempt.previous().len() > REDIRECTS {
+            attempt.error(format!("more than {REDIRECTS} redirects"))
+        } else if was_https && attempt.url().scheme() != "https" {
+            let to = attempt.url().to_string();
+            attempt.error(format!("refusing a redirect from https to {to}"))
+        } else {
+            attempt.follow()
+        }
+    });
     reqwest::Client::builder()
+        .redirect(policy)
         .connect_timeout(STALL)
         .read_timeout(STALL)
         .user_agent(concat!("rollgate/", env!("CARGO_PKG_VERSION")))
@@ -83,7 +103,14 @@ fn client() -> anyhow::Result<reqwest::Client> {
 /// each naming the source.
 pub async fn small(src: &Source) -> anyhow::Result<Vec<u8>> {
     let bytes = match src {
-        Source::File(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        Source::File(p) => {
+            use std::io::Read as _;
+            let mut body = Vec::new();
+            std::fs::File::open(p)
+                .and_then(|f| f.take(SMALL as u64 + 1).read_to_end(&mut body))
+                .with_context(|| format!("reading {}", p.display()))?;
+            body
+        }
         Source::Url(u) => {
             let resp = tokio::time::timeout(STALL * 2, client()?.get(u).send())
                 .await
@@ -92,11 +119,22 @@ pub async fn small(src: &Source) -> anyhow::Result<Vec<u8>> {
             if !resp.status().is_success() {
                 bail!("fetching {u}: the server answered {}", resp.status());
             }
-            let body = tokio::time::timeout(STALL * 2, resp.bytes())
+            // Read chunk by chunk, so a body past the limit is never held whole.
+            let read = async {
+                let mut resp = resp;
+                let mut body = Vec::new();
+                while let Some(chunk) = resp.chunk().await? {
+                    body.extend_from_slice(&chunk);
+                    if body.len() > SMALL {
+                        break;
+                    }
+                }
+                anyhow::Ok(body)
+            };
+            tokio::time::timeout(STALL * 2, read)
                 .await
                 .with_context(|| format!("{u}: not complete in {}s", (STALL * 2).as_secs()))?
-                .with_context(|| format!("reading {u}"))?;
-            body.to_vec()
+                .with_context(|| format!("reading {u}"))?
         }
     };
     if bytes.len() > SMALL {
@@ -212,9 +250,17 @@ async fn download(url: &str, partial: &Path) -> anyhow::Result<()> {
         s => bail!("fetching {url}: the server answered {s}"),
     };
     let total = resp.content_length().map(|n| n + start);
+    if let Some(t) = total.filter(|t| *t > MAX_RELEASE) {
+        bail!("{url} is {t} bytes; a release is at most {MAX_RELEASE}");
+    }
     let bar = progress(total, url);
     bar.set_position(start);
+    let mut at = start;
     while let Some(chunk) = resp.chunk().await.with_context(|| format!("reading {url}"))? {
+        at += chunk.len() as u64;
+        if at > MAX_RELEASE {
+            bail!("{url} goes on past {MAX_RELEASE} bytes; a release is at most that");
+        }
         file.write_all(&chunk)
             .with_context(|| format!("writing {}", partial.display()))?;
         bar.inc(chunk.len() as u64);
@@ -317,6 +363,19 @@ mod tests {
             ranges
         });
         (url, server)
+    }
+
+    /// Issue 23, defect 11: a sums or signature file past 4 MiB is refused without being
+    /// read whole.
+    #[tokio::test]
+    async fn a_small_file_past_its_limit_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("SHA256SUMS");
+        std::fs::write(&p, vec![b'a'; SMALL + 1]).unwrap();
+        let e = small(&Source::File(p.clone())).await.unwrap_err().to_string();
+        assert!(e.contains("at most"), "{e}");
+        std::fs::write(&p, b"ok").unwrap();
+        assert_eq!(small(&Source::File(p)).await.unwrap(), b"ok");
     }
 
     #[tokio::test]

@@ -31,18 +31,30 @@ impl Kind {
     }
 }
 
-/// Unpacks `archive` (sha256 `sha256`) into `cache/unpacked/SHA256/` unless done before,
-/// and returns that directory. Extracts into a sibling first and renames it into place, so
-/// a half-unpacked tree is never used. Entries that would land outside the directory
-/// (absolute paths, `..`) and links are refused.
+/// Unpacks `archive` (sha256 `sha256`) into `cache/unpacked/SHA256/` and returns that
+/// directory. Every call checks the directory against the archive's own listing (each
+/// regular file's size and sha256, read from the archive, which the caller verified): a
+/// cached tree that differs (a file truncated by a power loss, changed by hand) is
+/// unpacked again, never used (issue 23, defect 6). Extraction goes into a sibling, each
+/// file synced, checked, then renamed into place, so a half-unpacked tree is never used.
+/// Entries that would land outside the directory (absolute paths, `..`) are refused;
+/// links are not extracted.
 ///
 /// # Errors
-/// I/O or format errors naming the archive.
+/// I/O or format errors naming the archive; a fresh extraction that does not match the
+/// listing.
 pub fn unpack(archive: &Path, kind: Kind, sha256: &str, cache: &Path) -> anyhow::Result<PathBuf> {
     let root = cache.join("unpacked");
     let dir = root.join(sha256);
+    let listing = listing(archive, kind).with_context(|| format!("reading {}", archive.display()))?;
     if dir.is_dir() {
-        return Ok(dir);
+        match check(&dir, &listing) {
+            Ok(()) => return Ok(dir),
+            Err(e) => {
+                eprintln!("rollgate: warning: {e:#}; unpacking {} again", archive.display());
+                std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            }
+        }
     }
     create_private_dir(&root).with_context(|| format!("creating {}", root.display()))?;
     let tmp = root.join(format!("{sha256}.partial-{}", std::process::id()));
@@ -52,13 +64,84 @@ pub fn unpack(archive: &Path, kind: Kind, sha256: &str, cache: &Path) -> anyhow:
         Kind::TarGz => untar(archive, &tmp),
         Kind::Zip => unzip(archive, &tmp),
         Kind::Plain => bail!("{} is not an archive", archive.display()),
-    };
+    }
+    .and_then(|()| check(&tmp, &listing));
     if let Err(e) = res {
         std::fs::remove_dir_all(&tmp).ok();
         return Err(e.context(format!("unpacking {}", archive.display())));
     }
     std::fs::rename(&tmp, &dir).with_context(|| format!("moving {} into place", tmp.display()))?;
+    std::fs::File::open(&root)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", root.display()))?;
     Ok(dir)
+}
+
+/// Each regular file of the archive (path inside it, as [`safe`] gives it): its size and
+/// sha256, read from the archive itself.
+type Listing = std::collections::BTreeMap<PathBuf, (u64, String)>;
+
+/// Most bytes a release may unpack to (a gzip or zip bomb is refused while it is read,
+/// before anything is written).
+const MAX_UNPACKED: u64 = 4 << 30;
+
+fn listing(archive: &Path, kind: Kind) -> anyhow::Result<Listing> {
+    use sha2::Digest as _;
+    let mut out = Listing::new();
+    let mut total = 0u64;
+    let mut add = |path: &Path, r: &mut dyn std::io::Read| -> anyhow::Result<()> {
+        let mut h = sha2::Sha256::new();
+        let n = std::io::copy(&mut std::io::Read::take(r, MAX_UNPACKED - total + 1), &mut h)?;
+        total += n;
+        if total > MAX_UNPACKED {
+            bail!("it unpacks to more than {MAX_UNPACKED} bytes");
+        }
+        out.insert(safe(path)?, (n, hex::encode(h.finalize())));
+        Ok(())
+    };
+    match kind {
+        Kind::TarGz => {
+            let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(std::fs::File::open(archive)?));
+            for entry in tar.entries()? {
+                let mut entry = entry?;
+                if matches!(
+                    entry.header().entry_type(),
+                    tar::EntryType::Regular | tar::EntryType::Continuous
+                ) {
+                    let path = entry.path()?.into_owned();
+                    add(&path, &mut entry)?;
+                }
+            }
+        }
+        Kind::Zip => {
+            let mut zip = zip::ZipArchive::new(std::fs::File::open(archive)?)?;
+            for i in 0..zip.len() {
+                let mut file = zip.by_index(i)?;
+                if !file.is_dir() {
+                    let name = file.name()?.into_owned();
+                    add(Path::new(&name), &mut file)?;
+                }
+            }
+        }
+        Kind::Plain => bail!("{} is not an archive", archive.display()),
+    }
+    Ok(out)
+}
+
+/// Every file of `listing` is in `dir` with its size and sha256.
+fn check(dir: &Path, listing: &Listing) -> anyhow::Result<()> {
+    for (rel, (size, sha)) in listing {
+        let path = dir.join(rel);
+        let (got, n) =
+            crate::archive::file_sha256(&path).with_context(|| format!("reading the unpacked {}", path.display()))?;
+        if (n, &got) != (*size, sha) {
+            bail!(
+                "the unpacked {} has {n} bytes and sha256 {got}, the archive {size} bytes and sha256 {sha}",
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn untar(archive: &Path, into: &Path) -> anyhow::Result<()> {
@@ -79,6 +162,7 @@ fn untar(archive: &Path, into: &Path) -> anyhow::Result<()> {
                     std::fs::create_dir_all(parent)?;
                 }
                 entry.unpack(&to)?;
+                std::fs::File::open(&to)?.sync_all()?;
             }
             // Links and devices are not release files.
             _ => {}
@@ -104,6 +188,7 @@ fn unzip(archive: &Path, into: &Path) -> anyhow::Result<()> {
         }
         let mut out = std::fs::File::create(&to)?;
         std::io::copy(&mut file, &mut out)?;
+        out.sync_all()?;
         if let Some(mode) = file.unix_mode() {
             std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode & 0o7777))?;
         }
@@ -183,6 +268,27 @@ mod tests {
         assert_eq!(find(&dir, "etcdutl"), None);
         // Unpacked once: a second call reuses the directory.
         assert_eq!(unpack(&a, Kind::TarGz, "abc", d.path()).unwrap(), dir);
+    }
+
+    /// Issue 23, defect 6: a cached tree whose file was cut short (a power loss before its
+    /// data reached the disk) is checked against the archive and unpacked again, never
+    /// used as it is.
+    #[test]
+    fn a_damaged_cached_tree_is_unpacked_again() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("r.tar.gz");
+        targz(
+            &a,
+            &[("r/etcd", b"\x7fELF-etcd", 0o755), ("r/etcdctl", b"\x7fELF-ctl", 0o755)],
+        );
+        let dir = unpack(&a, Kind::TarGz, "abc", d.path()).unwrap();
+        let ctl = find(&dir, "etcdctl").unwrap();
+        std::fs::write(&ctl, b"").unwrap();
+        assert_eq!(unpack(&a, Kind::TarGz, "abc", d.path()).unwrap(), dir);
+        assert_eq!(std::fs::read(&ctl).unwrap(), b"\x7fELF-ctl");
+        std::fs::remove_file(&ctl).unwrap();
+        unpack(&a, Kind::TarGz, "abc", d.path()).unwrap();
+        assert_eq!(std::fs::read(&ctl).unwrap(), b"\x7fELF-ctl");
     }
 
     #[test]

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context as _};
 use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey};
-use pgp::types::KeyDetails;
+use pgp::packet::{Signature, SignatureType};
+use pgp::types::{KeyDetails, Timestamp};
 
 /// The sha256 a `SHA256SUMS` file gives for `name`.
 ///
@@ -52,8 +53,31 @@ pub fn verify_signature(data: &[u8], signature: &[u8], sig_name: &str, keys: &[&
         key.verify_bindings()
             .with_context(|| format!("{}: the key's self-signatures do not verify", path.display()))?;
         let fingerprint = key.fingerprint().to_string();
-        if sig.verify(&key, data).is_ok() || key.public_subkeys.iter().any(|sk| sig.verify(sk, data).is_ok()) {
+        let now = Timestamp::now();
+        let primary = match key_unusable(&key, now) {
+            None => sig.verify(&key, data).is_ok(),
+            Some(why) => {
+                tried.push(format!("{} ({fingerprint}: may not sign: {why})", path.display()));
+                false
+            }
+        };
+        if primary {
             return Ok(fingerprint);
+        }
+        for sk in &key.public_subkeys {
+            if sig.verify(sk, data).is_err() {
+                continue;
+            }
+            match subkey_unusable(&key, sk, now) {
+                None => return Ok(fingerprint),
+                Some(why) => {
+                    let subkey = sk.key.fingerprint();
+                    bail!(
+                        "{sig_name} was made by subkey {subkey} of {} ({fingerprint}), which may not sign: {why}",
+                        path.display()
+                    )
+                }
+            }
         }
         tried.push(format!("{} ({fingerprint})", path.display()));
     }
@@ -61,6 +85,68 @@ pub fn verify_signature(data: &[u8], signature: &[u8], sig_name: &str, keys: &[&
         "bad signature: {sig_name} was not made over this sums file by any trusted key (tried {})",
         tried.join(", ")
     )
+}
+
+/// The newest of `sigs` (by creation time).
+fn newest<'a>(sigs: impl Iterator<Item = &'a Signature>) -> Option<&'a Signature> {
+    sigs.max_by_key(|s| s.created().map_or(0, Timestamp::as_secs))
+}
+
+/// Why a key whose self-signature made at `created` gives `sig`'s expiration and flags
+/// may not sign at `now`: expired, or its flags leave out signing (no flags at all: not
+/// restricted).
+fn expired_or_not_signing(created: Timestamp, sig: Option<&Signature>, now: Timestamp) -> Option<String> {
+    let sig = sig?;
+    if let Some(d) = sig.key_expiration_time().filter(|d| d.as_secs() > 0) {
+        let until = u64::from(created.as_secs()) + u64::from(d.as_secs());
+        if u64::from(now.as_secs()) >= until {
+            return Some(format!("expired {} s ago", u64::from(now.as_secs()) - until));
+        }
+    }
+    let f = sig.key_flags();
+    let any = f.certify() || f.sign() || f.encrypt_comms() || f.encrypt_storage() || f.authentication();
+    (any && !f.sign()).then(|| "not marked for signing".to_owned())
+}
+
+/// Why the primary key of `key` must not be trusted for a signature now: revoked, expired
+/// (by its newest self-signature), or not marked for signing. `None`: usable.
+fn key_unusable(key: &SignedPublicKey, now: Timestamp) -> Option<String> {
+    if !key.details.revocation_signatures.is_empty() {
+        return Some("revoked".into());
+    }
+    let selfsigs = key
+        .details
+        .users
+        .iter()
+        .flat_map(|u| u.signatures.iter())
+        .chain(&key.details.direct_signatures);
+    expired_or_not_signing(key.primary_key.created_at(), newest(selfsigs), now)
+}
+
+/// Why subkey `sk` of `key` must not be trusted for a signature now: its primary key
+/// revoked or expired, the subkey revoked, expired or not marked for signing (by its
+/// newest binding signature). `None`: usable.
+fn subkey_unusable(key: &SignedPublicKey, sk: &pgp::composed::SignedPublicSubKey, now: Timestamp) -> Option<String> {
+    // A primary key that may not sign itself may still have signing subkeys.
+    if let Some(why) = key_unusable(key, now).filter(|w| w != "not marked for signing") {
+        return Some(format!("its primary key: {why}"));
+    }
+    if sk
+        .signatures
+        .iter()
+        .any(|s| s.typ() == Some(SignatureType::SubkeyRevocation))
+    {
+        return Some("revoked".into());
+    }
+    let binding = newest(
+        sk.signatures
+            .iter()
+            .filter(|s| s.typ() == Some(SignatureType::SubkeyBinding)),
+    );
+    if binding.is_none() {
+        return Some("no binding signature".into());
+    }
+    expired_or_not_signing(sk.key.created_at(), binding, now)
 }
 
 /// A minisign signature (prehashed or legacy, as minisign 0.11 writes by default) over
@@ -137,6 +223,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bad signature"), "{e}");
+    }
+
+    /// Issue 23, defect 13: a signature by a revoked or an expired OpenPGP key is refused,
+    /// naming why; the same kind of key, valid, is accepted.
+    #[test]
+    fn revoked_and_expired_openpgp_keys_are_refused() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/release/testdata");
+        let sums = std::fs::read(dir.join("SHA256SUMS")).unwrap();
+        let check = |who: &str| {
+            let sig = std::fs::read(dir.join(format!("SHA256SUMS.{who}.sig"))).unwrap();
+            let key = dir.join(format!("openpgp-{who}.pub"));
+            verify_signature(&sums, &sig, "SHA256SUMS.sig", &[&key]).map_err(|e| format!("{e:#}"))
+        };
+        assert!(check("good").is_ok(), "{:?}", check("good"));
+        let e = check("revoked").unwrap_err();
+        assert!(
+            e.contains("bad signature") && e.contains("may not sign: revoked"),
+            "{e}"
+        );
+        let e = check("expired").unwrap_err();
+        assert!(e.contains("may not sign: expired"), "{e}");
     }
 
     #[test]

@@ -34,12 +34,19 @@ impl Session {
 
     /// `GET path` on the host's own `127.0.0.1:port`, through a forwarded channel of this
     /// session (HTTP/1.1, hyper), within `timeout`. Any status is returned; only a request
-    /// that gets no HTTP answer is an error. No curl is needed on the host.
+    /// that gets no HTTP answer is an error. No curl is needed on the host. The body is read
+    /// up to `max_body` bytes (it is held in memory).
     ///
     /// # Errors
-    /// [`SshError::Http`]: the channel was refused, the answer was not HTTP, or `timeout`
-    /// passed.
-    pub async fn http_get(&self, port: u16, path: &str, timeout: Duration) -> Result<HttpResponse, SshError> {
+    /// [`SshError::Http`]: the channel was refused, the answer was not HTTP, its body is
+    /// longer than `max_body`, or `timeout` passed.
+    pub async fn http_get(
+        &self,
+        port: u16,
+        path: &str,
+        timeout: Duration,
+        max_body: usize,
+    ) -> Result<HttpResponse, SshError> {
         use http_body_util::BodyExt as _;
         let err = |reason: String| SshError::Http {
             host: self.target.name.clone(),
@@ -59,11 +66,10 @@ impl Session {
                 .map_err(|e| err(e.to_string()))?;
             let resp = sender.send_request(req).await.map_err(|e| err(e.to_string()))?;
             let status = resp.status().as_u16();
-            let body = resp
-                .into_body()
+            let body = http_body_util::Limited::new(resp.into_body(), max_body)
                 .collect()
                 .await
-                .map_err(|e| err(e.to_string()))?
+                .map_err(|e| err(format!("{e} (at most {max_body} bytes are read)")))?
                 .to_bytes()
                 .to_vec();
             driver.abort();
