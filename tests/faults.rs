@@ -48,7 +48,16 @@ fn assert_all_on(inventory: &Path, version: &str) {
 
 /// `upgrade --json --yes` to etcd 3.5.16 with `extra`, its stdout read line by line.
 fn spawn_upgrade(lab: &Lab, inventory: &Path, state: &Path, extra: &[&str]) -> (Child, impl Iterator<Item = Value>) {
-    let bin = lab.etcd_3_5();
+    spawn_upgrade_to(&lab.etcd_3_5(), inventory, state, extra)
+}
+
+/// `upgrade --json --yes` to `bin` with `extra`, its stdout read line by line.
+fn spawn_upgrade_to(
+    bin: &Path,
+    inventory: &Path,
+    state: &Path,
+    extra: &[&str],
+) -> (Child, impl Iterator<Item = Value>) {
     let mut args = vec!["upgrade", "--binary", bin.to_str().unwrap(), "--yes", "--json"];
     args.extend(extra);
     let mut child = rollgate(inventory, state, &args)
@@ -536,4 +545,57 @@ fn a_journal_torn_mid_line() {
     assert_eq!(keep, last_start as u64);
     sh(&format!("truncate -s {keep} {}", path.display()));
     resume_finishes(&lab, &inv, tmp.path());
+}
+
+/// Issue 23, defect 15: while the first host is down (its new binary tells systemd it is
+/// ready but never serves), another member is stopped by hand: the cluster has no quorum.
+/// The health gate does not wait its deadline (5 min here): it fails naming the lost
+/// quorum, and the host is brought back on its previous binary (healthy once the other
+/// member is back).
+#[test]
+fn quorum_lost_while_a_host_is_down_brings_it_back_at_once() {
+    let Some(lab) = lab() else { return };
+    fresh(&lab);
+    let tmp = tempfile::tempdir().unwrap();
+    let mute = crate::util::stand_in(
+        tmp.path(),
+        "etcd-mute",
+        "/bin/sh",
+        "if [ \"$1\" = --version ]; then echo 'etcd Version: 3.5.16'; exit 0; fi\nsystemd-notify --ready\nexec sleep 100000\n",
+    );
+    // etcd's unit is Type=notify: the stand-in's child may say it is ready (a runtime
+    // drop-in, removed below).
+    let notify_all = "/run/systemd/system/etcd.service.d/rollgate-test.conf";
+    let drop_in = format!(
+        "mkdir -p /run/systemd/system/etcd.service.d && printf '[Service]\\nNotifyAccess=all\\n' > {notify_all} && systemctl daemon-reload"
+    );
+    for k in 1..=3 {
+        lab.root(lab.addr(k), &drop_in);
+    }
+    let state = tmp.path().join("state");
+    let inv = lab.inventory();
+    let (child, mut lines) = spawn_upgrade_to(&mute, &inv, &state, &["--health-timeout", "5m"]);
+    let (first, k) = first_at(&mut lines, "start", "done");
+    let other = if k == 1 { 2 } else { 1 };
+    lab.root(lab.addr(other), "systemctl stop etcd");
+    let failed = lines
+        .find(|r| r["host"] == first.as_str() && r["step"] == "health" && r["status"] == "failed")
+        .expect("the health gate failed");
+    lab.root(lab.addr(other), "systemctl start etcd");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(error.contains("lost quorum"), "{failed}");
+    // etcd cannot list its members without a quorum: no other member can report the
+    // cluster, which counts as the same sign.
+    assert!(
+        error.contains("2 needed for quorum") || error.contains("no other member can report"),
+        "{failed}"
+    );
+    let ms = failed["ms"].as_u64().unwrap();
+    assert!(ms < 120_000, "the gate waited {ms} ms, as if for its 5 min deadline");
+    ended_with_host_brought_back(child, lines, &first);
+    for k in 1..=3 {
+        lab.root(lab.addr(k), &format!("rm -f {notify_all} && systemctl daemon-reload"));
+    }
+    assert_all_on(&inv, "3.4.23");
+    assert_recovered(&lab, &inv);
 }

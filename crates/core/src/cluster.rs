@@ -161,6 +161,27 @@ impl ClusterView {
         ok >= self.quorum()
     }
 
+    /// Why the cluster has no quorum now: fewer voters reachable and healthy than a
+    /// majority, naming those that are not. `None`: it has one.
+    pub fn quorum_lost(&self) -> Option<String> {
+        let ok = self.members.iter().filter(|m| Self::voter_ok(m)).count();
+        if ok >= self.quorum() {
+            return None;
+        }
+        let down: Vec<&str> = self
+            .members
+            .iter()
+            .filter(|m| !m.learner && !Self::voter_ok(m))
+            .map(|m| m.endpoint.as_str())
+            .collect();
+        Some(format!(
+            "{ok} of {} voters are up, {} needed for quorum (down or unhealthy: {})",
+            self.voters(),
+            self.quorum(),
+            down.join(", ")
+        ))
+    }
+
     /// `true` when the member on `address` is reachable, healthy and no more than
     /// `max_lag` raft index entries behind the leader. When the view carries no raft index
     /// for the leader (a probe without indexes: Dkron's list-peers, Nomad's before the
@@ -296,6 +317,33 @@ mod tests {
             "the member already down costs nothing more"
         );
         assert_eq!(v.state_of("10.77.0.13"), RaftState::Unknown);
+        assert_eq!(v.quorum_lost(), None, "two of three are a quorum");
+    }
+
+    /// Issue 23, defect 15: a host being upgraded is down and another member fails: the
+    /// cluster has no quorum, and says which members are missing.
+    #[test]
+    fn quorum_lost_names_the_missing_voters() {
+        let down = |n: u8| Member::unreachable(format!("http://10.77.0.1{n}:2379"), "connection refused");
+        let v = ClusterView {
+            members: vec![down(1), member(2, 2, 8), down(3)],
+        };
+        assert_eq!(
+            v.quorum_lost().as_deref(),
+            Some("1 of 3 voters are up, 2 needed for quorum (down or unhealthy: http://10.77.0.11:2379, http://10.77.0.13:2379)")
+        );
+        let mut unhealthy = member(3, 2, 8);
+        unhealthy.healthy = Some(false);
+        let v = ClusterView {
+            members: vec![down(1), member(2, 2, 8), unhealthy],
+        };
+        assert!(v.quorum_lost().is_some(), "an unhealthy voter does not count");
+        let mut learner = member(3, 2, 8);
+        learner.learner = true;
+        let v = ClusterView {
+            members: vec![member(1, 2, 8), member(2, 2, 8), learner, down(4)],
+        };
+        assert_eq!(v.quorum_lost(), None, "2 of 3 voters; the learner counts for nothing");
     }
 
     #[test]

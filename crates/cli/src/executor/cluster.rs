@@ -14,6 +14,11 @@ use rollgate_core::{ClusterView, Host, RaftState};
 use super::{Executor, Outcome};
 use crate::probe;
 
+/// How long the cluster must be seen without quorum while a member is not back before its
+/// health gate stops waiting: longer than an election after a leader's restart (etcd's
+/// election timeout is 1 s), so a leaderless moment is not taken for a lost member.
+const QUORUM_LOSS_GRACE: Duration = Duration::from_secs(5);
+
 impl Executor<'_> {
     /// The cluster view from the first host that answers, skipping `skip`, with the name of
     /// the host it came from.
@@ -127,11 +132,18 @@ impl Executor<'_> {
     /// A host outside the preset's Raft roles (a client, an agent) is not a member: for it,
     /// its unit active, its binary on `version` and the cluster healthy. Either way the
     /// role's `health` commands must pass.
+    ///
+    /// A member that is not back yet while the cluster, as the other members see it, has no
+    /// quorum for [`QUORUM_LOSS_GRACE`] (another member failed meanwhile; or no other member
+    /// can report the cluster at all, as etcd's cannot without a quorum) is not waited for
+    /// until `wait` passes: the gate fails then, saying what it saw, so the host is brought
+    /// back on its previous binary (issue 23, defect 15).
     pub(super) async fn health(&self, host: &Host, version: &str, wait: Duration) -> anyhow::Result<HealthDetail> {
         let deadline = Instant::now() + wait;
         let max_lag = self.inv().cluster.max_raft_lag;
         let member = self.inv().cluster.preset.raft_roles().contains(&host.role.as_str());
         let mut first = if member { None } else { self.recent_view() };
+        let mut lost_since: Option<Instant> = None;
         loop {
             // A host outside the Raft roles is not a member: the cluster as any member sees
             // it, asked at the same time as the host's own unit, version and health commands.
@@ -175,6 +187,24 @@ impl Executor<'_> {
                 }
                 Err(e) => vec![format!("{e:#}")],
             };
+            if member {
+                // As the other members see it; none able to say (etcd's member list needs a
+                // quorum) is the same sign.
+                let seen = match self.view(&[host.name.as_str()]).await {
+                    Ok((_, v)) => v.quorum_lost(),
+                    Err(e) => Some(format!("no other member can report the cluster's state: {e:#}")),
+                };
+                match seen {
+                    Some(why) if lost_since.is_some_and(|t| t.elapsed() >= QUORUM_LOSS_GRACE) => bail!(
+                        "the cluster lost quorum while {} was not back ({why}); not waiting for its health gate",
+                        host.name
+                    ),
+                    Some(_) => {
+                        lost_since.get_or_insert_with(Instant::now);
+                    }
+                    None => lost_since = None,
+                }
+            }
             if Instant::now() >= deadline {
                 bail!(
                     "not healthy after {}: {}",

@@ -76,9 +76,12 @@ impl Output {
 /// (`setsid`, stdin `/dev/null`) beside a watcher that reads stdin; when stdin reaches its
 /// end (the channel closed, or rollgate sent EOF because the step was cancelled) the
 /// watcher sends the group SIGTERM, then SIGKILL a second later. When the command ends by
-/// itself, its group and the watcher's are killed and its exit code is returned. So a step
+/// itself, its group and the watcher's are killed, and the command's exit is passed on: its
+/// code, or its signal raised again (so a code above 128 reads as that signal). So a step
 /// cancelled by its deadline or an interrupt leaves nothing running on the host (issue 23,
 /// defect 2: an extraction that went on renaming the data root under the started member).
+/// The watcher is started through a subshell that exits at once, so the shell never reaps
+/// it (bash would report it `Killed`).
 ///
 /// # Errors
 /// [`SshError::Quote`] when the command holds a NUL byte.
@@ -86,10 +89,11 @@ pub fn tethered(command: &str) -> Result<String, SshError> {
     Ok(format!(
         "exec 3<&0
 setsid sh -c {} </dev/null 3<&- & c=$!
-setsid sh -c 'cat >/dev/null; kill -TERM -$1 2>/dev/null; sleep 1; kill -KILL -$1 2>/dev/null' tether $c <&3 >/dev/null 2>&1 3<&- & w=$!
+w=$( (setsid sh -c 'cat >/dev/null; kill -TERM -$1 2>/dev/null; sleep 1; kill -KILL -$1 2>/dev/null' tether $c <&3 >/dev/null 2>&1 3<&- & echo $!) )
 exec 3<&-
-wait $c; r=$?
+wait $c 2>/dev/null; r=$?
 kill -KILL -$c -$w 2>/dev/null
+if [ $r -gt 128 ]; then kill -s \"$(kill -l $r)\" $$ 2>/dev/null; fi
 exit $r",
         quote(command)?
     ))
@@ -168,6 +172,18 @@ impl Session {
         }
     }
 
+    /// `command` [`tethered`], except when sudo reads a password on standard input: a wrong
+    /// one makes `sudo -S` wait for another try on an input that must stay open for the
+    /// tether, so such sessions send EOF after the password and run the command as it is
+    /// (a cancelled command then runs on: known gap).
+    fn tether(&self, command: &str) -> Result<String, SshError> {
+        if self.feeds_password() {
+            Ok(command.to_owned())
+        } else {
+            tethered(command)
+        }
+    }
+
     /// `true` when privileged commands read the sudo password on standard input first.
     pub(crate) fn feeds_password(&self) -> bool {
         self.sudo && self.sudo_password.is_some()
@@ -204,7 +220,7 @@ impl Session {
     pub async fn exec_priv_within(&self, command: &str, limit: Duration) -> Result<Output, SshError> {
         let out = self
             .collect(
-                &self.privileged(&tethered(command)?)?,
+                &self.privileged(&self.tether(command)?)?,
                 command,
                 self.feeds_password(),
                 limit,
@@ -248,7 +264,7 @@ impl Session {
         sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
     ) -> Result<Output, SshError> {
         let out = self
-            .exec_stream(&self.privileged(&tethered(command)?)?, self.feeds_password(), sink)
+            .exec_stream(&self.privileged(&self.tether(command)?)?, self.feeds_password(), sink)
             .await?;
         self.check_sudo(command, &out)?;
         Ok(out)
@@ -270,9 +286,9 @@ impl Session {
     }
 
     /// Runs `command` (as given), handing stdout to `sink`. Standard input stays open
-    /// while it runs (after the sudo password, when `password`): a [`tethered`] command
-    /// ends when it closes, which happens when this future is dropped before the command
-    /// ended (a deadline, an interrupt).
+    /// while it runs (unless `password`: then it ends after the sudo password): a
+    /// [`tethered`] command ends when it closes, which happens when this future is dropped
+    /// before the command ended (a deadline, an interrupt).
     pub(crate) async fn exec_stream(
         &self,
         command: &str,
@@ -281,9 +297,13 @@ impl Session {
     ) -> Result<Output, SshError> {
         let host = &self.target.name;
         let mut channel = self.open_exec(command).await?;
-        let mut eof_on_drop = EofOnDrop(Some(Box::pin(channel.make_writer())));
+        let mut eof_on_drop = EofOnDrop(None);
         if password {
+            // sudo -S reads another try after a wrong password: it must find the end.
             self.feed_password(&channel).await?;
+            channel.eof().await.map_err(|e| SshError::from(e).on(host))?;
+        } else {
+            eof_on_drop.0 = Some(Box::pin(channel.make_writer()));
         }
         let finished = self.finish(&mut channel, sink).await;
         eof_on_drop.0 = None;
