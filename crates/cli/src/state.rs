@@ -182,6 +182,28 @@ impl StateDir {
         serde_json::from_slice(&text).with_context(|| format!("reading {}", path.display()))
     }
 
+    /// Refuses to act on `run` when its journal no longer holds exactly `records` (what a
+    /// plan was made from before the lock was taken and the operator asked): a `resume`
+    /// that ended meanwhile changed what there is to do (issue 23, defect 9).
+    ///
+    /// # Errors
+    /// [`Exit`] 1 saying nothing was done; the journal's own errors.
+    pub fn unchanged_since_planned(&self, run: &str, records: &[Record]) -> anyhow::Result<()> {
+        let now = Journal::read(&self.journal_path(run))?;
+        if now == records {
+            return Ok(());
+        }
+        Err(Exit {
+            code: 1,
+            message: format!(
+                "run {run} changed while this was being planned ({} journal records, now {}): nothing was done; run it again to see its new plan",
+                records.len(),
+                now.len()
+            ),
+        }
+        .into())
+    }
+
     /// Every run of this cluster, oldest first, with its state.
     ///
     /// # Errors
@@ -400,6 +422,25 @@ mod tests {
         assert_eq!(mode(&a.run_dir(&ma.run)), 0o700);
         assert_eq!(mode(&a.run_dir(&ma.run).join("run.json")), 0o600);
         assert_eq!(mode(&a.journal_path(&ma.run)), 0o600);
+
+        // A journal that grew after a plan was made from it.
+        let before = Journal::read(&a.journal_path(&ma.run)).unwrap();
+        a.unchanged_since_planned(&ma.run, &before).unwrap();
+        let mut j = Journal::open(&a.journal_path(&ma.run)).unwrap();
+        j.append(&Record {
+            format: journal::FORMAT,
+            run: ma.run.clone(),
+            ts: "t".into(),
+            host: None,
+            event: rollgate_core::journal::Event::Run(None),
+            status: Status::Done,
+            ms: None,
+            error: None,
+            reason: None,
+        })
+        .unwrap();
+        let err = format!("{:#}", a.unchanged_since_planned(&ma.run, &before).unwrap_err());
+        assert!(err.contains("nothing was done"), "{err}");
 
         std::fs::write(a.run_dir(&ma.run).join("run.json"), b"{\"run\": ").unwrap();
         let err = format!("{:#}", a.runs().unwrap_err());

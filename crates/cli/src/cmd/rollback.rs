@@ -67,22 +67,9 @@ pub async fn rollback(
         ),
     )?;
     let _lock = sd.lock(&meta.run)?;
-    // The plan was made from the journal as it was before the lock (and the prompt): a
-    // `resume` that ended meanwhile changed what there is to roll back (issue 23, defect 9).
+    // The plan was made from the journal as it was before the lock (and the prompt).
+    sd.unchanged_since_planned(&meta.run, &records)?;
     let path = sd.journal_path(&meta.run);
-    let now = Journal::read(&path)?;
-    if now != records {
-        return Err(Exit {
-            code: 1,
-            message: format!(
-                "run {} changed while this rollback was being planned ({} journal records, now {}): nothing was done; run rollback again to see its new plan",
-                meta.run,
-                records.len(),
-                now.len()
-            ),
-        }
-        .into());
-    }
     let journal = Journal::open(&path)?;
     let mut ex = Executor::new(ctx, meta, journal, records, run.json).await?;
     let started = Instant::now();
