@@ -11,6 +11,7 @@ mod archive;
 mod args;
 mod cmd;
 mod context;
+mod driver;
 mod executor;
 mod exit;
 mod facts;

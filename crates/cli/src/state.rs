@@ -6,7 +6,7 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use rollgate_core::journal::{self, Journal, Record, Status, StepId};
+use rollgate_core::journal::{self, Journal, Record};
 use serde::{Deserialize, Serialize};
 
 use crate::args::OnFailure;
@@ -56,6 +56,29 @@ pub struct RunMeta {
 }
 
 impl RunMeta {
+    /// Run `run` of `ctx`'s cluster, created now, with the inventory's health timeout, no
+    /// binary (a backup's; an upgrade sets its artifact), `--on-failure halt`, no options.
+    pub fn new(run: String, ctx: &crate::context::Ctx) -> Self {
+        RunMeta {
+            run,
+            cluster: ctx.inv.cluster.name.clone(),
+            binary: PathBuf::new(),
+            sha256: String::new(),
+            bytes: 0,
+            source: None,
+            arch: None,
+            files: Vec::new(),
+            expect_version: None,
+            on_failure: OnFailure::Halt,
+            health_timeout_ms: ctx.inv.cluster.health_timeout.as_millis() as u64,
+            force: false,
+            allow_version_skip: false,
+            hosts: None,
+            max_failures: None,
+            created: journal::now_rfc3339(),
+        }
+    }
+
     /// What the run installs.
     pub fn artifact(&self) -> rollgate_core::plan::Artifact {
         rollgate_core::plan::Artifact {
@@ -77,33 +100,7 @@ impl RunMeta {
     }
 }
 
-/// A run's state, derived from its journal and the lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RunState {
-    /// Its process holds the lock now.
-    Running,
-    /// Every host upgraded and healthy.
-    Done,
-    /// Stopped at a failure.
-    Failed,
-    /// Stopped by Ctrl-C or killed: resumable.
-    Interrupted,
-    /// Rolled back.
-    RolledBack,
-}
-
-impl std::fmt::Display for RunState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            RunState::Running => "running",
-            RunState::Done => "done",
-            RunState::Failed => "failed",
-            RunState::Interrupted => "interrupted",
-            RunState::RolledBack => "rolled back",
-        })
-    }
-}
+pub use rollgate_core::decide::{run_state, RunState};
 
 /// The state directory of one cluster.
 #[derive(Debug, Clone)]
@@ -350,26 +347,10 @@ impl Drop for Lock {
     }
 }
 
-/// A run's state from its run-wide journal records.
-pub fn run_state(records: &[Record], running: bool) -> RunState {
-    if running {
-        return RunState::Running;
-    }
-    let last = records
-        .iter()
-        .rev()
-        .find(|r| r.host.is_none() && matches!(r.step(), StepId::Run | StepId::Rollback));
-    match last.map(|r| (r.step(), r.status)) {
-        Some((StepId::Rollback, Status::Done)) => RunState::RolledBack,
-        Some((StepId::Run, Status::Done)) => RunState::Done,
-        Some((_, Status::Failed)) => RunState::Failed,
-        _ => RunState::Interrupted,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rollgate_core::journal::Status;
     use std::os::unix::fs::PermissionsExt as _;
 
     fn meta(run: &str, cluster: &str) -> RunMeta {

@@ -6,6 +6,7 @@
 //! transport is `rollgate-ssh`, the executor is the `rollgate` binary.
 
 pub mod cluster;
+pub mod decide;
 pub mod facts;
 pub mod gate;
 pub mod inventory;

@@ -5,16 +5,16 @@ use std::process::ExitCode;
 use crate::args::{Args, Command};
 use crate::context::Ctx;
 
+mod backup;
 mod backups;
 mod check;
 mod exec;
-mod failure;
-mod plan;
+pub mod plan;
 mod probe;
-mod report;
-mod roll;
+pub mod report;
 mod rollback;
-mod status;
+mod runs;
+pub mod status;
 mod upgrade;
 
 /// Runs the command `args` names.
@@ -67,13 +67,13 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
             hosts,
             run,
         } => rollback::rollback(&ctx, run_id.as_deref(), restore_data, hosts.as_deref(), &run).await,
-        Command::Runs { json } => rollback::runs(&ctx, json),
+        Command::Runs { json } => runs::runs(&ctx, json),
         Command::Backups { json } => backups::run(&ctx, json),
         Command::Report { run_id, html, svg } => report::run(&ctx, run_id.as_deref(), html, svg),
         Command::Probe { .. } | Command::Completions { .. } | Command::Man => {
             unreachable!("handled before the inventory is loaded")
         }
-        Command::Backup { hosts, yes, json } => rollback::backup(&ctx, hosts.as_deref(), yes, json).await,
+        Command::Backup { hosts, yes, json } => backup::backup(&ctx, hosts.as_deref(), yes, json).await,
     }
 }
 

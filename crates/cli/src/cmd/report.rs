@@ -33,7 +33,7 @@ pub fn print(ex: &Executor<'_>, total: Duration) {
     let mut t = super::table(&header);
     for h in &ex.ctx.inv.hosts {
         let last = |step: StepId| {
-            ex.records
+            ex.records()
                 .iter()
                 .rev()
                 .find(|r| r.host.as_deref() == Some(h.name.as_str()) && r.step() == step && r.status != Status::Started)
@@ -63,8 +63,8 @@ pub fn print(ex: &Executor<'_>, total: Duration) {
     eprintln!("{t}");
     eprintln!("total {:.1} s", total.as_secs_f64());
     let sd = StateDir::new(&ex.ctx.state_dir, &ex.ctx.inv.cluster.name);
-    let page = sd.run_dir(&ex.meta.run).join("report.html");
-    match write_html(&ex.records, &ex.ctx.inv.cluster.name, &page) {
+    let page = sd.run_dir(&ex.meta().run).join("report.html");
+    match write_html(ex.records(), &ex.ctx.inv.cluster.name, &page) {
         Ok(()) => eprintln!("report: {}", page.display()),
         Err(e) => eprintln!("rollgate: warning: no report: {e:#}"),
     }

@@ -85,24 +85,13 @@ impl Executor<'_> {
 
     /// The backup hook, once per run before the first stop: the preset's snapshot of the
     /// whole cluster, taken on the first of `hosts` that succeeds and copied into
-    /// `dir/RUN.snap` (mode 0600, `dir` 0700) with its sha256, all within `limit` (the
-    /// step's deadline, `timeouts.snapshot`) and given up at an interrupt.
+    /// `dir/RUN.snap` (mode 0600, `dir` 0700) with its sha256. Run as the run-wide step
+    /// `snapshot` ([`Executor::run_steps_beside`]: its deadline is `timeouts.snapshot`, an
+    /// interrupt cancels it).
     ///
     /// # Errors
-    /// No host could take one (each host's error is named), the deadline passed, or an
-    /// interrupt.
-    pub async fn snapshot(&self, hosts: &[String], dir: &Path, limit: Duration) -> anyhow::Result<Outcome> {
-        let mut signals = self.signals.clone();
-        let at = self.cancel_at();
-        tokio::select! {
-            r = tokio::time::timeout(limit, self.snapshot_any(hosts, dir)) => r.unwrap_or_else(|_| {
-                bail!("the snapshot took longer than its deadline ({})", humantime::format_duration(limit))
-            }),
-            _ = signals.wait_for(|n| *n >= at) => bail!("interrupted while taking the snapshot"),
-        }
-    }
-
-    async fn snapshot_any(&self, hosts: &[String], dir: &Path) -> anyhow::Result<Outcome> {
+    /// No host could take one (each host's error is named).
+    pub async fn snapshot(&self, hosts: &[String], dir: &Path) -> anyhow::Result<Outcome> {
         archive::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
         let local = dir.join(format!("{}.snap", self.meta.run));
         let mut errors = Vec::new();

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::anyhow;
+use futures::future::BoxFuture;
 use futures::StreamExt as _;
 use rollgate_core::facts::HostFacts;
 use rollgate_core::journal::{self, Event, Journal, Record, Status, StepId};
@@ -37,20 +38,20 @@ pub struct Executor<'a> {
     /// The invocation's context.
     pub ctx: &'a Ctx,
     /// What the run was asked to do.
-    pub meta: RunMeta,
+    meta: RunMeta,
     journal: Journal,
     /// Every record of the run so far, earlier invocations' first.
-    pub records: Vec<Record>,
+    records: Vec<Record>,
     json: bool,
     sessions: HashMap<String, Session>,
     signals: tokio::sync::watch::Receiver<u32>,
     /// While compensating (a stopped host started again after a failure or an
     /// interruption), only a second interrupt cancels a step.
-    pub compensating: bool,
+    compensating: bool,
     /// The version the staged binary reports, once known.
-    pub version: Option<String>,
+    version: Option<String>,
     /// Each host's facts at the start of this invocation (what staging records as "from").
-    pub facts: HashMap<String, HostFacts>,
+    facts: HashMap<String, HostFacts>,
     /// A view just taken (when, from which host), for the next gate's first look.
     seen: std::sync::Mutex<Option<(Instant, String, ClusterView)>>,
     /// Compressions of this invocation's backups, started when each backup finished (they
@@ -114,6 +115,38 @@ impl<'a> Executor<'a> {
     /// The inventory.
     pub fn inv(&self) -> &'a Inventory {
         &self.ctx.inv
+    }
+
+    /// What the run was asked to do.
+    pub fn meta(&self) -> &RunMeta {
+        &self.meta
+    }
+
+    /// Every record of the run so far, earlier invocations' first.
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// While compensating (`true`), only a second interrupt cancels a step, and a journal
+    /// that cannot be written does not stop bringing a host back.
+    pub fn set_compensating(&mut self, on: bool) {
+        self.compensating = on;
+    }
+
+    /// The version the staged binary reports, once known.
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+
+    /// Sets the version the staged binary reports (the version policy found it).
+    pub fn set_version(&mut self, version: Option<String>) {
+        self.version = version;
+    }
+
+    /// Sets each host's facts at the start of this invocation (what staging records as
+    /// "from").
+    pub fn set_facts(&mut self, facts: HashMap<String, HostFacts>) {
+        self.facts = facts;
     }
 
     /// `host`'s session.
@@ -280,33 +313,96 @@ impl<'a> Executor<'a> {
     /// Per item: [`HostError::Interrupted`] after Ctrl-C (nothing started);
     /// [`HostError::Failed`] when the step failed, timed out, or could not be journaled.
     pub async fn run_steps(&mut self, items: &[(&Host, &Step)]) -> Vec<Result<(), HostError>> {
-        self.run_steps_beside(items, |_| Box::pin(async {})).await.0
+        self.run_steps_beside(items, None, |_| Box::pin(async { Err(anyhow!("no run-wide step")) }))
+            .await
+            .0
     }
 
-    /// As [`Executor::run_steps`], with `beside` (given the executor, read-only) run at the
-    /// same time as the steps' actions: the run-wide snapshot beside staging. Its output
-    /// is returned for the caller to journal.
-    pub async fn run_steps_beside<T>(
+    /// Runs run-wide step `wide` (preflight, snapshot, version policy) through the path
+    /// host steps take: journaled as started, `action` acted within the step's deadline
+    /// and cancelled by an interrupt, journaled as done, skipped or failed.
+    ///
+    /// # Errors
+    /// The step failed, passed its deadline or was interrupted (journaled as failed), or
+    /// the journal could not be written.
+    pub async fn run_wide<F>(&mut self, wide: &Step, action: F) -> anyhow::Result<()>
+    where
+        F: for<'b> FnOnce(&'b Self) -> BoxFuture<'b, anyhow::Result<Outcome>>,
+    {
+        let (_, res) = self.run_steps_beside(&[], Some(wide), action).await;
+        res.unwrap_or_else(|| Err(anyhow!("{} was not run", wide.id())))
+    }
+
+    /// As [`Executor::run_steps`], with run-wide step `wide` (if any; the snapshot beside
+    /// staging) acted by `action` at the same time, through the same path (journaled
+    /// started, deadline, interrupt, journaled ended). Its result is the second value
+    /// (`None` without `wide`).
+    pub async fn run_steps_beside<F>(
         &mut self,
         items: &[(&Host, &Step)],
-        beside: impl for<'b> FnOnce(&'b Self) -> futures::future::BoxFuture<'b, T>,
-    ) -> (Vec<Result<(), HostError>>, T) {
+        wide: Option<&Step>,
+        action: F,
+    ) -> (Vec<Result<(), HostError>>, Option<anyhow::Result<()>>)
+    where
+        F: for<'b> FnOnce(&'b Self) -> BoxFuture<'b, anyhow::Result<Outcome>>,
+    {
         if self.interrupted() {
             let out = items.iter().map(|_| Err(HostError::Interrupted)).collect();
-            return (out, beside(self).await);
+            let wide = wide.map(|_| Err(anyhow!("interrupted")));
+            return (out, wide);
         }
         // A remembered view is for the gates or health gates that come next: any other
         // step may change the cluster, so it is dropped.
-        if items
-            .iter()
-            .any(|(_, s)| !matches!(s.id(), StepId::Gate | StepId::Health))
+        if wide.is_some()
+            || items
+                .iter()
+                .any(|(_, s)| !matches!(s.id(), StepId::Gate | StepId::Health))
         {
             if let Ok(mut seen) = self.seen.lock() {
                 *seen = None;
             }
         }
-        let mut ready = Vec::new();
         let mut out: Vec<Option<Result<(), HostError>>> = items.iter().map(|_| None).collect();
+        let ready = self.begin_steps(items, &mut out).await;
+        let wide = match wide.map(|w| self.record(None, Event::bare(w.id()), Status::Started, None, None)) {
+            Some(Err(e)) => return (Self::unfinished(out), Some(Err(e))),
+            Some(Ok(())) => wide,
+            None => None,
+        };
+        let t = Instant::now();
+        let this = &*self;
+        // At most `--parallel` actions at once (200 uploads at once would hold 200
+        // buffers); each step's deadline starts when its action does.
+        let actions = futures::stream::iter(ready.iter().map(|&i| {
+            let (host, step) = items[i];
+            this.within(Some(host), step, this.act(host, step))
+        }))
+        .buffered(this.ctx.parallel.max(1))
+        .collect::<Vec<_>>();
+        let beside = async move {
+            match wide {
+                Some(w) => Some(this.within(None, w, action(this)).await),
+                None => None,
+            }
+        };
+        let (results, beside) = tokio::join!(actions, beside);
+        for (&i, res) in ready.iter().zip(results) {
+            let (host, step) = items[i];
+            out[i] = Some(self.end_step(Some(&host.name), step.id(), t, res));
+        }
+        let wide = wide.zip(beside).map(|(w, res)| {
+            self.end_step(None, w.id(), t, res).map_err(|e| match e {
+                HostError::Failed { error, .. } => error,
+                HostError::Interrupted => anyhow!("interrupted"),
+            })
+        });
+        (Self::unfinished(out), wide)
+    }
+
+    /// Opens dropped sessions again and journals each of `items` as started; the indexes
+    /// of those that began. Those that did not get their error in `out`.
+    async fn begin_steps(&mut self, items: &[(&Host, &Step)], out: &mut [Option<Result<(), HostError>>]) -> Vec<usize> {
+        let mut ready = Vec::new();
         for (i, (host, step)) in items.iter().enumerate() {
             let begun = match self.reconnect_if_closed(&host.name).await {
                 Ok(()) => self
@@ -319,53 +415,66 @@ impl<'a> Executor<'a> {
                 Err(e) => out[i] = Some(Err(e)),
             }
         }
-        let t = Instant::now();
-        let this = &*self;
-        // At most `--parallel` actions at once (200 uploads at once would hold 200
-        // buffers); each step's deadline starts when its action does.
-        let actions = futures::stream::iter(ready.iter().map(|&i| {
-            let (host, step) = items[i];
-            async move {
-                let limit = step.deadline(&this.inv().cluster.timeouts);
-                let mut signals = this.signals.clone();
-                let at = this.cancel_at();
-                tokio::select! {
-                    r = tokio::time::timeout(limit, this.act(host, step)) => match r {
-                        Ok(r) => r.map_err(Cancel::Failed),
-                        Err(_) => Err(Cancel::Failed(
-                            Deadline {
-                                host: host.name.clone(),
-                                step: step.id(),
-                                after: limit,
-                            }
-                            .into(),
-                        )),
-                    },
-                    _ = signals.wait_for(|n| *n >= at) => Err(Cancel::Interrupted),
+        ready
+    }
+
+    fn unfinished(out: Vec<Option<Result<(), HostError>>>) -> Vec<Result<(), HostError>> {
+        out.into_iter()
+            .map(|r| r.unwrap_or(Err(HostError::Interrupted)))
+            .collect()
+    }
+
+    /// Acts `action` (step `step` of `host`, or run-wide without one) within the step's
+    /// deadline, cancelled by an interrupt (the second one while compensating).
+    async fn within(
+        &self,
+        host: Option<&Host>,
+        step: &Step,
+        action: impl std::future::Future<Output = anyhow::Result<Outcome>>,
+    ) -> Result<Outcome, Cancel> {
+        let limit = step.deadline(&self.inv().cluster.timeouts);
+        let mut signals = self.signals.clone();
+        let at = self.cancel_at();
+        tokio::select! {
+            r = tokio::time::timeout(limit, action) => match r {
+                Ok(r) => r.map_err(Cancel::Failed),
+                Err(_) => Err(Cancel::Failed(
+                    Deadline {
+                        host: host.map_or_else(|| self.inv().cluster.name.clone(), |h| h.name.clone()),
+                        step: step.id(),
+                        after: limit,
+                    }
+                    .into(),
+                )),
+            },
+            _ = signals.wait_for(|n| *n >= at) => Err(Cancel::Interrupted),
+        }
+    }
+
+    /// Journals how step `id` (of `host`, or run-wide), begun at `t`, ended.
+    fn end_step(
+        &mut self,
+        host: Option<&str>,
+        id: StepId,
+        t: Instant,
+        res: Result<Outcome, Cancel>,
+    ) -> Result<(), HostError> {
+        match res {
+            Ok(o) => {
+                let status = if o.acted { Status::Done } else { Status::Skipped };
+                self.record(host, o.event, status, Some(t), o.reason)
+                    .map_err(|e| HostError::failed(id, e))
+            }
+            Err(Cancel::Interrupted) => {
+                let note = Some("cancelled by an interrupt".to_owned());
+                match self.record(host, Event::bare(id), Status::Failed, Some(t), note) {
+                    Ok(()) => Err(HostError::Interrupted),
+                    Err(e) => Err(HostError::failed(id, e)),
                 }
             }
-        }))
-        .buffered(this.ctx.parallel.max(1))
-        .collect::<Vec<_>>();
-        let (results, extra) = tokio::join!(actions, beside(this));
-        for (&i, res) in ready.iter().zip(results) {
-            let (host, step) = items[i];
-            let id = step.id();
-            out[i] = Some(match res {
-                Ok(o) => {
-                    let status = if o.acted { Status::Done } else { Status::Skipped };
-                    self.record(Some(&host.name), o.event, status, Some(t), o.reason)
-                        .map_err(|e| HostError::failed(id, e))
-                }
-                Err(Cancel::Interrupted) => {
-                    let note = Some("cancelled by an interrupt".to_owned());
-                    match self.record(Some(&host.name), Event::bare(id), Status::Failed, Some(t), note) {
-                        Ok(()) => Err(HostError::Interrupted),
-                        Err(e) => Err(HostError::failed(id, e)),
-                    }
-                }
-                Err(Cancel::Failed(error)) => match self.record(
-                    Some(&host.name),
+            Err(Cancel::Failed(error)) => {
+                match self.record(
+                    host,
                     Event::bare(id),
                     Status::Failed,
                     Some(t),
@@ -376,39 +485,7 @@ impl<'a> Executor<'a> {
                         id,
                         error.context(format!("and the failure could not be journaled: {journal:#}")),
                     )),
-                },
-            });
-        }
-        let out = out
-            .into_iter()
-            .map(|r| r.unwrap_or(Err(HostError::Interrupted)))
-            .collect();
-        (out, extra)
-    }
-
-    /// Journals run-wide step `id` (`preflight`, `version-policy`, `snapshot`) as started
-    /// and returns when it began; [`Executor::end_wide`] journals its outcome.
-    ///
-    /// # Errors
-    /// The journal could not be written.
-    pub fn begin_wide(&mut self, id: StepId) -> anyhow::Result<Instant> {
-        self.record(None, Event::bare(id), Status::Started, None, None)?;
-        Ok(Instant::now())
-    }
-
-    /// Journals the outcome of run-wide step `id` begun at `t`, and passes an error on.
-    ///
-    /// # Errors
-    /// The step's error, or a journal that cannot be written.
-    pub fn end_wide(&mut self, id: StepId, t: Instant, res: anyhow::Result<Outcome>) -> anyhow::Result<()> {
-        match res {
-            Ok(o) => {
-                let status = if o.acted { Status::Done } else { Status::Skipped };
-                self.record(None, o.event, status, Some(t), o.reason)
-            }
-            Err(e) => {
-                self.record(None, Event::bare(id), Status::Failed, Some(t), Some(format!("{e:#}")))?;
-                Err(e)
+                }
             }
         }
     }

@@ -58,6 +58,16 @@ pub enum HostError {
     Interrupted,
 }
 
+/// "step STEP failed: ERROR" or "interrupted".
+impl std::fmt::Display for HostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostError::Failed { step, error } => write!(f, "step {step} failed: {error:#}"),
+            HostError::Interrupted => f.write_str("interrupted"),
+        }
+    }
+}
+
 impl HostError {
     pub(super) fn failed(step: StepId, error: anyhow::Error) -> Self {
         HostError::Failed { step, error }

@@ -59,6 +59,22 @@ pub struct Record {
 }
 
 impl Record {
+    /// A record of run `run`, stamped now, of `host` (`None`: run-wide), without the time
+    /// taken, an error or a reason.
+    pub fn new(run: &str, host: Option<&str>, event: Event, status: Status) -> Record {
+        Record {
+            format: FORMAT,
+            run: run.to_owned(),
+            ts: now_rfc3339(),
+            host: host.map(str::to_owned),
+            event,
+            status,
+            ms: None,
+            error: None,
+            reason: None,
+        }
+    }
+
     /// The record's step.
     pub fn step(&self) -> StepId {
         self.event.id()

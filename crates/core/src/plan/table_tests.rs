@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use super::*;
 use crate::cluster::Member;
 use crate::inventory::tests_support::{three_etcd, three_etcd_with};
-use crate::journal::{
-    BackupDetail, CompressDetail, Event, Record, StageDetail, StagedFile, Status, SwapDetail, FORMAT,
-};
+use crate::journal::{BackupDetail, CompressDetail, Event, Record, StageDetail, StagedFile, Status, SwapDetail};
 
 const OLD: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const NEW: &str = "2222222222222222222222222222222222222222222222222222222222222222";
@@ -63,17 +61,7 @@ fn view(leader: u8) -> ClusterView {
 }
 
 fn rec(host: Option<&str>, event: Event, status: Status) -> Record {
-    Record {
-        format: FORMAT,
-        run: "r".into(),
-        ts: "t".into(),
-        host: host.map(str::to_owned),
-        event,
-        status,
-        ms: None,
-        error: None,
-        reason: None,
-    }
+    Record::new("r", host, event, status)
 }
 
 /// The event a done record of `id` carries (with the details later steps read).

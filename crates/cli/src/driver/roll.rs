@@ -1,4 +1,4 @@
-//! Step 3 of an upgrade: the plan's batches, one after another.
+//! An upgrade's rollout: the plan's batches, one after another.
 //!
 //! A batch's hosts go through their steps together, step by step (each step on every host
 //! of the batch at once, at most `--parallel` at a time; a host that fails drops out, the
@@ -13,15 +13,16 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use rollgate_core::decide::{after_batch, AfterBatch, BatchOutcome};
 use rollgate_core::inventory::{Amount, Pause};
-use rollgate_core::journal::{BatchDetail, Event, PauseDetail, RunDetail, Status, StepId};
+use rollgate_core::journal::{BatchDetail, Event, PauseDetail, Status, StepId};
 use rollgate_core::plan::{self, Batch, Plan};
 use rollgate_core::{Host, Step};
 
+use super::End;
 use crate::context::Ctx;
 use crate::executor::{Executor, HostError};
 use crate::exit::Exit;
@@ -53,32 +54,21 @@ pub fn can_pause(ctx: &Ctx, yes: bool) -> anyhow::Result<()> {
 }
 
 /// Runs `plan`'s batches over `remaining` (each planned host with its steps after staging)
-/// and ends the run: done, failed (brought back) or interrupted.
+/// and says how the run ends: done, failed (hosts to bring back) or interrupted.
 ///
 /// # Errors
-/// As [`super::failure::finish_failed`] and [`super::upgrade::finish_done`]; a journal
-/// that cannot be written.
+/// A journal that cannot be written.
 pub async fn roll(
-    mut ex: Executor<'_>,
+    ex: &mut Executor<'_>,
     plan: &Plan,
     mut remaining: Vec<(Host, Vec<Step>)>,
-    started: Instant,
     yes: bool,
-) -> anyhow::Result<ExitCode> {
-    let inv = ex.inv();
-    let raft = inv.cluster.preset.raft_roles();
+) -> anyhow::Result<End> {
+    let raft = ex.inv().cluster.preset.raft_roles();
     let mut failed_in: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for batch in &plan.batches {
-        let picked: Vec<usize> = if raft.contains(&batch.role.as_str()) && !batch.resumed {
-            next_member(&ex, &remaining, &batch.role).await.into_iter().collect()
-        } else {
-            batch
-                .hosts
-                .iter()
-                .filter_map(|n| remaining.iter().position(|(h, _)| &h.name == n))
-                .collect()
-        };
-        let items = take(&mut remaining, picked);
+        let is_raft = raft.contains(&batch.role.as_str());
+        let items = pick(ex, batch, is_raft, &mut remaining).await;
         let detail = |failed: Vec<String>| BatchDetail {
             role: batch.role.clone(),
             number: batch.number,
@@ -87,7 +77,8 @@ pub async fn roll(
             failed,
         };
         let t = Instant::now();
-        if batch.journaled && !items.is_empty() {
+        let journaled = batch.journaled && !items.is_empty();
+        if journaled {
             ex.record(
                 None,
                 Event::Batch(Some(detail(Vec::new()))),
@@ -96,54 +87,79 @@ pub async fn roll(
                 None,
             )?;
         }
-        let results = run_batch(&mut ex, &items).await;
+        let results = run_batch(ex, &items).await;
         let failed: Vec<(Host, HostError)> = items
             .iter()
             .zip(results)
             .filter_map(|((h, _), r)| r.err().map(|e| (h.clone(), e)))
             .collect();
         let names: Vec<String> = failed.iter().map(|(h, _)| h.name.clone()).collect();
-        let interrupted = ex.interrupted() || failed.iter().any(|(_, e)| matches!(e, HostError::Interrupted));
         let so_far = failed_in.entry(batch.role.as_str()).or_default();
         so_far.extend(names.iter().cloned());
-        let allowed = allowed_failures(&ex, &batch.role);
-        let stop = interrupted
-            || (!failed.is_empty() && (batch.canary || raft.contains(&batch.role.as_str()) || so_far.len() > allowed));
-        if stop {
-            if batch.journaled && !interrupted {
-                let why = Some(stop_reason(batch, so_far.len(), allowed));
+        let allowed = allowed_failures(ex, &batch.role);
+        let outcome = BatchOutcome {
+            batch,
+            raft: is_raft,
+            failed: failed.len(),
+            failed_in_role: so_far.len(),
+            allowed,
+            interrupted: ex.interrupted() || failed.iter().any(|(_, e)| matches!(e, HostError::Interrupted)),
+        };
+        if let AfterBatch::Stop { reason } = after_batch(&outcome) {
+            if let (true, Some(why)) = (batch.journaled, reason) {
                 // The failed hosts are brought back even when the journal cannot say so.
-                if let Err(e) = ex.record(None, Event::Batch(Some(detail(names))), Status::Failed, Some(t), why) {
+                if let Err(e) = ex.record(
+                    None,
+                    Event::Batch(Some(detail(names))),
+                    Status::Failed,
+                    Some(t),
+                    Some(why),
+                ) {
                     eprintln!("rollgate: warning: {e:#}");
                 }
             }
             let untouched: Vec<Host> = remaining.into_iter().map(|(h, _)| h).collect();
-            return super::failure::finish_failed(ex, failed, &untouched, started).await;
+            return Ok(End::Failed { failed, untouched });
         }
         for (host, e) in &failed {
-            let outcome = super::failure::bring_back(&mut ex, host).await;
-            let what = match e {
-                HostError::Failed { step, error } => format!("step {step} failed: {error:#}"),
-                HostError::Interrupted => "interrupted".to_owned(),
-            };
+            let outcome = super::bring_back::bring_back(ex, host).await;
+            let (n, role) = (so_far.len(), &batch.role);
             eprintln!(
-                "rollgate: {}: {what}; {outcome}; going on ({} of {allowed} failures [roles.{}] max_failures allows)",
-                host.name,
-                so_far.len(),
-                batch.role
+                "rollgate: {}: {e}; {outcome}; going on ({n} of {allowed} failures [roles.{role}] max_failures allows)",
+                host.name
             );
         }
-        if batch.journaled && !items.is_empty() {
+        if journaled {
             ex.record(None, Event::Batch(Some(detail(names))), Status::Done, Some(t), None)?;
         }
         if let Some(p) = batch.pause {
-            if let Some(exit) = pause(&mut ex, &batch.role, p, yes, started).await? {
-                return Ok(exit);
+            if let Some(end) = pause(ex, &batch.role, p, yes).await? {
+                return Ok(end);
             }
         }
     }
     let failed: Vec<String> = failed_in.into_values().flatten().collect();
-    super::upgrade::finish_done(ex, started, &failed).await
+    Ok(End::Done { failed })
+}
+
+/// Takes `batch`'s hosts out of `remaining`: for a Raft role (`raft`) the next member from
+/// a fresh view, else the hosts the plan put in the batch.
+async fn pick(
+    ex: &Executor<'_>,
+    batch: &Batch,
+    raft: bool,
+    remaining: &mut Vec<(Host, Vec<Step>)>,
+) -> Vec<(Host, Vec<Step>)> {
+    let picked: Vec<usize> = if raft && !batch.resumed {
+        next_member(ex, remaining, &batch.role).await.into_iter().collect()
+    } else {
+        batch
+            .hosts
+            .iter()
+            .filter_map(|n| remaining.iter().position(|(h, _)| &h.name == n))
+            .collect()
+    };
+    take(remaining, picked)
 }
 
 /// Removes the entries at `picked` from `remaining`; them, in `remaining`'s order.
@@ -158,7 +174,7 @@ fn take<T>(remaining: &mut Vec<T>, mut picked: Vec<usize>) -> Vec<T> {
 fn allowed_failures(ex: &Executor<'_>, role: &str) -> usize {
     let inv = ex.inv();
     let amount = ex
-        .meta
+        .meta()
         .max_failures
         .as_deref()
         .and_then(|s| s.parse::<Amount>().ok())
@@ -166,33 +182,26 @@ fn allowed_failures(ex: &Executor<'_>, role: &str) -> usize {
     amount.of(inv.role_size(role))
 }
 
-fn stop_reason(batch: &Batch, failed: usize, allowed: usize) -> String {
-    if batch.canary {
-        format!("the canary of role {} failed: the rollout stops", batch.role)
-    } else {
-        format!(
-            "{failed} failed host(s) in role {}, more than the {allowed} max_failures allows: the rollout stops",
-            batch.role
-        )
-    }
-}
-
 /// Runs `items` (hosts with their steps) together: each step on every host still going
-/// at once (the executor runs at most `--parallel` at a time), in the order of
-/// [`StepId::ALL`]. Results in `items` order; a host's first error ends its steps.
+/// at once (the executor runs at most `--parallel` at a time), in the plan's order of the
+/// steps (the hosts of a batch share one role, so one order). Results in `items` order; a
+/// host's first error ends its steps.
 async fn run_batch(ex: &mut Executor<'_>, items: &[(Host, Vec<Step>)]) -> Vec<Result<(), HostError>> {
     let mut out: Vec<Result<(), HostError>> = items.iter().map(|_| Ok(())).collect();
-    for id in StepId::ALL {
+    let mut order: Vec<StepId> = Vec::new();
+    for id in items.iter().flat_map(|(_, steps)| steps.iter().map(Step::id)) {
+        if !order.contains(&id) {
+            order.push(id);
+        }
+    }
+    let raft = ex.inv().cluster.preset.raft_roles();
+    for id in order {
         let due: Vec<(usize, &Step)> = items
             .iter()
             .enumerate()
             .filter(|(i, _)| out[*i].is_ok())
             .filter_map(|(i, (_, steps))| steps.iter().find(|s| s.id() == id).map(|s| (i, s)))
             .collect();
-        if due.is_empty() {
-            continue;
-        }
-        let raft = ex.inv().cluster.preset.raft_roles();
         let shared = match id {
             StepId::Gate => true,
             StepId::Health => due.iter().all(|(i, _)| !raft.contains(&items[*i].0.role.as_str())),
@@ -240,15 +249,9 @@ async fn next_member(ex: &Executor<'_>, remaining: &[(Host, Vec<Step>)], role: &
     )
 }
 
-/// The pause after `role`'s canary, journaled. `Ok(Some(code))` ends the run there: an
-/// interrupt while waiting (130, resumable) or "no" at the prompt (1, resumable).
-async fn pause(
-    ex: &mut Executor<'_>,
-    role: &str,
-    p: Pause,
-    yes: bool,
-    started: Instant,
-) -> anyhow::Result<Option<ExitCode>> {
+/// The pause after `role`'s canary, journaled. `Ok(Some(end))` ends the run there: an
+/// interrupt while waiting (resumable) or "no" at the prompt (resumable).
+async fn pause(ex: &mut Executor<'_>, role: &str, p: Pause, yes: bool) -> anyhow::Result<Option<End>> {
     let said = match p {
         Pause::Ask if yes => "ask (--yes)".to_owned(),
         p => p.to_string(),
@@ -279,28 +282,19 @@ async fn pause(
             if let Err(e) = answer {
                 let note = Some(format!("{e:#}"));
                 ex.record(None, detail(said), Status::Failed, Some(t), note)?;
-                let interrupted = RunDetail {
-                    interrupted: true,
-                    ..Default::default()
-                };
-                ex.record(None, Event::Run(Some(interrupted)), Status::Started, None, None)?;
-                super::report::print(ex, started.elapsed());
-                return Err(Exit {
-                    code: 1,
-                    message: format!(
-                        "stopped after the canary of role {role}, as asked; nothing is stopped. Go on later with: rollgate -i {} resume {}",
-                        ex.ctx.inv.path.display(),
-                        ex.meta.run
-                    ),
-                }
-                .into());
+                let message = format!(
+                    "stopped after the canary of role {role}, as asked; nothing is stopped. Go on later with: rollgate -i {} resume {}",
+                    ex.ctx.inv.path.display(),
+                    ex.meta().run
+                );
+                return Ok(Some(End::Declined { message }));
             }
             true
         }
     };
     if !go_on {
         ex.record(None, detail(said), Status::Failed, Some(t), Some("interrupted".into()))?;
-        return super::upgrade::interrupted(ex, started).map(Some);
+        return Ok(Some(End::Interrupted));
     }
     ex.record(None, detail(said), Status::Done, Some(t), None)?;
     Ok(None)

@@ -1,0 +1,171 @@
+//! Compensation: what a run does with a host it may have stopped when a step fails or
+//! the run is interrupted. After an upgrade's failure the hosts not yet touched lose their
+//! staged binary, and a host that may be stopped is brought back before rollgate exits:
+//! rolled back to its previous binary, or, with `--on-failure halt` after its swap,
+//! started on the new one ([`rollgate_core::decide::compensation`]); either way the health
+//! gate runs. After a rollback step's failure the host is started as it is. Only a second
+//! interrupt leaves a host as it is. The exit message says what state each host was left
+//! in.
+
+use std::time::{Duration, Instant};
+
+use rollgate_core::decide::{compensation, may_be_stopped, Compensation};
+use rollgate_core::journal::StepId;
+use rollgate_core::plan::{restart_steps, roll_back_host};
+use rollgate_core::{Host, Step};
+
+use crate::args::OnFailure;
+use crate::executor::{Executor, HostError};
+
+/// After an upgrade's rollout stopped: `untouched` hosts lose their staged binary, and
+/// each of the `failed` hosts (each with its error) that may be stopped is brought back,
+/// one after another. Returns, when any failed (rather than was interrupted), the message
+/// naming each host, its step, what was seen and what became of it, and the first failed
+/// host with its step.
+pub async fn after_failure(
+    ex: &mut Executor<'_>,
+    failed: Vec<(Host, HostError)>,
+    untouched: &[Host],
+) -> Option<(String, (String, StepId))> {
+    let refs: Vec<&Host> = untouched.iter().collect();
+    if let Err(e) = ex.unstage(&refs).await {
+        eprintln!("rollgate: warning: {e:#}");
+    }
+    let names = if untouched.is_empty() {
+        "none".into()
+    } else {
+        untouched.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", ")
+    };
+    let mut failures = Vec::new();
+    let mut failed_at = None;
+    for (host, e) in failed {
+        let outcome = bring_back(ex, &host).await;
+        match e {
+            HostError::Interrupted => eprintln!("rollgate: {}: {outcome}", host.name),
+            HostError::Failed { step, error } => {
+                failed_at.get_or_insert((host.name.clone(), step));
+                failures.push(format!(
+                    "{}: step {step} failed: {error:#}; {} {outcome}",
+                    host.name, host.name
+                ));
+            }
+        }
+    }
+    if failures.is_empty() {
+        eprintln!("rollgate: untouched hosts: {names}");
+    }
+    let message = format!("{}; untouched hosts: {names}", failures.join("; "));
+    failed_at.map(|at| (message, at))
+}
+
+/// Brings `host` back when this run may have stopped it
+/// ([`rollgate_core::decide::may_be_stopped`]); returns what became of it, for the exit
+/// message ("not stopped" when it never was).
+pub async fn bring_back(ex: &mut Executor<'_>, host: &Host) -> String {
+    if !may_be_stopped(ex.records(), &host.name) {
+        return "not stopped".to_owned();
+    }
+    ex.set_compensating(true);
+    let outcome = compensate(ex, host).await;
+    ex.set_compensating(false);
+    outcome
+}
+
+/// Brings `host` back as [`compensation`] says. Returns what became of it.
+async fn compensate(ex: &mut Executor<'_>, host: &Host) -> String {
+    let progress = ex.progress();
+    let health = Duration::from_millis(ex.meta().health_timeout_ms);
+    let timeouts = &ex.inv().cluster.timeouts;
+    let swapped = progress.host(&host.name).done.contains(&StepId::Swap);
+    let halt = ex.meta().on_failure == OnFailure::Halt;
+    let (steps, what) = match compensation(halt, swapped) {
+        Compensation::StartOnNew => (
+            restart_steps(host, timeouts, health, None),
+            "started on the new binary (--on-failure halt)".to_owned(),
+        ),
+        Compensation::RollBack => match roll_back_host(host, &progress, false, false, timeouts, health) {
+            Ok(steps) => {
+                let v = steps.iter().find_map(|s| match s {
+                    Step::RollbackHealth { version, .. } => Some(version.clone()),
+                    _ => None,
+                });
+                (steps, format!("rolled back to {}", v.unwrap_or_default()))
+            }
+            Err(e) => return format!("NOT brought back: {e}; it may be STOPPED"),
+        },
+    };
+    match run_until_back(ex, host, &steps).await {
+        Ok(()) => format!("{what} and healthy"),
+        Err(outcome) => outcome,
+    }
+}
+
+/// After rollback step `failed` of `host`: a host whose unit was stopped is started again
+/// and checked. Before its previous binary was back, it starts as it was (the new binary,
+/// its data root untouched: a later `rollback` does the whole host again); after, the
+/// rollback's own start and health run. Returns what became of it.
+pub async fn after_rollback_step(ex: &mut Executor<'_>, host: &Host, failed: StepId) -> String {
+    let p = ex.progress().host(&host.name);
+    if !p.done.contains(&StepId::RollbackStop) && failed != StepId::RollbackStop {
+        return "it was not stopped".into();
+    }
+    let health = Duration::from_millis(ex.meta().health_timeout_ms);
+    let previous = p.done.contains(&StepId::RollbackBinary).then(|| {
+        p.stage
+            .as_ref()
+            .and_then(|s| s.from_version.clone())
+            .unwrap_or_default()
+    });
+    let steps = restart_steps(host, &ex.inv().cluster.timeouts, health, previous);
+    ex.set_compensating(true);
+    let outcome = run_until_back(ex, host, &steps).await;
+    ex.set_compensating(false);
+    match outcome {
+        Ok(()) => "it was started again and is healthy".into(),
+        Err(outcome) => outcome,
+    }
+}
+
+/// Runs `steps` to bring `host` back. A link that failed may come back: each step is tried
+/// again, over a fresh session, until the reconnect deadline (the steps check their effect
+/// first, so a retry is safe).
+///
+/// # Errors
+/// What became of the host, for the exit message: a step that failed, or a second
+/// interrupt.
+async fn run_until_back(ex: &mut Executor<'_>, host: &Host, steps: &[Step]) -> Result<(), String> {
+    let reconnect = ex.inv().cluster.timeouts.reconnect;
+    let until = Instant::now() + reconnect;
+    for s in steps {
+        let mut warned = false;
+        loop {
+            match ex.run_step(host, s).await {
+                Ok(()) => break,
+                Err(e) if e.is_transport() && Instant::now() < until => {
+                    if !std::mem::replace(&mut warned, true) {
+                        eprintln!(
+                            "rollgate: {}: {} failed on the link; trying again until {} have passed",
+                            host.name,
+                            s.id(),
+                            humantime::format_duration(reconnect)
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    let _ = ex.reconnect(&host.name).await;
+                }
+                Err(HostError::Failed { step, error }) => {
+                    return Err(format!(
+                        "bringing it back FAILED at {step}: {error:#}; check it by hand"
+                    ))
+                }
+                Err(HostError::Interrupted) => {
+                    return Err(format!(
+                        "LEFT AS IT IS after a second interrupt: it may be STOPPED (systemctl start {} on {})",
+                        host.unit, host.name
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
+}
