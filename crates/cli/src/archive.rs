@@ -197,10 +197,7 @@ pub async fn backup(
             "archive of {data_root} holds {a_files} files / {a_bytes} bytes, the host counted {files} / {bytes}"
         ));
     }
-    link_into_place(&partial, &path)?;
-    let sums = dir.join("SHA256SUMS");
-    update_sums(&sums, None, Some((&sha256, &format!("{name}.tar"))))
-        .with_context(|| format!("writing {}", sums.display()))?;
+    place_backup(dir, &name, &partial, &sha256)?;
     Ok(BackupDetail {
         path,
         sha256,
@@ -237,6 +234,19 @@ pub fn free_name(dir: &Path, name: &str) -> std::io::Result<String> {
         candidate = format!("{name}.{i}");
     }
     Ok(candidate)
+}
+
+/// Puts the finished archive `partial` (sha256 `sha256`) in place as `dir/NAME.tar`
+/// ([`link_into_place`]: never over a file) and lists it in `dir/SHA256SUMS`; `name` comes
+/// from [`free_name`].
+///
+/// # Errors
+/// The name is taken, or local I/O, naming the paths.
+pub fn place_backup(dir: &Path, name: &str, partial: &Path, sha256: &str) -> anyhow::Result<()> {
+    link_into_place(partial, &dir.join(format!("{name}.tar")))?;
+    let sums = dir.join("SHA256SUMS");
+    update_sums(&sums, None, Some((sha256, &format!("{name}.tar"))))
+        .with_context(|| format!("writing {}", sums.display()))
 }
 
 /// Puts the finished file `partial` at `path` by a hard link (which fails if `path` exists:

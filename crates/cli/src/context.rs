@@ -89,6 +89,21 @@ impl Ctx {
         })
     }
 
+    /// A context with no keys and no SSH configuration, for the run simulation (whose
+    /// fleet is a model: nothing connects).
+    #[cfg(test)]
+    pub fn offline(inv: Inventory, state_dir: PathBuf) -> Self {
+        Self {
+            inv,
+            opts: Options::default(),
+            parallel: 8,
+            state_dir,
+            identities: HashMap::new(),
+            jumps: JumpPool::default(),
+            ssh_config: Default::default(),
+        }
+    }
+
     /// The connection target of `host`, with its jump hosts.
     pub fn target(&self, host: &Host) -> Target {
         let key = |p: &Option<PathBuf>| {

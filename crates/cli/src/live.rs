@@ -42,6 +42,20 @@ pub fn init(quiet: bool) {
     }));
 }
 
+/// Nothing at all is printed (the run simulation's thousands of runs).
+static SILENT: AtomicBool = AtomicBool::new(false);
+
+/// Prints nothing from now on (`on`), or as usual.
+#[cfg(test)]
+pub fn silence(on: bool) {
+    SILENT.store(on, Ordering::Relaxed);
+}
+
+/// Nothing at all is to be printed or written beside the journal (see [`silence`]).
+pub fn silent() -> bool {
+    SILENT.load(Ordering::Relaxed)
+}
+
 /// `-q` was given.
 pub fn quiet() -> bool {
     QUIET.load(Ordering::Relaxed)
@@ -55,6 +69,9 @@ fn with<T>(f: impl FnOnce(&mut Live) -> T) -> Option<T> {
 
 /// A finished event's line (printed above the live lines on a terminal).
 pub fn line(text: &str) {
+    if SILENT.load(Ordering::Relaxed) {
+        return;
+    }
     let printed = with(|l| match &l.multi {
         Some(m) => m.println(text).is_ok(),
         None => false,
@@ -87,7 +104,7 @@ pub fn begin(host: &str, step: &str) {
 
 /// `host`'s step waits for `reason` (a gate, a health check, a unit).
 pub fn waiting(host: &str, reason: &str) {
-    if quiet() {
+    if quiet() || SILENT.load(Ordering::Relaxed) {
         return;
     }
     let plain = with(|l| {

@@ -21,8 +21,11 @@ mod prompt;
 mod release;
 mod render;
 mod select;
+#[cfg(test)]
+mod sim;
 mod sshconfig;
 mod state;
+mod status;
 
 fn main() -> ExitCode {
     let args = <args::Args as clap::Parser>::parse();

@@ -54,6 +54,14 @@ fn secs(ms: u64) -> String {
     }
 }
 
+/// A table in rollgate's style (comfy-table, UTF-8, condensed), with `header`.
+pub fn table(header: &[&str]) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_header(header.iter().copied());
+    t
+}
+
 /// The timeline as an SVG document (`width` 1100 px, 34 px per row).
 pub fn svg(t: &Timeline, cluster: &str) -> String {
     let total = t.total_ms.max(1);

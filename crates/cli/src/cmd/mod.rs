@@ -86,13 +86,7 @@ fn print_all(text: &[u8]) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// A table in rollgate's style.
-pub fn table(header: &[&str]) -> comfy_table::Table {
-    let mut t = comfy_table::Table::new();
-    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
-        .set_header(header.iter().copied());
-    t
-}
+pub use crate::render::table;
 
 /// The first 12 hex digits of a sha256, as tables show it.
 pub fn short(sha: Option<&str>) -> String {

@@ -27,6 +27,9 @@ const SHOWN: [StepId; 7] = [
 
 /// Prints the report on stderr.
 pub fn print(ex: &Executor<'_>, total: Duration) {
+    if crate::live::silent() {
+        return;
+    }
     let mut header = vec!["host"];
     header.extend(SHOWN.iter().map(|s| s.as_str()));
     header.push("downtime");

@@ -7,7 +7,7 @@
 //! interrupt leaves a host as it is. The exit message says what state each host was left
 //! in.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rollgate_core::decide::{compensation, may_be_stopped, Compensation};
 use rollgate_core::journal::StepId;
@@ -135,13 +135,14 @@ pub async fn after_rollback_step(ex: &mut Executor<'_>, host: &Host, failed: Ste
 /// interrupt.
 async fn run_until_back(ex: &mut Executor<'_>, host: &Host, steps: &[Step]) -> Result<(), String> {
     let reconnect = ex.inv().cluster.timeouts.reconnect;
-    let until = Instant::now() + reconnect;
+    // The runtime's clock (the run simulation pauses it).
+    let until = tokio::time::Instant::now() + reconnect;
     for s in steps {
         let mut warned = false;
         loop {
             match ex.run_step(host, s).await {
                 Ok(()) => break,
-                Err(e) if e.is_transport() && Instant::now() < until => {
+                Err(e) if e.is_transport() && tokio::time::Instant::now() < until => {
                     if !std::mem::replace(&mut warned, true) {
                         eprintln!(
                             "rollgate: {}: {} failed on the link; trying again until {} have passed",

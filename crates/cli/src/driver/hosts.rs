@@ -65,9 +65,7 @@ pub async fn rollback(mut ex: Executor<'_>, plan: &Plan, restore_data: bool) -> 
         plan.hosts.len(),
         started.elapsed().as_secs_f64()
     );
-    let sessions: Vec<_> = ex.sessions_in_order().map(Ok).collect();
-    let (rows, _) = crate::cmd::status::rows_with(ex.ctx, sessions).await;
-    crate::cmd::status::print_table(&rows, ex.json());
+    ex.print_status().await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -177,9 +177,7 @@ async fn done(mut ex: Executor<'_>, started: Instant, failed: &[String]) -> anyh
     };
     ex.record(None, Event::Run(Some(detail)), status, Some(started), message.clone())?;
     crate::cmd::report::print(&ex, started.elapsed());
-    let sessions: Vec<_> = ex.sessions_in_order().map(Ok).collect();
-    let (rows, _) = crate::cmd::status::rows_with(ex.ctx, sessions).await;
-    crate::cmd::status::print_table(&rows, ex.json());
+    ex.print_status().await;
     match message {
         Some(message) => Err(Exit { code: 1, message }.into()),
         None => Ok(ExitCode::SUCCESS),

@@ -8,8 +8,7 @@ use rollgate_core::journal::{Event, RestoreBinaryDetail, StageDetail, StagedFile
 use rollgate_core::plan::StageFile;
 use rollgate_core::{script, Host};
 
-use super::{Executor, Outcome};
-use crate::probe;
+use super::{Executor, Outcome, Upload};
 
 /// Fleet size above which staging uploads over connections of their own (see
 /// [`Executor::stage`]): below it, what the run's sessions keep after their uploads (up to
@@ -35,79 +34,76 @@ impl Executor<'_> {
         version_command: &str,
         files: &[StageFile],
     ) -> anyhow::Result<Outcome> {
-        let s = self.session(&host.name);
+        let dests: Vec<String> = files.iter().map(|f| f.to.clone()).collect();
+        let before = if files.is_empty() {
+            Vec::new()
+        } else {
+            self.fleet.hash_files(host, &dests).await?
+        };
+        let staged_to: Vec<String> = files.iter().map(|f| script::staged_path(&f.to)).collect();
+        let mut uploads = Vec::with_capacity(files.len() + 1);
+        for (f, to) in files.iter().zip(&staged_to) {
+            uploads.push(Upload {
+                from: &f.from,
+                to,
+                mode: local_mode(&f.from)?,
+                sha256: &f.sha256,
+            });
+        }
+        uploads.push(Upload {
+            from,
+            to,
+            mode: 0o755,
+            sha256,
+        });
         // In a fleet of more than OWN_UPLOAD_CONNECTIONS_ABOVE hosts the uploads go over a
         // connection of their own, closed once they are checked: russh keeps the send
         // buffer a transfer grew (up to the host's 2 MiB window) for as long as the
         // connection lives, and the host's session lives for the whole run (200 hosts: peak
         // RSS 151 MB on the run's sessions, 84 MB this way). A smaller fleet saves the logins.
-        let own = if self.inv().hosts.len() > OWN_UPLOAD_CONNECTIONS_ABOVE {
-            let permit = self.uploads.acquire().await?;
-            let c = self.ctx.connect(&[host]).await.pop().context("no connection")??;
-            Some((c, permit))
-        } else {
-            None
-        };
-        let conn = own.as_ref().map_or(s, |(c, _)| c);
-        let mut staged = Vec::with_capacity(files.len());
-        if !files.is_empty() {
-            let dests: Vec<String> = files.iter().map(|f| f.to.clone()).collect();
-            let out = self
-                .run_priv(&host.name, "hashing the files to replace", &script::hash_files(&dests))
-                .await?;
-            let before = out.stdout_str();
-            for f in files {
-                let from_sha256 = before
-                    .lines()
-                    .filter_map(|l| l.rsplit_once(' '))
-                    .find(|(p, _)| p.trim_matches('\'') == f.to)
-                    .and_then(|(_, h)| (h.len() == 64).then(|| h.to_owned()));
-                let mode = local_mode(&f.from)?;
-                conn.upload(&f.from, &script::staged_path(&f.to), mode, Some(&f.sha256))
-                    .await
-                    .with_context(|| format!("staging {} as {}", f.from.display(), f.to))?;
-                staged.push(StagedFile {
-                    path: f.to.clone(),
-                    from_sha256,
-                });
-            }
-        }
-        let rep = conn.upload(from, to, 0o755, Some(sha256)).await?;
-        if let Some((c, permit)) = own {
-            c.close().await;
-            drop(permit);
-        }
-        let out = s.exec_priv(version_command).await?;
-        let v = self
-            .inv()
-            .cluster
-            .preset
-            .parse_version(&probe::probe_output(&out))
-            .with_context(|| {
-                format!(
-                    "{}: the staged binary does not run there ({}): {}",
-                    host.name,
-                    out.status,
-                    out.stderr_str().trim()
-                )
-            })?;
-        let before = self.facts.get(&host.name);
+        let own = self.inv().hosts.len() > OWN_UPLOAD_CONNECTIONS_ABOVE;
+        let permit = if own { Some(self.uploads.acquire().await?) } else { None };
+        let (bytes, rate) = self.fleet.upload(host, &uploads, own).await?;
+        drop(permit);
+        let out = self.fleet.version(host, version_command).await?;
+        let v = self.inv().cluster.preset.parse_version(&out).with_context(|| {
+            format!(
+                "{}: the staged binary does not run there (exit {:?}): {}",
+                host.name,
+                out.exit,
+                out.stderr.trim()
+            )
+        })?;
+        let prior = self.facts.get(&host.name);
+        let staged = files
+            .iter()
+            .zip(before.into_iter().chain(std::iter::repeat(None)))
+            .map(|(f, from_sha256)| StagedFile {
+                path: f.to.clone(),
+                from_sha256,
+            })
+            .collect();
         Ok(Outcome::done(Event::Stage(Some(StageDetail {
             path: to.to_owned(),
-            bytes: rep.bytes,
-            bytes_per_sec: rep.bytes_per_sec().round() as u64,
+            bytes,
+            bytes_per_sec: rate.round() as u64,
             version: v.to_string(),
-            from_version: before.and_then(|f| f.version.clone()),
-            from_sha256: before.and_then(|f| f.binary_sha256.clone()),
+            from_version: prior.and_then(|f| f.version.clone()),
+            from_sha256: prior.and_then(|f| f.binary_sha256.clone()),
             files: staged,
         }))))
     }
 
-    /// Runs the swap script; the detail keeps the previous binary's sha256 (the one the
-    /// host had when it was staged).
-    pub(super) async fn swap(&self, host: &Host, binary: &str, script: &str) -> anyhow::Result<Outcome> {
-        let out = self.run_priv(&host.name, "swap", script).await?;
-        if out.stdout_str().starts_with("already") {
+    /// Runs the swap; the detail keeps the previous binary's sha256 (the one the host had
+    /// when it was staged).
+    pub(super) async fn swap(
+        &self,
+        host: &Host,
+        binary: &str,
+        files: &[String],
+        script: &str,
+    ) -> anyhow::Result<Outcome> {
+        if !self.fleet.swap(host, binary, &self.meta.sha256, files, script).await? {
             return Ok(Outcome::acted(false, Event::Swap(None)));
         }
         let prev = self
@@ -131,11 +127,9 @@ impl Executor<'_> {
         sha256: &str,
         script: &str,
     ) -> anyhow::Result<Outcome> {
-        let out = self
-            .run_priv(&host.name, &format!("restoring {binary}"), script)
-            .await?;
+        let acted = self.fleet.restore_binary(host, binary, sha256, script).await?;
         Ok(Outcome::acted(
-            !out.stdout_str().starts_with("already"),
+            acted,
             Event::RollbackBinary(Some(RestoreBinaryDetail {
                 sha256: sha256.to_owned(),
             })),
@@ -157,10 +151,8 @@ impl Executor<'_> {
     pub async fn unstage(&mut self, hosts: &[&Host]) -> anyhow::Result<()> {
         let this = &*self;
         let done = join_all(hosts.iter().map(|h| async move {
-            this.session(&h.name)
-                .exec_priv(&script::unstage(&this.staged_paths(h)))
-                .await
-                .is_ok_and(|o| o.status.success())
+            let paths = this.staged_paths(h);
+            this.fleet.unstage(h, &paths).await.is_ok()
         }))
         .await;
         for (h, ok) in hosts.iter().zip(done) {

@@ -2,7 +2,7 @@
 //! health gate after it is back, and leadership moves.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
 use futures::future::join_all;
@@ -10,9 +10,10 @@ use rollgate_core::facts::HostFacts;
 use rollgate_core::gate::{gate_reasons, health_reasons, transfer_target};
 use rollgate_core::journal::{Event, GateDetail, HealthDetail, TransferDetail};
 use rollgate_core::{ClusterView, Host, RaftState};
+// The runtime's clock, not the system's: the run simulation pauses it and jumps ahead.
+use tokio::time::Instant;
 
 use super::{Executor, Outcome};
-use crate::probe;
 
 /// How long the cluster must be seen without quorum while a member is not back before its
 /// health gate stops waiting: longer than an election after a leader's restart (etcd's
@@ -26,7 +27,7 @@ impl Executor<'_> {
     /// # Errors
     /// No host answered.
     pub async fn view(&self, skip: &[&str]) -> anyhow::Result<(String, ClusterView)> {
-        probe::first_view(self.inv(), self.sessions_in_order(), skip).await
+        self.fleet.view(skip).await
     }
 
     /// Gate: the cluster is healthy (`strict`), has a leader and keeps quorum without
@@ -71,62 +72,6 @@ impl Executor<'_> {
         }
     }
 
-    /// The cluster as the health gate of `host` reads it: from `host` itself (or every
-    /// host, for the `http` preset), with raft indexes from the catch-up probe.
-    async fn view_with_catchup(&self, host: &Host) -> anyhow::Result<ClusterView> {
-        let inv = self.inv();
-        let mut view = match inv.cluster.preset.host_probes() {
-            Some(p) => probe::host_view(inv, p, self.sessions_in_order()).await,
-            None => probe::cluster_view(inv, self.session(&host.name)).await?,
-        };
-        probe::fill_catchup(inv, &mut view, host, self.sessions_in_order()).await?;
-        Ok(view)
-    }
-
-    /// Why a host outside the Raft roles is not back: its unit is not active, or its binary
-    /// does not report `version`.
-    async fn client_reasons(&self, host: &Host, version: &str) -> Vec<String> {
-        let preset = &self.inv().cluster.preset;
-        let session = self.session(&host.name);
-        let unit = format!("systemctl is-active {}", rollgate_core::quote::q(&host.unit));
-        let version_cmd = preset.version_command(&host.binary);
-        let (active, reported) = tokio::join!(session.exec_priv(&unit), session.exec_priv(&version_cmd));
-        let mut out = Vec::new();
-        match active {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => out.push(format!("unit {} is {}", host.unit, o.stdout_str().trim())),
-            Err(e) => out.push(format!("{e:#}")),
-        }
-        match reported.map(|o| preset.parse_version(&probe::probe_output(&o))) {
-            Ok(Ok(v)) if v.to_string() == version => {}
-            Ok(Ok(v)) => out.push(format!("{} reports version {v}, not {version}", host.name)),
-            Ok(Err(e)) => out.push(e.to_string()),
-            Err(e) => out.push(format!("{e:#}")),
-        }
-        out
-    }
-
-    /// The role's `health` commands that fail on `host`, as reasons (each: its exit and the
-    /// last line it printed).
-    async fn role_health(&self, host: &Host) -> Vec<String> {
-        // Each command has the session's command deadline.
-        let session = self.session(&host.name);
-        let runs = join_all(host.health.iter().map(|c| session.exec_priv(c))).await;
-        host.health
-            .iter()
-            .zip(runs)
-            .filter_map(|(c, r)| match r {
-                Ok(o) if o.status.success() => None,
-                Ok(o) => {
-                    let said = format!("{}{}", o.stdout_str(), o.stderr_str());
-                    let last = said.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-                    Some(format!("health command `{c}` failed ({}): {}", o.status, last.trim()))
-                }
-                Err(e) => Some(format!("health command `{c}`: {e:#}")),
-            })
-            .collect()
-    }
-
     /// Health gate: `host` is a reachable, healthy member reporting `version`, caught up
     /// with the leader, every member healthy; polled for up to `wait`.
     /// A host outside the preset's Raft roles (a client, an agent) is not a member: for it,
@@ -148,7 +93,7 @@ impl Executor<'_> {
             // A host outside the Raft roles is not a member: the cluster as any member sees
             // it, asked at the same time as the host's own unit, version and health commands.
             let (view, client) = if member {
-                (self.view_with_catchup(host).await, None)
+                (self.fleet.view_with_catchup(host).await, None)
             } else {
                 let seen = first.take();
                 let view = async {
@@ -157,7 +102,11 @@ impl Executor<'_> {
                         None => self.view(&[]).await,
                     }
                 };
-                let (view, own, role) = tokio::join!(view, self.client_reasons(host, version), self.role_health(host));
+                let (view, own, role) = tokio::join!(
+                    view,
+                    self.fleet.client_reasons(host, version),
+                    self.fleet.role_health(host)
+                );
                 (view.map(|(_, v)| v), Some((own, role)))
             };
             let reasons = match view {
@@ -172,7 +121,7 @@ impl Executor<'_> {
                         }
                     };
                     if r.is_empty() && member {
-                        r = self.role_health(host).await;
+                        r = self.fleet.role_health(host).await;
                     }
                     if r.is_empty() {
                         return Ok(HealthDetail {
@@ -275,8 +224,8 @@ impl Executor<'_> {
             (None, "*") => host.name.as_str(),
             (None, f) => f,
         };
-        self.run_priv(via, &format!("moving leadership to {}", target.endpoint), &cmd)
-            .await?;
+        let what = format!("moving leadership to {}", target.endpoint);
+        self.fleet.command(via, &what, &cmd).await?;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok((_, v)) = self.view(&[host.name.as_str()]).await {
@@ -305,12 +254,11 @@ impl Executor<'_> {
     /// A host that could not be asked, named.
     pub async fn installed(&self) -> anyhow::Result<HashMap<String, HostFacts>> {
         let inv = self.inv();
-        let all = join_all(inv.hosts.iter().map(|h| async move {
-            (
-                h.name.clone(),
-                crate::facts::gather(inv, h, self.session(&h.name)).await,
-            )
-        }))
+        let all = join_all(
+            inv.hosts
+                .iter()
+                .map(|h| async move { (h.name.clone(), self.fleet.facts(h).await) }),
+        )
         .await;
         let mut out = HashMap::new();
         for (name, f) in all {

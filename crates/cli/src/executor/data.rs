@@ -1,14 +1,10 @@
 //! Steps on data: the data root's backup and restore, and the cluster snapshot.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use rollgate_core::journal::{CompressDetail, Event, RestoreDetail, SnapshotDetail};
-use rollgate_core::preset::SnapshotHook;
-use rollgate_core::quote::q;
 use rollgate_core::Host;
-use sha2::Digest as _;
 
 use super::{Executor, Outcome};
 use crate::archive;
@@ -22,12 +18,14 @@ impl Executor<'_> {
         dir: &Path,
         script: &str,
     ) -> anyhow::Result<Outcome> {
-        let b = archive::backup(self.session(&host.name), data_root, script, dir, &self.meta.run).await?;
+        let b = self.fleet.backup(host, data_root, script, dir, &self.meta.run).await?;
         // Compression starts now and runs while the host starts and heals.
-        let (tar, sha) = (b.path.clone(), b.sha256.clone());
-        let job = tokio::task::spawn_blocking(move || archive::compress(&tar, &sha));
-        if let Ok(mut c) = self.compressing.lock() {
-            c.insert(host.name.clone(), job);
+        if !self.inline_local {
+            let (tar, sha) = (b.path.clone(), b.sha256.clone());
+            let job = tokio::task::spawn_blocking(move || archive::compress(&tar, &sha));
+            if let Ok(mut c) = self.compressing.lock() {
+                c.insert(host.name.clone(), job);
+            }
         }
         Ok(Outcome::done(Event::Backup(Some(b))))
     }
@@ -45,14 +43,13 @@ impl Executor<'_> {
             return Ok(Outcome::acted(false, Event::Compress(None)));
         }
         let started = self.compressing.lock().ok().and_then(|mut c| c.remove(&host.name));
-        let job = match started {
-            Some(job) => job,
+        let (path, sha256, bytes) = match started {
+            Some(job) => job.await??,
             None => {
                 let (tar, sha) = (b.path.clone(), b.sha256.clone());
-                tokio::task::spawn_blocking(move || archive::compress(&tar, &sha))
+                self.local(move || archive::compress(&tar, &sha)).await??
             }
         };
-        let (path, sha256, bytes) = job.await??;
         Ok(Outcome::done(Event::Compress(Some(CompressDetail {
             path,
             sha256,
@@ -70,12 +67,14 @@ impl Executor<'_> {
         sha256: &str,
         counts: (u64, u64),
     ) -> anyhow::Result<Outcome> {
-        let s = self.session(&host.name);
         let (a, sha) = (archive.to_owned(), sha256.to_owned());
-        let (archive, sha256) = tokio::task::spawn_blocking(move || archive::resolve(&a, &sha)).await??;
+        let (archive, sha256) = self.local(move || archive::resolve(&a, &sha)).await??;
         let (archive, sha256) = (archive.as_path(), sha256.as_str());
         let limit = self.inv().cluster.timeouts.restore;
-        let acted = archive::restore(s, data_root, archive, sha256, &self.meta.run, counts, limit).await?;
+        let acted = self
+            .fleet
+            .restore_data(host, data_root, archive, sha256, &self.meta.run, counts, limit)
+            .await?;
         let detail = RestoreDetail {
             archive: archive.to_owned(),
             sha256: sha256.to_owned(),
@@ -96,7 +95,7 @@ impl Executor<'_> {
         let local = dir.join(format!("{}.snap", self.meta.run));
         let mut errors = Vec::new();
         for name in hosts {
-            match self.snapshot_on(name, &local).await {
+            match self.fleet.snapshot(name, &local).await {
                 Ok((bytes, sha256)) => {
                     return Ok(Outcome::done(Event::Snapshot(Some(SnapshotDetail {
                         host: name.clone(),
@@ -110,53 +109,4 @@ impl Executor<'_> {
         }
         bail!("no host could save a snapshot: {}", errors.join("; "))
     }
-
-    /// The snapshot taken on `host` into `local`: a command's file is written in a private
-    /// directory on the host ([`archive::private_dir`]), removed once it is copied.
-    async fn snapshot_on(&self, host: &str, local: &Path) -> anyhow::Result<(u64, String)> {
-        let s = self.session(host);
-        // The hook's shape does not depend on the file name.
-        match self.inv().cluster.preset.snapshot_hook("/") {
-            Some(SnapshotHook::Command(_)) => {
-                let dir = archive::private_dir(s, "snapshot").await?;
-                let remote = format!("{dir}/snapshot");
-                let Some(SnapshotHook::Command(cmd)) = self.inv().cluster.preset.snapshot_hook(&remote) else {
-                    bail!("the backup hook changed its shape");
-                };
-                let taken = self.run_priv(host, &cmd, &cmd).await;
-                let got = match taken {
-                    Ok(_) => s.download(&remote, local).await.map_err(anyhow::Error::from),
-                    Err(e) => Err(e),
-                };
-                let _ = s.exec_priv(&format!("rm -rf {}", q(&dir))).await;
-                let got = got?;
-                Ok((got.bytes, got.sha256))
-            }
-            Some(SnapshotHook::HttpGet { port, path }) => {
-                // Held in memory before it is written: bounded.
-                let r = s.http_get(port, path, Duration::from_secs(60), 1 << 30).await?;
-                if r.status != 200 {
-                    bail!("GET {path} answered {}", r.status);
-                }
-                write_private(local, &r.body).with_context(|| format!("writing {}", local.display()))?;
-                Ok((r.body.len() as u64, hex::encode(sha2::Sha256::digest(&r.body))))
-            }
-            None => bail!("no backup hook"),
-        }
-    }
-}
-
-/// Writes `bytes` to `path` with mode 0600 (a snapshot holds every secret of the cluster)
-/// and syncs it.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
 }

@@ -1,11 +1,14 @@
 //! The executor: runs a [`Plan`]'s typed steps on the hosts through one function,
 //! [`Executor::run_steps`] (record started → act with a deadline → record done, skipped or
-//! failed), journaling each step before the next starts. `upgrade`, `resume`, `rollback`
-//! and `backup` all run through it.
+//! failed), journaling each step before the next starts; run-wide steps take the same path
+//! ([`Executor::run_wide`]). The run driver (the `driver` module) calls it for `upgrade`,
+//! `resume`, `rollback` and `backup`.
 //!
-//! The steps' actions are grouped by concern: [`unit`] (stop, start, drain), [`binary`]
-//! (stage, swap, restore, unstage), [`data`] (backup, restore, snapshot), [`cluster`]
-//! (views, gates, health, leadership).
+//! The executor reaches the hosts only through [`Fleet`], one interface of typed remote
+//! operations: [`SshFleet`] over SSH, or the run simulation's model. The steps' actions
+//! are grouped by concern: [`unit`] (stop, start, drain), [`binary`] (stage, swap,
+//! restore, unstage), [`data`] (backup, restore, snapshot), [`cluster`] (views, gates,
+//! health, leadership).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -17,7 +20,6 @@ use rollgate_core::facts::HostFacts;
 use rollgate_core::journal::{self, Event, Journal, Record, Status, StepId};
 use rollgate_core::plan::{Progress, Step};
 use rollgate_core::{ClusterView, Host, Inventory};
-use rollgate_ssh::Session;
 
 use crate::context::Ctx;
 use crate::state::RunMeta;
@@ -25,10 +27,12 @@ use crate::state::RunMeta;
 mod binary;
 mod cluster;
 mod data;
+mod fleet;
 mod outcome;
 mod signals;
 mod unit;
 
+pub use fleet::{Fleet, SshFleet, UnitSaid, Upload};
 use outcome::{print_record, Cancel};
 pub use outcome::{Compressed, Deadline, HostError, Outcome};
 use signals::watch_signals;
@@ -43,7 +47,7 @@ pub struct Executor<'a> {
     /// Every record of the run so far, earlier invocations' first.
     records: Vec<Record>,
     json: bool,
-    sessions: HashMap<String, Session>,
+    fleet: Box<dyn Fleet + 'a>,
     signals: tokio::sync::watch::Receiver<u32>,
     /// While compensating (a stopped host started again after a failure or an
     /// interruption), only a second interrupt cancels a step.
@@ -59,6 +63,9 @@ pub struct Executor<'a> {
     compressing: std::sync::Mutex<HashMap<String, tokio::task::JoinHandle<anyhow::Result<Compressed>>>>,
     /// Permits for staging uploads, [`UPLOADS_AT_ONCE`].
     uploads: tokio::sync::Semaphore,
+    /// Local work (compression, checksums) runs on the async thread, not a blocking one:
+    /// the run simulation's paused clock must not advance while it runs.
+    inline_local: bool,
 }
 
 /// Staging uploads at once over connections of their own (see [`Executor::stage`]). An
@@ -77,7 +84,8 @@ impl std::fmt::Debug for Executor<'_> {
 
 impl<'a> Executor<'a> {
     /// An executor for `meta`'s run, journaling into `journal` (whose earlier `records` are
-    /// given for a resumed run). Connects to every host of the inventory.
+    /// given for a resumed run), reaching the hosts over SSH: connects to every host of the
+    /// inventory, and watches for interrupts (Ctrl-C, SIGTERM).
     ///
     /// # Errors
     /// A host that cannot be reached, named.
@@ -88,20 +96,37 @@ impl<'a> Executor<'a> {
         records: Vec<Record>,
         json: bool,
     ) -> anyhow::Result<Self> {
-        let hosts: Vec<&Host> = ctx.inv.hosts.iter().collect();
-        let mut sessions = HashMap::new();
-        for (h, s) in hosts.iter().zip(ctx.connect(&hosts).await) {
-            sessions.insert(h.name.clone(), s?);
-        }
-        let signals = watch_signals()?;
+        let fleet = Box::new(SshFleet::connect(ctx).await?);
+        Ok(Self::with_fleet(
+            ctx,
+            fleet,
+            watch_signals()?,
+            meta,
+            journal,
+            records,
+            json,
+        ))
+    }
+
+    /// An executor for `meta`'s run reaching the hosts through `fleet`, told of interrupts
+    /// by `signals` (the count so far).
+    pub fn with_fleet(
+        ctx: &'a Ctx,
+        fleet: Box<dyn Fleet + 'a>,
+        signals: tokio::sync::watch::Receiver<u32>,
+        meta: RunMeta,
+        journal: Journal,
+        records: Vec<Record>,
+        json: bool,
+    ) -> Self {
         let version = Progress::from_records(&records).version;
-        Ok(Self {
+        Self {
             ctx,
             meta,
             journal,
             records,
             json,
-            sessions,
+            fleet,
             signals,
             compensating: false,
             version,
@@ -109,7 +134,27 @@ impl<'a> Executor<'a> {
             seen: std::sync::Mutex::new(None),
             compressing: std::sync::Mutex::new(HashMap::new()),
             uploads: tokio::sync::Semaphore::new(UPLOADS_AT_ONCE),
-        })
+            inline_local: false,
+        }
+    }
+
+    /// Runs local work (compression, checksums) on the async thread: for the run
+    /// simulation, whose clock is paused and jumps ahead whenever the runtime is idle.
+    #[cfg(test)]
+    pub fn run_local_work_inline(&mut self) {
+        self.inline_local = true;
+    }
+
+    /// Runs `f` (local, blocking work) off the async threads, or inline (see
+    /// [`Executor::run_local_work_inline`]).
+    ///
+    /// # Errors
+    /// The blocking task panicked.
+    async fn local<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+        if self.inline_local {
+            return Ok(f());
+        }
+        Ok(tokio::task::spawn_blocking(f).await?)
     }
 
     /// The inventory.
@@ -149,19 +194,9 @@ impl<'a> Executor<'a> {
         self.facts = facts;
     }
 
-    /// `host`'s session.
-    pub fn session(&self, host: &str) -> &Session {
-        &self.sessions[host]
-    }
-
-    /// `true` when stdout carries the JSON records (`--json`): tables go to stderr.
-    pub fn json(&self) -> bool {
-        self.json
-    }
-
-    /// Every host's session, in inventory order.
-    pub fn sessions_in_order(&self) -> impl Iterator<Item = &Session> {
-        self.ctx.inv.hosts.iter().map(|h| &self.sessions[&h.name])
+    /// Prints the hosts' status table (on stderr with `--json`).
+    pub async fn print_status(&self) {
+        self.fleet.print_status(self.json).await;
     }
 
     /// Keeps `view` (taken from `from` just now) for the next gate's first look.
@@ -217,7 +252,7 @@ impl<'a> Executor<'a> {
 
     /// Opens `host`'s session again when its connection dropped, with the usual retries.
     async fn reconnect_if_closed(&mut self, host: &str) -> Result<(), HostError> {
-        if self.sessions[host].is_open() {
+        if self.fleet.is_open(host) {
             return Ok(());
         }
         self.reconnect(host).await
@@ -235,13 +270,12 @@ impl<'a> Executor<'a> {
             .inv
             .host(host)
             .ok_or_else(|| HostError::failed(StepId::Reconnect, anyhow!("{host} is not in the inventory")))?;
-        let fresh = ctx.connect(&[h]).await.remove(0).map_err(|e| {
+        self.fleet.reconnect(h).await.map_err(|e| {
             HostError::failed(
                 StepId::Reconnect,
-                anyhow::Error::from(e).context("the SSH connection dropped and could not be opened again"),
+                e.context("the SSH connection dropped and could not be opened again"),
             )
         })?;
-        self.sessions.insert(host.to_owned(), fresh);
         self.record(Some(host), Event::Reconnect, Status::Done, None, None)
             .map_err(|e| HostError::failed(StepId::Reconnect, e))
     }
@@ -520,20 +554,22 @@ impl<'a> Executor<'a> {
                 .map(|d| Outcome::done(Event::Undrain(Some(d)))),
             Step::Stop(u) => self.stop(host, u).await,
             Step::RollbackStop(u) => self
-                .unit_script(host, "systemctl stop", u)
+                .unit_script(host, true, u)
                 .await
                 .map(|a| Outcome::acted(a, Event::RollbackStop)),
             Step::Start(u) => self
-                .unit_script(host, "systemctl start", u)
+                .unit_script(host, false, u)
                 .await
                 .map(|a| Outcome::acted(a, Event::Start)),
             Step::RollbackStart(u) => self
-                .unit_script(host, "systemctl start", u)
+                .unit_script(host, false, u)
                 .await
                 .map(|a| Outcome::acted(a, Event::RollbackStart)),
             Step::Compress { .. } => self.compress(host).await,
             Step::Backup { dir, script, data_root } => self.backup(host, data_root, dir, script).await,
-            Step::Swap { binary, script, .. } => self.swap(host, binary, script).await,
+            Step::Swap {
+                binary, files, script, ..
+            } => self.swap(host, binary, files, script).await,
             Step::Health { version, wait } => {
                 let v = version
                     .clone()
