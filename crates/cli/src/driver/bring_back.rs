@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use rollgate_core::decide::{compensation, may_be_stopped, Compensation};
 use rollgate_core::journal::StepId;
 use rollgate_core::plan::{restart_steps, roll_back_host};
@@ -83,7 +84,9 @@ async fn compensate(ex: &mut Executor<'_>, host: &Host) -> String {
             restart_steps(host, timeouts, health, None),
             "started on the new binary (--on-failure halt)".to_owned(),
         ),
-        Compensation::RollBack => match roll_back_host(host, &progress, false, false, timeouts, health) {
+        // With its gate: a running member is not stopped when the cluster cannot do
+        // without it (another member failed meanwhile); it is then left running.
+        Compensation::RollBack => match roll_back_host(host, &progress, false, true, timeouts, health) {
             Ok(steps) => {
                 let v = steps.iter().find_map(|s| match s {
                     Step::RollbackHealth { version, .. } => Some(version.clone()),
@@ -124,6 +127,28 @@ pub async fn after_rollback_step(ex: &mut Executor<'_>, host: &Host, failed: Ste
         Ok(()) => "it was started again and is healthy".into(),
         Err(outcome) => outcome,
     }
+}
+
+/// Starts again, and checks, each host of `names` (hosts the plan will not start: on the
+/// target binary, or with only later steps left) that this run may have left stopped: a
+/// second interrupt, or a rollback cut short, leaves a host down, and a resumed upgrade
+/// must not finish around it.
+///
+/// # Errors
+/// What became of the first host that could not be brought back.
+pub async fn restart_left_stopped(ex: &mut Executor<'_>, names: &[String]) -> anyhow::Result<()> {
+    let health = Duration::from_millis(ex.meta().health_timeout_ms);
+    for name in names {
+        if !may_be_stopped(ex.records(), name) {
+            continue;
+        }
+        let host = ex.inv().host(name).context("a host not in the inventory")?.clone();
+        let steps = restart_steps(&host, &ex.inv().cluster.timeouts, health, None);
+        run_until_back(ex, &host, &steps)
+            .await
+            .map_err(|outcome| anyhow::anyhow!("{name}, left stopped by this run: {outcome}"))?;
+    }
+    Ok(())
 }
 
 /// Runs `steps` to bring `host` back. A link that failed may come back: each step is tried

@@ -46,7 +46,13 @@ pub async fn rollback(mut ex: Executor<'_>, plan: &Plan, restore_data: bool) -> 
         match run_host(&mut ex, &host, &hp.steps).await {
             Ok(()) => {}
             Err(HostError::Interrupted) => {
-                eprintln!("rollgate: interrupted; run the rollback again to continue");
+                // A host the rollback stopped is started again (as it is) before exiting;
+                // which step the interrupt cancelled is not known: as if it was the stop.
+                let outcome = super::bring_back::after_rollback_step(&mut ex, &host, StepId::RollbackStop).await;
+                eprintln!(
+                    "rollgate: interrupted; {}: {outcome}; run the rollback again to continue",
+                    host.name
+                );
                 return Ok(ExitCode::from(130));
             }
             Err(HostError::Failed { step, error }) => {

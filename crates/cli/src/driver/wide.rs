@@ -40,6 +40,22 @@ pub async fn before_stop(ex: &mut Executor<'_>) -> anyhow::Result<Ready> {
     let fv: Vec<Result<HostFacts, String>> = ex.inv().hosts.iter().map(|h| Ok(facts[&h.name].clone())).collect();
     let view = view.map(|(_, v)| v).map_err(|e| format!("{e:#}"));
     let plan = plan(ex, &fv, view.as_ref().ok());
+    // Hosts the plan will not start (on the target, or with only later steps left).
+    let not_started: Vec<String> = ex
+        .inv()
+        .hosts
+        .iter()
+        .filter(|h| {
+            plan.host(&h.name)
+                .is_none_or(|p| p.steps.iter().all(|s| s.id() != StepId::Start))
+        })
+        .map(|h| h.name.clone())
+        .collect();
+    if let Err(error) = super::bring_back::restart_left_stopped(ex, &not_started).await {
+        let hosts = super::planned_hosts(ex, &plan)?;
+        let why = "a host this run left stopped could not be started; nothing else was stopped";
+        return Ok(Ready::Stop(End::BeforeStop { hosts, error, why }));
+    }
     if let Some(step) = plan.run_step(StepId::Preflight) {
         let checked = preflight(ex, &plan, &fv, view.as_ref().map_err(String::as_str));
         let res = ex

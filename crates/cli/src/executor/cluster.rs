@@ -72,6 +72,25 @@ impl Executor<'_> {
         }
     }
 
+    /// The gate before a rollback stops `host`: a host whose unit is not active passes at
+    /// once (stopping it changes nothing for the cluster, and a member that is down must
+    /// come back even when the others have lost quorum); else the gate of an upgrade, not
+    /// strict (a degraded cluster may still be rolled back), so a rollback never stops a
+    /// running member the cluster cannot do without.
+    pub(super) async fn rollback_gate(&self, host: &Host, wait: Duration) -> anyhow::Result<GateDetail> {
+        if let Ok(f) = self.fleet.facts(host).await {
+            if f.unit_active != "active" {
+                return Ok(GateDetail {
+                    probed_from: host.name.clone(),
+                    leader: None,
+                    state: RaftState::Unknown,
+                    members: 0,
+                });
+            }
+        }
+        self.gate(host, false, wait).await
+    }
+
     /// Health gate: `host` is a reachable, healthy member reporting `version`, caught up
     /// with the leader, every member healthy; polled for up to `wait`.
     /// A host outside the preset's Raft roles (a client, an agent) is not a member: for it,

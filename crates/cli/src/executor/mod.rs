@@ -540,7 +540,7 @@ impl<'a> Executor<'a> {
                 .await
                 .map(|d| Outcome::done(Event::Gate(Some(d)))),
             Step::RollbackGate { wait } => self
-                .gate(host, false, *wait)
+                .rollback_gate(host, *wait)
                 .await
                 .map(|d| Outcome::done(Event::RollbackGate(Some(d)))),
             Step::LeaderTransfer => self.transfer_leadership(host).await,

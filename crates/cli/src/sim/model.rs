@@ -28,6 +28,9 @@ use sha2::Digest as _;
 use crate::archive;
 use crate::executor::{Fleet, UnitSaid, Upload};
 
+/// The transport's deadline of one command (`timeouts.command`'s default).
+const COMMAND_DEADLINE: Duration = Duration::from_secs(300);
+
 /// A fault, injected at the `at`-th remote operation of an invocation (from 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -91,6 +94,10 @@ pub struct Model {
     pub crashed: Vec<String>,
     /// An operation was killed: the invocation is to be dropped.
     pub killed: bool,
+    /// A member crashed after rollgate's last look at the cluster: a stop now races a
+    /// failure no look could have seen (not an I3 violation; the health gate must then
+    /// see the lost quorum).
+    pub crash_unseen: bool,
     /// Interrupts sent (the executor watches the count).
     pub signals: Option<tokio::sync::watch::Sender<u32>>,
 }
@@ -166,7 +173,7 @@ impl Model {
             return UnitSaid::Already;
         }
         h.active = false;
-        if member && !self.has_quorum() {
+        if member && !self.has_quorum() && !self.crash_unseen {
             self.violations.push(format!(
                 "I3: {name} was stopped while the cluster had no quorum without it"
             ));
@@ -204,7 +211,12 @@ pub struct SimFleet {
 }
 
 enum Go {
+    /// rollgate is killed: the operation never answers (the simulation drops the run).
+    Killed,
     Act,
+    /// Act, then another member (named) fails: it fails while the operation runs, after
+    /// rollgate's last look.
+    ActThenCrash(String),
     Fail,
     LostReply,
     Hang,
@@ -232,7 +244,7 @@ impl SimFleet {
                 Fault::Hang => Go::Hang,
                 Fault::Kill => {
                     m.killed = true;
-                    Go::Hang
+                    Go::Killed
                 }
                 Fault::Interrupt | Fault::DoubleInterrupt => {
                     let n = if fault == Fault::Interrupt { 1 } else { 2 };
@@ -247,14 +259,7 @@ impl SimFleet {
                     } else {
                         Some(victim)
                     };
-                    if let Some(v) = victim {
-                        if m.hosts[&v].active {
-                            m.hosts.get_mut(&v).expect("victim").active = false;
-                            m.crashed.push(v);
-                            m.elect();
-                        }
-                    }
-                    Go::Act
+                    victim.map_or(Go::Act, Go::ActThenCrash)
                 }
             }
         })
@@ -270,16 +275,31 @@ impl SimFleet {
         Box::pin(async move {
             match self.tick(host) {
                 Go::Fail => bail!("{host}: {what}: injected failure"),
-                Go::Hang => {
-                    // The step's deadline (or the kill) ends it; nothing ever acts.
+                Go::Killed => {
                     std::future::pending::<()>().await;
                     unreachable!("a pending future never completes")
+                }
+                Go::Hang => {
+                    // As over SSH: the step's deadline cancels it, else the transport's
+                    // command deadline (`timeouts.command`, 5 min) ends it; it never acts.
+                    tokio::time::sleep(COMMAND_DEADLINE).await;
+                    bail!("{host}: {what}: no answer within the command deadline")
                 }
                 Go::LostReply => {
                     let _ = self.with(act);
                     Err(anyhow!("{host}: {what}: the connection dropped"))
                 }
                 Go::Act => self.with(act),
+                Go::ActThenCrash(victim) => self.with(|m| {
+                    let done = act(m);
+                    if m.hosts[&victim].active {
+                        m.hosts.get_mut(&victim).expect("victim").active = false;
+                        m.crashed.push(victim);
+                        m.crash_unseen = true;
+                        m.elect();
+                    }
+                    done
+                }),
             }
         })
     }
@@ -335,6 +355,7 @@ impl Fleet for SimFleet {
 
     fn view<'a>(&'a self, skip: &'a [&'a str]) -> BoxFuture<'a, anyhow::Result<(String, ClusterView)>> {
         self.op("*", "view", move |m| {
+            m.crash_unseen = false;
             let from = m
                 .order
                 .iter()
@@ -351,6 +372,7 @@ impl Fleet for SimFleet {
 
     fn view_with_catchup<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, anyhow::Result<ClusterView>> {
         self.op(&host.name, "status", move |m| {
+            m.crash_unseen = false;
             if !m.hosts[&host.name].active {
                 bail!("{}: connection refused", host.name);
             }

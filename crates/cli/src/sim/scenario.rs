@@ -191,6 +191,7 @@ fn world(n: u64, verbose: bool) -> World {
         violations: Vec::new(),
         crashed: Vec::new(),
         killed: false,
+        crash_unseen: false,
         signals: None,
     };
     let state_dir = dir.path().join("state");

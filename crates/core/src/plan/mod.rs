@@ -493,8 +493,11 @@ pub fn roll_back_host(
     Ok(steps)
 }
 
-/// The plan of `rollback`: every host whose swap is done and not rolled back (and that
-/// `only` names, when given: `--hosts`), latest swap first, one at a time.
+/// The plan of `rollback`: first every host the run stopped and neither swapped nor saw
+/// healthy again (a run killed after a stop left it down: it comes back first, on its
+/// binary and data root as they are, or no other member could be stopped), then every
+/// host whose swap is done and not rolled back, latest swap first; one at a time, each
+/// only if `only` names it, when given (`--hosts`).
 ///
 /// # Errors
 /// As [`roll_back_host`]; [`PlanError::UnknownHost`].
@@ -507,6 +510,25 @@ pub fn rollback_plan(
 ) -> Result<Plan, PlanError> {
     let mut hosts = Vec::new();
     let mut not_selected = Vec::new();
+    let left_stopped = inv.hosts.iter().filter(|h| {
+        let p = progress.host(&h.name);
+        p.done.contains(&StepId::Stop) && !p.done.contains(&StepId::Health) && !progress.swapped.contains(&h.name)
+    });
+    for h in left_stopped {
+        if only.is_some_and(|only| !only.contains(&h.name)) {
+            not_selected.push(h.name.clone());
+            continue;
+        }
+        hosts.push(HostPlan {
+            name: h.name.clone(),
+            role: h.role.clone(),
+            state: RaftState::Unknown,
+            reason: "stopped by this run, not swapped: brought back first".into(),
+            from_version: progress.version.clone(),
+            // Its data root is as the run found it: nothing to restore.
+            steps: roll_back_host(h, progress, false, true, &inv.cluster.timeouts, health)?,
+        });
+    }
     for name in progress.swapped.iter().rev() {
         if only.is_some_and(|only| !only.contains(name)) {
             not_selected.push(name.clone());

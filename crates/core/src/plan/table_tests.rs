@@ -329,6 +329,28 @@ fn rollback_goes_latest_swap_first_and_resumes_inside_a_host() {
     let p = Progress::from_records(&j);
     let plan = rollback_plan(&inv, &p, true, Duration::from_secs(60), None).unwrap();
     let names: Vec<&str> = plan.hosts.iter().map(|h| h.name.as_str()).collect();
+    // node2, stopped and backed up but not swapped (a run killed there), comes back
+    // first: while it is down no other member may stop. Its data root was never run by
+    // the new binary: nothing to restore.
+    assert_eq!(names, ["node2", "node1", "node3"]);
+    assert_eq!(
+        ids(&plan.hosts[0].steps),
+        [
+            StepId::RollbackGate,
+            StepId::RollbackStop,
+            StepId::RollbackBinary,
+            StepId::RollbackStart,
+            StepId::RollbackHealth
+        ]
+    );
+    // Once it is healthy again, the swapped hosts, latest swap first.
+    j.extend(did(
+        "node2",
+        &[StepId::RollbackGate, StepId::RollbackStop, StepId::RollbackBinary],
+    ));
+    j.extend(did("node2", &[StepId::RollbackStart, StepId::RollbackHealth]));
+    let plan = rollback_plan(&inv, &Progress::from_records(&j), true, Duration::from_secs(60), None).unwrap();
+    let names: Vec<&str> = plan.hosts.iter().map(|h| h.name.as_str()).collect();
     assert_eq!(names, ["node1", "node3"]);
     let full = [
         StepId::RollbackGate,
