@@ -129,10 +129,10 @@ pub async fn after_rollback_step(ex: &mut Executor<'_>, host: &Host, failed: Ste
     }
 }
 
-/// Starts again, and checks, each host of `names` (hosts the plan will not start: on the
-/// target binary, or with only later steps left) that this run may have left stopped: a
-/// second interrupt, or a rollback cut short, leaves a host down, and a resumed upgrade
-/// must not finish around it.
+/// Starts again, and checks, each host of `names` (hosts the plan will not start next) that
+/// this run may have left stopped, on the binary it has: a second interrupt, or a rollback
+/// cut short, leaves a host down, and a resumed upgrade must neither finish around it nor
+/// wait at the next member's gate for it.
 ///
 /// # Errors
 /// What became of the first host that could not be brought back.
@@ -143,7 +143,10 @@ pub async fn restart_left_stopped(ex: &mut Executor<'_>, names: &[String]) -> an
             continue;
         }
         let host = ex.inv().host(name).context("a host not in the inventory")?.clone();
-        let steps = restart_steps(&host, &ex.inv().cluster.timeouts, health, None);
+        // On the binary it has: the staged version's health, or its own version's.
+        let has = ex.fact_version(name);
+        let previous = has.filter(|v| Some(v.as_str()) != ex.version());
+        let steps = restart_steps(&host, &ex.inv().cluster.timeouts, health, previous);
         run_until_back(ex, &host, &steps)
             .await
             .map_err(|outcome| anyhow::anyhow!("{name}, left stopped by this run: {outcome}"))?;

@@ -40,18 +40,21 @@ pub async fn before_stop(ex: &mut Executor<'_>) -> anyhow::Result<Ready> {
     let fv: Vec<Result<HostFacts, String>> = ex.inv().hosts.iter().map(|h| Ok(facts[&h.name].clone())).collect();
     let view = view.map(|(_, v)| v).map_err(|e| format!("{e:#}"));
     let plan = plan(ex, &fv, view.as_ref().ok());
-    // Hosts the plan will not start (on the target, or with only later steps left).
-    let not_started: Vec<String> = ex
+    // Hosts the plan will not start next (on the target, only later steps left, or to be
+    // stopped again from the start): if this run left them stopped, they come back first.
+    let not_next: Vec<String> = ex
         .inv()
         .hosts
         .iter()
         .filter(|h| {
-            plan.host(&h.name)
-                .is_none_or(|p| p.steps.iter().all(|s| s.id() != StepId::Start))
+            plan.host(&h.name).is_none_or(|p| {
+                let has = |id| p.steps.iter().any(|s| s.id() == id);
+                !has(StepId::Start) || has(StepId::Stop)
+            })
         })
         .map(|h| h.name.clone())
         .collect();
-    if let Err(error) = super::bring_back::restart_left_stopped(ex, &not_started).await {
+    if let Err(error) = super::bring_back::restart_left_stopped(ex, &not_next).await {
         let hosts = super::planned_hosts(ex, &plan)?;
         let why = "a host this run left stopped could not be started; nothing else was stopped";
         return Ok(Ready::Stop(End::BeforeStop { hosts, error, why }));

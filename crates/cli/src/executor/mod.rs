@@ -188,6 +188,11 @@ impl<'a> Executor<'a> {
         self.version = version;
     }
 
+    /// The version `host`'s binary reported at the start of this invocation.
+    pub fn fact_version(&self, host: &str) -> Option<String> {
+        self.facts.get(host).and_then(|f| f.version.clone())
+    }
+
     /// Sets each host's facts at the start of this invocation (what staging records as
     /// "from").
     pub fn set_facts(&mut self, facts: HashMap<String, HostFacts>) {
