@@ -59,6 +59,18 @@ pub async fn after_failure(
     failed_at.map(|at| (message, at))
 }
 
+/// Brings back every host of the inventory this run may have left stopped (see
+/// [`bring_back`]), saying what became of each.
+pub async fn left_stopped(ex: &mut Executor<'_>) {
+    let hosts: Vec<Host> = ex.inv().hosts.clone();
+    for host in &hosts {
+        if may_be_stopped(ex.records(), &host.name) {
+            let outcome = bring_back(ex, host).await;
+            eprintln!("rollgate: {}: left stopped by this run; {outcome}", host.name);
+        }
+    }
+}
+
 /// Brings `host` back when this run may have stopped it
 /// ([`rollgate_core::decide::may_be_stopped`]); returns what became of it, for the exit
 /// message ("not stopped" when it never was).
@@ -147,9 +159,11 @@ pub async fn restart_left_stopped(ex: &mut Executor<'_>, names: &[String]) -> an
         let has = ex.fact_version(name);
         let previous = has.filter(|v| Some(v.as_str()) != ex.version());
         let steps = restart_steps(&host, &ex.inv().cluster.timeouts, health, previous);
-        run_until_back(ex, &host, &steps)
-            .await
-            .map_err(|outcome| anyhow::anyhow!("{name}, left stopped by this run: {outcome}"))?;
+        // Bringing a stopped host back: only a second interrupt stops it.
+        ex.set_compensating(true);
+        let back = run_until_back(ex, &host, &steps).await;
+        ex.set_compensating(false);
+        back.map_err(|outcome| anyhow::anyhow!("{name}, left stopped by this run: {outcome}"))?;
     }
     Ok(())
 }

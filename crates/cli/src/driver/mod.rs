@@ -112,6 +112,11 @@ pub enum End {
 /// [`Exit`] 1 naming what failed and what became of each host; 130 (as `Ok`) for an
 /// interrupt; a journal that cannot be written.
 pub async fn end_upgrade(mut ex: Executor<'_>, started: Instant, end: End) -> anyhow::Result<ExitCode> {
+    if !matches!(end, End::Done { .. } | End::Failed { .. }) {
+        // Whatever ends the run, no host an invocation of it stopped is left down (an
+        // earlier one may have been cut short by a second interrupt or a kill).
+        bring_back::left_stopped(&mut ex).await;
+    }
     match end {
         End::Done { failed } => done(ex, started, &failed).await,
         End::Refused { message } => {
@@ -131,7 +136,9 @@ pub async fn end_upgrade(mut ex: Executor<'_>, started: Instant, end: End) -> an
             Err(error.context(why))
         }
         End::Failed { failed, untouched } => {
-            let Some((message, failed_at)) = bring_back::after_failure(&mut ex, failed, &untouched).await else {
+            let failures = bring_back::after_failure(&mut ex, failed, &untouched).await;
+            bring_back::left_stopped(&mut ex).await;
+            let Some((message, failed_at)) = failures else {
                 return interrupted(&mut ex, started);
             };
             let detail = RunDetail {

@@ -238,13 +238,8 @@ enum Ended {
 /// Runs one invocation of `kind` with `fault`, then checks the invariants.
 async fn invoke(w: &mut World, kind: Kind, fault: Option<(u64, Fault, String)>, out: &mut Outcome) {
     let (tx, rx) = tokio::sync::watch::channel(0u32);
-    // The operator starts what a fault crashed before going on.
+    operator_restarts(w);
     w.model(|m| {
-        for name in std::mem::take(&mut m.crashed) {
-            if let Some(h) = m.hosts.get_mut(&name) {
-                h.active = true;
-            }
-        }
         m.ops = 0;
         m.killed = false;
         m.fault = fault.clone();
@@ -272,6 +267,17 @@ async fn invoke(w: &mut World, kind: Kind, fault: Option<(u64, Fault, String)>, 
     ));
     w.model(|m| m.fault = None);
     check(w, &format!("{kind:?} with {fault:?}"), !killed && !twice, out);
+}
+
+/// The operator starts the members a fault crashed (they are not rollgate's to start).
+fn operator_restarts(w: &World) {
+    w.model(|m| {
+        for name in std::mem::take(&mut m.crashed) {
+            if let Some(h) = m.hosts.get_mut(&name) {
+                h.active = true;
+            }
+        }
+    });
 }
 
 /// Builds the executor for `kind` and runs the driver, dropping it when the model says
@@ -341,6 +347,8 @@ async fn drive(w: &mut World, kind: Kind, signals: tokio::sync::watch::Receiver<
 /// After the faults: resumes until the run is done, or (`roll_back`, or a run that cannot
 /// finish) a rollback with its data; then every host must be active on one binary.
 async fn converge(w: &mut World, roll_back: bool, out: &mut Outcome) {
+    // What a fault crashed after rollgate's last invocation, the operator starts.
+    operator_restarts(w);
     for _ in 0..3 {
         match w.run_now().map(|(_, s, _)| s) {
             Some(RunState::Done | RunState::RolledBack) | None => break,

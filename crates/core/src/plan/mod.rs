@@ -489,7 +489,17 @@ pub fn roll_back_host(
     }
     steps.push(Step::RollbackStart(start_step(host, t, health)));
     steps.push(Step::RollbackHealth { version, wait: health });
-    steps.retain(|s| !p.has(s.id()));
+    // A host started again after its rollback stop (a rollback that failed at its health
+    // gate) is running: what needs it stopped (its data, its binary) is done only after
+    // its gate and stop again, and then it is started again.
+    let restarted = p.has(StepId::RollbackStart);
+    let needs_stop = steps
+        .iter()
+        .any(|s| matches!(s.id(), StepId::RollbackRestoreData | StepId::RollbackBinary) && !p.has(s.id()));
+    steps.retain(|s| match s.id() {
+        StepId::RollbackGate | StepId::RollbackStop | StepId::RollbackStart if restarted && needs_stop => true,
+        id => !p.has(id),
+    });
     Ok(steps)
 }
 

@@ -408,6 +408,41 @@ fn rollback_goes_latest_swap_first_and_resumes_inside_a_host() {
     );
 }
 
+/// Found by the run simulation (seed 759): a compensation rolled a host's binary back and
+/// started it, its health gate failed; a `rollback --restore-data` then must stop it again
+/// before it restores the data root (the restore refuses a running unit), not go on after
+/// the journaled stop.
+#[test]
+fn a_host_started_again_after_its_rollback_stop_is_stopped_again_for_its_data() {
+    let inv = three_etcd();
+    let mut j = did("node1", &HOST_STEPS[..7]);
+    j.extend(did(
+        "node1",
+        &[
+            StepId::RollbackGate,
+            StepId::RollbackStop,
+            StepId::RollbackBinary,
+            StepId::RollbackStart,
+        ],
+    ));
+    j.push(rec(Some("node1"), Event::bare(StepId::RollbackHealth), Status::Failed));
+    let plan = rollback_plan(&inv, &Progress::from_records(&j), true, Duration::from_secs(60), None).unwrap();
+    assert_eq!(
+        ids(&plan.hosts[0].steps),
+        [
+            StepId::RollbackGate,
+            StepId::RollbackStop,
+            StepId::RollbackRestoreData,
+            StepId::RollbackLeaderChange,
+            StepId::RollbackStart,
+            StepId::RollbackHealth
+        ]
+    );
+    // Without the data: nothing needs it stopped; its health gate is what is left.
+    let plan = rollback_plan(&inv, &Progress::from_records(&j), false, Duration::from_secs(60), None).unwrap();
+    assert_eq!(ids(&plan.hosts[0].steps), [StepId::RollbackHealth]);
+}
+
 #[test]
 fn plan_json_names_steps_by_their_journal_ids() {
     let inv = three_etcd();
