@@ -117,7 +117,7 @@ mod tests {
         let failed: Vec<&(u64, Outcome)> = results.iter().filter(|(_, o)| !o.violations.is_empty()).collect();
         if let Some((seed, o)) = failed.first() {
             panic!(
-                "{} of {n} seeds broke an invariant; the first, seed {seed}:\n{}\nreplay: ROLLGATE_SIM_SEED={seed} cargo test -p rollgate --release simulated_runs -- --nocapture",
+                "{} of {n} seeds broke an invariant; the first, seed {seed}:\n{}\nreplay: ROLLGATE_SIM_SEED={seed} cargo test -p rollgate --release simulated_runs -- --ignored --nocapture",
                 failed.len(),
                 o.violations.join("\n")
             );
