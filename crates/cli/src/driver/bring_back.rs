@@ -60,10 +60,11 @@ pub async fn after_failure(
 }
 
 /// Brings back every host of the inventory this run may have left stopped (see
-/// [`bring_back`]), saying what became of each.
-pub async fn left_stopped(ex: &mut Executor<'_>) {
+/// [`bring_back`]), but the hosts `tried` (just brought back, or given up on: trying again
+/// would wait out the same gate), saying what became of each.
+pub async fn left_stopped(ex: &mut Executor<'_>, tried: &[String]) {
     let hosts: Vec<Host> = ex.inv().hosts.clone();
-    for host in &hosts {
+    for host in hosts.iter().filter(|h| !tried.contains(&h.name)) {
         if may_be_stopped(ex.records(), &host.name) {
             let outcome = bring_back(ex, host).await;
             eprintln!("rollgate: {}: left stopped by this run; {outcome}", host.name);
@@ -115,17 +116,19 @@ async fn compensate(ex: &mut Executor<'_>, host: &Host) -> String {
     }
 }
 
-/// After rollback step `failed` of `host`: a host whose unit was stopped is started again
-/// and checked. Before its previous binary was back, it starts as it was (the new binary,
-/// its data root untouched: a later `rollback` does the whole host again); after, the
-/// rollback's own start and health run. Returns what became of it.
+/// After rollback step `failed` of `host`: a host whose unit may be stopped (by this
+/// rollback, or left stopped by an earlier invocation of the run) is started again and
+/// checked. Before its previous binary was back, it starts as it is (the new binary once
+/// swapped, its data root untouched: a later `rollback` does the whole host again); after,
+/// the rollback's own start and health run. Returns what became of it.
 pub async fn after_rollback_step(ex: &mut Executor<'_>, host: &Host, failed: StepId) -> String {
     let p = ex.progress().host(&host.name);
-    if !p.done.contains(&StepId::RollbackStop) && failed != StepId::RollbackStop {
+    if !p.stopped && failed != StepId::RollbackStop {
         return "it was not stopped".into();
     }
     let health = Duration::from_millis(ex.meta().health_timeout_ms);
-    let previous = p.done.contains(&StepId::RollbackBinary).then(|| {
+    // The previous binary: put back by the rollback, or never swapped out.
+    let previous = (p.done.contains(&StepId::RollbackBinary) || !p.has(StepId::Swap)).then(|| {
         p.stage
             .as_ref()
             .and_then(|s| s.from_version.clone())
@@ -146,10 +149,13 @@ pub async fn after_rollback_step(ex: &mut Executor<'_>, host: &Host, failed: Ste
 /// cut short, leaves a host down, and a resumed upgrade must neither finish around it nor
 /// wait at the next member's gate for it.
 ///
+/// Returns how many hosts it brought back.
+///
 /// # Errors
 /// What became of the first host that could not be brought back.
-pub async fn restart_left_stopped(ex: &mut Executor<'_>, names: &[String]) -> anyhow::Result<()> {
+pub async fn restart_left_stopped(ex: &mut Executor<'_>, names: &[String]) -> anyhow::Result<usize> {
     let health = Duration::from_millis(ex.meta().health_timeout_ms);
+    let mut back = 0;
     for name in names {
         if !may_be_stopped(ex.records(), name) {
             continue;
@@ -161,11 +167,12 @@ pub async fn restart_left_stopped(ex: &mut Executor<'_>, names: &[String]) -> an
         let steps = restart_steps(&host, &ex.inv().cluster.timeouts, health, previous);
         // Bringing a stopped host back: only a second interrupt stops it.
         ex.set_compensating(true);
-        let back = run_until_back(ex, &host, &steps).await;
+        let done = run_until_back(ex, &host, &steps).await;
         ex.set_compensating(false);
-        back.map_err(|outcome| anyhow::anyhow!("{name}, left stopped by this run: {outcome}"))?;
+        done.map_err(|outcome| anyhow::anyhow!("{name}, left stopped by this run: {outcome}"))?;
+        back += 1;
     }
-    Ok(())
+    Ok(back)
 }
 
 /// Runs `steps` to bring `host` back. A link that failed may come back: each step is tried

@@ -30,11 +30,21 @@ pub async fn rollback(mut ex: Executor<'_>, plan: &Plan, restore_data: bool) -> 
     };
     ex.record(None, detail(), Status::Started, None, None)?;
     if restore_data {
-        let facts = ex.installed().await?;
-        let problems = restore_room_problems(plan, |h| facts.get(h).and_then(|f| f.free_bytes));
-        if !problems.is_empty() {
-            let message = format!("refusing to restore, nothing was stopped: {}", problems.join("; "));
-            return Err(Exit { code: 1, message }.into());
+        let refused = match ex.installed().await {
+            Ok(facts) => {
+                let problems = restore_room_problems(plan, |h| facts.get(h).and_then(|f| f.free_bytes));
+                (!problems.is_empty()).then(|| {
+                    let message = format!("refusing to restore, nothing was stopped: {}", problems.join("; "));
+                    anyhow::Error::from(Exit { code: 1, message })
+                })
+            }
+            Err(e) => Some(e),
+        };
+        if let Some(e) = refused {
+            // This rollback stopped nothing; a host an earlier invocation of the run left
+            // stopped (a second interrupt) still comes back before it exits.
+            super::bring_back::left_stopped(&mut ex, &[]).await;
+            return Err(e);
         }
     }
     for hp in &plan.hosts {

@@ -51,7 +51,21 @@ pub async fn upgrade(mut ex: Executor<'_>, fresh: bool, yes: bool) -> anyhow::Re
         ..Default::default()
     };
     ex.record(None, Event::Run(Some(detail)), Status::Started, None, None)?;
-    let end = match wide::before_stop(&mut ex).await? {
+    match run(&mut ex, yes).await {
+        Ok(end) => end_upgrade(ex, started, end).await,
+        Err(e) => {
+            // An error outside `End` (a host that cannot be asked its facts, a journal
+            // that cannot be written) still leaves no host down that an invocation of
+            // this run stopped (an earlier one cut short by a second interrupt).
+            bring_back::left_stopped(&mut ex, &[]).await;
+            Err(e)
+        }
+    }
+}
+
+/// The run from its plan to how it ends (without the end): see the module docs.
+async fn run(ex: &mut Executor<'_>, yes: bool) -> anyhow::Result<End> {
+    Ok(match wide::before_stop(ex).await? {
         wide::Ready::Stop(end) => end,
         wide::Ready::Roll { plan, hosts } => {
             let remaining: Vec<(Host, Vec<Step>)> = hosts
@@ -59,10 +73,9 @@ pub async fn upgrade(mut ex: Executor<'_>, fresh: bool, yes: bool) -> anyhow::Re
                 .zip(plan.hosts.iter())
                 .map(|(h, p)| (h, p.steps.iter().filter(|s| s.id() != StepId::Stage).cloned().collect()))
                 .collect();
-            roll::roll(&mut ex, &plan, remaining, yes).await?
+            roll::roll(ex, &plan, remaining, yes).await?
         }
-    };
-    end_upgrade(ex, started, end).await
+    })
 }
 
 /// How an upgrade ends.
@@ -115,7 +128,7 @@ pub async fn end_upgrade(mut ex: Executor<'_>, started: Instant, end: End) -> an
     if !matches!(end, End::Done { .. } | End::Failed { .. }) {
         // Whatever ends the run, no host an invocation of it stopped is left down (an
         // earlier one may have been cut short by a second interrupt or a kill).
-        bring_back::left_stopped(&mut ex).await;
+        bring_back::left_stopped(&mut ex, &[]).await;
     }
     match end {
         End::Done { failed } => done(ex, started, &failed).await,
@@ -136,8 +149,9 @@ pub async fn end_upgrade(mut ex: Executor<'_>, started: Instant, end: End) -> an
             Err(error.context(why))
         }
         End::Failed { failed, untouched } => {
+            let tried: Vec<String> = failed.iter().map(|(h, _)| h.name.clone()).collect();
             let failures = bring_back::after_failure(&mut ex, failed, &untouched).await;
-            bring_back::left_stopped(&mut ex).await;
+            bring_back::left_stopped(&mut ex, &tried).await;
             let Some((message, failed_at)) = failures else {
                 return interrupted(&mut ex, started);
             };

@@ -33,13 +33,7 @@ pub enum Ready {
 /// # Errors
 /// A host that cannot be asked its facts; a journal that cannot be written.
 pub async fn before_stop(ex: &mut Executor<'_>) -> anyhow::Result<Ready> {
-    // The hosts' facts and the cluster view, asked at once.
-    let (facts, view) = tokio::join!(ex.installed(), ex.view(&[]));
-    let facts = facts?;
-    ex.set_facts(facts.clone());
-    let fv: Vec<Result<HostFacts, String>> = ex.inv().hosts.iter().map(|h| Ok(facts[&h.name].clone())).collect();
-    let view = view.map(|(_, v)| v).map_err(|e| format!("{e:#}"));
-    let plan = plan(ex, &fv, view.as_ref().ok());
+    let (mut facts, mut fv, mut view, mut plan) = look(ex).await?;
     // Hosts the plan will not start next (on the target, only later steps left, or to be
     // stopped again from the start): if this run left them stopped, they come back first.
     let not_next: Vec<String> = ex
@@ -54,10 +48,16 @@ pub async fn before_stop(ex: &mut Executor<'_>) -> anyhow::Result<Ready> {
         })
         .map(|h| h.name.clone())
         .collect();
-    if let Err(error) = super::bring_back::restart_left_stopped(ex, &not_next).await {
-        let hosts = super::planned_hosts(ex, &plan)?;
-        let why = "a host this run left stopped could not be started; nothing else was stopped";
-        return Ok(Ready::Stop(End::BeforeStop { hosts, error, why }));
+    match super::bring_back::restart_left_stopped(ex, &not_next).await {
+        Err(error) => {
+            let hosts = super::planned_hosts(ex, &plan)?;
+            let why = "a host this run left stopped could not be started; nothing else was stopped";
+            return Ok(Ready::Stop(End::BeforeStop { hosts, error, why }));
+        }
+        // A host brought back on its previous binary starts over (its journal says so):
+        // the plan is made again from what the hosts are now.
+        Ok(0) => {}
+        Ok(_) => (facts, fv, view, plan) = look(ex).await?,
     }
     if let Some(step) = plan.run_step(StepId::Preflight) {
         let checked = preflight(ex, &plan, &fv, view.as_ref().map_err(String::as_str));
@@ -105,6 +105,28 @@ pub async fn before_stop(ex: &mut Executor<'_>) -> anyhow::Result<Ready> {
         plan: Box::new(plan),
         hosts,
     })
+}
+
+/// The hosts' facts and the cluster view, asked at once, and the plan made from them: the
+/// facts by host, the same in inventory order, the view (or why there is none).
+///
+/// # Errors
+/// A host that cannot be asked its facts.
+async fn look(
+    ex: &mut Executor<'_>,
+) -> anyhow::Result<(
+    HashMap<String, HostFacts>,
+    Vec<Result<HostFacts, String>>,
+    Result<ClusterView, String>,
+    Plan,
+)> {
+    let (facts, view) = tokio::join!(ex.installed(), ex.view(&[]));
+    let facts = facts?;
+    ex.set_facts(facts.clone());
+    let fv: Vec<Result<HostFacts, String>> = ex.inv().hosts.iter().map(|h| Ok(facts[&h.name].clone())).collect();
+    let view = view.map(|(_, v)| v).map_err(|e| format!("{e:#}"));
+    let plan = plan(ex, &fv, view.as_ref().ok());
+    Ok((facts, fv, view, plan))
 }
 
 /// The plan from the facts and view just taken, minus what the journal has done.

@@ -61,6 +61,9 @@ pub struct SimHost {
     pub active: bool,
     /// The installed binary's sha256.
     pub binary: String,
+    /// The sha256 of the binary the unit's process runs (the installed one when it
+    /// started; a binary replaced under a running unit is not what it reports).
+    pub running: String,
     /// The previous binary kept by a swap.
     pub prev: Option<String>,
     /// The staged binary.
@@ -153,7 +156,7 @@ impl Model {
                     id: Some(format!("id-{n}")),
                     endpoint,
                     reachable: true,
-                    version: Some(self.version_of(&h.binary)),
+                    version: Some(self.version_of(&h.running)),
                     leader: leader_id.clone(),
                     raft_index: Some(h.index),
                     raft_term: Some(2),
@@ -193,6 +196,7 @@ impl Model {
             return UnitSaid::Already;
         }
         h.active = true;
+        h.running = h.binary.clone();
         h.index = leader_index + 1;
         // A version writes its own format: the data root is no longer what was backed up.
         if new_version != "3.4.23" {

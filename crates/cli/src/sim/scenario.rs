@@ -169,6 +169,7 @@ fn world(n: u64, verbose: bool) -> World {
             member: true,
             active: true,
             binary: old_sha.clone(),
+            running: old_sha.clone(),
             prev: None,
             staged: None,
             data: 1,
@@ -453,7 +454,8 @@ fn backups_intact(records: &[Record], root: &Path) -> Vec<String> {
 }
 
 /// I4 broken for host `name`: the last binary change the journal says is done differs from
-/// the host's binary; the last data restore it says is done differs from the host's data.
+/// the host's binary; the last data restore it says is done (no start begun since) differs
+/// from the host's data; its running unit runs a binary other than the installed one.
 fn journal_agrees(records: &[Record], name: &str, h: &SimHost, new_sha: &str) -> Vec<String> {
     let mine: Vec<&Record> = records.iter().filter(|r| r.host.as_deref() == Some(name)).collect();
     let mut out = Vec::new();
@@ -472,10 +474,14 @@ fn journal_agrees(records: &[Record], name: &str, h: &SimHost, new_sha: &str) ->
             ));
         }
     }
-    let restore = mine
-        .iter()
-        .rev()
-        .find(|r| r.step() == StepId::RollbackRestoreData || (r.step() == StepId::Start && r.status == Status::Done));
+    // A start begun after the restore (whatever its end: a reply lost after the unit
+    // started) lets the member write its data root.
+    let restore = mine.iter().rev().find(|r| {
+        matches!(
+            r.step(),
+            StepId::RollbackRestoreData | StepId::Start | StepId::RollbackStart
+        )
+    });
     if let Some(r) = restore.filter(|r| r.step() == StepId::RollbackRestoreData && r.status == Status::Done) {
         if let Event::RollbackRestoreData(Some(d)) = &r.event {
             match archive_generation(&d.archive) {
@@ -488,6 +494,11 @@ fn journal_agrees(records: &[Record], name: &str, h: &SimHost, new_sha: &str) ->
                 Err(e) => out.push(format!("{name}: the restored archive cannot be read: {e:#}")),
             }
         }
+    }
+    if h.active && h.running != h.binary {
+        out.push(format!(
+            "{name}: its unit runs a binary other than the installed one (replaced under the running unit)"
+        ));
     }
     out
 }

@@ -217,10 +217,16 @@ impl UpgradePlan<'_> {
                         .as_ref()
                         .and_then(|s| s.from_version.clone())
                         .or_else(|| self.facts[i].as_ref().ok().and_then(|f| f.version.clone())),
+                    // A member is stopped only on a fresh look: the gate (and the leader
+                    // transfer) of a host whose stop is still to come run again, whatever
+                    // an earlier invocation saw.
                     steps: self
                         .host_steps(&inv.hosts[i])
                         .into_iter()
-                        .filter(|s| !prog.has(s.id()))
+                        .filter(|s| match s.id() {
+                            StepId::Gate | StepId::LeaderTransfer => !prog.has(StepId::Stop),
+                            id => !prog.has(id),
+                        })
                         .collect(),
                     name: p.name,
                     role: p.role,
@@ -490,9 +496,10 @@ pub fn roll_back_host(
     steps.push(Step::RollbackStart(start_step(host, t, health)));
     steps.push(Step::RollbackHealth { version, wait: health });
     // A host started again after its rollback stop (a rollback that failed at its health
-    // gate) is running: what needs it stopped (its data, its binary) is done only after
-    // its gate and stop again, and then it is started again.
-    let restarted = p.has(StepId::RollbackStart);
+    // gate; a start begun whose reply was lost) may be running: what needs it stopped (its
+    // data, its binary) is done only after its gate and stop again, and then it is started
+    // again.
+    let restarted = p.started_since_stop;
     let needs_stop = steps
         .iter()
         .any(|s| matches!(s.id(), StepId::RollbackRestoreData | StepId::RollbackBinary) && !p.has(s.id()));
@@ -520,10 +527,12 @@ pub fn rollback_plan(
 ) -> Result<Plan, PlanError> {
     let mut hosts = Vec::new();
     let mut not_selected = Vec::new();
-    let left_stopped = inv.hosts.iter().filter(|h| {
-        let p = progress.host(&h.name);
-        p.done.contains(&StepId::Stop) && !p.done.contains(&StepId::Health) && !progress.swapped.contains(&h.name)
-    });
+    // Stopped, as the journal says, even when a rollback of it was cut short (its rollback
+    // steps done so far leave no upgrade step in its progress).
+    let left_stopped = inv
+        .hosts
+        .iter()
+        .filter(|h| progress.host(&h.name).stopped && !progress.swapped.contains(&h.name));
     for h in left_stopped {
         if only.is_some_and(|only| !only.contains(&h.name)) {
             not_selected.push(h.name.clone());

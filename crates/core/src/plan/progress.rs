@@ -27,6 +27,13 @@ pub struct HostProgress {
     /// it. Kept when a rollback starts the host over (a resumed run's backup of the host
     /// goes beside it, under another name); `rollback --restore-data` puts this one back.
     pub first_backup: Option<BackupDetail>,
+    /// A start (`start` or `rollback-start`) was begun since the host's last done stop,
+    /// whatever its end (a reply lost after the unit started): its unit may be running.
+    pub started_since_stop: bool,
+    /// The run began stopping the host (a `stop` or `rollback-stop` record of any status)
+    /// and has not seen it healthy since: it may be down (as
+    /// [`crate::decide::may_be_stopped`]).
+    pub stopped: bool,
 }
 
 impl HostProgress {
@@ -96,6 +103,28 @@ impl Progress {
                 continue;
             };
             let h = p.hosts.entry(host.clone()).or_default();
+            match (r.step(), r.status) {
+                (StepId::Start | StepId::RollbackStart, _) => h.started_since_stop = true,
+                (StepId::Stop | StepId::RollbackStop, Status::Done) => {
+                    // Stopped (again): a start, and the health gate after it, done before
+                    // are to be done again.
+                    h.started_since_stop = false;
+                    for s in [
+                        StepId::Start,
+                        StepId::Health,
+                        StepId::RollbackStart,
+                        StepId::RollbackHealth,
+                    ] {
+                        h.done.remove(&s);
+                    }
+                }
+                _ => {}
+            }
+            match (r.step(), r.status) {
+                (StepId::Stop | StepId::RollbackStop, _) => h.stopped = true,
+                (StepId::Health | StepId::RollbackHealth, Status::Done) => h.stopped = false,
+                _ => {}
+            }
             if !r.completed() {
                 if r.status == Status::Started || r.status == Status::Failed {
                     // A later attempt is still to come: the step is not done.
