@@ -71,12 +71,15 @@ mod tests {
     /// rollback made it start over), and the plan lacked its stage; 25100 and 53336 a
     /// rollback cut short after its binary step hid the host's stop, and the next rollback
     /// gated another member on it; 35139 and 38835 a host stopped again inside a rollback
-    /// kept its earlier start as done, and its health gate waited on a stopped unit.
+    /// kept its earlier start as done, and its health gate waited on a stopped unit; 63918
+    /// a resumed host was stopped on the look its gate took before an interrupt (a member
+    /// had crashed since); 92324 a rollback's failed gate left down a host an earlier
+    /// invocation stopped.
     #[test]
     fn regression_seeds_keep_the_invariants() {
         let seeds = [
             41, 44, 61, 63, 77, 79, 126, 135, 250, 302, 312, 530, 759, 862, 1968, 2479, 2692, 7152, 12236, 16364,
-            25100, 35139, 38835, 53336,
+            25100, 35139, 38835, 53336, 63918, 92324,
         ];
         for seed in seeds {
             let out = run_seed(seed, false);
