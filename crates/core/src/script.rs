@@ -94,9 +94,13 @@ done",
 /// there means the swap is not complete. A file under `/etc/systemd/system/` is followed
 /// by `systemctl daemon-reload`.
 ///
-/// The effect check costs no hashing: a staged file that is still there means the swap has
-/// not happened; without it, the binary must already be the target (prints `already`) or
-/// the script fails (exit 3). The staged file's sha256 was checked when it arrived.
+/// The effect check: a staged file that is still there means the swap has not happened;
+/// without it, the binary must already be the target (prints `already`) or the script
+/// fails (exit 3). A staged file is checked against its sha256 before anything moves (it
+/// was checked when it arrived; a file changed since is refused, exit 5, and left with the
+/// file in place as they were), and one identical to the file in place is removed without
+/// a swap: the kept previous file is never replaced by the target itself (`already` when
+/// no file moved).
 pub fn swap(binary: &str, sha256: &str, files: &[(String, String)]) -> String {
     let (b, s, want) = (q(binary), q(&staged_path(binary)), q(sha256));
     let sb = sha256_of(&b);
@@ -106,6 +110,7 @@ pub fn swap(binary: &str, sha256: &str, files: &[(String, String)]) -> String {
   {missing}; exit 3
 fi
 set -e
+moved=0
 ",
         missing = say("staged file %s is missing and %s is not the target", &[&s, &b])
     );
@@ -116,7 +121,7 @@ set -e
     if files.iter().any(|(p, _)| p.starts_with(UNIT_DIR)) {
         out.push_str("systemctl daemon-reload\n");
     }
-    out.push_str("echo swapped");
+    out.push_str("if [ \"$moved\" = 1 ]; then echo swapped; else echo already; fi");
     out
 }
 
@@ -125,10 +130,11 @@ const UNIT_DIR: &str = "/etc/systemd/system/";
 
 /// Swaps one staged file into place and checks its sha256; `may_be_done`: the staged
 /// file may already be gone (an earlier attempt swapped it), then the file must have
-/// `sha256` already.
+/// `sha256` already. The staged file is checked first; one identical to the file in place
+/// is removed, the kept previous file left as it is (`moved=1` once a file moved).
 fn swap_one(path: &str, sha256: &str, may_be_done: bool) -> String {
     let (b, s, p, want) = (q(path), q(&staged_path(path)), q(&prev_path(path)), q(sha256));
-    let sb = sha256_of(&b);
+    let (sb, ss) = (sha256_of(&b), sha256_of(&s));
     let done = if may_be_done {
         format!("if [ -e {s} ]; then\n")
     } else {
@@ -136,11 +142,20 @@ fn swap_one(path: &str, sha256: &str, may_be_done: bool) -> String {
     };
     let end = if may_be_done { "fi\n" } else { "" };
     format!(
-        "{done}if [ -e {b} ]; then ln -f {b} {p}; chown --reference={b} {s}; chmod --reference={b} {s}; fi
-mv -f {s} {b}
+        "{done}got=$({ss})
+[ \"$got\" = {want} ] || {{ {staged}; exit 5; }}
+if [ -e {b} ] && cmp -s {s} {b}; then rm -f {s}
+else
+if [ -e {b} ]; then ln -f {b} {p}; chown --reference={b} {s}; chmod --reference={b} {s}; fi
+mv -f {s} {b}; moved=1
+fi
 {end}got=$({sb})
 [ \"$got\" = {want} ] || {{ {msg}; exit 5; }}
 ",
+        staged = say(
+            "staged %s has sha256 %s, not the target: %s was not swapped",
+            &[&s, "\"$got\"", &b]
+        ),
         msg = say("installed %s has sha256 %s", &[&b, "\"$got\""])
     )
 }

@@ -419,7 +419,7 @@ impl Fleet for SshFleet<'_> {
     ) -> BoxFuture<'a, anyhow::Result<bool>> {
         Box::pin(async move {
             let out = self.run_priv(&host.name, "swap", script).await?;
-            Ok(!out.stdout_str().starts_with("already"))
+            Ok(acted(&out.stdout_str()))
         })
     }
 
@@ -434,7 +434,7 @@ impl Fleet for SshFleet<'_> {
             let out = self
                 .run_priv(&host.name, &format!("restoring {binary}"), script)
                 .await?;
-            Ok(!out.stdout_str().starts_with("already"))
+            Ok(acted(&out.stdout_str()))
         })
     }
 
@@ -513,4 +513,11 @@ fn refs(sessions: &[Arc<Session>]) -> Vec<&Session> {
         out.push(&**s);
     }
     out
+}
+
+/// Whether a swap or restore script ([`script::swap`], [`script::restore_binary`]) that
+/// exited 0 changed the host, from its standard output: `false` when it printed `already`
+/// (an earlier attempt had done it).
+pub(crate) fn acted(stdout: &str) -> bool {
+    !stdout.starts_with("already")
 }

@@ -32,6 +32,8 @@ mod outcome;
 mod signals;
 mod unit;
 
+#[cfg(test)]
+pub(crate) use fleet::acted;
 pub use fleet::{Fleet, SshFleet, UnitSaid, Upload};
 use outcome::{print_record, Cancel};
 pub use outcome::{Compressed, Deadline, HostError, Outcome};

@@ -13,6 +13,8 @@
 //! `ROLLGATE_SIM_SEEDS=N` runs N (a soak), from seed `ROLLGATE_SIM_FIRST` (0), and
 //! `ROLLGATE_SIM_SEED=S` replays one. A failing seed prints the command that replays it.
 
+#[cfg(test)]
+mod differential;
 mod model;
 mod scenario;
 

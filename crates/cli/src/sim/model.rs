@@ -2,9 +2,10 @@
 //! previous copies, data roots) and of their Raft cluster (members, leader, quorum) behind
 //! the executor's [`Fleet`] interface, with faults injected at a chosen operation.
 //!
-//! What each operation does to the model is what its script does on a host (see the
-//! differential tests in `sim::differential`): a swap keeps the previous binary and needs
-//! the staged one; a restore of the previous binary needs it; a unit operation reports
+//! What each operation does to the model is what its script does on a host (the file
+//! operations, swap, restore of the previous binary and unstage, are compared with their
+//! scripts from every state in `sim::differential`): a swap keeps the previous binary and
+//! needs the staged one; a restore of the previous binary needs it; a unit operation reports
 //! "already" when the unit is in that state; a backup of a data root lands on the jump
 //! host's disk (for real, in the run's state directory, through the same naming and
 //! SHA256SUMS code as a real backup).
@@ -468,17 +469,24 @@ impl Fleet for SimFleet {
         _files: &'a [String],
         _script: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<bool>> {
+        // As `script::swap`: a staged file is checked before anything moves; one identical
+        // to the binary is removed, the kept previous binary left as it is.
         self.op(&host.name, "swap", move |m| {
             let h = m.hosts.get_mut(&host.name).expect("host");
-            if h.binary == sha256 {
-                return Ok(false);
+            match h.staged.as_deref() {
+                None if h.binary == sha256 => Ok(false),
+                None => bail!("{}: staged file is missing and the binary is not the target", host.name),
+                Some(s) if s != sha256 => bail!("{}: the staged file is not the target", host.name),
+                Some(_) if h.binary == sha256 => {
+                    h.staged = None;
+                    Ok(false)
+                }
+                Some(_) => {
+                    h.prev = Some(std::mem::replace(&mut h.binary, sha256.to_owned()));
+                    h.staged = None;
+                    Ok(true)
+                }
             }
-            if h.staged.as_deref() != Some(sha256) {
-                bail!("{}: no staged binary with the expected sha256", host.name);
-            }
-            h.prev = Some(std::mem::replace(&mut h.binary, sha256.to_owned()));
-            h.staged = None;
-            Ok(true)
         })
     }
 
