@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::{HostPlan, Progress};
 use crate::inventory::{Inventory, Pause};
-use crate::journal::Status;
+use crate::journal::{BatchDetail, Status};
 
 /// One batch: hosts of one role, stopped at the same time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,7 +39,6 @@ pub struct Batch {
 /// Cuts `hosts` (the plan's, in order) into batches; see the module docs. `progress`
 /// names the batches and pauses earlier invocations did.
 pub fn batches(inv: &Inventory, hosts: &[HostPlan], progress: &Progress) -> Vec<Batch> {
-    let raft = inv.cluster.preset.raft_roles();
     let mut out = Vec::new();
     let mut left: Vec<&HostPlan> = hosts.iter().collect();
     let open = progress.batches.last().filter(|(_, s)| *s != Status::Done);
@@ -71,50 +70,8 @@ pub fn batches(inv: &Inventory, hosts: &[HostPlan], progress: &Progress) -> Vec<
         }
     }
     for role in roles {
-        let rollout = inv.rollout_of(role);
-        let journaled = inv.rollout.contains_key(role);
         let of_role: Vec<String> = left.iter().filter(|p| p.role == role).map(|p| p.name.clone()).collect();
-        let begun = progress.batches.iter().filter(|(d, _)| d.role == role);
-        let mut number = begun.clone().map(|(d, _)| d.number).max().unwrap_or(0);
-        let canary_seen = begun
-            .clone()
-            .any(|(d, s)| d.canary && (*s == Status::Done || Some(d) == open.map(|o| &o.0)));
-        let size = if raft.contains(&role) {
-            1
-        } else {
-            rollout.batch_size(inv.role_size(role))
-        };
-        let mut rest = &of_role[..];
-        if journaled && rollout.canary > 0 && !canary_seen && !rest.is_empty() {
-            let n = if raft.contains(&role) {
-                1
-            } else {
-                rollout.canary.min(rest.len())
-            };
-            number += 1;
-            out.push(Batch {
-                role: role.to_owned(),
-                number,
-                canary: true,
-                hosts: rest[..n].to_vec(),
-                pause: pause_after(inv, progress, role, true),
-                resumed: false,
-                journaled,
-            });
-            rest = &rest[n..];
-        }
-        for chunk in rest.chunks(size) {
-            number += 1;
-            out.push(Batch {
-                role: role.to_owned(),
-                number,
-                canary: false,
-                hosts: chunk.to_vec(),
-                pause: None,
-                resumed: false,
-                journaled,
-            });
-        }
+        out.extend(role_batches(inv, progress, role, &of_role, open.map(|o| &o.0)));
     }
     // A pause waits for the rest of its role: none when nothing of the role follows.
     for i in 0..out.len() {
@@ -124,6 +81,61 @@ pub fn batches(inv: &Inventory, hosts: &[HostPlan], progress: &Progress) -> Vec<
         }
     }
     out.retain(|b| !b.hosts.is_empty() || b.pause.is_some());
+    out
+}
+
+/// The batches of `role`'s hosts `of_role` (in plan order) not begun yet: a canary first
+/// when the role's rollout asks for one and none was seen, then batches of the role's size
+/// (one for a Raft role), numbered after those `progress` began; `open` is the batch an
+/// earlier invocation left unfinished.
+fn role_batches(
+    inv: &Inventory,
+    progress: &Progress,
+    role: &str,
+    of_role: &[String],
+    open: Option<&BatchDetail>,
+) -> Vec<Batch> {
+    let raft = inv.cluster.preset.raft_roles().contains(&role);
+    let rollout = inv.rollout_of(role);
+    let journaled = inv.rollout.contains_key(role);
+    let begun = progress.batches.iter().filter(|(d, _)| d.role == role);
+    let mut number = begun.clone().map(|(d, _)| d.number).max().unwrap_or(0);
+    let canary_seen = begun
+        .clone()
+        .any(|(d, s)| d.canary && (*s == Status::Done || Some(d) == open));
+    let size = if raft {
+        1
+    } else {
+        rollout.batch_size(inv.role_size(role))
+    };
+    let mut out = Vec::new();
+    let mut rest = of_role;
+    if journaled && rollout.canary > 0 && !canary_seen && !rest.is_empty() {
+        let n = if raft { 1 } else { rollout.canary.min(rest.len()) };
+        number += 1;
+        out.push(Batch {
+            role: role.to_owned(),
+            number,
+            canary: true,
+            hosts: rest[..n].to_vec(),
+            pause: pause_after(inv, progress, role, true),
+            resumed: false,
+            journaled,
+        });
+        rest = &rest[n..];
+    }
+    for chunk in rest.chunks(size) {
+        number += 1;
+        out.push(Batch {
+            role: role.to_owned(),
+            number,
+            canary: false,
+            hosts: chunk.to_vec(),
+            pause: None,
+            resumed: false,
+            journaled,
+        });
+    }
     out
 }
 

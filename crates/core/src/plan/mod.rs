@@ -206,37 +206,56 @@ impl UpgradePlan<'_> {
             todo.iter().partition(|h| self.progress.host(&h.name).touched());
         first.extend(rest);
         let ordered = order(&first, &*cluster.preset, self.view);
-        let mut hosts: Vec<HostPlan> = ordered
-            .into_iter()
-            .map(|p| {
-                let i = inv.hosts.iter().position(|h| h.name == p.name).unwrap_or(0);
-                let prog = self.progress.host(&p.name);
-                HostPlan {
-                    from_version: prog
-                        .stage
-                        .as_ref()
-                        .and_then(|s| s.from_version.clone())
-                        .or_else(|| self.facts[i].as_ref().ok().and_then(|f| f.version.clone())),
-                    // A member is stopped only on a fresh look: the gate (and the leader
-                    // transfer) of a host whose stop is still to come run again, whatever
-                    // an earlier invocation saw.
-                    steps: self
-                        .host_steps(&inv.hosts[i])
-                        .into_iter()
-                        .filter(|s| match s.id() {
-                            StepId::Gate | StepId::LeaderTransfer => !prog.has(StepId::Stop),
-                            id => !prog.has(id),
-                        })
-                        .collect(),
-                    name: p.name,
-                    role: p.role,
-                    state: p.state,
-                    reason: p.reason,
-                }
-            })
-            .collect();
+        let mut hosts: Vec<HostPlan> = ordered.into_iter().map(|p| self.host_plan(p)).collect();
         // Touched hosts keep their place at the front (order() sorts by role and leader).
         hosts.sort_by_key(|h| !self.progress.host(&h.name).touched());
+        Plan {
+            format: crate::journal::FORMAT,
+            cluster: cluster.name.clone(),
+            preset: cluster.preset.name().to_owned(),
+            artifact: Some(self.artifact.clone()),
+            batches: batches(inv, &hosts, self.progress),
+            run_steps: self.run_steps(),
+            hosts,
+            already_on_target: already,
+            not_selected,
+        }
+    }
+
+    /// Planned host `p`: the version it runs, its steps minus those done.
+    fn host_plan(&self, p: PlannedHost) -> HostPlan {
+        let inv = self.inventory;
+        let i = inv.hosts.iter().position(|h| h.name == p.name).unwrap_or(0);
+        let prog = self.progress.host(&p.name);
+        HostPlan {
+            from_version: prog
+                .stage
+                .as_ref()
+                .and_then(|s| s.from_version.clone())
+                .or_else(|| self.facts[i].as_ref().ok().and_then(|f| f.version.clone())),
+            // A member is stopped only on a fresh look: the gate (and the leader transfer)
+            // of a host whose stop is still to come run again, whatever an earlier
+            // invocation saw.
+            steps: self
+                .host_steps(&inv.hosts[i])
+                .into_iter()
+                .filter(|s| match s.id() {
+                    StepId::Gate | StepId::LeaderTransfer => !prog.has(StepId::Stop),
+                    id => !prog.has(id),
+                })
+                .collect(),
+            name: p.name,
+            role: p.role,
+            state: p.state,
+            reason: p.reason,
+        }
+    }
+
+    /// The run-wide steps not done yet: preflight, snapshot (when asked for and the preset
+    /// has one), version policy.
+    fn run_steps(&self) -> Vec<Step> {
+        let inv = self.inventory;
+        let cluster = &inv.cluster;
         let mut run_steps = vec![Step::Preflight {
             max_raft_lag: cluster.max_raft_lag,
         }];
@@ -256,17 +275,7 @@ impl UpgradePlan<'_> {
             expect_version: self.options.expect_version.clone(),
         });
         run_steps.retain(|s| !self.progress.run.contains(&s.id()));
-        Plan {
-            format: crate::journal::FORMAT,
-            cluster: cluster.name.clone(),
-            preset: cluster.preset.name().to_owned(),
-            artifact: Some(self.artifact.clone()),
-            batches: batches(inv, &hosts, self.progress),
-            run_steps,
-            hosts,
-            already_on_target: already,
-            not_selected,
-        }
+        run_steps
     }
 
     /// Every upgrade step of host `h` (inventory index `i`), in order.

@@ -8,7 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::journal::{BackupDetail, BatchDetail, Event, PauseDetail, Record, StageDetail, Status, StepId, SwapDetail};
+use crate::journal::{
+    BackupDetail, BatchDetail, CompressDetail, Event, PauseDetail, Record, StageDetail, Status, StepId, SwapDetail,
+};
 
 /// One host's progress in a run.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -37,6 +39,43 @@ pub struct HostProgress {
 }
 
 impl HostProgress {
+    /// What record `r` says of the host's unit, whatever its status: a start begun, a stop
+    /// done (a start and health gate done before it are to be done again), a stop begun,
+    /// the host seen healthy.
+    fn unit_record(&mut self, r: &Record) {
+        match (r.step(), r.status) {
+            (StepId::Start | StepId::RollbackStart, _) => self.started_since_stop = true,
+            (StepId::Stop | StepId::RollbackStop, Status::Done) => {
+                self.started_since_stop = false;
+                for s in [
+                    StepId::Start,
+                    StepId::Health,
+                    StepId::RollbackStart,
+                    StepId::RollbackHealth,
+                ] {
+                    self.done.remove(&s);
+                }
+            }
+            _ => {}
+        }
+        match (r.step(), r.status) {
+            (StepId::Stop | StepId::RollbackStop, _) => self.stopped = true,
+            (StepId::Health | StepId::RollbackHealth, Status::Done) => self.stopped = false,
+            _ => {}
+        }
+    }
+
+    /// A backup compressed: the one whose tar has the detail's digest is now `d`'s archive.
+    fn compressed(&mut self, d: &CompressDetail) {
+        for b in [&mut self.backup, &mut self.first_backup].into_iter().flatten() {
+            if b.sha256 == d.tar_sha256 {
+                b.path = d.path.clone();
+                b.sha256 = d.sha256.clone();
+                b.archive_bytes = d.bytes;
+            }
+        }
+    }
+
     /// `true` when `step` is done. A stage counts as done while its file is on the host or
     /// once the swap used it.
     pub fn has(&self, step: StepId) -> bool {
@@ -81,109 +120,87 @@ impl Progress {
     pub fn from_records(records: &[Record]) -> Progress {
         let mut p = Progress::default();
         for r in records {
-            let Some(host) = &r.host else {
-                match &r.event {
-                    Event::Batch(Some(d)) if r.status == Status::Started => p.batches.push((d.clone(), r.status)),
-                    Event::Batch(_) => {
-                        if let Some(last) = p.batches.last_mut() {
-                            last.1 = r.status;
-                        }
-                    }
-                    Event::Pause(Some(PauseDetail { role, .. })) if r.completed() => {
-                        p.paused.insert(role.clone());
-                    }
-                    _ => {}
-                }
-                if r.completed() {
-                    p.run.insert(r.step());
-                    if let Event::VersionPolicy(Some(d)) = &r.event {
-                        p.version = Some(d.version.clone());
-                    }
-                }
-                continue;
-            };
-            let h = p.hosts.entry(host.clone()).or_default();
-            match (r.step(), r.status) {
-                (StepId::Start | StepId::RollbackStart, _) => h.started_since_stop = true,
-                (StepId::Stop | StepId::RollbackStop, Status::Done) => {
-                    // Stopped (again): a start, and the health gate after it, done before
-                    // are to be done again.
-                    h.started_since_stop = false;
-                    for s in [
-                        StepId::Start,
-                        StepId::Health,
-                        StepId::RollbackStart,
-                        StepId::RollbackHealth,
-                    ] {
-                        h.done.remove(&s);
-                    }
-                }
-                _ => {}
+            match &r.host {
+                Some(host) => p.host_record(host, r),
+                None => p.run_record(r),
             }
-            match (r.step(), r.status) {
-                (StepId::Stop | StepId::RollbackStop, _) => h.stopped = true,
-                (StepId::Health | StepId::RollbackHealth, Status::Done) => h.stopped = false,
-                _ => {}
-            }
-            if !r.completed() {
-                if r.status == Status::Started || r.status == Status::Failed {
-                    // A later attempt is still to come: the step is not done.
-                    h.done.remove(&r.step());
-                }
-                continue;
-            }
-            // An upgrade step done after rollback steps (the unit started again outside
-            // the rollback's sequence, or the host done again after a rollback that put
-            // the previous binary back): that rollback, if ever needed, starts over.
-            if !r.step().is_rollback() && r.step() != StepId::Unstage {
-                h.done.retain(|s| !s.is_rollback());
-            }
-            match &r.event {
-                Event::RollbackHealth(_) => {
-                    *h = HostProgress {
-                        first_backup: h.first_backup.take(),
-                        ..HostProgress::default()
-                    };
-                    p.swapped.retain(|s| s != host);
-                    continue;
-                }
-                Event::Stage(d) => {
-                    h.staged = true;
-                    if let Some(d) = d {
-                        p.version.get_or_insert_with(|| d.version.clone());
-                        h.stage = Some(d.clone());
-                    }
-                }
-                Event::Unstage => h.staged = false,
-                Event::RollbackBinary(_) => h.done.retain(|s| s.is_rollback()),
-                Event::Swap(d) => {
-                    h.staged = false;
-                    if d.is_some() {
-                        h.swap = d.clone();
-                    }
-                    p.swapped.retain(|s| s != host);
-                    p.swapped.push(host.clone());
-                }
-
-                Event::Backup(Some(d)) => {
-                    h.backup = Some(d.clone());
-                    h.first_backup.get_or_insert_with(|| d.clone());
-                }
-                Event::Compress(Some(d)) => {
-                    // The compressed backup is the one whose tar has the detail's digest.
-                    for b in [&mut h.backup, &mut h.first_backup].into_iter().flatten() {
-                        if b.sha256 == d.tar_sha256 {
-                            b.path = d.path.clone();
-                            b.sha256 = d.sha256.clone();
-                            b.archive_bytes = d.bytes;
-                        }
-                    }
-                }
-                _ => {}
-            }
-            h.done.insert(r.step());
         }
         p
+    }
+
+    /// A run-wide record: batches, pauses, run-wide steps done, the version policy's version.
+    fn run_record(&mut self, r: &Record) {
+        match &r.event {
+            Event::Batch(Some(d)) if r.status == Status::Started => self.batches.push((d.clone(), r.status)),
+            Event::Batch(_) => {
+                if let Some(last) = self.batches.last_mut() {
+                    last.1 = r.status;
+                }
+            }
+            Event::Pause(Some(PauseDetail { role, .. })) if r.completed() => {
+                self.paused.insert(role.clone());
+            }
+            _ => {}
+        }
+        if r.completed() {
+            self.run.insert(r.step());
+            if let Event::VersionPolicy(Some(d)) = &r.event {
+                self.version = Some(d.version.clone());
+            }
+        }
+    }
+
+    /// A record of `host`'s.
+    fn host_record(&mut self, host: &str, r: &Record) {
+        let h = self.hosts.entry(host.to_owned()).or_default();
+        h.unit_record(r);
+        if !r.completed() {
+            if r.status == Status::Started || r.status == Status::Failed {
+                // A later attempt is still to come: the step is not done.
+                h.done.remove(&r.step());
+            }
+            return;
+        }
+        // An upgrade step done after rollback steps (the unit started again outside
+        // the rollback's sequence, or the host done again after a rollback that put
+        // the previous binary back): that rollback, if ever needed, starts over.
+        if !r.step().is_rollback() && r.step() != StepId::Unstage {
+            h.done.retain(|s| !s.is_rollback());
+        }
+        match &r.event {
+            Event::RollbackHealth(_) => {
+                *h = HostProgress {
+                    first_backup: h.first_backup.take(),
+                    ..HostProgress::default()
+                };
+                self.swapped.retain(|s| s != host);
+                return;
+            }
+            Event::Stage(d) => {
+                h.staged = true;
+                if let Some(d) = d {
+                    self.version.get_or_insert_with(|| d.version.clone());
+                    h.stage = Some(d.clone());
+                }
+            }
+            Event::Unstage => h.staged = false,
+            Event::RollbackBinary(_) => h.done.retain(|s| s.is_rollback()),
+            Event::Swap(d) => {
+                h.staged = false;
+                if d.is_some() {
+                    h.swap = d.clone();
+                }
+                self.swapped.retain(|s| s != host);
+                self.swapped.push(host.to_owned());
+            }
+            Event::Backup(Some(d)) => {
+                h.backup = Some(d.clone());
+                h.first_backup.get_or_insert_with(|| d.clone());
+            }
+            Event::Compress(Some(d)) => h.compressed(d),
+            _ => {}
+        }
+        h.done.insert(r.step());
     }
 
     /// `host`'s progress (empty for a host the journal does not name).
