@@ -101,34 +101,69 @@ pub async fn run(ctx: &Ctx, only: Option<&str>, verbose: bool, json_out: bool) -
     } else {
         ExitCode::from(1)
     };
+    let shown_facts: Vec<(&rollgate_core::Host, &Result<HostFacts, String>)> =
+        hosts.iter().copied().zip(&facts).filter(|(h, _)| shown(h)).collect();
+    let view = view.ok().map(|(_, v)| v);
     if json_out {
-        let hosts_json: Vec<serde_json::Value> = hosts
-            .iter()
-            .zip(&facts)
-            .filter(|(h, _)| shown(h))
-            .map(|(h, f)| match f {
-                Ok(f) => serde_json::json!({ "host": h.name, "ssh": "ok", "unit": h.unit, "facts": f }),
-                Err(e) => serde_json::json!({ "host": h.name, "ssh": "failed", "error": e }),
-            })
-            .collect();
-        let cluster = view.as_ref().ok().map(|(_, v)| {
-            serde_json::json!({
-                "members": v.members.len(),
-                "quorum": v.quorum(),
-                "leader": v.leader().map(|m| m.endpoint.clone()),
-            })
-        });
-        let out = serde_json::json!({
-            "format": FORMAT,
-            "cluster": ctx.inv.cluster.name,
-            "safe": problems.is_empty(),
-            "hosts": hosts_json,
-            "view": cluster,
-            "problems": problems,
-        });
-        println!("{out}");
+        print_json(ctx, &shown_facts, view.as_ref(), &problems);
         return Ok(code);
     }
+    print_table(&shown_facts);
+    if let Some(v) = &view {
+        let leader = v.leader().map_or_else(|| "none".to_owned(), |m| m.endpoint.clone());
+        println!(
+            "cluster {}: {} member(s), quorum {}, leader {leader}",
+            ctx.inv.cluster.name,
+            v.members.len(),
+            v.quorum()
+        );
+    }
+    if problems.is_empty() {
+        println!("ok: safe to start an upgrade");
+    } else {
+        println!("NOT safe to start an upgrade:");
+        for p in &problems {
+            println!("  - {p}");
+        }
+    }
+    Ok(code)
+}
+
+/// `check --json`: one object with the cluster's verdict, each shown host's facts (or why
+/// none), the view's members, quorum and leader, and the problems.
+fn print_json(
+    ctx: &Ctx,
+    shown: &[(&rollgate_core::Host, &Result<HostFacts, String>)],
+    view: Option<&rollgate_core::ClusterView>,
+    problems: &[String],
+) {
+    let hosts_json: Vec<serde_json::Value> = shown
+        .iter()
+        .map(|(h, f)| match f {
+            Ok(f) => serde_json::json!({ "host": h.name, "ssh": "ok", "unit": h.unit, "facts": f }),
+            Err(e) => serde_json::json!({ "host": h.name, "ssh": "failed", "error": e }),
+        })
+        .collect();
+    let cluster = view.map(|v| {
+        serde_json::json!({
+            "members": v.members.len(),
+            "quorum": v.quorum(),
+            "leader": v.leader().map(|m| m.endpoint.clone()),
+        })
+    });
+    let out = serde_json::json!({
+        "format": FORMAT,
+        "cluster": ctx.inv.cluster.name,
+        "safe": problems.is_empty(),
+        "hosts": hosts_json,
+        "view": cluster,
+        "problems": problems,
+    });
+    println!("{out}");
+}
+
+/// The table of `check`: one row per shown host.
+fn print_table(shown: &[(&rollgate_core::Host, &Result<HostFacts, String>)]) {
     let mut t = super::table(&[
         "host",
         "ssh",
@@ -139,7 +174,7 @@ pub async fn run(ctx: &Ctx, only: Option<&str>, verbose: bool, json_out: bool) -
         "data root",
         "free",
     ]);
-    for (h, f) in hosts.iter().zip(&facts).filter(|(h, _)| shown(h)) {
+    for (h, f) in shown {
         match f {
             Ok(f) => t.add_row([
                 h.name.clone(),
@@ -169,22 +204,4 @@ pub async fn run(ctx: &Ctx, only: Option<&str>, verbose: bool, json_out: bool) -
         };
     }
     println!("{t}");
-    if let Ok((_, v)) = &view {
-        let leader = v.leader().map_or_else(|| "none".to_owned(), |m| m.endpoint.clone());
-        println!(
-            "cluster {}: {} member(s), quorum {}, leader {leader}",
-            ctx.inv.cluster.name,
-            v.members.len(),
-            v.quorum()
-        );
-    }
-    if problems.is_empty() {
-        println!("ok: safe to start an upgrade");
-    } else {
-        println!("NOT safe to start an upgrade:");
-        for p in &problems {
-            println!("  - {p}");
-        }
-    }
-    Ok(code)
 }

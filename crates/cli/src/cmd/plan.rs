@@ -100,37 +100,9 @@ pub async fn run(ctx: &Ctx, args: &BinaryArgs, only: Option<&str>, json_out: boo
 
 /// The plan as text: the binary, run-wide steps, then per host its place and steps.
 fn print(plan: &Plan, inv: &rollgate_core::Inventory, to: Option<&str>) {
-    let timeouts = &inv.cluster.timeouts;
     println!("plan for cluster {} (preset {})", plan.cluster, plan.preset);
-    let to_text = to.unwrap_or("? (checked on the hosts when staged)");
     if let Some(a) = &plan.artifact {
-        let mut files = super::table(&["file", "from", "sha256", "bytes", "installed as"]);
-        files.add_row([
-            a.path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            a.source.clone().unwrap_or_else(|| a.path.display().to_string()),
-            a.sha256.clone(),
-            a.bytes.to_string(),
-            format!(
-                "the binary (version {to_text}{})",
-                a.arch.as_deref().map(|x| format!(", {x}")).unwrap_or_default()
-            ),
-        ]);
-        for f in &a.files {
-            files.add_row([
-                f.path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                f.source.clone(),
-                f.sha256.clone(),
-                f.bytes.to_string(),
-                f.to.clone(),
-            ]);
-        }
-        println!("{files}");
+        print_artifact(a, to);
     }
     let mut t = super::table(&["#", "host", "role", "state", "from → to", "why here"]);
     for (i, h) in plan.hosts.iter().enumerate() {
@@ -163,6 +135,44 @@ fn print(plan: &Plan, inv: &rollgate_core::Inventory, to: Option<&str>) {
     for s in &plan.run_steps {
         println!("  {:<15} {}", s.id().as_str(), s.describe());
     }
+    print_batches(plan, inv);
+    print_steps(plan, inv);
+}
+
+/// The files the plan installs: the binary (version `to` when known) and the release's
+/// other files.
+fn print_artifact(a: &rollgate_core::plan::Artifact, to: Option<&str>) {
+    let to_text = to.unwrap_or("? (checked on the hosts when staged)");
+    let name = |p: &std::path::Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let mut files = super::table(&["file", "from", "sha256", "bytes", "installed as"]);
+    files.add_row([
+        name(&a.path),
+        a.source.clone().unwrap_or_else(|| a.path.display().to_string()),
+        a.sha256.clone(),
+        a.bytes.to_string(),
+        format!(
+            "the binary (version {to_text}{})",
+            a.arch.as_deref().map(|x| format!(", {x}")).unwrap_or_default()
+        ),
+    ]);
+    for f in &a.files {
+        files.add_row([
+            name(&f.path),
+            f.source.clone(),
+            f.sha256.clone(),
+            f.bytes.to_string(),
+            f.to.clone(),
+        ]);
+    }
+    println!("{files}");
+}
+
+/// The batches in order, each with its pause, and the roles' rollout settings.
+fn print_batches(plan: &Plan, inv: &rollgate_core::Inventory) {
     println!("stage on every host at once, before anything stops; then batch after batch, the hosts of a batch stopped at the same time (a Raft member alone, the leader looked up again before each):");
     for (i, b) in plan.batches.iter().enumerate() {
         let mut what = format!("  {:>3}. {} batch {}", i + 1, b.role, b.number);
@@ -190,6 +200,11 @@ fn print(plan: &Plan, inv: &rollgate_core::Inventory, to: Option<&str>) {
             r.max_failures.of(inv.role_size(role))
         );
     }
+}
+
+/// Each planned host's steps with their deadlines, and what its role adds.
+fn print_steps(plan: &Plan, inv: &rollgate_core::Inventory) {
+    let timeouts = &inv.cluster.timeouts;
     println!("each host's steps:");
     for h in &plan.hosts {
         println!("  {}:", h.name);
@@ -197,23 +212,22 @@ fn print(plan: &Plan, inv: &rollgate_core::Inventory, to: Option<&str>) {
             let deadline = humantime::format_duration(s.deadline(timeouts));
             println!("    {:<15} {} (deadline {deadline})", s.id().as_str(), s.describe());
         }
-        if let Some(host) = inv.host(&h.name) {
-            let mut role = Vec::new();
-            if !host.backup {
-                role.push("no backup of its data root".to_owned());
-            }
-            if !host.health.is_empty() {
-                role.push(format!("healthy when these pass: {}", host.health.join("; ")));
-            }
-            if !host.settle.is_zero() {
-                role.push(format!(
-                    "then {} before the next host",
-                    humantime::format_duration(host.settle)
-                ));
-            }
-            if !role.is_empty() {
-                println!("    [roles.{}]: {}", host.role, role.join(", "));
-            }
+        let Some(host) = inv.host(&h.name) else { continue };
+        let mut role = Vec::new();
+        if !host.backup {
+            role.push("no backup of its data root".to_owned());
+        }
+        if !host.health.is_empty() {
+            role.push(format!("healthy when these pass: {}", host.health.join("; ")));
+        }
+        if !host.settle.is_zero() {
+            role.push(format!(
+                "then {} before the next host",
+                humantime::format_duration(host.settle)
+            ));
+        }
+        if !role.is_empty() {
+            println!("    [roles.{}]: {}", host.role, role.join(", "));
         }
     }
 }

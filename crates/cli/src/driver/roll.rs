@@ -121,14 +121,7 @@ pub async fn roll(
             let untouched: Vec<Host> = remaining.into_iter().map(|(h, _)| h).collect();
             return Ok(End::Failed { failed, untouched });
         }
-        for (host, e) in &failed {
-            let outcome = super::bring_back::bring_back(ex, host).await;
-            let (n, role) = (so_far.len(), &batch.role);
-            eprintln!(
-                "rollgate: {}: {e}; {outcome}; going on ({n} of {allowed} failures [roles.{role}] max_failures allows)",
-                host.name
-            );
-        }
+        go_on_after(ex, &failed, so_far.len(), allowed, &batch.role).await;
         if journaled {
             ex.record(None, Event::Batch(Some(detail(names))), Status::Done, Some(t), None)?;
         }
@@ -140,6 +133,18 @@ pub async fn roll(
     }
     let failed: Vec<String> = failed_in.into_values().flatten().collect();
     Ok(End::Done { failed })
+}
+
+/// Brings back each of a batch's `failed` hosts before the rollout goes on (`so_far` of
+/// the `allowed` failures of `role`), saying what became of each.
+async fn go_on_after(ex: &mut Executor<'_>, failed: &[(Host, HostError)], so_far: usize, allowed: usize, role: &str) {
+    for (host, e) in failed {
+        let outcome = super::bring_back::bring_back(ex, host).await;
+        eprintln!(
+            "rollgate: {}: {e}; {outcome}; going on ({so_far} of {allowed} failures [roles.{role}] max_failures allows)",
+            host.name
+        );
+    }
 }
 
 /// Takes `batch`'s hosts out of `remaining`: for a Raft role (`raft`) the next member from

@@ -156,22 +156,7 @@ impl Executor<'_> {
                 Err(e) => vec![format!("{e:#}")],
             };
             if member {
-                // As the other members see it; none able to say (etcd's member list needs a
-                // quorum) is the same sign.
-                let seen = match self.view(&[host.name.as_str()]).await {
-                    Ok((_, v)) => v.quorum_lost(),
-                    Err(e) => Some(format!("no other member can report the cluster's state: {e:#}")),
-                };
-                match seen {
-                    Some(why) if lost_since.is_some_and(|t| t.elapsed() >= QUORUM_LOSS_GRACE) => bail!(
-                        "the cluster lost quorum while {} was not back ({why}); not waiting for its health gate",
-                        host.name
-                    ),
-                    Some(_) => {
-                        lost_since.get_or_insert_with(Instant::now);
-                    }
-                    None => lost_since = None,
-                }
+                self.quorum_watch(host, &mut lost_since).await?;
             }
             if Instant::now() >= deadline {
                 bail!(
@@ -183,6 +168,31 @@ impl Executor<'_> {
             crate::live::waiting(&host.name, &reasons.join("; "));
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+    }
+
+    /// One look, from the members other than `host`, at whether the cluster has lost its
+    /// quorum; `lost_since` is when a run of such looks began.
+    ///
+    /// # Errors
+    /// The quorum lost for [`QUORUM_LOSS_GRACE`]: the health gate of `host` stops waiting.
+    async fn quorum_watch(&self, host: &Host, lost_since: &mut Option<Instant>) -> anyhow::Result<()> {
+        // As the other members see it; none able to say (etcd's member list needs a
+        // quorum) is the same sign.
+        let seen = match self.view(&[host.name.as_str()]).await {
+            Ok((_, v)) => v.quorum_lost(),
+            Err(e) => Some(format!("no other member can report the cluster's state: {e:#}")),
+        };
+        match seen {
+            Some(why) if lost_since.is_some_and(|t| t.elapsed() >= QUORUM_LOSS_GRACE) => bail!(
+                "the cluster lost quorum while {} was not back ({why}); not waiting for its health gate",
+                host.name
+            ),
+            Some(_) => {
+                lost_since.get_or_insert_with(Instant::now);
+            }
+            None => *lost_since = None,
+        }
+        Ok(())
     }
 
     /// With `leader_transfer = true`, before the leader `host` stops: hands leadership to

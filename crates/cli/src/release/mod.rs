@@ -137,9 +137,24 @@ fn file(path: &Path, to: &str, source: String) -> anyhow::Result<ArtifactFile> {
     })
 }
 
-/// A release: fill the templates, fetch and check the sums file (and its signature),
-/// fetch the release against it, unpack, find the binary and the files.
-async fn release(ctx: &Ctx, args: &BinaryArgs, want: Option<&str>) -> anyhow::Result<Artifact> {
+/// One value of a release's: the value, the directory a relative path in it is relative
+/// to, and where it came from (`--release`, `release.url`...).
+type Origin = (String, PathBuf, String);
+
+/// Where a release comes from, as the command line (first) and the inventory say.
+struct Sources {
+    url: Origin,
+    sums: Option<Origin>,
+    signature: Option<Origin>,
+    keys: Vec<PathBuf>,
+}
+
+/// The release's sources, checked for what goes together (a signature needs a key, a
+/// release needs a sums file or `--sha256`, a `{version}` needs `--to`).
+///
+/// # Errors
+/// A usage error naming what is missing.
+fn sources(ctx: &Ctx, args: &BinaryArgs, want: Option<&str>) -> anyhow::Result<Sources> {
     let inv = &ctx.inv;
     let cwd = std::env::current_dir().context("the current directory")?;
     let inv_dir = inv.path.parent().map(Path::to_owned).unwrap_or_else(|| cwd.clone());
@@ -175,20 +190,37 @@ async fn release(ctx: &Ctx, args: &BinaryArgs, want: Option<&str>) -> anyhow::Re
             url.0
         )));
     }
-    let templated = [Some(&url), sums.as_ref(), signature.as_ref()];
-    if let Some(t) = templated
-        .iter()
+    if let Some(t) = [Some(&url), sums.as_ref(), signature.as_ref()]
+        .into_iter()
         .flatten()
         .find(|t| t.0.contains("{version}") && args.to.is_none())
     {
         return Err(usage(format!("{} has {{version}}: give --to VERSION", t.2)));
     }
+    Ok(Sources {
+        url,
+        sums,
+        signature,
+        keys,
+    })
+}
+
+/// A release: fill the templates, fetch and check the sums file (and its signature),
+/// fetch the release against it, unpack, find the binary and the files.
+async fn release(ctx: &Ctx, args: &BinaryArgs, want: Option<&str>) -> anyhow::Result<Artifact> {
+    let Sources {
+        url,
+        sums,
+        signature,
+        keys,
+    } = sources(ctx, args, want)?;
+    let templated = [Some(&url), sums.as_ref(), signature.as_ref()];
     let arch = if templated.iter().flatten().any(|t| t.0.contains("{arch}")) {
         Some(host_arch(ctx).await?)
     } else {
         None
     };
-    let fill = |t: &(String, PathBuf, String)| -> anyhow::Result<Source> {
+    let fill = |t: &Origin| -> anyhow::Result<Source> {
         let mut s = t.0.clone();
         if s.contains("{version}") {
             let v = args
@@ -208,25 +240,8 @@ async fn release(ctx: &Ctx, args: &BinaryArgs, want: Option<&str>) -> anyhow::Re
     // 1. The sums file, and its signature, before the release itself.
     let listed = match &sums {
         Some(s) => {
-            let sums_src = fill(s)?;
-            let text = fetch::small(&sums_src).await?;
-            if let Some(sig) = &signature {
-                let sig_src = fill(sig)?;
-                let sig_bytes = fetch::small(&sig_src).await?;
-                let keys: Vec<&Path> = keys.iter().map(PathBuf::as_path).collect();
-                let fpr = verify::verify_signature(&text, &sig_bytes, &sig_src.to_string(), &keys)
-                    .map_err(|e| refuse(format!("refusing {sums_src}: {e:#}")))?;
-                eprintln!("signature: {sums_src} signed by {fpr}");
-            }
-            let text = String::from_utf8_lossy(&text);
-            let got = verify::sha256_for(&text, &name)
-                .ok_or_else(|| refuse(format!("refusing {src}: the sums file {sums_src} does not list {name}")))?;
-            if let Some(w) = want.filter(|w| **w != got) {
-                return Err(refuse(format!(
-                    "refusing {src}: --sha256 says {w}, the sums file {got}"
-                )));
-            }
-            Some(got)
+            let sig = signature.as_ref().map(&fill).transpose()?;
+            Some(listed_sha256(&fill(s)?, sig.as_ref(), &keys, &src, &name, want).await?)
         }
         None => want.map(str::to_owned),
     };
@@ -239,28 +254,7 @@ async fn release(ctx: &Ctx, args: &BinaryArgs, want: Option<&str>) -> anyhow::Re
         (fetched.path.clone(), Vec::new())
     } else {
         let dir = unpack::unpack(&fetched.path, kind, &fetched.sha256, &cache)?;
-        let main = inv.release.binary.clone().unwrap_or_else(|| binary_name(&inv.hosts));
-        let binary = unpack::find(&dir, &main).ok_or_else(|| {
-            refuse(format!(
-                "refusing {src}: it holds no {main} (set release.binary to its path inside)"
-            ))
-        })?;
-        let mut files = Vec::new();
-        for f in &inv.cluster.files {
-            let found = match unpack::find(&dir, &f.from) {
-                Some(p) => file(&p, &f.to, format!("{src}: {}", f.from))?,
-                None if f.local.is_file() => file(&f.local, &f.to, f.local.display().to_string())?,
-                None => {
-                    return Err(refuse(format!(
-                        "cluster.files: {} is neither in {src} nor a local file ({})",
-                        f.from,
-                        f.local.display()
-                    )))
-                }
-            };
-            files.push(found);
-        }
-        (binary, files)
+        contents(&ctx.inv, &dir, &src)?
     };
     let arch = elf::executable_arch(&binary).map_err(|e| refuse(format!("refusing {src}: {e}")))?;
     let (sha256, bytes) = fetch::hash_file(&binary)?;
@@ -278,6 +272,70 @@ async fn release(ctx: &Ctx, args: &BinaryArgs, want: Option<&str>) -> anyhow::Re
         files,
         arch: Some(arch),
     })
+}
+
+/// The sha256 the sums file `sums_src` lists for `name` (the release `src`'s file name),
+/// after its signature `sig` (when given) was checked against `keys`; `want` (`--sha256`)
+/// must agree.
+///
+/// # Errors
+/// A fetch that failed; a refusal: a bad signature, `name` not listed, a disagreement.
+async fn listed_sha256(
+    sums_src: &Source,
+    sig: Option<&Source>,
+    keys: &[PathBuf],
+    src: &Source,
+    name: &str,
+    want: Option<&str>,
+) -> anyhow::Result<String> {
+    let text = fetch::small(sums_src).await?;
+    if let Some(sig_src) = sig {
+        let sig_bytes = fetch::small(sig_src).await?;
+        let keys: Vec<&Path> = keys.iter().map(PathBuf::as_path).collect();
+        let fpr = verify::verify_signature(&text, &sig_bytes, &sig_src.to_string(), &keys)
+            .map_err(|e| refuse(format!("refusing {sums_src}: {e:#}")))?;
+        eprintln!("signature: {sums_src} signed by {fpr}");
+    }
+    let text = String::from_utf8_lossy(&text);
+    let got = verify::sha256_for(&text, name)
+        .ok_or_else(|| refuse(format!("refusing {src}: the sums file {sums_src} does not list {name}")))?;
+    if let Some(w) = want.filter(|w| **w != got) {
+        return Err(refuse(format!(
+            "refusing {src}: --sha256 says {w}, the sums file {got}"
+        )));
+    }
+    Ok(got)
+}
+
+/// In the unpacked release `dir` (of `src`): the binary (`release.binary`, else the hosts'
+/// binary's name) and each `[[cluster.files]]` entry (from the release, else its local
+/// file).
+///
+/// # Errors
+/// A refusal naming what the release does not hold.
+fn contents(inv: &rollgate_core::Inventory, dir: &Path, src: &Source) -> anyhow::Result<(PathBuf, Vec<ArtifactFile>)> {
+    let main = inv.release.binary.clone().unwrap_or_else(|| binary_name(&inv.hosts));
+    let binary = unpack::find(dir, &main).ok_or_else(|| {
+        refuse(format!(
+            "refusing {src}: it holds no {main} (set release.binary to its path inside)"
+        ))
+    })?;
+    let mut files = Vec::new();
+    for f in &inv.cluster.files {
+        let found = match unpack::find(dir, &f.from) {
+            Some(p) => file(&p, &f.to, format!("{src}: {}", f.from))?,
+            None if f.local.is_file() => file(&f.local, &f.to, f.local.display().to_string())?,
+            None => {
+                return Err(refuse(format!(
+                    "cluster.files: {} is neither in {src} nor a local file ({})",
+                    f.from,
+                    f.local.display()
+                )))
+            }
+        };
+        files.push(found);
+    }
+    Ok((binary, files))
 }
 
 fn set_executable(path: &Path) -> anyhow::Result<()> {
