@@ -1,5 +1,5 @@
 //! The inventory file as written: serde structs that mirror the TOML, unknown keys refused.
-//! Only [`super::validate`] reads them.
+//! Only the validator (`validate.rs`) reads them.
 
 use std::collections::BTreeMap;
 

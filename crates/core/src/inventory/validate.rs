@@ -12,6 +12,45 @@ use super::raw::*;
 use super::*;
 use crate::preset;
 
+/// What a host takes from `[cluster]` unless its entry says otherwise.
+struct HostDefaults {
+    unit: String,
+    binary: Option<String>,
+    data_root: Option<String>,
+}
+
+/// A host's place in `[[hosts]]`, and its name and address, checked unique.
+struct HostAt {
+    i: usize,
+    name: String,
+    address: String,
+    port: u16,
+}
+
+/// Where each of host `h`'s connection settings came from: its entry, `[ssh]`, or the
+/// default.
+fn origins(h: &RawHost, raw: &RawInventory) -> std::collections::BTreeMap<&'static str, Origin> {
+    [
+        ("address", h.address.is_some(), false),
+        ("port", h.port.is_some(), raw.ssh.port.is_some()),
+        ("user", h.user.is_some(), raw.ssh.user.is_some()),
+        ("identity", h.identity.is_some(), raw.ssh.identity.is_some()),
+        ("jump", h.jump.is_some(), raw.ssh.jump.is_some()),
+    ]
+    .into_iter()
+    .map(|(k, host, section)| {
+        let o = if host {
+            Origin::Host
+        } else if section {
+            Origin::SshSection
+        } else {
+            Origin::Default
+        };
+        (k, o)
+    })
+    .collect()
+}
+
 /// One `[roles.NAME]`, resolved.
 struct Role {
     rollout: Option<Rollout>,
@@ -141,111 +180,8 @@ impl Validator<'_> {
 
     pub(super) fn inventory(&self, raw: RawInventory) -> Result<Inventory, InventoryError> {
         let ssh = self.ssh(&raw.ssh)?;
-        let preset = self.preset(&raw.cluster)?;
-        for (name, cmd) in &raw.cluster.probes {
-            if !preset.probe_names().contains(&name.as_str()) {
-                return Err(self.err(
-                    cmd.span(),
-                    format!("cluster.probes.{name}"),
-                    format!(
-                        "preset {} has no probe {name:?}; it has: {}",
-                        preset.name(),
-                        preset.probe_names().join(", ")
-                    ),
-                ));
-            }
-        }
-        let unit = match &raw.cluster.unit {
-            Some(u) => self.word(u, "cluster.unit")?,
-            None if preset.default_unit().is_empty() => {
-                return Err(self.err(
-                    raw.cluster.preset.span(),
-                    "cluster.unit",
-                    format!(
-                        "preset {} needs cluster.unit, the systemd unit to stop and start",
-                        preset.name()
-                    ),
-                ));
-            }
-            None => preset.default_unit().to_owned(),
-        };
-        let stop_signal = match &raw.cluster.stop_signal {
-            Some(sig) => {
-                let s = sig.get_ref();
-                let name = s.strip_prefix("SIG").unwrap_or(s);
-                if name.is_empty() || !name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
-                    return Err(self.err(
-                        sig.span(),
-                        "cluster.stop_signal",
-                        format!("{s:?} is not a signal name like \"SIGINT\""),
-                    ));
-                }
-                Some(format!("SIG{name}"))
-            }
-            None => preset.default_stop_signal().map(str::to_owned),
-        };
-        let binary = raw
-            .cluster
-            .binary
-            .as_ref()
-            .map(|b| self.remote_path(b, "cluster.binary"))
-            .transpose()?;
-        let data_root = raw
-            .cluster
-            .data_root
-            .as_ref()
-            .map(|d| self.remote_path(d, "cluster.data_root"))
-            .transpose()?;
-        let health_timeout = match &raw.cluster.health_timeout {
-            Some(d) => self.duration(d, "cluster.health_timeout")?,
-            None => Duration::from_secs(120),
-        };
-        let mut timeouts = Timeouts::default();
-        for (k, v) in &raw.cluster.timeouts {
-            let key = format!("cluster.timeouts.{k}");
-            let d = self.duration(v, &key)?;
-            match k.as_str() {
-                "command" => timeouts.command = d,
-                "stage" => timeouts.stage = d,
-                "gate" => timeouts.gate = d,
-                "stop" => timeouts.stop = d,
-                "backup" => timeouts.backup = d,
-                "swap" => timeouts.swap = d,
-                "start" => timeouts.start = Some(d),
-                "snapshot" => timeouts.snapshot = d,
-                "drain" => timeouts.drain = d,
-                "leader_transfer" => timeouts.leader_transfer = d,
-                "restore" => timeouts.restore = d,
-                "reconnect" => timeouts.reconnect = d,
-                _ => {
-                    return Err(self.err(
-                        v.span(),
-                        key,
-                        "unknown step: command, stage, gate, stop, backup, swap, start, snapshot, drain, leader_transfer, restore or reconnect",
-                    ))
-                }
-            }
-        }
-        let cluster = Cluster {
-            timeouts,
-            name: self.word(&raw.cluster.name, "cluster.name")?,
-            probes: raw
-                .cluster
-                .probes
-                .iter()
-                .map(|(k, v)| (k.clone(), v.get_ref().clone()))
-                .collect(),
-            max_raft_lag: raw.cluster.max_raft_lag.unwrap_or(preset.default_max_raft_lag()),
-            health_timeout,
-            leader_transfer: raw.cluster.leader_transfer.unwrap_or(false),
-            snapshot: raw.cluster.snapshot.unwrap_or(true),
-            drain: raw.cluster.drain.unwrap_or(false),
-            stop_signal,
-            preset: preset.clone(),
-            files: self.files(&raw.cluster.files)?,
-        };
+        let (cluster, defaults) = self.cluster(&raw.cluster)?;
         let release = self.release(&raw.release)?;
-
         if raw.hosts.is_empty() {
             return Err(InventoryError::Invalid {
                 path: self.path.to_owned(),
@@ -255,7 +191,7 @@ impl Validator<'_> {
                 message: "no [[hosts]] entries".into(),
             });
         }
-        let roles = self.roles(&raw, &*preset)?;
+        let roles = self.roles(&raw, &*cluster.preset)?;
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut addresses: HashMap<(String, u16), usize> = HashMap::new();
         let mut hosts = Vec::with_capacity(raw.hosts.len());
@@ -281,92 +217,8 @@ impl Validator<'_> {
                     format!("duplicate address {address}:{port} (also hosts[{first}])"),
                 ));
             }
-            let role = match &h.role {
-                Some(r) => {
-                    let r2 = self.word(r, &key("role"))?;
-                    if !preset.role_order().contains(&r2.as_str()) {
-                        return Err(self.err(
-                            r.span(),
-                            key("role"),
-                            format!(
-                                "preset {} knows roles {}, not {r2:?}",
-                                preset.name(),
-                                preset.role_order().join(", ")
-                            ),
-                        ));
-                    }
-                    r2
-                }
-                None => preset.default_role().to_owned(),
-            };
-            let binary = match (&h.binary, &binary) {
-                (Some(b), _) => self.remote_path(b, &key("binary"))?,
-                (None, Some(b)) => b.clone(),
-                (None, None) => {
-                    return Err(self.err(
-                        h.name.span(),
-                        key("binary"),
-                        "no binary: set cluster.binary or the host's binary",
-                    ));
-                }
-            };
-            let data_root = match (&h.data_root, &data_root) {
-                (Some(d), _) => self.remote_path(d, &key("data_root"))?,
-                (None, Some(d)) => d.clone(),
-                (None, None) => {
-                    return Err(self.err(
-                        h.name.span(),
-                        key("data_root"),
-                        "no data root: set cluster.data_root or the host's data_root",
-                    ));
-                }
-            };
-            let role_of = roles.get(&role);
-            hosts.push(Host {
-                name,
-                address,
-                port,
-                user: h.user.clone().unwrap_or_else(|| ssh.user.clone()),
-                identity: match &h.identity {
-                    Some(p) => Some(self.local_path(p, &key("identity"))?),
-                    None => ssh.identity.clone(),
-                },
-                role,
-                unit: match (&h.unit, role_of.and_then(|r| r.unit.clone())) {
-                    (Some(u), _) => self.word(u, &key("unit"))?,
-                    (None, Some(u)) => u,
-                    (None, None) => unit.clone(),
-                },
-                backup: role_of.is_none_or(|r| r.backup),
-                settle: role_of.map_or(Duration::ZERO, |r| r.settle),
-                health: role_of.map_or_else(Vec::new, |r| r.health.clone()),
-                binary,
-                data_root,
-                jumps: match (&h.jump, &raw.ssh.jump) {
-                    (Some(j), _) => self.jumps(j, &key("jump"), &raw.hosts, &ssh)?,
-                    (None, Some(j)) => self.jumps(j, "ssh.jump", &raw.hosts, &ssh)?,
-                    (None, None) => Vec::new(),
-                },
-                origin: [
-                    ("address", h.address.is_some(), false),
-                    ("port", h.port.is_some(), raw.ssh.port.is_some()),
-                    ("user", h.user.is_some(), raw.ssh.user.is_some()),
-                    ("identity", h.identity.is_some(), raw.ssh.identity.is_some()),
-                    ("jump", h.jump.is_some(), raw.ssh.jump.is_some()),
-                ]
-                .into_iter()
-                .map(|(k, host, section)| {
-                    let o = if host {
-                        Origin::Host
-                    } else if section {
-                        Origin::SshSection
-                    } else {
-                        Origin::Default
-                    };
-                    (k, o)
-                })
-                .collect(),
-            });
+            let at = HostAt { i, name, address, port };
+            hosts.push(self.host(at, h, &raw, &ssh, &cluster, &defaults, &roles)?);
         }
         Ok(Inventory {
             path: self.path.to_owned(),
@@ -378,6 +230,200 @@ impl Validator<'_> {
                 .iter()
                 .filter_map(|(name, r)| r.rollout.map(|o| (name.clone(), o)))
                 .collect(),
+        })
+    }
+
+    /// `[cluster]`, with what its hosts take from it unless they say otherwise.
+    fn cluster(&self, c: &RawCluster) -> Result<(Cluster, HostDefaults), InventoryError> {
+        let preset = self.preset(c)?;
+        for (name, cmd) in &c.probes {
+            if !preset.probe_names().contains(&name.as_str()) {
+                return Err(self.err(
+                    cmd.span(),
+                    format!("cluster.probes.{name}"),
+                    format!(
+                        "preset {} has no probe {name:?}; it has: {}",
+                        preset.name(),
+                        preset.probe_names().join(", ")
+                    ),
+                ));
+            }
+        }
+        let unit = match &c.unit {
+            Some(u) => self.word(u, "cluster.unit")?,
+            None if preset.default_unit().is_empty() => {
+                return Err(self.err(
+                    c.preset.span(),
+                    "cluster.unit",
+                    format!(
+                        "preset {} needs cluster.unit, the systemd unit to stop and start",
+                        preset.name()
+                    ),
+                ));
+            }
+            None => preset.default_unit().to_owned(),
+        };
+        let stop_signal = match &c.stop_signal {
+            Some(sig) => {
+                let s = sig.get_ref();
+                let name = s.strip_prefix("SIG").unwrap_or(s);
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
+                    return Err(self.err(
+                        sig.span(),
+                        "cluster.stop_signal",
+                        format!("{s:?} is not a signal name like \"SIGINT\""),
+                    ));
+                }
+                Some(format!("SIG{name}"))
+            }
+            None => preset.default_stop_signal().map(str::to_owned),
+        };
+        let defaults = HostDefaults {
+            unit,
+            binary: c
+                .binary
+                .as_ref()
+                .map(|b| self.remote_path(b, "cluster.binary"))
+                .transpose()?,
+            data_root: c
+                .data_root
+                .as_ref()
+                .map(|d| self.remote_path(d, "cluster.data_root"))
+                .transpose()?,
+        };
+        let health_timeout = match &c.health_timeout {
+            Some(d) => self.duration(d, "cluster.health_timeout")?,
+            None => Duration::from_secs(120),
+        };
+        let cluster = Cluster {
+            timeouts: self.timeouts(&c.timeouts)?,
+            name: self.word(&c.name, "cluster.name")?,
+            probes: c.probes.iter().map(|(k, v)| (k.clone(), v.get_ref().clone())).collect(),
+            max_raft_lag: c.max_raft_lag.unwrap_or(preset.default_max_raft_lag()),
+            health_timeout,
+            leader_transfer: c.leader_transfer.unwrap_or(false),
+            snapshot: c.snapshot.unwrap_or(true),
+            drain: c.drain.unwrap_or(false),
+            stop_signal,
+            preset: preset.clone(),
+            files: self.files(&c.files)?,
+        };
+        Ok((cluster, defaults))
+    }
+
+    /// `[cluster.timeouts]`: each step's deadline, the defaults for those not given.
+    fn timeouts(&self, raw: &std::collections::BTreeMap<String, Spanned<String>>) -> Result<Timeouts, InventoryError> {
+        let mut timeouts = Timeouts::default();
+        for (k, v) in raw {
+            let key = format!("cluster.timeouts.{k}");
+            let d = self.duration(v, &key)?;
+            match k.as_str() {
+                "command" => timeouts.command = d,
+                "stage" => timeouts.stage = d,
+                "gate" => timeouts.gate = d,
+                "stop" => timeouts.stop = d,
+                "backup" => timeouts.backup = d,
+                "swap" => timeouts.swap = d,
+                "start" => timeouts.start = Some(d),
+                "snapshot" => timeouts.snapshot = d,
+                "drain" => timeouts.drain = d,
+                "leader_transfer" => timeouts.leader_transfer = d,
+                "restore" => timeouts.restore = d,
+                "reconnect" => timeouts.reconnect = d,
+                _ => {
+                    return Err(self.err(
+                        v.span(),
+                        key,
+                        "unknown step: command, stage, gate, stop, backup, swap, start, snapshot, drain, leader_transfer, restore or reconnect",
+                    ))
+                }
+            }
+        }
+        Ok(timeouts)
+    }
+
+    /// Host `h` (`at`: its place, name and address, checked unique), from its entry, its
+    /// role's `[roles.NAME]`, `[ssh]` and `[cluster]`.
+    #[allow(clippy::too_many_arguments)]
+    fn host(
+        &self,
+        at: HostAt,
+        h: &RawHost,
+        raw: &RawInventory,
+        ssh: &SshDefaults,
+        cluster: &Cluster,
+        defaults: &HostDefaults,
+        roles: &HashMap<String, Role>,
+    ) -> Result<Host, InventoryError> {
+        let preset = &cluster.preset;
+        let key = |k: &str| format!("hosts[{}].{k}", at.i);
+        let role = match &h.role {
+            Some(r) => {
+                let r2 = self.word(r, &key("role"))?;
+                if !preset.role_order().contains(&r2.as_str()) {
+                    return Err(self.err(
+                        r.span(),
+                        key("role"),
+                        format!(
+                            "preset {} knows roles {}, not {r2:?}",
+                            preset.name(),
+                            preset.role_order().join(", ")
+                        ),
+                    ));
+                }
+                r2
+            }
+            None => preset.default_role().to_owned(),
+        };
+        let binary = match (&h.binary, &defaults.binary) {
+            (Some(b), _) => self.remote_path(b, &key("binary"))?,
+            (None, Some(b)) => b.clone(),
+            (None, None) => {
+                return Err(self.err(
+                    h.name.span(),
+                    key("binary"),
+                    "no binary: set cluster.binary or the host's binary",
+                ));
+            }
+        };
+        let data_root = match (&h.data_root, &defaults.data_root) {
+            (Some(d), _) => self.remote_path(d, &key("data_root"))?,
+            (None, Some(d)) => d.clone(),
+            (None, None) => {
+                return Err(self.err(
+                    h.name.span(),
+                    key("data_root"),
+                    "no data root: set cluster.data_root or the host's data_root",
+                ));
+            }
+        };
+        let role_of = roles.get(&role);
+        Ok(Host {
+            name: at.name,
+            address: at.address,
+            port: at.port,
+            user: h.user.clone().unwrap_or_else(|| ssh.user.clone()),
+            identity: match &h.identity {
+                Some(p) => Some(self.local_path(p, &key("identity"))?),
+                None => ssh.identity.clone(),
+            },
+            unit: match (&h.unit, role_of.and_then(|r| r.unit.clone())) {
+                (Some(u), _) => self.word(u, &key("unit"))?,
+                (None, Some(u)) => u,
+                (None, None) => defaults.unit.clone(),
+            },
+            role,
+            backup: role_of.is_none_or(|r| r.backup),
+            settle: role_of.map_or(Duration::ZERO, |r| r.settle),
+            health: role_of.map_or_else(Vec::new, |r| r.health.clone()),
+            binary,
+            data_root,
+            jumps: match (&h.jump, &raw.ssh.jump) {
+                (Some(j), _) => self.jumps(j, &key("jump"), &raw.hosts, ssh)?,
+                (None, Some(j)) => self.jumps(j, "ssh.jump", &raw.hosts, ssh)?,
+                (None, None) => Vec::new(),
+            },
+            origin: origins(h, raw),
         })
     }
 

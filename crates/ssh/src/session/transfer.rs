@@ -71,20 +71,47 @@ impl Session {
         let sha = match expected {
             Some(sha) => sha.to_owned(),
             // Callers that stage or restore know the sha256 already; others pay one read.
-            None => {
-                let mut h = Sha256::new();
-                let mut buf = vec![0u8; 256 * 1024];
-                loop {
-                    let n = file.read(&mut buf).await.map_err(io)?;
-                    if n == 0 {
-                        break;
-                    }
-                    h.update(&buf[..n]);
-                }
-                file.rewind().await.map_err(io)?;
-                hex::encode(h.finalize())
-            }
+            None => sha256_then_rewind(&mut file).await.map_err(io)?,
         };
+        let script = self.upload_script(dest, mode, size, &sha)?;
+        let mut channel = self.open_exec(&script).await?;
+        self.feed_password(&channel).await?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut sent = 0u64;
+        loop {
+            let n = file.read(&mut buf).await.map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            channel.data(&buf[..n]).await.map_err(|e| SshError::from(e).on(host))?;
+            sent += n as u64;
+        }
+        channel.eof().await.map_err(|e| SshError::from(e).on(host))?;
+        let mut stdout = Vec::new();
+        let (stderr, status) = self
+            .finish(&mut channel, &mut |d: &[u8]| {
+                stdout.extend_from_slice(d);
+                Ok(())
+            })
+            .await?;
+        let out = Output { stdout, stderr, status };
+        self.placed(dest, &sha, (sent, size), &out)?;
+        Ok(UploadReport {
+            bytes: sent,
+            sha256: sha,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// The script [`Session::upload`] runs: it receives `size` bytes on its standard input
+    /// (after the sudo password, when there is one) into a private place, checks the size
+    /// and `sha`, and places the file as `dest` (see there).
+    ///
+    /// # Errors
+    /// [`SshError::Upload`] for a `dest` that is not an absolute path; a value that cannot
+    /// be quoted.
+    fn upload_script(&self, dest: &str, mode: u32, size: u64, sha: &str) -> Result<String, SshError> {
+        let host = &self.target.name;
         let (dir, name) = dest.rsplit_once('/').ok_or_else(|| SshError::Upload {
             host: host.clone(),
             path: dest.to_owned(),
@@ -121,37 +148,26 @@ impl Session {
              if [ \"$got\" = {qsha} ]; then {as_root} {qplace} sh \"$f\" || exit 1; echo placed; \
              else echo \"mismatch $got\"; fi",
             sha_f = rollgate_core::script::sha256_of("\"$f\""),
-            qsha = quote(&sha)?,
+            qsha = quote(sha)?,
             qplace = quote(&place)?,
         );
-        let mut channel = self.open_exec(&script).await?;
-        self.feed_password(&channel).await?;
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut sent = 0u64;
-        loop {
-            let n = file.read(&mut buf).await.map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            channel.data(&buf[..n]).await.map_err(|e| SshError::from(e).on(host))?;
-            sent += n as u64;
-        }
-        channel.eof().await.map_err(|e| SshError::from(e).on(host))?;
-        let mut stdout = Vec::new();
-        let (stderr, status) = self
-            .finish(&mut channel, &mut |d: &[u8]| {
-                stdout.extend_from_slice(d);
-                Ok(())
-            })
-            .await?;
-        let out = Output { stdout, stderr, status };
-        self.check_sudo(&format!("placing {dest}"), &out)?;
+        Ok(script)
+    }
+
+    /// Reads what the upload script printed: `placed`, or the sha256 it got instead, or a
+    /// failure; `sent` of `size` bytes went.
+    ///
+    /// # Errors
+    /// [`SshError::ChecksumMismatch`], [`SshError::Upload`], a sudo refusal.
+    fn placed(&self, dest: &str, sha: &str, (sent, size): (u64, u64), out: &Output) -> Result<(), SshError> {
+        let host = &self.target.name;
+        self.check_sudo(&format!("placing {dest}"), out)?;
         let text = out.stdout_str().trim().to_owned();
         if let Some(got) = text.strip_prefix("mismatch ") {
             return Err(SshError::ChecksumMismatch {
                 host: host.clone(),
                 path: dest.to_owned(),
-                expected: sha,
+                expected: sha.to_owned(),
                 got: got.to_owned(),
             });
         }
@@ -166,11 +182,7 @@ impl Session {
                 ),
             });
         }
-        Ok(UploadReport {
-            bytes: sent,
-            sha256: sha,
-            elapsed: started.elapsed(),
-        })
+        Ok(())
     }
 
     /// Copies the remote file `remote` (read as root, see [`Session::exec_priv`]) to the
@@ -230,4 +242,19 @@ impl Session {
         }
         Ok(DownloadReport { bytes, sha256 })
     }
+}
+
+/// The sha256 of what is left to read of `file`, as hex; then back at its start.
+async fn sha256_then_rewind(file: &mut tokio::fs::File) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    file.rewind().await?;
+    Ok(hex::encode(h.finalize()))
 }
