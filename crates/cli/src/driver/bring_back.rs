@@ -127,8 +127,19 @@ pub async fn after_rollback_step(ex: &mut Executor<'_>, host: &Host, failed: Ste
         return "it was not stopped".into();
     }
     let health = Duration::from_millis(ex.meta().health_timeout_ms);
-    // The previous binary: put back by the rollback, or never swapped out.
-    let previous = (p.done.contains(&StepId::RollbackBinary) || !p.has(StepId::Swap)).then(|| {
+    // The previous binary: put back by the rollback, or never swapped out. After a binary
+    // step that failed, the host is asked (a reply lost after the file went in).
+    let mut back = p.done.contains(&StepId::RollbackBinary) || !p.has(StepId::Swap);
+    let prev_sha = p.stage.as_ref().and_then(|s| s.from_sha256.clone());
+    if let (StepId::RollbackBinary, Some(prev)) = (
+        failed,
+        prev_sha.or_else(|| p.swap.as_ref().map(|s| s.prev_sha256.clone())),
+    ) {
+        if let Some(has) = ex.binary_sha256(host).await {
+            back = has == prev;
+        }
+    }
+    let previous = back.then(|| {
         p.stage
             .as_ref()
             .and_then(|s| s.from_version.clone())

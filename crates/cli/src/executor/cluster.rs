@@ -277,6 +277,12 @@ impl Executor<'_> {
         }
     }
 
+    /// The sha256 of the binary installed on `host`, as its facts say (`None`: it could not
+    /// be asked, or has none).
+    pub async fn binary_sha256(&self, host: &Host) -> Option<String> {
+        self.fleet.facts(host).await.ok().and_then(|f| f.binary_sha256)
+    }
+
     /// Every host's facts, by host name.
     ///
     /// # Errors
