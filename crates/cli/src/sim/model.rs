@@ -311,7 +311,7 @@ impl SimFleet {
 }
 
 /// A tar holding the data root's generation as one file, as a backup streams it.
-fn data_tar(generation: u64) -> anyhow::Result<Vec<u8>> {
+pub(super) fn data_tar(generation: u64) -> anyhow::Result<Vec<u8>> {
     let body = generation.to_string();
     let mut b = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();
@@ -569,7 +569,8 @@ impl Fleet for SimFleet {
             if h.active {
                 bail!("{}: the unit is running: refusing to restore under it", host.name);
             }
-            if h.data == generation && !h.aside.is_empty() {
+            // As `script::restore_data`: a data root that matches the backup is done.
+            if h.data == generation {
                 return Ok(false);
             }
             h.aside.push(h.data);
