@@ -78,8 +78,8 @@ impl Executor<'_> {
     /// strict (a degraded cluster may still be rolled back), so a rollback never stops a
     /// running member the cluster cannot do without.
     pub(super) async fn rollback_gate(&self, host: &Host, wait: Duration) -> anyhow::Result<GateDetail> {
-        if let Ok(f) = self.fleet.facts(host).await {
-            if f.unit_active != "active" {
+        if let Ok(active) = self.fleet.unit_active(host).await {
+            if !active {
                 return Ok(GateDetail {
                     probed_from: host.name.clone(),
                     leader: None,

@@ -82,6 +82,10 @@ pub trait Fleet: Send + Sync {
     /// unit's state itself).
     fn unit<'a>(&'a self, host: &'a Host, u: &'a UnitStep, stop: bool) -> BoxFuture<'a, anyhow::Result<UnitSaid>>;
 
+    /// Whether `host`'s unit is active (`systemctl is-active`): a cheaper look than its
+    /// facts, which measure the data root.
+    fn unit_active<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, anyhow::Result<bool>>;
+
     /// Runs `command` as root on `host` (a drain, a leadership move); `what` names it in an
     /// error.
     fn command<'a>(&'a self, host: &'a str, what: &'a str, command: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
@@ -351,6 +355,21 @@ impl Fleet for SshFleet<'_> {
                     Err(e) => Some(format!("health command `{c}`: {e:#}")),
                 })
                 .collect()
+        })
+    }
+
+    fn unit_active<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, anyhow::Result<bool>> {
+        Box::pin(async move {
+            // Prints active, inactive, failed, activating...; exits non-zero unless active.
+            let out = self
+                .session(&host.name)?
+                .exec(&format!("systemctl is-active {}", q(&host.unit)))
+                .await?;
+            let state = out.stdout_str().trim().to_owned();
+            if state.is_empty() {
+                bail!("systemctl is-active {}: {}", host.unit, out.stderr_str().trim());
+            }
+            Ok(state == "active")
         })
     }
 

@@ -402,6 +402,10 @@ impl Fleet for SimFleet {
         })
     }
 
+    fn unit_active<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, anyhow::Result<bool>> {
+        self.op(&host.name, "unit state", move |m| Ok(m.hosts[&host.name].active))
+    }
+
     fn command<'a>(&'a self, host: &'a str, _what: &'a str, command: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
         self.op(host, "command", move |m| {
             // etcd's `move-leader ID`, ID as the model's view names members.
