@@ -51,6 +51,17 @@ pub fn silence(on: bool) {
     SILENT.store(on, Ordering::Relaxed);
 }
 
+/// `eprintln!`, unless output is silenced ([`silence`]: the run simulation, whose
+/// thousands of runs would otherwise each tell the terminal what became of their hosts).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if !$crate::live::silent() {
+            eprintln!($($arg)*);
+        }
+    };
+}
+
 /// Nothing at all is to be printed or written beside the journal (see [`silence`]).
 pub fn silent() -> bool {
     SILENT.load(Ordering::Relaxed)

@@ -30,7 +30,7 @@ pub async fn after_failure(
 ) -> Option<(String, (String, StepId))> {
     let refs: Vec<&Host> = untouched.iter().collect();
     if let Err(e) = ex.unstage(&refs).await {
-        eprintln!("rollgate: warning: {e:#}");
+        crate::say!("rollgate: warning: {e:#}");
     }
     let names = if untouched.is_empty() {
         "none".into()
@@ -42,7 +42,7 @@ pub async fn after_failure(
     for (host, e) in failed {
         let outcome = bring_back(ex, &host).await;
         match e {
-            HostError::Interrupted => eprintln!("rollgate: {}: {outcome}", host.name),
+            HostError::Interrupted => crate::say!("rollgate: {}: {outcome}", host.name),
             HostError::Failed { step, error } => {
                 failed_at.get_or_insert((host.name.clone(), step));
                 failures.push(format!(
@@ -53,7 +53,7 @@ pub async fn after_failure(
         }
     }
     if failures.is_empty() {
-        eprintln!("rollgate: untouched hosts: {names}");
+        crate::say!("rollgate: untouched hosts: {names}");
     }
     let message = format!("{}; untouched hosts: {names}", failures.join("; "));
     failed_at.map(|at| (message, at))
@@ -67,7 +67,7 @@ pub async fn left_stopped(ex: &mut Executor<'_>, tried: &[String]) {
     for host in hosts.iter().filter(|h| !tried.contains(&h.name)) {
         if may_be_stopped(ex.records(), &host.name) {
             let outcome = bring_back(ex, host).await;
-            eprintln!("rollgate: {}: left stopped by this run; {outcome}", host.name);
+            crate::say!("rollgate: {}: left stopped by this run; {outcome}", host.name);
         }
     }
 }
@@ -204,7 +204,7 @@ async fn run_until_back(ex: &mut Executor<'_>, host: &Host, steps: &[Step]) -> R
                 Ok(()) => break,
                 Err(e) if e.is_transport() && tokio::time::Instant::now() < until => {
                     if !std::mem::replace(&mut warned, true) {
-                        eprintln!(
+                        crate::say!(
                             "rollgate: {}: {} failed on the link; trying again until {} have passed",
                             host.name,
                             s.id(),

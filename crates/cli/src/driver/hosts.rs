@@ -59,7 +59,7 @@ pub async fn rollback(mut ex: Executor<'_>, plan: &Plan, restore_data: bool) -> 
                 // A host the rollback stopped is started again (as it is) before exiting;
                 // which step the interrupt cancelled is not known: as if it was the stop.
                 let outcome = super::bring_back::after_rollback_step(&mut ex, &host, StepId::RollbackStop).await;
-                eprintln!(
+                crate::say!(
                     "rollgate: interrupted; {}: {outcome}; run the rollback again to continue",
                     host.name
                 );
@@ -67,7 +67,7 @@ pub async fn rollback(mut ex: Executor<'_>, plan: &Plan, restore_data: bool) -> 
             }
             Err(HostError::Failed { step, error }) => {
                 let outcome = super::bring_back::after_rollback_step(&mut ex, &host, step).await;
-                eprintln!("rollgate: {}: {step} failed; {outcome}", host.name);
+                crate::say!("rollgate: {}: {step} failed; {outcome}", host.name);
                 let message = format!("{}: rollback step {step} failed: {error:#}", host.name);
                 let note = Some(message.clone());
                 ex.record(None, Event::Rollback(None), Status::Failed, Some(started), note)?;
@@ -76,7 +76,7 @@ pub async fn rollback(mut ex: Executor<'_>, plan: &Plan, restore_data: bool) -> 
         }
     }
     ex.record(None, detail(), Status::Done, Some(started), None)?;
-    eprintln!(
+    crate::say!(
         "rolled back {} host(s) in {:.1} s",
         plan.hosts.len(),
         started.elapsed().as_secs_f64()

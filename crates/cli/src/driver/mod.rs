@@ -162,7 +162,7 @@ pub async fn end_upgrade(mut ex: Executor<'_>, started: Instant, end: End) -> an
             let note = Some(message.clone());
             // The hosts are back (or named): a journal that fails now only loses the end.
             if let Err(e) = ex.record(None, Event::Run(Some(detail)), Status::Failed, Some(started), note) {
-                eprintln!("rollgate: warning: {e:#}");
+                crate::say!("rollgate: warning: {e:#}");
             }
             crate::cmd::report::print(&ex, started.elapsed());
             Err(Exit { code: 1, message }.into())
@@ -219,7 +219,7 @@ fn mark_interrupted(ex: &mut Executor<'_>) -> anyhow::Result<()> {
 fn interrupted(ex: &mut Executor<'_>, started: Instant) -> anyhow::Result<ExitCode> {
     mark_interrupted(ex)?;
     crate::cmd::report::print(ex, started.elapsed());
-    eprintln!(
+    crate::say!(
         "rollgate: interrupted after the last completed step; resume with: rollgate -i {} resume {}",
         ex.ctx.inv.path.display(),
         ex.meta().run

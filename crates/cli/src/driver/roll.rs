@@ -115,7 +115,7 @@ pub async fn roll(
                     Some(t),
                     Some(why),
                 ) {
-                    eprintln!("rollgate: warning: {e:#}");
+                    crate::say!("rollgate: warning: {e:#}");
                 }
             }
             let untouched: Vec<Host> = remaining.into_iter().map(|(h, _)| h).collect();
@@ -140,7 +140,7 @@ pub async fn roll(
 async fn go_on_after(ex: &mut Executor<'_>, failed: &[(Host, HostError)], so_far: usize, allowed: usize, role: &str) {
     for (host, e) in failed {
         let outcome = super::bring_back::bring_back(ex, host).await;
-        eprintln!(
+        crate::say!(
             "rollgate: {}: {e}; {outcome}; going on ({so_far} of {allowed} failures [roles.{role}] max_failures allows)",
             host.name
         );

@@ -251,7 +251,7 @@ fn record_mixed_versions(ex: &mut Executor<'_>, facts: &HashMap<String, HostFact
     if distinct.len() <= 1 {
         return Ok(());
     }
-    eprintln!(
+    crate::say!(
         "rollgate: mixed versions at the start: {}; only hosts not on the target binary are upgraded",
         installed
             .iter()

@@ -320,7 +320,7 @@ impl<'a> Executor<'a> {
                 return Err(e.into());
             }
             // Bringing a stopped host back matters more than journaling it.
-            eprintln!("rollgate: warning: {e}; going on to bring the host back");
+            crate::say!("rollgate: warning: {e}; going on to bring the host back");
         }
         if self.json {
             println!("{}", serde_json::to_string(&rec)?);

@@ -15,11 +15,11 @@ pub(super) fn watch_signals() -> anyhow::Result<tokio::sync::watch::Receiver<u32
             }
             let n = *tx.borrow() + 1;
             if n == 1 {
-                eprintln!(
+                crate::say!(
                     "\nrollgate: interrupted: cancelling the step in flight; a host that is stopped is started and checked again before rollgate exits (interrupt again to leave it as it is)"
                 );
             } else {
-                eprintln!("\nrollgate: interrupted again: leaving now");
+                crate::say!("\nrollgate: interrupted again: leaving now");
             }
             tx.send_replace(n);
         }
