@@ -340,8 +340,10 @@ fn update_sums(sums: &Path, drop: Option<&str>, add: Option<(&str, &str)>) -> st
 
 /// Compresses the backup `tar` (whose sha256 is `tar_sha256`) to `TAR.gz` beside it (mode
 /// 0600), checks the tar it read had that sha256, reads the `.tar.gz` back and checks it
-/// holds exactly that tar, puts it in `SHA256SUMS` in the tar's place, then removes the
-/// tar. Blocking: run it off the async threads. Returns (path, sha256, bytes).
+/// holds exactly that tar, and puts it in `SHA256SUMS` in the tar's place. The tar stays
+/// until the journal names the `.tar.gz` ([`drop_compressed_tar`]): a journal that cannot
+/// say so never names a file that is gone. Blocking: run it off the async threads.
+/// Returns (path, sha256, bytes).
 ///
 /// # Errors
 /// Local I/O naming the path, or a digest that does not match (the tar is then kept).
@@ -369,9 +371,6 @@ pub fn compress(tar: &Path, tar_sha256: &str) -> anyhow::Result<(PathBuf, String
         let (sha256, bytes) = file_sha256(&gz_path).with_context(|| format!("reading {}", gz_path.display()))?;
         update_sums(&sums, Some(name), Some((&sha256, &gz_name)))
             .with_context(|| format!("writing {}", sums.display()))?;
-        if tar.exists() {
-            std::fs::remove_file(tar).with_context(|| format!("removing {}", tar.display()))?;
-        }
         return Ok((gz_path, sha256, bytes));
     }
     let input = File::open(tar).with_context(|| format!("reading {}", tar.display()))?;
@@ -421,8 +420,35 @@ pub fn compress(tar: &Path, tar_sha256: &str) -> anyhow::Result<(PathBuf, String
     }
     link_into_place(&partial, &gz_path)?;
     update_sums(&sums, Some(name), Some((&sha256, &gz_name))).with_context(|| format!("writing {}", sums.display()))?;
-    std::fs::remove_file(tar).with_context(|| format!("removing {}", tar.display()))?;
     Ok((gz_path, sha256, bytes))
+}
+
+/// Removes the tar that the compressed backup `gz` (`TAR.gz`, `bytes` long, read back by
+/// [`compress`] as holding exactly the tar) replaced, once the journal names `gz`. Cheap,
+/// as it runs while the journal is written: a `.tar.gz` missing or of another length
+/// leaves the tar where it is.
+///
+/// # Errors
+/// The `.tar.gz` is not there as recorded; the removal failed.
+pub fn drop_compressed_tar(gz: &Path, bytes: u64) -> anyhow::Result<()> {
+    let name = gz.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let Some(tar) = name.strip_suffix(".gz").map(|t| gz.with_file_name(t)) else {
+        bail!("{} is not a .tar.gz", gz.display());
+    };
+    if !tar.exists() {
+        return Ok(());
+    }
+    let len = std::fs::metadata(gz)
+        .with_context(|| format!("reading {}", gz.display()))?
+        .len();
+    if len != bytes {
+        bail!(
+            "{} is {len} bytes, not the {bytes} recorded: {} is kept",
+            gz.display(),
+            tar.display()
+        );
+    }
+    std::fs::remove_file(&tar).with_context(|| format!("removing {}", tar.display()))
 }
 
 /// The backup `path` (recorded with `sha256`) as it is on disk now: the tar itself, or the
@@ -587,8 +613,9 @@ mod tests {
         assert_eq!(count_archive(&path).unwrap(), (2, 100_006));
     }
 
-    /// A compressed backup holds exactly the tar, replaces it in SHA256SUMS, and the tar is
-    /// gone; a tar that changed since it was hashed is refused and kept.
+    /// A compressed backup holds exactly the tar and replaces it in SHA256SUMS; the tar is
+    /// removed only when asked (once the journal names the .tar.gz); a tar that changed
+    /// since it was hashed is refused and kept.
     #[test]
     fn compress_replaces_the_tar_after_reading_it_back() {
         let dir = tempfile::tempdir().unwrap();
@@ -598,6 +625,10 @@ mod tests {
         let sha = hex::encode(Sha256::digest(&body));
         std::fs::write(dir.path().join("SHA256SUMS"), format!("aa  r0.tar.gz\n{sha}  r1.tar\n")).unwrap();
         let (gz, gz_sha, bytes) = compress(&tar, &sha).unwrap();
+        assert!(tar.exists(), "kept until the journal names the .tar.gz");
+        assert!(drop_compressed_tar(&gz, bytes + 1).is_err());
+        assert!(tar.exists());
+        drop_compressed_tar(&gz, bytes).unwrap();
         assert!(!tar.exists());
         assert_eq!(std::fs::metadata(&gz).unwrap().len(), bytes);
         let sums = std::fs::read_to_string(dir.path().join("SHA256SUMS")).unwrap();

@@ -92,6 +92,23 @@ async fn compensate(ex: &mut Executor<'_>, host: &Host) -> String {
     let timeouts = &ex.inv().cluster.timeouts;
     let swapped = progress.host(&host.name).done.contains(&StepId::Swap);
     let halt = ex.meta().on_failure == OnFailure::Halt;
+    if ex.journal_failed() {
+        // Nothing the journal could not record is undone: the host starts on the binary it
+        // has (the journal may say its swap is done; a rollback it never saw would make it
+        // lie), and a later `resume` or `rollback` goes on from what the journal says.
+        let previous = (!swapped).then(|| {
+            progress
+                .host(&host.name)
+                .stage
+                .and_then(|s| s.from_version)
+                .unwrap_or_default()
+        });
+        let steps = restart_steps(host, timeouts, health, previous);
+        return match run_until_back(ex, host, &steps).await {
+            Ok(()) => "started on the binary it has (the journal cannot be written) and healthy".to_owned(),
+            Err(outcome) => outcome,
+        };
+    }
     let (steps, what) = match compensation(halt, swapped) {
         Compensation::StartOnNew => (
             restart_steps(host, timeouts, health, None),

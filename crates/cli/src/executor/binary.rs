@@ -144,11 +144,16 @@ impl Executor<'_> {
     }
 
     /// Removes the staged binary from `hosts` (after a failure: they stay untouched), and
-    /// journals it so that a resumed run stages them again.
+    /// journals it so that a resumed run stages them again: each host's `unstage` is
+    /// journaled as begun before its file goes (a journal that cannot say so leaves the
+    /// files where they are, as it says).
     ///
     /// # Errors
     /// The journal could not be written.
     pub async fn unstage(&mut self, hosts: &[&Host]) -> anyhow::Result<()> {
+        for h in hosts {
+            self.record(Some(&h.name), Event::Unstage, Status::Started, None, None)?;
+        }
         let this = &*self;
         let done = join_all(hosts.iter().map(|h| async move {
             let paths = this.staged_paths(h);

@@ -54,6 +54,9 @@ pub struct Executor<'a> {
     /// While compensating (a stopped host started again after a failure or an
     /// interruption), only a second interrupt cancels a step.
     compensating: bool,
+    /// A journal write failed in this invocation (a full disk): what it did since is on
+    /// the hosts only.
+    journal_failed: bool,
     /// The version the staged binary reports, once known.
     version: Option<String>,
     /// Each host's facts at the start of this invocation (what staging records as "from").
@@ -131,6 +134,7 @@ impl<'a> Executor<'a> {
             fleet,
             signals,
             compensating: false,
+            journal_failed: false,
             version,
             facts: HashMap::new(),
             seen: std::sync::Mutex::new(None),
@@ -178,6 +182,29 @@ impl<'a> Executor<'a> {
     /// that cannot be written does not stop bringing a host back.
     pub fn set_compensating(&mut self, on: bool) {
         self.compensating = on;
+    }
+
+    /// Fails when `host`'s unit is active before a step that needs it stopped (`what`): the
+    /// journal's stop may be older than a start it could not record (its disk full), and
+    /// a live data root archived or a binary replaced under a running unit is not what the
+    /// journal would then say.
+    ///
+    /// # Errors
+    /// The unit is active, or its state cannot be asked.
+    async fn refuse_running(&self, host: &Host, what: &str) -> anyhow::Result<()> {
+        if self.fleet.unit_active(host).await? {
+            anyhow::bail!(
+                "{}: the unit {} is running: refusing to {what} (it was started after its journaled stop)",
+                host.name,
+                host.unit
+            );
+        }
+        Ok(())
+    }
+
+    /// `true` once a journal write failed in this invocation.
+    pub fn journal_failed(&self) -> bool {
+        self.journal_failed
     }
 
     /// The version the staged binary reports, once known.
@@ -315,12 +342,23 @@ impl<'a> Executor<'a> {
             error,
             reason,
         };
-        if let Err(e) = self.journal.append(&rec) {
-            if !self.compensating {
-                return Err(e.into());
+        match self.journal.append(&rec) {
+            // The journal names the .tar.gz now: the tar it replaced may go.
+            Ok(()) => {
+                if let (Event::Compress(Some(d)), Status::Done) = (&rec.event, status) {
+                    if let Err(e) = crate::archive::drop_compressed_tar(&d.path, d.bytes) {
+                        crate::say!("rollgate: warning: {e:#}");
+                    }
+                }
             }
-            // Bringing a stopped host back matters more than journaling it.
-            crate::say!("rollgate: warning: {e}; going on to bring the host back");
+            Err(e) => {
+                self.journal_failed = true;
+                if !self.compensating {
+                    return Err(e.into());
+                }
+                // Bringing a stopped host back matters more than journaling it.
+                crate::say!("rollgate: warning: {e}; going on to bring the host back");
+            }
         }
         if self.json {
             println!("{}", serde_json::to_string(&rec)?);
@@ -573,10 +611,16 @@ impl<'a> Executor<'a> {
                 .await
                 .map(|a| Outcome::acted(a, Event::RollbackStart)),
             Step::Compress { .. } => self.compress(host).await,
-            Step::Backup { dir, script, data_root } => self.backup(host, data_root, dir, script).await,
+            Step::Backup { dir, script, data_root } => {
+                self.refuse_running(host, "archive its data root").await?;
+                self.backup(host, data_root, dir, script).await
+            }
             Step::Swap {
                 binary, files, script, ..
-            } => self.swap(host, binary, files, script).await,
+            } => {
+                self.refuse_running(host, "swap its binary").await?;
+                self.swap(host, binary, files, script).await
+            }
             Step::Health { version, wait } => {
                 let v = version
                     .clone()

@@ -49,6 +49,10 @@ pub enum Fault {
     Crash,
     /// rollgate is killed (SIGKILL) as the operation starts: nothing more runs.
     Kill,
+    /// The jump host's disk fills: the journal takes the number of records the fault's
+    /// operation number says, then refuses every one (no remote operation fails). The
+    /// operator frees the disk before the next invocation.
+    DiskFull,
 }
 
 /// One simulated host.
@@ -244,6 +248,7 @@ impl SimFleet {
                 return Go::Act;
             }
             match fault {
+                Fault::DiskFull => Go::Act,
                 Fault::Fail => Go::Fail,
                 Fault::LostReply => Go::LostReply,
                 Fault::Hang => Go::Hang,

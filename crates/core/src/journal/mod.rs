@@ -134,6 +134,9 @@ pub enum JournalError {
 pub struct Journal {
     path: PathBuf,
     file: File,
+    /// Appends left before the disk is "full" (fault injection only).
+    #[cfg(feature = "fault-injection")]
+    room: Option<usize>,
 }
 
 impl Journal {
@@ -162,7 +165,16 @@ impl Journal {
         Ok(Self {
             path: path.to_owned(),
             file,
+            #[cfg(feature = "fault-injection")]
+            room: None,
         })
+    }
+
+    /// Fault injection (the run simulation): after `records` more appends, every append
+    /// fails as on a full disk (ENOSPC), before any byte is written.
+    #[cfg(feature = "fault-injection")]
+    pub fn fill_after(&mut self, records: usize) {
+        self.room = Some(records);
     }
 
     /// Appends `record` as one line and fsyncs before returning: once this returns, the
@@ -175,6 +187,13 @@ impl Journal {
             path: self.path.clone(),
             source,
         };
+        #[cfg(feature = "fault-injection")]
+        if let Some(n) = &mut self.room {
+            if *n == 0 {
+                return Err(io(std::io::Error::from_raw_os_error(28)));
+            }
+            *n -= 1;
+        }
         let mut line = serde_json::to_vec(record).map_err(|e| io(std::io::Error::other(e)))?;
         line.push(b'\n');
         self.file.write_all(&line).map_err(io)?;

@@ -504,16 +504,16 @@ pub fn roll_back_host(
     }
     steps.push(Step::RollbackStart(start_step(host, t, health)));
     steps.push(Step::RollbackHealth { version, wait: health });
-    // A host started again after its rollback stop (a rollback that failed at its health
-    // gate; a start begun whose reply was lost) may be running: what needs it stopped (its
-    // data, its binary) is done only after its gate and stop again, and then it is started
-    // again.
-    let restarted = p.started_since_stop;
+    // What needs the unit stopped (its data, its binary) is done only after its gate and
+    // stop again, and then it is started again: the host may have been started since its
+    // journaled stop (a rollback that failed at its health gate; a start whose reply was
+    // lost; one the journal could not record, its disk full). On a stopped unit the gate
+    // passes at once and the stop finds it stopped.
     let needs_stop = steps
         .iter()
         .any(|s| matches!(s.id(), StepId::RollbackRestoreData | StepId::RollbackBinary) && !p.has(s.id()));
     steps.retain(|s| match s.id() {
-        StepId::RollbackGate | StepId::RollbackStop | StepId::RollbackStart if restarted && needs_stop => true,
+        StepId::RollbackGate | StepId::RollbackStop | StepId::RollbackStart if needs_stop => true,
         id => !p.has(id),
     });
     Ok(steps)

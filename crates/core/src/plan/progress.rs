@@ -154,6 +154,10 @@ impl Progress {
     fn host_record(&mut self, host: &str, r: &Record) {
         let h = self.hosts.entry(host.to_owned()).or_default();
         h.unit_record(r);
+        if r.step() == StepId::Unstage {
+            // Begun is enough: the staged file may be gone.
+            h.staged = false;
+        }
         if !r.completed() {
             if r.status == Status::Started || r.status == Status::Failed {
                 // A later attempt is still to come: the step is not done.
