@@ -57,6 +57,8 @@ pub struct Executor<'a> {
     /// A journal write failed in this invocation (a full disk): what it did since is on
     /// the hosts only.
     journal_failed: bool,
+    /// How many of `records` earlier invocations wrote (this one's follow).
+    earlier: usize,
     /// The version the staged binary reports, once known.
     version: Option<String>,
     /// Each host's facts at the start of this invocation (what staging records as "from").
@@ -126,6 +128,7 @@ impl<'a> Executor<'a> {
     ) -> Self {
         let version = Progress::from_records(&records).version;
         Self {
+            earlier: records.len(),
             ctx,
             meta,
             journal,
@@ -192,6 +195,10 @@ impl<'a> Executor<'a> {
     /// # Errors
     /// The unit is active, or its state cannot be asked.
     async fn refuse_running(&self, host: &Host, what: &str) -> anyhow::Result<()> {
+        if self.stopped_here(host) {
+            // This invocation stopped it and has begun no start since: no need to ask.
+            return Ok(());
+        }
         if self.fleet.unit_active(host).await? {
             anyhow::bail!(
                 "{}: the unit {} is running: refusing to {what} (it was started after its journaled stop)",
@@ -200,6 +207,17 @@ impl<'a> Executor<'a> {
             );
         }
         Ok(())
+    }
+
+    /// `true` when this invocation's last unit record for `host` is a done stop: the unit is
+    /// stopped as far as anything but another operator can tell.
+    fn stopped_here(&self, host: &Host) -> bool {
+        let unit = [StepId::Stop, StepId::RollbackStop, StepId::Start, StepId::RollbackStart];
+        self.records[self.earlier..]
+            .iter()
+            .rev()
+            .find(|r| r.host.as_deref() == Some(host.name.as_str()) && unit.contains(&r.step()))
+            .is_some_and(|r| matches!(r.step(), StepId::Stop | StepId::RollbackStop) && r.status == Status::Done)
     }
 
     /// `true` once a journal write failed in this invocation.

@@ -148,23 +148,15 @@ fn model(host: &Host, from: Files, op: Op) -> (Answer, Files) {
         index: 1,
     };
     let fleet = fleet_of(host, sim);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("a runtime");
     let new = sha(File::New);
     let old = sha(File::Old);
-    let answer = rt.block_on(async {
+    let answer = answer_of(async {
         match op {
             Op::Swap => fleet.swap(host, &host.binary, &new, &[], "").await,
             Op::RestoreBinary => fleet.restore_binary(host, &host.binary, &old, "").await,
             Op::Unstage => fleet.unstage(host, &[]).await.map(|()| true),
         }
     });
-    let answer = match answer {
-        Ok(true) => Answer::Acted,
-        Ok(false) => Answer::Already,
-        Err(_) => Answer::Failed,
-    };
     let m = fleet.model.lock().expect("the model");
     let h = &m.hosts[&host.name];
     let after = Files {
@@ -177,21 +169,26 @@ fn model(host: &Host, from: Files, op: Op) -> (Answer, Files) {
 
 /// One simulated host in `sim`'s state, alone in a model, behind a fleet.
 fn fleet_of(host: &Host, sim: SimHost) -> SimFleet {
-    let m = Model {
-        hosts: [(host.name.clone(), sim)].into(),
-        order: vec![host.name.clone()],
-        leader: None,
-        versions: Default::default(),
-        ops: 0,
-        fault: None,
-        violations: Vec::new(),
-        crashed: Vec::new(),
-        killed: false,
-        crash_unseen: false,
-        signals: None,
-    };
+    let m = Model::new(
+        [(host.name.clone(), sim)].into(),
+        vec![host.name.clone()],
+        None,
+        Default::default(),
+    );
     SimFleet {
         model: Arc::new(Mutex::new(m)),
+    }
+}
+
+/// Runs a model operation to its answer.
+fn answer_of(op: impl std::future::Future<Output = anyhow::Result<bool>>) -> Answer {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    match rt.block_on(op) {
+        Ok(true) => Answer::Acted,
+        Ok(false) => Answer::Already,
+        Err(_) => Answer::Failed,
     }
 }
 
@@ -285,15 +282,8 @@ fn model_restore(host: &Host, dir: &Path, from: DataRoot) -> (Answer, DataRoot) 
         index: 1,
     };
     let fleet = fleet_of(host, sim);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("a runtime");
     let limit = std::time::Duration::from_secs(60);
-    let answer = match rt.block_on(fleet.restore_data(host, &host.data_root, &archive, "", RUN, (1, 1), limit)) {
-        Ok(true) => Answer::Acted,
-        Ok(false) => Answer::Already,
-        Err(_) => Answer::Failed,
-    };
+    let answer = answer_of(fleet.restore_data(host, &host.data_root, &archive, "", RUN, (1, 1), limit));
     let m = fleet.model.lock().expect("the model");
     let h = &m.hosts[&host.name];
     (

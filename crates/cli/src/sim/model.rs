@@ -111,6 +111,29 @@ pub struct Model {
 }
 
 impl Model {
+    /// A fleet of `hosts` (in inventory order `order`) with `leader`, before any operation
+    /// or fault; `versions` maps each binary's sha256 to the version it reports.
+    pub fn new(
+        hosts: BTreeMap<String, SimHost>,
+        order: Vec<String>,
+        leader: Option<String>,
+        versions: BTreeMap<String, String>,
+    ) -> Model {
+        Model {
+            hosts,
+            order,
+            leader,
+            versions,
+            ops: 0,
+            fault: None,
+            violations: Vec::new(),
+            crashed: Vec::new(),
+            killed: false,
+            crash_unseen: false,
+            signals: None,
+        }
+    }
+
     fn quorum(&self) -> usize {
         self.hosts.values().filter(|h| h.member).count() / 2 + 1
     }

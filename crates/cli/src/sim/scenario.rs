@@ -189,19 +189,8 @@ fn world(n: u64, verbose: bool) -> World {
         (old_sha.clone(), "3.4.23".to_owned()),
         (new_sha.clone(), "3.5.16".to_owned()),
     ]);
-    let model = Model {
-        leader: order.first().cloned(),
-        hosts,
-        order,
-        versions,
-        ops: 0,
-        fault: None,
-        violations: Vec::new(),
-        crashed: Vec::new(),
-        killed: false,
-        crash_unseen: false,
-        signals: None,
-    };
+    let leader = order.first().cloned();
+    let model = Model::new(hosts, order, leader, versions);
     let state_dir = dir.path().join("state");
     World {
         ctx: Ctx::offline(inv, state_dir),
