@@ -96,13 +96,7 @@ async fn compensate(ex: &mut Executor<'_>, host: &Host) -> String {
         // Nothing the journal could not record is undone: the host starts on the binary it
         // has (the journal may say its swap is done; a rollback it never saw would make it
         // lie), and a later `resume` or `rollback` goes on from what the journal says.
-        let previous = (!swapped).then(|| {
-            progress
-                .host(&host.name)
-                .stage
-                .and_then(|s| s.from_version)
-                .unwrap_or_default()
-        });
+        let previous = (!swapped).then(|| progress.previous_version(&host.name).unwrap_or_default());
         let steps = restart_steps(host, timeouts, health, previous);
         return match run_until_back(ex, host, &steps).await {
             Ok(()) => "started on the binary it has (the journal cannot be written) and healthy".to_owned(),
@@ -156,12 +150,7 @@ pub async fn after_rollback_step(ex: &mut Executor<'_>, host: &Host, failed: Ste
             back = has == prev;
         }
     }
-    let previous = back.then(|| {
-        p.stage
-            .as_ref()
-            .and_then(|s| s.from_version.clone())
-            .unwrap_or_default()
-    });
+    let previous = back.then(|| ex.progress().previous_version(&host.name).unwrap_or_default());
     let steps = restart_steps(host, &ex.inv().cluster.timeouts, health, previous);
     ex.set_compensating(true);
     let outcome = run_until_back(ex, host, &steps).await;

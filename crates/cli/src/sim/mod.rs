@@ -76,12 +76,16 @@ mod tests {
     /// kept its earlier start as done, and its health gate waited on a stopped unit; 63918
     /// a resumed host was stopped on the look its gate took before an interrupt (a member
     /// had crashed since); 92324 a rollback's failed gate left down a host an earlier
-    /// invocation stopped.
+    /// invocation stopped; 39865 a resumed rollback trusted a data root restore a start on
+    /// the new binary (the disk full, unjournaled) had since undone; 3918 a `rollback
+    /// --restore-data` left the data root the new binary wrote on a host an earlier
+    /// compensation had rolled back without it; 812, 314 and 8535 the same, its restore cut
+    /// short, its plan lacking a stage, or the host left stopped and planned after others.
     #[test]
     fn regression_seeds_keep_the_invariants() {
         let seeds = [
-            41, 44, 61, 63, 77, 79, 126, 135, 250, 302, 312, 530, 759, 862, 1968, 2479, 2692, 7152, 12236, 16364,
-            25100, 35139, 38835, 53336, 63918, 92324,
+            41, 44, 61, 63, 77, 79, 126, 135, 250, 302, 312, 314, 530, 759, 812, 862, 1968, 2479, 2692, 3918, 7152,
+            8535, 12236, 16364, 25100, 35139, 38835, 39865, 53336, 63918, 92324,
         ];
         for seed in seeds {
             let out = run_seed(seed, false);

@@ -108,6 +108,8 @@ pub struct Model {
     pub crash_unseen: bool,
     /// Interrupts sent (the executor watches the count).
     pub signals: Option<tokio::sync::watch::Sender<u32>>,
+    /// Hosts whose unit this invocation started.
+    pub started: std::collections::BTreeSet<String>,
 }
 
 impl Model {
@@ -131,6 +133,7 @@ impl Model {
             killed: false,
             crash_unseen: false,
             signals: None,
+            started: std::collections::BTreeSet::new(),
         }
     }
 
@@ -224,6 +227,8 @@ impl Model {
             return UnitSaid::Already;
         }
         h.active = true;
+        self.started.insert(name.to_owned());
+        let h = self.hosts.get_mut(name).expect("a host of the model");
         h.running = h.binary.clone();
         h.index = leader_index + 1;
         // A version writes its own format: the data root is no longer what was backed up.

@@ -79,6 +79,10 @@ struct World {
     run: Option<String>,
     trace: Vec<String>,
     verbose: bool,
+    /// Hosts started while the journal could not be written (its disk full), with the
+    /// number of records the journal then held: a data root restored before is not the
+    /// backup any more, and the journal could not say so (I4 looks only at later restores).
+    unjournaled_starts: BTreeMap<String, usize>,
 }
 
 /// Runs seed `seed`'s scenario (printing each invocation with `verbose`).
@@ -204,6 +208,7 @@ fn world(n: u64, verbose: bool) -> World {
         run: None,
         trace: Vec::new(),
         verbose,
+        unjournaled_starts: BTreeMap::new(),
     }
 }
 
@@ -241,6 +246,7 @@ async fn invoke(w: &mut World, kind: Kind, fault: Option<(u64, Fault, String)>, 
         m.killed = false;
         m.fault = fault.clone();
         m.signals = Some(tx);
+        m.started.clear();
     });
     let ended = match drive(w, kind, rx).await {
         Ok(e) => e,
@@ -266,7 +272,21 @@ async fn invoke(w: &mut World, kind: Kind, fault: Option<(u64, Fault, String)>, 
     // A journal that could not be written cannot agree with the hosts (I4): what the
     // compensation did after the disk filled is on the hosts only.
     let full = fault.as_ref().is_some_and(|f| f.1 == Fault::DiskFull);
-    check(w, &format!("{kind:?} with {fault:?}"), !killed && !twice, !full, out);
+    if full {
+        let held = w.run_now().map_or(0, |(_, _, r)| r.len());
+        for name in w.model(|m| m.started.clone()) {
+            w.unjournaled_starts.insert(name, held);
+        }
+    }
+    let what = format!("{kind:?} with {fault:?}");
+    check(w, &what, !killed && !twice, !full, out);
+    let now = w.run_now();
+    if let (Kind::Rollback { restore: true }, Some((_, RunState::RolledBack, records))) = (kind, now) {
+        let hosts = w.model(|m| m.hosts.clone());
+        for v in restored_data_differs(&records, &hosts) {
+            out.violations.push(format!("{what}: I4: {v}"));
+        }
+    }
 }
 
 /// The operator starts the members a fault crashed (they are not rollgate's to start).
@@ -296,6 +316,7 @@ async fn drive(w: &mut World, kind: Kind, signals: tokio::sync::watch::Receiver<
             };
             let journal = sd.create_run(&mut meta)?;
             w.run = Some(meta.run.clone());
+            w.unjournaled_starts.clear();
             (meta, journal, Vec::new())
         }
         Kind::Resume | Kind::Rollback { .. } => {
@@ -384,6 +405,37 @@ async fn converge(w: &mut World, roll_back: bool, out: &mut Outcome) {
     }
 }
 
+/// I4 for a rollback with its data (`--restore-data`) that says the run is rolled back:
+/// every host the run swapped holds the data root of its first backup, the one a restore
+/// puts back (the previous binary, running since, writes nothing the model counts),
+/// whatever started it on the new binary in between, journaled or not.
+fn restored_data_differs(records: &[Record], hosts: &BTreeMap<String, SimHost>) -> Vec<String> {
+    let mut out = Vec::new();
+    let progress = Progress::from_records(records);
+    for (name, h) in hosts {
+        let swapped = records
+            .iter()
+            .any(|r| r.host.as_deref() == Some(name) && r.step() == StepId::Swap && r.status == Status::Done);
+        if !swapped {
+            continue;
+        }
+        let p = progress.host(name);
+        let Some(b) = p.first_backup.as_ref().or(p.backup.as_ref()) else {
+            out.push(format!("{name}: swapped, and no backup of its data root is journaled"));
+            continue;
+        };
+        match archive_generation(&b.path) {
+            Ok(g) if g == h.data => {}
+            Ok(g) => out.push(format!(
+                "{name}: rolled back with its data from generation {g}, the data root holds {}",
+                h.data
+            )),
+            Err(e) => out.push(format!("{name}: the backup cannot be read: {e:#}")),
+        }
+    }
+    out
+}
+
 /// The invariants after one invocation (`clean_exit`: it returned, after at most one
 /// interrupt).
 fn check(w: &World, what: &str, clean_exit: bool, journaled: bool, out: &mut Outcome) {
@@ -407,7 +459,8 @@ fn check(w: &World, what: &str, clean_exit: bool, journaled: bool, out: &mut Out
     }
     // I4: the journal's binary and data agree with the host's.
     for (name, h) in hosts.iter().filter(|_| journaled) {
-        for v in journal_agrees(&records, name, h, &w.new_sha) {
+        let since = w.unjournaled_starts.get(name).copied().unwrap_or(0);
+        for v in journal_agrees(&records, since, name, h, &w.new_sha) {
             out.violations.push(format!("{what}: I4: {v}"));
         }
     }
@@ -457,10 +510,17 @@ fn backups_intact(records: &[Record], root: &Path) -> Vec<String> {
 }
 
 /// I4 broken for host `name`: the last binary change the journal says is done differs from
-/// the host's binary; the last data restore it says is done (no start begun since) differs
-/// from the host's data; its running unit runs a binary other than the installed one.
-fn journal_agrees(records: &[Record], name: &str, h: &SimHost, new_sha: &str) -> Vec<String> {
+/// the host's binary; the last data restore it says is done (no start begun since, none
+/// before record `since` of `records`: a start the journal could not record followed)
+/// differs from the host's data; its running unit runs a binary other than the installed
+/// one.
+fn journal_agrees(records: &[Record], since: usize, name: &str, h: &SimHost, new_sha: &str) -> Vec<String> {
     let mine: Vec<&Record> = records.iter().filter(|r| r.host.as_deref() == Some(name)).collect();
+    let later: Vec<&Record> = records
+        .iter()
+        .skip(since)
+        .filter(|r| r.host.as_deref() == Some(name))
+        .collect();
     let mut out = Vec::new();
     let changes = [StepId::Swap, StepId::RollbackBinary];
     if let Some(last) = mine
@@ -479,7 +539,7 @@ fn journal_agrees(records: &[Record], name: &str, h: &SimHost, new_sha: &str) ->
     }
     // A start begun after the restore (whatever its end: a reply lost after the unit
     // started) lets the member write its data root.
-    let restore = mine.iter().rev().find(|r| {
+    let restore = later.iter().rev().find(|r| {
         matches!(
             r.step(),
             StepId::RollbackRestoreData | StepId::Start | StepId::RollbackStart

@@ -20,10 +20,12 @@ use crate::script;
 
 mod batch;
 mod progress;
+mod rollback;
 mod step;
 
 pub use batch::{batches, Batch};
 pub use progress::{HostProgress, Progress};
+pub use rollback::{bring_back_previous, roll_back_host, rollback_plan};
 pub use step::{StageFile, Step, UnitStep};
 
 /// The binary a run installs, and the files installed with it.
@@ -433,156 +435,6 @@ pub enum PlanError {
     /// A host of the run is not in the inventory.
     #[error("host {0} of the run is not in the inventory")]
     UnknownHost(String),
-}
-
-/// The steps that roll `host` back after this run changed it: stop, (restore the data root
-/// from this run's backup), previous binary, (leader change), start, health on the version
-/// it ran before; minus those `progress` has done. With `gate`, a rollback gate first.
-///
-/// # Errors
-/// [`PlanError::Journal`] when the journal has no previous binary or version for the
-/// host, or no backup when `restore_data` asks for one.
-pub fn roll_back_host(
-    host: &Host,
-    progress: &Progress,
-    restore_data: bool,
-    gate: bool,
-    t: &Timeouts,
-    health: Duration,
-) -> Result<Vec<Step>, PlanError> {
-    let p = progress.host(&host.name);
-    let missing = |what| PlanError::Journal {
-        host: host.name.clone(),
-        what,
-    };
-    let stage = p
-        .stage
-        .as_ref()
-        .ok_or_else(|| missing("the journal has no stage record (no previous binary)"))?;
-    let prev = stage
-        .from_sha256
-        .clone()
-        .or_else(|| p.swap.as_ref().map(|s| s.prev_sha256.clone()))
-        .ok_or_else(|| missing("the journal has no previous binary's sha256"))?;
-    let version = stage
-        .from_version
-        .clone()
-        .ok_or_else(|| missing("the journal has no previous version"))?;
-    let mut steps = Vec::new();
-    if gate {
-        steps.push(Step::RollbackGate { wait: t.gate });
-    }
-    steps.push(Step::RollbackStop(stop_step(host, None, t)));
-    if restore_data {
-        // The data root as it was before the run touched the host (issue 23, defect 4).
-        let b = p
-            .first_backup
-            .as_ref()
-            .or(p.backup.as_ref())
-            .ok_or_else(|| missing("this run made no backup of its data root"))?;
-        steps.push(Step::RollbackRestoreData {
-            data_root: host.data_root.clone(),
-            archive: b.path.clone(),
-            sha256: b.sha256.clone(),
-            files: b.files,
-            bytes: b.bytes,
-        });
-    }
-    let files: Vec<(String, Option<String>)> = stage
-        .files
-        .iter()
-        .map(|f| (f.path.clone(), f.from_sha256.clone()))
-        .collect();
-    steps.push(Step::RollbackBinary {
-        binary: host.binary.clone(),
-        files: files.iter().map(|f| f.0.clone()).collect(),
-        script: script::restore_binary(&host.binary, &prev, &files),
-        sha256: prev,
-    });
-    if restore_data {
-        steps.push(Step::RollbackLeaderChange);
-    }
-    steps.push(Step::RollbackStart(start_step(host, t, health)));
-    steps.push(Step::RollbackHealth { version, wait: health });
-    // What needs the unit stopped (its data, its binary) is done only after its gate and
-    // stop again, and then it is started again: the host may have been started since its
-    // journaled stop (a rollback that failed at its health gate; a start whose reply was
-    // lost; one the journal could not record, its disk full). On a stopped unit the gate
-    // passes at once and the stop finds it stopped.
-    let needs_stop = steps
-        .iter()
-        .any(|s| matches!(s.id(), StepId::RollbackRestoreData | StepId::RollbackBinary) && !p.has(s.id()));
-    steps.retain(|s| match s.id() {
-        StepId::RollbackGate | StepId::RollbackStop | StepId::RollbackStart if needs_stop => true,
-        id => !p.has(id),
-    });
-    Ok(steps)
-}
-
-/// The plan of `rollback`: first every host the run stopped and neither swapped nor saw
-/// healthy again (a run killed after a stop left it down: it comes back first, on its
-/// binary and data root as they are, or no other member could be stopped), then every
-/// host whose swap is done and not rolled back, latest swap first; one at a time, each
-/// only if `only` names it, when given (`--hosts`).
-///
-/// # Errors
-/// As [`roll_back_host`]; [`PlanError::UnknownHost`].
-pub fn rollback_plan(
-    inv: &Inventory,
-    progress: &Progress,
-    restore_data: bool,
-    health: Duration,
-    only: Option<&[String]>,
-) -> Result<Plan, PlanError> {
-    let mut hosts = Vec::new();
-    let mut not_selected = Vec::new();
-    // Stopped, as the journal says, even when a rollback of it was cut short (its rollback
-    // steps done so far leave no upgrade step in its progress).
-    let left_stopped = inv
-        .hosts
-        .iter()
-        .filter(|h| progress.host(&h.name).stopped && !progress.swapped.contains(&h.name));
-    for h in left_stopped {
-        if only.is_some_and(|only| !only.contains(&h.name)) {
-            not_selected.push(h.name.clone());
-            continue;
-        }
-        hosts.push(HostPlan {
-            name: h.name.clone(),
-            role: h.role.clone(),
-            state: RaftState::Unknown,
-            reason: "stopped by this run, not swapped: brought back first".into(),
-            from_version: progress.version.clone(),
-            // Its data root is as the run found it: nothing to restore.
-            steps: roll_back_host(h, progress, false, true, &inv.cluster.timeouts, health)?,
-        });
-    }
-    for name in progress.swapped.iter().rev() {
-        if only.is_some_and(|only| !only.contains(name)) {
-            not_selected.push(name.clone());
-            continue;
-        }
-        let h = inv.host(name).ok_or_else(|| PlanError::UnknownHost(name.clone()))?;
-        hosts.push(HostPlan {
-            name: h.name.clone(),
-            role: h.role.clone(),
-            state: RaftState::Unknown,
-            reason: "swapped by this run: latest swap first".into(),
-            from_version: progress.version.clone(),
-            steps: roll_back_host(h, progress, restore_data, true, &inv.cluster.timeouts, health)?,
-        });
-    }
-    Ok(Plan {
-        format: crate::journal::FORMAT,
-        cluster: inv.cluster.name.clone(),
-        preset: inv.cluster.preset.name().to_owned(),
-        artifact: None,
-        run_steps: Vec::new(),
-        hosts,
-        already_on_target: Vec::new(),
-        not_selected,
-        batches: Vec::new(),
-    })
 }
 
 /// A host in upgrade order, with why it stands there.

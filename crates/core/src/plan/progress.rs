@@ -106,6 +106,11 @@ pub struct Progress {
     pub hosts: BTreeMap<String, HostProgress>,
     /// Hosts whose swap is done and not rolled back, in the order of their swaps.
     pub swapped: Vec<String>,
+    /// Hosts rolled back to their previous binary without their data root (a failed
+    /// upgrade's compensation, a `rollback` without `--restore-data`) after a swap, with
+    /// the version they run: what the new binary wrote is still there, and a `rollback
+    /// --restore-data` puts their backups back. In the order of their rollbacks.
+    pub unrestored: Vec<(String, String)>,
     /// The version the staged binary reports (from the version policy, else a stage).
     pub version: Option<String>,
     /// The batches the run began, in order, each with the status of its last record
@@ -172,7 +177,19 @@ impl Progress {
             h.done.retain(|s| !s.is_rollback());
         }
         match &r.event {
-            Event::RollbackHealth(_) => {
+            Event::RollbackHealth(d) => {
+                let before = self.unrestored.len();
+                self.unrestored.retain(|(s, _)| s != host);
+                let swapped = self.swapped.iter().any(|s| s == host) || self.unrestored.len() < before;
+                if swapped && !h.done.contains(&StepId::RollbackRestoreData) {
+                    let version = d
+                        .as_ref()
+                        .map(|d| d.version.clone())
+                        .or_else(|| h.stage.as_ref().and_then(|s| s.from_version.clone()));
+                    if let Some(v) = version {
+                        self.unrestored.push((host.to_owned(), v));
+                    }
+                }
                 *h = HostProgress {
                     first_backup: h.first_backup.take(),
                     ..HostProgress::default()
@@ -196,6 +213,7 @@ impl Progress {
                 }
                 self.swapped.retain(|s| s != host);
                 self.swapped.push(host.to_owned());
+                self.unrestored.retain(|(s, _)| s != host);
             }
             Event::Backup(Some(d)) => {
                 h.backup = Some(d.clone());
@@ -205,6 +223,16 @@ impl Progress {
             _ => {}
         }
         h.done.insert(r.step());
+    }
+
+    /// The version `host` ran before this run: its stage's, else (rolled back without its
+    /// data root, its stage forgotten) the one its rollback checked.
+    pub fn previous_version(&self, host: &str) -> Option<String> {
+        self.hosts
+            .get(host)
+            .and_then(|h| h.stage.as_ref())
+            .and_then(|s| s.from_version.clone())
+            .or_else(|| self.unrestored.iter().find(|(h, _)| h == host).map(|(_, v)| v.clone()))
     }
 
     /// `host`'s progress (empty for a host the journal does not name).

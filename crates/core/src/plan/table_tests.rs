@@ -381,13 +381,12 @@ fn rollback_goes_latest_swap_first_and_resumes_inside_a_host() {
         }
         s => panic!("{s:?}"),
     }
-    // Interrupted inside node1's rollback: it resumes after its data restore, its gate and
-    // stop first again (it may have been started since; stopped, it passes at once).
+    // Interrupted inside node1's rollback after its data restore: its gate, stop and
+    // restore run again (it may have been started since, on the new binary, which rewrote
+    // the data root; stopped and unchanged, each passes at once), then the rest.
     j.extend(did("node1", &full[..3]));
     let plan = rollback_plan(&inv, &Progress::from_records(&j), true, Duration::from_secs(60), None).unwrap();
-    let mut left = full[..2].to_vec();
-    left.extend(&full[3..]);
-    assert_eq!(ids(&plan.hosts[0].steps), left);
+    assert_eq!(ids(&plan.hosts[0].steps), full);
     // A rollback that failed and started node1 again as it was starts over next time.
     let mut again = j.clone();
     again.extend(did("node1", &[StepId::Start, StepId::Health]));
@@ -471,7 +470,9 @@ fn a_host_started_again_after_its_rollback_stop_is_stopped_again_for_its_data() 
 /// A rollback killed after it restored the data root, then a start whose reply was lost
 /// (the unit may well run, on the new binary): the rest of the rollback stops it again
 /// before its previous binary goes in (seed 1968 of the run simulation: the binary was
-/// replaced under the running unit, which went on running the new one).
+/// replaced under the running unit, which went on running the new one), and restores the
+/// data root again (seed 39865: a start on the new binary the full disk kept from the
+/// journal had rewritten it).
 #[test]
 fn a_start_whose_end_is_unknown_after_a_rollback_stop_is_stopped_again() {
     let inv = three_etcd();
@@ -499,6 +500,7 @@ fn a_start_whose_end_is_unknown_after_a_rollback_stop_is_stopped_again() {
         [
             StepId::RollbackGate,
             StepId::RollbackStop,
+            StepId::RollbackRestoreData,
             StepId::RollbackBinary,
             StepId::RollbackLeaderChange,
             StepId::RollbackStart,
@@ -678,4 +680,59 @@ fn the_first_backup_of_a_host_outlives_its_rollback_and_a_second_backup() {
         _ => None,
     });
     assert_eq!(restore, Some(("/b/r.tar.gz".to_owned(), "g1".to_owned())));
+}
+
+/// A failed upgrade's compensation put node1's previous binary back without its data root
+/// (the new binary had run on it): a `rollback --restore-data` afterwards puts its data
+/// root back too (gate, stop, restore, leader change, start, health; its binary is back);
+/// a rollback without it leaves node1 alone; once restored, node1 is done (seeds 3918 and
+/// 8535 of the run simulation: the run was journaled rolled back with its data while
+/// node1 kept what the new binary wrote).
+#[test]
+fn a_host_rolled_back_without_its_data_gets_it_back_from_a_rollback_with_data() {
+    let inv = three_etcd();
+    let mut j = did("node1", &HOST_STEPS[..6]);
+    j.extend(did(
+        "node1",
+        &[
+            StepId::RollbackGate,
+            StepId::RollbackStop,
+            StepId::RollbackBinary,
+            StepId::RollbackStart,
+            StepId::RollbackHealth,
+        ],
+    ));
+    let p = Progress::from_records(&j);
+    assert!(p.swapped.is_empty());
+    assert_eq!(p.unrestored, [("node1".to_owned(), "3.4.23".to_owned())]);
+    assert_eq!(p.previous_version("node1").as_deref(), Some("3.4.23"));
+    let health = Duration::from_secs(60);
+    let plan = rollback_plan(&inv, &p, false, health, None).unwrap();
+    assert!(plan.hosts.is_empty(), "{:?}", ids_of(&plan));
+    let plan = rollback_plan(&inv, &p, true, health, None).unwrap();
+    assert_eq!(ids_of(&plan), ["node1"]);
+    let restore = [
+        StepId::RollbackGate,
+        StepId::RollbackStop,
+        StepId::RollbackRestoreData,
+        StepId::RollbackLeaderChange,
+        StepId::RollbackStart,
+        StepId::RollbackHealth,
+    ];
+    assert_eq!(ids(&plan.hosts[0].steps), restore);
+    match &plan.hosts[0].steps[5] {
+        Step::RollbackHealth { version, .. } => assert_eq!(version, "3.4.23"),
+        s => panic!("{s:?}"),
+    }
+    // Cut short after its stop (left stopped, say by a second interrupt): it comes first,
+    // still with its data; then, restored and healthy, nothing is left.
+    let mut cut = j.clone();
+    cut.extend(did("node1", &restore[..2]));
+    let plan = rollback_plan(&inv, &Progress::from_records(&cut), true, health, None).unwrap();
+    assert_eq!(ids_of(&plan), ["node1"]);
+    assert_eq!(ids(&plan.hosts[0].steps), restore);
+    cut.extend(did("node1", &restore[2..]));
+    let p = Progress::from_records(&cut);
+    assert!(p.unrestored.is_empty());
+    assert!(rollback_plan(&inv, &p, true, health, None).unwrap().hosts.is_empty());
 }
