@@ -96,7 +96,12 @@ async fn compensate(ex: &mut Executor<'_>, host: &Host) -> String {
         // Nothing the journal could not record is undone: the host starts on the binary it
         // has (the journal may say its swap is done; a rollback it never saw would make it
         // lie), and a later `resume` or `rollback` goes on from what the journal says.
-        let previous = (!swapped).then(|| progress.previous_version(&host.name).unwrap_or_default());
+        // Which binary it has, the host says: a swap the journal could not record is in.
+        let on_new = match ex.binary_sha256(host).await {
+            Some(sha) => sha == ex.meta().sha256,
+            None => swapped,
+        };
+        let previous = (!on_new).then(|| progress.previous_version(&host.name).unwrap_or_default());
         let steps = restart_steps(host, timeouts, health, previous);
         return match run_until_back(ex, host, &steps).await {
             Ok(()) => "started on the binary it has (the journal cannot be written) and healthy".to_owned(),

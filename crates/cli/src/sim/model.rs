@@ -53,6 +53,14 @@ pub enum Fault {
     /// operation number says, then refuses every one (no remote operation fails). The
     /// operator frees the disk before the next invocation.
     DiskFull,
+    /// rollgate is killed as it writes a journal record: the journal takes the number of
+    /// records the fault's operation number says, and the next one kills the invocation
+    /// (no remote operation fails).
+    KillAtRecord,
+    /// As [`Fault::KillAtRecord`], the record torn: half of its line is on disk (a power
+    /// loss). The next invocation finds the journal damaged; the operator cuts the torn
+    /// line off, as the error says.
+    TornRecord,
 }
 
 /// One simulated host.
@@ -276,7 +284,7 @@ impl SimFleet {
                 return Go::Act;
             }
             match fault {
-                Fault::DiskFull => Go::Act,
+                Fault::DiskFull | Fault::KillAtRecord | Fault::TornRecord => Go::Act,
                 Fault::Fail => Go::Fail,
                 Fault::LostReply => Go::LostReply,
                 Fault::Hang => Go::Hang,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rollgate_core::journal::{Event, Journal, Record, Status, StepId};
+use rollgate_core::journal::{self, Event, Journal, JournalError, Record, Status, StepId};
 use rollgate_core::plan::{rollback_plan, Progress};
 use rollgate_core::Inventory;
 
@@ -127,6 +127,21 @@ async fn scenario(seed: u64, verbose: bool) -> Outcome {
         let i = ((h >> 8) % plan.len() as u64) as usize;
         plan[i].1 = Some((1 + (h >> 16) % 40, Fault::DiskFull, String::new()));
     }
+    // One seed in four: one more invocation, killed as it writes a journal record (half of
+    // them torn). Added at the end, so the invocations before are the seed's as they were.
+    if (h >> 24).is_multiple_of(4) {
+        let kind = match (h >> 28) % 3 {
+            0 => Kind::Resume,
+            1 => Kind::Rollback { restore: false },
+            _ => Kind::Rollback { restore: true },
+        };
+        let fault = if (h >> 32) & 1 == 0 {
+            Fault::KillAtRecord
+        } else {
+            Fault::TornRecord
+        };
+        plan.push((kind, Some((1 + (h >> 36) % 40, fault, String::new()))));
+    }
     play(hosts, &plan, rng.below(3) == 0, verbose).await
 }
 
@@ -137,6 +152,7 @@ pub type Invocation = (Kind, Option<(u64, Fault, String)>);
 /// Plays `plan` on a fresh fleet of `hosts` members, then converges (by a rollback with
 /// its data when `roll_back`, else by resumes), checking the invariants throughout.
 pub async fn play(hosts: u64, plan: &[Invocation], roll_back: bool, verbose: bool) -> Outcome {
+    quiet_kills();
     let mut w = world(hosts, verbose);
     let mut out = Outcome::default();
     for (kind, fault) in plan {
@@ -148,6 +164,20 @@ pub async fn play(hosts: u64, plan: &[Invocation], roll_back: bool, verbose: boo
         out.violations.insert(0, format!("trace:\n  {}", w.trace.join("\n  ")));
     }
     out
+}
+
+/// Keeps the panic hook from printing the unwinds that stand for rollgate killed at a
+/// journal record ([`journal::Killed`]); every other panic prints as before.
+fn quiet_kills() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let before = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !info.payload().is::<journal::Killed>() {
+                before(info);
+            }
+        }));
+    });
 }
 
 fn world(n: u64, verbose: bool) -> World {
@@ -269,6 +299,11 @@ async fn invoke(w: &mut World, kind: Kind, fault: Option<(u64, Fault, String)>, 
         if killed { "killed" } else { "returned" }
     ));
     w.model(|m| m.fault = None);
+    if killed && fault.as_ref().is_some_and(|f| f.1 == Fault::TornRecord) {
+        if let Err(v) = cut_torn_line(w) {
+            out.violations.push(format!("{kind:?} with {fault:?}: {v}"));
+        }
+    }
     // A journal that could not be written cannot agree with the hosts (I4): what the
     // compensation did after the disk filled is on the hosts only.
     let full = fault.as_ref().is_some_and(|f| f.1 == Fault::DiskFull);
@@ -286,6 +321,25 @@ async fn invoke(w: &mut World, kind: Kind, fault: Option<(u64, Fault, String)>, 
         for v in restored_data_differs(&records, &hosts) {
             out.violations.push(format!("{what}: I4: {v}"));
         }
+    }
+}
+
+/// After an invocation killed as it wrote a record, torn: the journal must read as damaged
+/// (never as whole: what the torn record said is unknown), and the operator cuts the torn
+/// line off as the error says (`truncate -s KEEP`).
+fn cut_torn_line(w: &World) -> Result<(), String> {
+    let Some(run) = &w.run else { return Ok(()) };
+    let path = w.state().journal_path(run);
+    match Journal::read(&path) {
+        Err(JournalError::Torn { keep, .. }) => {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| e.to_string())?;
+            f.set_len(keep).map_err(|e| e.to_string())
+        }
+        Ok(_) => Err("a journal with a torn last line read as whole".into()),
+        Err(e) => Err(format!("a torn journal read as {e}")),
     }
 }
 
@@ -331,8 +385,11 @@ async fn drive(w: &mut World, kind: Kind, signals: tokio::sync::watch::Receiver<
         }
     };
     let mut journal = journal;
-    if let Some((records, Fault::DiskFull, _)) = w.model(|m| m.fault.clone()) {
-        journal.fill_after(records as usize);
+    match w.model(|m| m.fault.clone()) {
+        Some((records, Fault::DiskFull, _)) => journal.fill_after(records as usize),
+        Some((records, Fault::KillAtRecord, _)) => journal.kill_after(records as usize, false),
+        Some((records, Fault::TornRecord, _)) => journal.kill_after(records as usize, true),
+        _ => {}
     }
     let ctx = &w.ctx;
     let fleet = Box::new(w.fleet.clone());
@@ -351,10 +408,19 @@ async fn drive(w: &mut World, kind: Kind, signals: tokio::sync::watch::Receiver<
             }
         }
     };
-    let mut run = std::pin::pin!(run);
+    // A journal record that kills the invocation unwinds out of it (`Journal::kill_after`).
+    let mut run = std::pin::pin!(futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)));
     loop {
         tokio::select! {
             r = &mut run => {
+                let r = match r {
+                    Ok(r) => r,
+                    Err(payload) if payload.is::<journal::Killed>() => {
+                        w.model(|m| m.killed = true);
+                        return Ok(Ended::Killed);
+                    }
+                    Err(payload) => std::panic::resume_unwind(payload),
+                };
                 if w.verbose {
                     eprintln!("sim: {kind:?} returned {:?}", r.map_err(|e| format!("{e:#}")));
                 }

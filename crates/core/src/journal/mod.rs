@@ -137,7 +137,16 @@ pub struct Journal {
     /// Appends left before the disk is "full" (fault injection only).
     #[cfg(feature = "fault-injection")]
     room: Option<usize>,
+    /// Appends left before the process is "killed", and whether that append is torn
+    /// (fault injection only).
+    #[cfg(feature = "fault-injection")]
+    kill: Option<(usize, bool)>,
 }
+
+/// The panic payload of an append that "kills" the process ([`Journal::kill_after`]).
+#[cfg(feature = "fault-injection")]
+#[derive(Debug)]
+pub struct Killed;
 
 impl Journal {
     /// Opens (creating if needed, mode 0600: it holds remote stderr) the journal at `path`
@@ -167,6 +176,8 @@ impl Journal {
             file,
             #[cfg(feature = "fault-injection")]
             room: None,
+            #[cfg(feature = "fault-injection")]
+            kill: None,
         })
     }
 
@@ -175,6 +186,16 @@ impl Journal {
     #[cfg(feature = "fault-injection")]
     pub fn fill_after(&mut self, records: usize) {
         self.room = Some(records);
+    }
+
+    /// Fault injection (the run simulation): after `records` more appends, the next one
+    /// stands for rollgate killed (SIGKILL, a power loss) as it writes that record: with
+    /// `torn`, the first half of its line (no newline) reaches the disk; then the append
+    /// panics with [`Killed`] instead of returning, so nothing after it runs (the caller
+    /// catches the unwind and drops the invocation).
+    #[cfg(feature = "fault-injection")]
+    pub fn kill_after(&mut self, records: usize, torn: bool) {
+        self.kill = Some((records, torn));
     }
 
     /// Appends `record` as one line and fsyncs before returning: once this returns, the
@@ -196,6 +217,17 @@ impl Journal {
         }
         let mut line = serde_json::to_vec(record).map_err(|e| io(std::io::Error::other(e)))?;
         line.push(b'\n');
+        #[cfg(feature = "fault-injection")]
+        if let Some((n, torn)) = &mut self.kill {
+            if *n == 0 {
+                if *torn {
+                    self.file.write_all(&line[..line.len() / 2]).map_err(io)?;
+                    self.file.sync_data().map_err(io)?;
+                }
+                std::panic::panic_any(Killed);
+            }
+            *n -= 1;
+        }
         self.file.write_all(&line).map_err(io)?;
         self.file.sync_data().map_err(io)
     }

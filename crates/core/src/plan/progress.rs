@@ -36,6 +36,11 @@ pub struct HostProgress {
     /// and has not seen it healthy since: it may be down (as
     /// [`crate::decide::may_be_stopped`]).
     pub stopped: bool,
+    /// The data root was restored (`rollback-restore-data` done or already) since the
+    /// unit's last stop record: nothing started on it since that the journal knows of
+    /// (one the journal could not record comes before a stop again: the rollback stops
+    /// the host again before it goes on).
+    pub restored_since_stop: bool,
 }
 
 impl HostProgress {
@@ -56,6 +61,11 @@ impl HostProgress {
                     self.done.remove(&s);
                 }
             }
+            _ => {}
+        }
+        match r.step() {
+            StepId::Stop | StepId::RollbackStop if r.completed() => self.restored_since_stop = false,
+            StepId::RollbackRestoreData if r.completed() => self.restored_since_stop = true,
             _ => {}
         }
         match (r.step(), r.status) {
@@ -181,7 +191,7 @@ impl Progress {
                 let before = self.unrestored.len();
                 self.unrestored.retain(|(s, _)| s != host);
                 let swapped = self.swapped.iter().any(|s| s == host) || self.unrestored.len() < before;
-                if swapped && !h.done.contains(&StepId::RollbackRestoreData) {
+                if swapped && !h.restored_since_stop {
                     let version = d
                         .as_ref()
                         .map(|d| d.version.clone())

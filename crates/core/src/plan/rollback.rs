@@ -65,11 +65,13 @@ pub fn roll_back_host(
 
 /// The steps that bring back `host`, rolled back to its previous binary (`version`)
 /// without its data root: gate, stop, (restore the data root, leader change), start,
-/// health; minus those `progress` has done.
+/// health; minus those `progress` has done. Staged again since (a resume began it anew),
+/// it may have been swapped where the journal could not say so: it is rolled back as
+/// [`roll_back_host`] does, its binary step answering `already` if it was not.
 ///
 /// # Errors
 /// [`PlanError::Journal`] when `restore_data` and the journal has no backup of the host's
-/// data root.
+/// data root; as [`roll_back_host`].
 pub fn bring_back_previous(
     host: &Host,
     progress: &Progress,
@@ -79,6 +81,9 @@ pub fn bring_back_previous(
     health: Duration,
 ) -> Result<Vec<Step>, PlanError> {
     let p = progress.host(&host.name);
+    if p.stage.is_some() {
+        return roll_back_host(host, progress, restore_data, true, t, health);
+    }
     let rollback = HostRollback {
         host,
         p: &p,
