@@ -192,19 +192,18 @@ pub fn rollback_plan(
             not_selected.push(h.name.clone());
             continue;
         }
-        hosts.push(HostPlan {
-            name: h.name.clone(),
-            role: h.role.clone(),
-            state: RaftState::Unknown,
-            reason: "stopped by this run, not swapped: brought back first".into(),
-            from_version: progress.version.clone(),
-            // Its data root is as the run found it: nothing to restore; unless it was rolled
-            // back to its previous binary earlier, without its data root.
-            steps: match progress.unrestored.iter().find(|(n, _)| *n == h.name) {
-                Some((_, v)) => bring_back_previous(h, progress, v, restore_data, &inv.cluster.timeouts, health)?,
-                None => roll_back_host(h, progress, false, true, &inv.cluster.timeouts, health)?,
-            },
-        });
+        // Its data root is as the run found it: nothing to restore; unless it was rolled
+        // back to its previous binary earlier, without its data root.
+        let steps = match progress.unrestored.iter().find(|(n, _)| *n == h.name) {
+            Some((_, v)) => bring_back_previous(h, progress, v, restore_data, &inv.cluster.timeouts, health)?,
+            None => roll_back_host(h, progress, false, true, &inv.cluster.timeouts, health)?,
+        };
+        hosts.push(planned(
+            h,
+            progress,
+            "stopped by this run, not swapped: brought back first",
+            steps,
+        ));
     }
     for name in progress.swapped.iter().rev() {
         if only.is_some_and(|only| !only.contains(name)) {
@@ -212,14 +211,8 @@ pub fn rollback_plan(
             continue;
         }
         let h = inv.host(name).ok_or_else(|| PlanError::UnknownHost(name.clone()))?;
-        hosts.push(HostPlan {
-            name: h.name.clone(),
-            role: h.role.clone(),
-            state: RaftState::Unknown,
-            reason: "swapped by this run: latest swap first".into(),
-            from_version: progress.version.clone(),
-            steps: roll_back_host(h, progress, restore_data, true, &inv.cluster.timeouts, health)?,
-        });
+        let steps = roll_back_host(h, progress, restore_data, true, &inv.cluster.timeouts, health)?;
+        hosts.push(planned(h, progress, "swapped by this run: latest swap first", steps));
     }
     // Rolled back without their data root earlier: with `--restore-data`, it goes back too.
     for (name, version) in progress.unrestored.iter().rev().filter(|_| restore_data) {
@@ -231,14 +224,9 @@ pub fn rollback_plan(
             continue;
         }
         let h = inv.host(name).ok_or_else(|| PlanError::UnknownHost(name.clone()))?;
-        hosts.push(HostPlan {
-            name: h.name.clone(),
-            role: h.role.clone(),
-            state: RaftState::Unknown,
-            reason: "rolled back by this run without its data root: the data root goes back".into(),
-            from_version: progress.version.clone(),
-            steps: bring_back_previous(h, progress, version, true, &inv.cluster.timeouts, health)?,
-        });
+        let steps = bring_back_previous(h, progress, version, true, &inv.cluster.timeouts, health)?;
+        let why = "rolled back by this run without its data root: the data root goes back";
+        hosts.push(planned(h, progress, why, steps));
     }
     Ok(Plan {
         format: crate::journal::FORMAT,
@@ -251,4 +239,16 @@ pub fn rollback_plan(
         not_selected,
         batches: Vec::new(),
     })
+}
+
+/// `host` in a rollback plan, with why it stands where it does, and its `steps`.
+fn planned(host: &Host, progress: &Progress, reason: &str, steps: Vec<Step>) -> HostPlan {
+    HostPlan {
+        name: host.name.clone(),
+        role: host.role.clone(),
+        state: RaftState::Unknown,
+        reason: reason.into(),
+        from_version: progress.version.clone(),
+        steps,
+    }
 }
