@@ -215,6 +215,15 @@ impl SshError {
         }
     }
 
+    /// The session to `host` closed before a command's exit status came: the command may
+    /// or may not have run to its end.
+    pub fn disconnected(host: &str) -> Self {
+        SshError::Protocol {
+            host: host.to_owned(),
+            source: russh::Error::Disconnect,
+        }
+    }
+
     /// Fills in the host name of an error raised where it was not known.
     pub(crate) fn on(self, host: &str) -> Self {
         match self {

@@ -80,12 +80,15 @@ mod tests {
     /// the new binary (the disk full, unjournaled) had since undone; 3918 a `rollback
     /// --restore-data` left the data root the new binary wrote on a host an earlier
     /// compensation had rolled back without it; 812, 314 and 8535 the same, its restore cut
-    /// short, its plan lacking a stage, or the host left stopped and planned after others.
+    /// short, its plan lacking a stage, or the host left stopped and planned after others;
+    /// 68313 (2026-12-03) a compensation's stop whose reply was lost ended the run with
+    /// the host stopped (the model's lost reply was no transport error, so nothing tried
+    /// again; it is now the error a closed session gives).
     #[test]
     fn regression_seeds_keep_the_invariants() {
         let seeds = [
             41, 44, 61, 63, 77, 79, 126, 135, 250, 302, 312, 314, 530, 759, 812, 862, 1968, 2479, 2692, 3918, 7152,
-            8535, 12236, 16364, 25100, 35139, 38835, 39865, 53336, 63918, 92324,
+            8535, 12236, 16364, 25100, 35139, 38835, 39865, 53336, 63918, 68313, 92324,
         ];
         for seed in seeds {
             let out = run_seed(seed, false);

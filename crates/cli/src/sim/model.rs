@@ -333,7 +333,9 @@ impl SimFleet {
                 }
                 Go::LostReply => {
                     let _ = self.with(act);
-                    Err(anyhow!("{host}: {what}: the connection dropped"))
+                    // As over SSH: the session closed before the exit status came.
+                    let lost = rollgate_ssh::SshError::disconnected(host);
+                    Err(anyhow::Error::new(lost).context(format!("{host}: {what}")))
                 }
                 Go::Act => self.with(act),
                 Go::ActThenCrash(victim) => self.with(|m| {

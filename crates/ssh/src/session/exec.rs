@@ -309,10 +309,7 @@ impl Session {
         eof_on_drop.0 = None;
         let (stderr, status) = finished?;
         if status == ExitStatus::Unknown && self.handle.is_closed() {
-            return Err(SshError::Protocol {
-                host: host.clone(),
-                source: russh::Error::Disconnect,
-            });
+            return Err(SshError::disconnected(host));
         }
         Ok(Output {
             stdout: Vec::new(),
