@@ -488,3 +488,59 @@ fn a_cancelled_command_leaves_nothing_running_on_the_host() {
     let left = lab.root(&addr, "ls /var/tmp/rollgate-i6-* 2>/dev/null || true");
     assert_eq!(left.trim(), "", "a cancelled command had an effect after its deadline");
 }
+
+/// Issue 23, invariant I6 on a cut link: a cancelled command whose session never tells the
+/// host (the end of its input lost with the link; here the session is leaked, so its
+/// connection stays up and silent) runs on; the next session tagged with the same run ends
+/// it before anything else, and one tagged with another run leaves it alone.
+#[test]
+fn a_later_session_of_the_run_ends_what_a_silent_one_left_running() {
+    let Some(lab) = lab() else { return };
+    let addr = lab.addr(2).to_owned();
+    let running = || lab.root(&addr, "pgrep -f 'sleep 28[7]' || true").trim().to_owned();
+    lab.root(
+        &addr,
+        "rm -f /var/tmp/rollgate-i6-cut /run/rollgate/tether.run-a.* /run/rollgate/tether.run-b.*",
+    );
+    rt().block_on(async {
+        let connect = || async {
+            Session::connect(&target(&lab, 2, Some(&lab.key()), None), &opts(&lab.known_hosts()))
+                .await
+                .unwrap()
+        };
+        // Cancelled without a word to the host: neither the step nor its session is
+        // dropped (dropping would send EOF, or close the connection).
+        let silent: &'static Session = Box::leak(Box::new(connect().await.with_tether_tag("run-a")));
+        let mut step = Box::pin(silent.exec_priv("sleep 287; touch /var/tmp/rollgate-i6-cut"));
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), &mut step).await.is_err(),
+            "the command ended by itself"
+        );
+        std::mem::forget(step);
+        assert_ne!(running(), "", "the command is not running");
+        let other = connect().await.with_tether_tag("run-b");
+        assert_eq!(other.end_leftovers().await.unwrap(), 0);
+        assert_ne!(running(), "", "another run's session ended the command");
+        let later = connect().await.with_tether_tag("run-a");
+        assert_eq!(later.end_leftovers().await.unwrap(), 1);
+        assert_eq!(later.end_leftovers().await.unwrap(), 0, "ended twice");
+        // With nobody to end it, the host does once its limit (2 s), and 2 s more, passed.
+        let mut step =
+            Box::pin(silent.exec_priv_within("sleep 286; touch /var/tmp/rollgate-i6-cut", Duration::from_secs(2)));
+        assert!(tokio::time::timeout(Duration::from_secs(1), &mut step).await.is_err());
+        std::mem::forget(step);
+        assert_ne!(lab.root(&addr, "pgrep -f 'sleep 28[6]' || true").trim(), "");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            lab.root(&addr, "pgrep -f 'sleep 28[6]' || true").trim(),
+            "",
+            "the host did not end the command at its limit"
+        );
+    });
+    assert_eq!(running(), "", "sleep 287 is still running");
+    let left = lab.root(
+        &addr,
+        "ls /var/tmp/rollgate-i6-cut /run/rollgate/tether.run-a.* 2>/dev/null || true",
+    );
+    assert_eq!(left.trim(), "", "an effect, or a record, is left");
+}

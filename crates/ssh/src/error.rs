@@ -187,6 +187,15 @@ pub enum SshError {
         /// What went wrong.
         reason: String,
     },
+    /// What an earlier session left running on the host could not be ended (see
+    /// `Session::end_leftovers`): nothing else may touch the host meanwhile.
+    #[error("{host}: the commands an earlier session left running could not be ended: {detail}")]
+    Leftovers {
+        /// Host name.
+        host: String,
+        /// What the host said.
+        detail: String,
+    },
     /// A value could not be quoted for the remote shell.
     #[error(transparent)]
     Quote(#[from] rollgate_core::quote::QuoteError),

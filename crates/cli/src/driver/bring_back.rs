@@ -96,13 +96,7 @@ async fn compensate(ex: &mut Executor<'_>, host: &Host) -> String {
         // Nothing the journal could not record is undone: the host starts on the binary it
         // has (the journal may say its swap is done; a rollback it never saw would make it
         // lie), and a later `resume` or `rollback` goes on from what the journal says.
-        // Which binary it has, the host says: a swap the journal could not record is in.
-        let on_new = match ex.binary_sha256(host).await {
-            Some(sha) => sha == ex.meta().sha256,
-            None => swapped,
-        };
-        let previous = (!on_new).then(|| progress.previous_version(&host.name).unwrap_or_default());
-        let steps = restart_steps(host, timeouts, health, previous);
+        let steps = as_it_is(ex, host, swapped).await;
         return match run_until_back(ex, host, &steps).await {
             Ok(()) => "started on the binary it has (the journal cannot be written) and healthy".to_owned(),
             Err(outcome) => outcome,
@@ -123,13 +117,31 @@ async fn compensate(ex: &mut Executor<'_>, host: &Host) -> String {
                 });
                 (steps, format!("rolled back to {}", v.unwrap_or_default()))
             }
-            Err(e) => return format!("NOT brought back: {e}; it may be STOPPED"),
+            // Nothing to roll back to (an earlier rollback put its previous binary back
+            // and unstaged it): it starts as it is, as a stopped unit must.
+            Err(e) => (
+                as_it_is(ex, host, swapped).await,
+                format!("started on the binary it has ({e})"),
+            ),
         },
     };
     match run_until_back(ex, host, &steps).await {
         Ok(()) => format!("{what} and healthy"),
         Err(outcome) => outcome,
     }
+}
+
+/// The steps that start `host` on the binary it has, and check it with that version's
+/// health. Which binary it has, the host says (a swap the journal could not record may be
+/// in); when it cannot, the journal (`swapped`).
+async fn as_it_is(ex: &mut Executor<'_>, host: &Host, swapped: bool) -> Vec<Step> {
+    let on_new = match ex.binary_sha256(host).await {
+        Some(sha) => sha == ex.meta().sha256,
+        None => swapped,
+    };
+    let previous = (!on_new).then(|| ex.progress().previous_version(&host.name).unwrap_or_default());
+    let health = Duration::from_millis(ex.meta().health_timeout_ms);
+    restart_steps(host, &ex.inv().cluster.timeouts, health, previous)
 }
 
 /// After rollback step `failed` of `host`: a host whose unit may be stopped (by this

@@ -175,22 +175,29 @@ pub trait Fleet: Send + Sync {
 pub struct SshFleet<'a> {
     ctx: &'a Ctx,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// The run's id: its tethered commands are recorded under it on the hosts.
+    run: String,
 }
 
 impl<'a> SshFleet<'a> {
-    /// Connects to every host of `ctx`'s inventory.
+    /// Connects to every host of `ctx`'s inventory for run `run`, and ends on each what an
+    /// earlier invocation of the run left running there (a command whose link was cut:
+    /// [`Session::end_leftovers`]).
     ///
     /// # Errors
-    /// A host that cannot be reached, named.
-    pub async fn connect(ctx: &'a Ctx) -> anyhow::Result<Self> {
+    /// A host that cannot be reached, or whose leftovers do not end, named.
+    pub async fn connect(ctx: &'a Ctx, run: &str) -> anyhow::Result<Self> {
         let hosts: Vec<&Host> = ctx.inv.hosts.iter().collect();
         let mut sessions = HashMap::new();
         for (h, s) in hosts.iter().zip(ctx.connect(&hosts).await) {
-            sessions.insert(h.name.clone(), Arc::new(s?));
+            sessions.insert(h.name.clone(), Arc::new(s?.with_tether_tag(run)));
         }
+        let ended = futures::future::join_all(sessions.values().map(|s| end_leftovers(s))).await;
+        ended.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
         Ok(Self {
             ctx,
             sessions: Mutex::new(sessions),
+            run: run.to_owned(),
         })
     }
 
@@ -502,7 +509,10 @@ impl Fleet for SshFleet<'_> {
 
     fn reconnect<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
-            let fresh = self.ctx.connect(&[host]).await.remove(0)?;
+            let fresh = self.ctx.connect(&[host]).await.remove(0)?.with_tether_tag(&self.run);
+            // The session before may have left a command running (a cut link keeps the
+            // end of its input from the host): it ends before anything else runs there.
+            end_leftovers(&fresh).await?;
             let mut sessions = self
                 .sessions
                 .lock()
@@ -523,6 +533,19 @@ impl Fleet for SshFleet<'_> {
             crate::status::print_table(&rows, on_stderr);
         })
     }
+}
+
+/// Ends what an earlier session of the run left running on `s`'s host, saying so when
+/// there was something.
+async fn end_leftovers(s: &Session) -> anyhow::Result<()> {
+    let n = s.end_leftovers().await?;
+    if n > 0 {
+        crate::say!(
+            "rollgate: {}: ended {n} command(s) an earlier session of this run left running (its link was cut)",
+            s.target().name
+        );
+    }
+    Ok(())
 }
 
 /// The sessions of `sessions`, borrowed, as the probes take them.

@@ -103,7 +103,7 @@ impl<'a> Executor<'a> {
         records: Vec<Record>,
         json: bool,
     ) -> anyhow::Result<Self> {
-        let fleet = Box::new(SshFleet::connect(ctx).await?);
+        let fleet = Box::new(SshFleet::connect(ctx, &meta.run).await?);
         Ok(Self::with_fleet(
             ctx,
             fleet,

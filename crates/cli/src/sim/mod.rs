@@ -83,12 +83,15 @@ mod tests {
     /// short, its plan lacking a stage, or the host left stopped and planned after others;
     /// 68313 (2026-12-03) a compensation's stop whose reply was lost ended the run with
     /// the host stopped (the model's lost reply was no transport error, so nothing tried
-    /// again; it is now the error a closed session gives).
+    /// again; it is now the error a closed session gives); 2997, 8095 and 16071 (the
+    /// first seeds with an operation outliving its cancel) a host a killed rollback left
+    /// stopped after its previous binary was back and unstaged could not be brought back
+    /// ("no stage record"): it now starts on the binary it has.
     #[test]
     fn regression_seeds_keep_the_invariants() {
         let seeds = [
-            41, 44, 61, 63, 77, 79, 126, 135, 250, 302, 312, 314, 530, 759, 812, 862, 1968, 2479, 2692, 3918, 7152,
-            8535, 12236, 16364, 25100, 35139, 38835, 39865, 53336, 63918, 68313, 92324,
+            41, 44, 61, 63, 77, 79, 126, 135, 250, 302, 312, 314, 530, 759, 812, 862, 1968, 2479, 2692, 2997, 3918,
+            7152, 8095, 8535, 12236, 16071, 16364, 25100, 35139, 38835, 39865, 53336, 63918, 68313, 92324,
         ];
         for seed in seeds {
             let out = run_seed(seed, false);

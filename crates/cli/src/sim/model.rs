@@ -41,6 +41,12 @@ pub enum Fault {
     LostReply,
     /// The operation never answers (its step's deadline cancels it).
     Hang,
+    /// The operation never answers and its session is dead (the link cut): the host never
+    /// hears that it was cancelled, so it lands (when the fault's operation number is odd)
+    /// or is ended by the run's next session on the host (rollgate's reconnect ends what
+    /// the session before left running, `Session::end_leftovers`); until that reconnect
+    /// every operation on the host fails as a closed session does.
+    Outlive,
     /// An interrupt (Ctrl-C) arrives as the operation starts.
     Interrupt,
     /// Two interrupts arrive as the operation starts.
@@ -118,6 +124,8 @@ pub struct Model {
     pub signals: Option<tokio::sync::watch::Sender<u32>>,
     /// Hosts whose unit this invocation started.
     pub started: std::collections::BTreeSet<String>,
+    /// Hosts whose session is dead ([`Fault::Outlive`]) until rollgate reconnects.
+    pub dead: std::collections::BTreeSet<String>,
 }
 
 impl Model {
@@ -142,6 +150,7 @@ impl Model {
             crash_unseen: false,
             signals: None,
             started: std::collections::BTreeSet::new(),
+            dead: std::collections::BTreeSet::new(),
         }
     }
 
@@ -265,6 +274,8 @@ enum Go {
     Fail,
     LostReply,
     Hang,
+    /// [`Fault::Outlive`]: the operation acts (`true`) or not, and never answers.
+    Outlive(bool),
 }
 
 impl SimFleet {
@@ -288,6 +299,7 @@ impl SimFleet {
                 Fault::Fail => Go::Fail,
                 Fault::LostReply => Go::LostReply,
                 Fault::Hang => Go::Hang,
+                Fault::Outlive => Go::Outlive(at % 2 == 1),
                 Fault::Kill => {
                     m.killed = true;
                     Go::Killed
@@ -319,7 +331,15 @@ impl SimFleet {
         act: impl FnOnce(&mut Model) -> anyhow::Result<T> + Send + 'a,
     ) -> BoxFuture<'a, anyhow::Result<T>> {
         Box::pin(async move {
-            match self.tick(host) {
+            let go = self.tick(host);
+            // A dead session answers nothing until rollgate connects again.
+            if !matches!(go, Go::Killed) && what != "reconnect" && self.with(|m| m.dead.contains(host)) {
+                return Err(disconnected(host, what));
+            }
+            if what == "reconnect" {
+                self.with(|m| m.dead.remove(host));
+            }
+            match go {
                 Go::Fail => bail!("{host}: {what}: injected failure"),
                 Go::Killed => {
                     std::future::pending::<()>().await;
@@ -333,9 +353,20 @@ impl SimFleet {
                 }
                 Go::LostReply => {
                     let _ = self.with(act);
-                    // As over SSH: the session closed before the exit status came.
-                    let lost = rollgate_ssh::SshError::disconnected(host);
-                    Err(anyhow::Error::new(lost).context(format!("{host}: {what}")))
+                    Err(disconnected(host, what))
+                }
+                Go::Outlive(lands) => {
+                    // A view is read from whichever member answers: it only hangs.
+                    if host != "*" {
+                        self.with(|m| {
+                            if lands {
+                                let _ = act(m);
+                            }
+                            m.dead.insert(host.to_owned());
+                        });
+                    }
+                    tokio::time::sleep(COMMAND_DEADLINE).await;
+                    bail!("{host}: {what}: no answer within the command deadline")
                 }
                 Go::Act => self.with(act),
                 Go::ActThenCrash(victim) => self.with(|m| {
@@ -351,6 +382,12 @@ impl SimFleet {
             }
         })
     }
+}
+
+/// What an operation on `host` fails with when its session closed before the exit status
+/// came, as over SSH.
+fn disconnected(host: &str, what: &str) -> anyhow::Error {
+    anyhow::Error::new(rollgate_ssh::SshError::disconnected(host)).context(format!("{host}: {what}"))
 }
 
 /// A tar holding the data root's generation as one file, as a backup streams it.

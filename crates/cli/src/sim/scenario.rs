@@ -142,6 +142,16 @@ async fn scenario(seed: u64, verbose: bool) -> Outcome {
         };
         plan.push((kind, Some((1 + (h >> 36) % 40, fault, String::new()))));
     }
+    // One seed in four: one more invocation, where an operation outlives its cancel on a
+    // dead session (drawn apart too, and added after the others, for the same reason).
+    if (h >> 40).is_multiple_of(4) {
+        let kind = match (h >> 44) % 3 {
+            0 => Kind::Resume,
+            1 => Kind::Rollback { restore: false },
+            _ => Kind::Rollback { restore: true },
+        };
+        plan.push((kind, Some((1 + (h >> 48) % 40, Fault::Outlive, String::new()))));
+    }
     play(hosts, &plan, rng.below(3) == 0, verbose).await
 }
 
@@ -277,6 +287,8 @@ async fn invoke(w: &mut World, kind: Kind, fault: Option<(u64, Fault, String)>, 
         m.fault = fault.clone();
         m.signals = Some(tx);
         m.started.clear();
+        // A new rollgate connects afresh (and ends what a dead session left running).
+        m.dead.clear();
     });
     let ended = match drive(w, kind, rx).await {
         Ok(e) => e,

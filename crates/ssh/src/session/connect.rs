@@ -207,6 +207,7 @@ impl Session {
             sudo_password: opts.sudo_password.clone(),
             command_timeout: opts.command_timeout,
             via: None,
+            tether_tag: None,
         }
     }
 

@@ -83,20 +83,96 @@ impl Output {
 /// The watcher is started through a subshell that exits at once, so the shell never reaps
 /// it (bash would report it `Killed`).
 ///
+/// The watcher needs the end of standard input, which a cut link never delivers. So with a
+/// `limit`, the host ends the group itself once the limit and 2 s more have passed (the
+/// caller's deadline, counted again on the host: a backstop for when nothing reaches it);
+/// and with a `tag`, the command's process group is also recorded on the host, in
+/// `/run/rollgate/tether.TAG.PGID` (root's directory, 0700, on tmpfs; the group and its
+/// leader's start time), removed when it ends, so that a later session ends what is left
+/// of it ([`reap_tethered`]) before it touches the host. (A login user who cannot write
+/// there records nothing.)
+///
 /// # Errors
 /// [`SshError::Quote`] when the command holds a NUL byte.
-pub fn tethered(command: &str) -> Result<String, SshError> {
+pub fn tethered(command: &str, tag: Option<&str>, limit: Option<Duration>) -> Result<String, SshError> {
+    let (record, forget) = match tag {
+        Some(tag) => (
+            format!(
+                "f=; if mkdir -p -m 0700 {TETHER_DIR} 2>/dev/null && [ -O {TETHER_DIR} ]; then \
+f={TETHER_DIR}/tether.{}.$c; echo \"$c $(cut -d' ' -f22 /proc/$c/stat 2>/dev/null)\" >\"$f\" 2>/dev/null || f=; fi\n",
+                tether_tag(tag)
+            ),
+            "[ -z \"$f\" ] || rm -f \"$f\"\n",
+        ),
+        None => (String::new(), ""),
+    };
+    let (timer, timer_group) = match limit {
+        Some(limit) => (
+            format!(
+                "t=$( (setsid sh -c 'sleep {}; kill -TERM -$1 2>/dev/null; sleep 1; kill -KILL -$1 2>/dev/null' deadline $c </dev/null >/dev/null 2>&1 3<&- & echo $!) )\n",
+                limit.as_secs() + 2
+            ),
+            " -$t",
+        ),
+        None => (String::new(), ""),
+    };
     Ok(format!(
         "exec 3<&0
 setsid sh -c {} </dev/null 3<&- & c=$!
-w=$( (setsid sh -c 'cat >/dev/null; kill -TERM -$1 2>/dev/null; sleep 1; kill -KILL -$1 2>/dev/null' tether $c <&3 >/dev/null 2>&1 3<&- & echo $!) )
-exec 3<&-
+{record}w=$( (setsid sh -c 'cat >/dev/null; kill -TERM -$1 2>/dev/null; sleep 1; kill -KILL -$1 2>/dev/null' tether $c <&3 >/dev/null 2>&1 3<&- & echo $!) )
+{timer}exec 3<&-
 wait $c 2>/dev/null; r=$?
-kill -KILL -$c -$w 2>/dev/null
-if [ $r -gt 128 ]; then kill -s \"$(kill -l $r)\" $$ 2>/dev/null; fi
+kill -KILL -$c -$w{timer_group} 2>/dev/null
+{forget}if [ $r -gt 128 ]; then kill -s \"$(kill -l $r)\" $$ 2>/dev/null; fi
 exit $r",
         quote(command)?
     ))
+}
+
+/// Where tagged [`tethered`] commands record their process groups on the host.
+const TETHER_DIR: &str = "/run/rollgate";
+
+/// `tag` as it goes into a file name: letters, digits, `-` and `_` kept, anything else `_`.
+fn tether_tag(tag: &str) -> String {
+    tag.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The script that ends every process group a [`tethered`] command tagged `tag` left
+/// running on the host (its session gone on a cut link, or rollgate gone with it): SIGTERM,
+/// up to 5 s, then SIGKILL, up to 5 s more; a group whose leader's start time differs is
+/// another's and left alone (a group whose leader is gone can only be the recorded one:
+/// Linux does not hand out a PID a process group still uses). Prints how many groups it
+/// ended; exits 1, naming the group, when one does not end.
+pub fn reap_tethered(tag: &str) -> String {
+    format!(
+        "n=0
+for f in {TETHER_DIR}/tether.{}.*; do
+  [ -f \"$f\" ] || continue
+  pg= st=; read -r pg st <\"$f\" || :
+  case $pg in ''|*[!0-9]*) rm -f \"$f\"; continue ;; esac
+  ours=1
+  if [ -e /proc/$pg ] && [ \"$(cut -d' ' -f22 /proc/$pg/stat 2>/dev/null)\" != \"$st\" ]; then ours=; fi
+  if [ -n \"$ours\" ] && kill -0 -$pg 2>/dev/null; then
+    kill -TERM -$pg 2>/dev/null; i=0
+    while kill -0 -$pg 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -KILL -$pg 2>/dev/null; i=0
+    while kill -0 -$pg 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    if kill -0 -$pg 2>/dev/null; then echo \"process group $pg does not end\" >&2; exit 1; fi
+    n=$((n + 1))
+  fi
+  rm -f \"$f\"
+done
+echo $n",
+        tether_tag(tag)
+    )
 }
 
 /// Sends EOF on a channel when dropped while armed (`Some`): the command of an exec whose
@@ -176,11 +252,43 @@ impl Session {
     /// one makes `sudo -S` wait for another try on an input that must stay open for the
     /// tether, so such sessions send EOF after the password and run the command as it is
     /// (a cancelled command then runs on: known gap).
-    fn tether(&self, command: &str) -> Result<String, SshError> {
+    fn tether(&self, command: &str, limit: Option<Duration>) -> Result<String, SshError> {
         if self.feeds_password() {
             Ok(command.to_owned())
         } else {
-            tethered(command)
+            tethered(command, self.tether_tag.as_deref(), limit)
+        }
+    }
+
+    /// Tags this session's [`tethered`] commands with `tag` (a run's id): each records its
+    /// process group on the host while it runs, for [`Session::end_leftovers`].
+    #[must_use]
+    pub fn with_tether_tag(mut self, tag: &str) -> Self {
+        self.tether_tag = Some(tag.into());
+        self
+    }
+
+    /// Ends what commands tagged like this session's ([`Session::with_tether_tag`]) left
+    /// running on the host: those of an earlier session whose link was cut, or of an
+    /// earlier rollgate. Returns how many process groups it ended (0 without a tag).
+    ///
+    /// # Errors
+    /// As [`Session::exec`]; [`SshError::Leftovers`] when a group does not end (or the
+    /// script cannot run as root).
+    pub async fn end_leftovers(&self) -> Result<u32, SshError> {
+        let Some(tag) = &self.tether_tag else { return Ok(0) };
+        // Not tethered itself: it would find its own record.
+        let script = reap_tethered(tag);
+        let out = self
+            .collect(&self.privileged(&script)?, "end leftovers", false, self.command_timeout)
+            .await?;
+        self.check_sudo(&script, &out)?;
+        match (&out.status, out.stdout_str().trim().parse::<u32>()) {
+            (ExitStatus::Code(0), Ok(n)) => Ok(n),
+            (status, _) => Err(SshError::Leftovers {
+                host: self.target.name.clone(),
+                detail: format!("{}: {}", status, out.stderr_str().trim()),
+            }),
         }
     }
 
@@ -220,7 +328,7 @@ impl Session {
     pub async fn exec_priv_within(&self, command: &str, limit: Duration) -> Result<Output, SshError> {
         let out = self
             .collect(
-                &self.privileged(&self.tether(command)?)?,
+                &self.privileged(&self.tether(command, Some(limit))?)?,
                 command,
                 self.feeds_password(),
                 limit,
@@ -264,7 +372,11 @@ impl Session {
         sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
     ) -> Result<Output, SshError> {
         let out = self
-            .exec_stream(&self.privileged(&self.tether(command)?)?, self.feeds_password(), sink)
+            .exec_stream(
+                &self.privileged(&self.tether(command, None)?)?,
+                self.feeds_password(),
+                sink,
+            )
             .await?;
         self.check_sudo(command, &out)?;
         Ok(out)

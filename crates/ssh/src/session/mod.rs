@@ -33,6 +33,8 @@ pub struct Session {
     command_timeout: std::time::Duration,
     /// The jump host's session this one is tunnelled through, kept open while it lives.
     via: Option<Arc<Session>>,
+    /// What tethered commands are recorded under on the host (`Session::with_tether_tag`).
+    tether_tag: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Session {
