@@ -2,13 +2,11 @@
 
 use std::process::Command;
 
-use crate::util::{lab, rollgate, run, status, text};
+use crate::util::{fresh_lab, lab, rollgate, run, status, text};
 
 #[test]
 fn check_passes_on_a_healthy_lab_and_fails_with_a_member_stopped() {
-    let Some(lab) = lab() else { return };
-    lab.reset();
-    let tmp = tempfile::tempdir().unwrap();
+    let Some((lab, tmp)) = fresh_lab() else { return };
     let out = run(rollgate(&lab.inventory(), tmp.path(), &["check"]));
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
     assert!(text(&out.stdout).contains("ok: safe to start an upgrade"));
@@ -21,7 +19,7 @@ fn check_passes_on_a_healthy_lab_and_fails_with_a_member_stopped() {
     assert!(stdout.contains("NOT safe to start an upgrade"), "{stdout}");
     assert!(stdout.contains("node3: unit etcd is inactive"), "{stdout}");
     assert!(
-        stdout.contains("cluster: member http://10.77.0.13:2379 is unreachable"),
+        stdout.contains(&format!("cluster: member http://{}:2379 is unreachable", lab.addr(3))),
         "{stdout}"
     );
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{journal, lab, rollgate, run, status, text, Lab};
+use crate::util::{assert_all_on, journal, lab, rollgate, run, status, text, Lab};
 
 const KEY: &str = "before-the-fault";
 
@@ -36,14 +36,6 @@ fn assert_recovered(lab: &Lab, inventory: &Path) {
         );
         assert_eq!(v.trim(), "kept", "node{k}");
     }
-}
-
-/// Every host on `version`.
-#[track_caller]
-fn assert_all_on(inventory: &Path, version: &str) {
-    let tmp = tempfile::tempdir().unwrap();
-    let rows = status(inventory, tmp.path());
-    assert!(rows.iter().all(|r| r["version"] == version), "{rows:?}");
 }
 
 /// `upgrade --json --yes` to etcd 3.5.16 with `extra`, its stdout read line by line.
@@ -474,12 +466,12 @@ fn signal_during(lab: &Lab, state: &Path, step: &str, signal: &str) -> (Option<i
     (status.code(), stderr)
 }
 
-/// Fault 7a: SIGINT during each step kind. rollgate cancels the step, brings a stopped
-/// member back (rolled back, healthy) before it exits with 130, and `resume` finishes.
-#[test]
-fn sigint_during_each_step_kind_then_resume() {
+/// Fault 7a: SIGINT during each step kind of `steps`. rollgate cancels the step, brings a
+/// stopped member back (rolled back, healthy) before it exits with 130, and `resume`
+/// finishes.
+fn sigint_during_then_resume(steps: &[&str]) {
     let Some(lab) = lab() else { return };
-    for step in STEPS {
+    for &step in steps {
         fresh(&lab);
         let tmp = tempfile::tempdir().unwrap();
         let (code, stderr) = signal_during(&lab, tmp.path(), step, "INT");
@@ -490,18 +482,39 @@ fn sigint_during_each_step_kind_then_resume() {
     }
 }
 
-/// Fault 7b: SIGKILL during each step kind (nothing can be compensated); `resume` finishes
-/// the run, starting a member the kill left stopped.
-#[test]
-fn sigkill_during_each_step_kind_then_resume() {
+/// Fault 7b: SIGKILL during each step kind of `steps` (nothing can be compensated);
+/// `resume` finishes the run, starting a member the kill left stopped.
+fn sigkill_during_then_resume(steps: &[&str]) {
     let Some(lab) = lab() else { return };
-    for step in STEPS {
+    for &step in steps {
         fresh(&lab);
         let tmp = tempfile::tempdir().unwrap();
         let (code, stderr) = signal_during(&lab, tmp.path(), step, "KILL");
         assert_eq!(code, None, "SIGKILL during {step}: {stderr}");
         resume_finishes(&lab, &lab.inventory(), tmp.path());
     }
+}
+
+// Each of the four takes a cluster of its own from the lab's pool (they were two tests of
+// eight step kinds each, 2 min 30 s apiece one after the other).
+#[test]
+fn sigint_during_stage_gate_stop_backup_then_resume() {
+    sigint_during_then_resume(&STEPS[..4]);
+}
+
+#[test]
+fn sigint_during_swap_start_health_compress_then_resume() {
+    sigint_during_then_resume(&STEPS[4..]);
+}
+
+#[test]
+fn sigkill_during_stage_gate_stop_backup_then_resume() {
+    sigkill_during_then_resume(&STEPS[..4]);
+}
+
+#[test]
+fn sigkill_during_swap_start_health_compress_then_resume() {
+    sigkill_during_then_resume(&STEPS[4..]);
 }
 
 /// Fault 8: a journal truncated in the middle of a line is an error naming the file and

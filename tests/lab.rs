@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::util::{lab, repo};
+use crate::util::{lab, lab_main, lab_whole, repo};
 
 #[test]
 fn every_host_answers_ssh_as_root_and_deploy_with_sudo() {
@@ -20,12 +20,19 @@ fn every_host_answers_ssh_as_root_and_deploy_with_sudo() {
 fn host_keys_and_machine_ids_differ() {
     let Some(lab) = lab() else { return };
     let known = std::fs::read_to_string(lab.known_hosts()).unwrap();
+    // Every host of the lab (the pool's too) has its own; this cluster's are there.
     let keys: Vec<&str> = known
         .lines()
         .filter(|l| l.contains("ssh-ed25519"))
         .map(|l| l.split(' ').nth(2).unwrap())
         .collect();
-    assert_eq!(keys.len(), lab.hosts.len());
+    for (name, addr) in &lab.hosts {
+        let line = format!("{addr} ssh-ed25519 ");
+        assert!(
+            known.lines().any(|l| l.starts_with(&line)),
+            "{name}: no key in known_hosts"
+        );
+    }
     assert_eq!(
         keys.iter().collect::<BTreeSet<_>>().len(),
         keys.len(),
@@ -89,7 +96,7 @@ fn reset_brings_back_3_4_23_after_the_binary_was_replaced() {
 
 #[test]
 fn upgrade_target_is_etcd_3_5_16_with_sums() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab_main() else { return };
     let dir = lab.state.join("artifacts/etcd-3.5.16");
     let out = std::process::Command::new("sha256sum")
         .arg("-c")
@@ -113,7 +120,7 @@ fn upgrade_target_is_etcd_3_5_16_with_sums() {
 #[test]
 #[ignore = "boots 40 hosts; run with --ignored (scripts/test does)"]
 fn forty_hosts_come_up() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab_whole() else { return };
     lab.lab(&["up", "--hosts", "40", "--etcd", "3"]);
     let inv = lab.state.join("inventory.toml");
     let tmp = tempfile::tempdir().unwrap();
@@ -133,7 +140,7 @@ fn forty_hosts_come_up() {
 /// then (after `down`) three again, each a healthy cluster of exactly that many members.
 #[test]
 fn a_changed_etcd_membership_comes_up_healthy() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab_whole() else { return };
     let members = |lab: &crate::util::Lab| -> usize {
         let status = lab.root(
             "10.77.0.11",
@@ -151,8 +158,8 @@ fn a_changed_etcd_membership_comes_up_healthy() {
         assert_eq!(lab.root(&addr, "systemctl is-active etcd").trim(), "active", "node{k}");
     }
     // A stopped lab forgets its size: the next plain up is 3 hosts, whose data were made
-    // for 5 members.
+    // for 5 members (and the pool's clusters come back as they were).
     lab.lab(&["down"]);
-    lab.lab(&["up"]);
+    lab.lab(&["up", "--pool", &lab.pool.to_string()]);
     assert_eq!(members(&lab), 3);
 }

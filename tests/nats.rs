@@ -8,11 +8,11 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::util::{lab, repo, rollgate, run, status, text, Lab};
+use crate::util::{assert_all_on, lab_main, records, repo, rollgate, run, text, Lab};
 
 /// The lab with NATS running, fresh at 2.9.10 (and a fresh etcd: `reset` does both).
 fn nats_lab() -> Option<Lab> {
-    let lab = lab()?;
+    let lab = lab_main()?;
     lab.lab(&["up", "--nats"]);
     lab.reset();
     Some(lab)
@@ -99,21 +99,6 @@ fn nats_logs(lab: &Lab) -> String {
         out.push_str(&format!("--- node{k}:\n{}{}\n", text(&o.stdout), text(&o.stderr)));
     }
     out
-}
-
-#[track_caller]
-fn assert_all_on(inv: &Path, version: &str) {
-    let tmp = tempfile::tempdir().unwrap();
-    let rows = status(inv, tmp.path());
-    for r in &rows {
-        assert_eq!(r["version"], version, "{rows:?}");
-        assert_eq!(r["unit_state"], "active", "{rows:?}");
-    }
-    assert_eq!(rows.iter().filter(|r| r["state"] == "leader").count(), 1, "{rows:?}");
-}
-
-fn records<'a>(j: &'a [Value], step: &'a str, st: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-    j.iter().filter(move |r| r["step"] == step && r["status"] == st)
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::util::{journal, lab, rollgate, run, status, text, Lab};
+use crate::util::{fresh_lab, journal, lab, lab_whole, rollgate, run, status, text, Lab};
 
 /// `rollgate exec -i INV --hosts HOSTS -- CMD`: (success, stdout, stderr).
 fn exec(inv: &Path, state: &Path, hosts: &str, cmd: &str) -> (bool, String, String) {
@@ -27,30 +27,36 @@ fn inventory_ssh(lab: &Lab, dir: &Path, name: &str, ssh_keys: &str) -> PathBuf {
 fn exec_and_upgrade_through_jump_hosts() {
     let Some(lab) = lab() else { return };
     lab.reset();
+    let (a1, a2) = (lab.addr(1).to_owned(), lab.addr(2).to_owned());
     let tmp = tempfile::tempdir().unwrap();
     // One jump: every host through node1 (node1 itself too); the sessions come from it.
-    let one = inventory_ssh(&lab, tmp.path(), "one", "jump = \"root@10.77.0.11\"");
+    let one = inventory_ssh(&lab, tmp.path(), "one", &format!("jump = \"root@{a1}\""));
     let (ok, out, err) = exec(&one, tmp.path(), "*", "echo $SSH_CONNECTION | cut -d' ' -f1");
     assert!(ok, "{err}");
     for k in 1..=3 {
-        assert!(out.contains(&format!("node{k} | 10.77.0.11")), "{out}");
+        assert!(out.contains(&format!("node{k} | {a1}")), "{out}");
     }
     // A chain of two: through node1, then node2.
-    let two = inventory_ssh(&lab, tmp.path(), "two", "jump = [\"node1\", \"root@10.77.0.12:22\"]");
+    let two = inventory_ssh(
+        &lab,
+        tmp.path(),
+        "two",
+        &format!("jump = [\"node1\", \"root@{a2}:22\"]"),
+    );
     let (ok, out, err) = exec(&two, tmp.path(), "node3", "echo $SSH_CONNECTION | cut -d' ' -f1");
     assert!(ok, "{err}");
-    assert_eq!(out.trim(), "node3 | 10.77.0.12");
+    assert_eq!(out.trim(), format!("node3 | {a2}"));
 
     // A jump host whose key is not known is refused like any host.
     let kh = tmp.path().join("known_hosts_without_node1");
     let all = std::fs::read_to_string(lab.known_hosts()).unwrap();
     let others: String = all
         .lines()
-        .filter(|l| !l.starts_with("10.77.0.11 "))
+        .filter(|l| !l.starts_with(&format!("{a1} ")))
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(&kh, others).unwrap();
-    let strict = inventory_ssh(&lab, tmp.path(), "strict", "jump = \"root@10.77.0.11\"");
+    let strict = inventory_ssh(&lab, tmp.path(), "strict", &format!("jump = \"root@{a1}\""));
     let strict_text = std::fs::read_to_string(&strict).unwrap().replace(
         &format!("known_hosts = \"{}\"", lab.known_hosts().display()),
         &format!("known_hosts = \"{}\"", kh.display()),
@@ -58,7 +64,10 @@ fn exec_and_upgrade_through_jump_hosts() {
     std::fs::write(&strict, strict_text).unwrap();
     let (ok, _, err) = exec(&strict, tmp.path(), "node3", "true");
     assert!(!ok);
-    assert!(err.contains("jump root@10.77.0.11") && err.contains("not in"), "{err}");
+    assert!(
+        err.contains(&format!("jump root@{a1}")) && err.contains("not in"),
+        "{err}"
+    );
 
     // A real upgrade, every session through the two-jump chain.
     let bin = lab.etcd_3_5();
@@ -148,9 +157,7 @@ fn connects_retry_a_refusing_sshd_and_give_up_on_a_dead_host() {
 
 #[test]
 fn health_gate_waits_out_a_cut_link() {
-    let Some(lab) = lab() else { return };
-    lab.reset();
-    let tmp = tempfile::tempdir().unwrap();
+    let Some((lab, tmp)) = fresh_lab() else { return };
     let bin = lab.etcd_3_5();
     let state = tmp.path().join("state");
     let mut child = rollgate(
@@ -223,9 +230,7 @@ fn as_user(lab: &Lab, dir: &Path, name: &str, user: &str, extra: &str) -> PathBu
 
 #[test]
 fn upgrade_as_deploy_with_sudo_and_a_clear_refusal_without() {
-    let Some(lab) = lab() else { return };
-    lab.reset();
-    let tmp = tempfile::tempdir().unwrap();
+    let Some((lab, tmp)) = fresh_lab() else { return };
     let bin = lab.etcd_3_5();
 
     // A user without sudo rights: refused before anything is stopped, naming host and command.
@@ -298,6 +303,7 @@ fn upgrade_as_deploy_with_sudo_and_a_clear_refusal_without() {
 #[test]
 fn ssh_config_only_setup() {
     let Some(lab) = lab() else { return };
+    let (a1, a2) = (lab.addr(1).to_owned(), lab.addr(2).to_owned());
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("ssh_config");
     let mut conf = String::from("Host node*\n  User root\n");
@@ -332,12 +338,9 @@ fn ssh_config_only_setup() {
     let out = run(cmd);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains(&a2) && stdout.contains("ssh config"), "{stdout}");
     assert!(
-        stdout.contains("10.77.0.12") && stdout.contains("ssh config"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("root@10.77.0.11:22"),
+        stdout.contains(&format!("root@{a1}:22")),
         "the jump, from ProxyJump: {stdout}"
     );
     // Through the jump: the sessions come from node1.
@@ -356,7 +359,7 @@ fn ssh_config_only_setup() {
     let out = run(cmd);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
-        text(&out.stdout).matches("| 10.77.0.11").count(),
+        text(&out.stdout).matches(&format!("| {a1}")).count(),
         3,
         "{}",
         text(&out.stdout)
@@ -376,7 +379,7 @@ impl Drop for NormalMode<'_> {
 /// bastion (10.79.0.10), one jump or two.
 #[test]
 fn upgrade_through_the_bastion() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab_whole() else { return };
     lab.lab(&["up", "--bastion"]);
     let _normal = NormalMode(&lab);
     lab.reset();

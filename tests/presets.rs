@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::util::{journal, lab, rollgate, run, status, text, Lab};
+use crate::util::{fresh_lab, journal, lab, rollgate, run, status, text, Lab};
 
 fn steps<'a>(j: &'a [Value], step: &'a str, st: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
     j.iter().filter(move |r| r["step"] == step && r["status"] == st)
@@ -47,9 +47,7 @@ fn interrupts(lab: &Lab, k: usize) -> usize {
 
 #[test]
 fn etcd_leader_transfer_snapshot_and_stop_signal() {
-    let Some(lab) = lab() else { return };
-    lab.reset();
-    let tmp = tempfile::tempdir().unwrap();
+    let Some((lab, tmp)) = fresh_lab() else { return };
     let inv = lab.inventory_with(
         tmp.path(),
         "transfer",
@@ -184,10 +182,9 @@ fn http_preset_through_ssh_gates_on_ready() {
         );
     }
     // The inventory: the lab's [ssh] and hosts, the http cluster.
-    let lab_inv = std::fs::read_to_string(lab.inventory()).unwrap();
+    let lab_inv = std::fs::read_to_string(lab.inventory_with(tmp.path(), "lab", "", "")).unwrap();
     let (ssh, rest) = lab_inv.split_once("[cluster]").unwrap();
     let hosts = &rest[rest.find("[[hosts]]").unwrap()..];
-    let ssh = ssh.replace("\"../lab/.state/", &format!("\"{}/", lab.state.display()));
     let inv = tmp.path().join("http.toml");
     std::fs::write(&inv, format!("{ssh}{HTTP_INVENTORY}\n{hosts}")).unwrap();
 
@@ -206,12 +203,12 @@ fn http_preset_through_ssh_gates_on_ready() {
         format!("{}{}", text(&o.stdout), text(&o.stderr))
     };
     let ok = check(true);
-    assert!(ok.contains("leader 10.77.0.11"), "{ok}");
+    assert!(ok.contains(&format!("leader {}", lab.addr(1))), "{ok}");
 
     // A 503 from one host's /ready fails the gate, naming the host and the answer.
     lab.root(lab.addr(2), "echo 503 > /run/rg-ready");
     let bad = check(false);
-    assert!(bad.contains("10.77.0.12") && bad.contains("answered 503"), "{bad}");
+    assert!(bad.contains(lab.addr(2)) && bad.contains("answered 503"), "{bad}");
     lab.root(lab.addr(2), "rm -f /run/rg-ready");
     check(true);
 
@@ -287,9 +284,7 @@ fn http_preset_through_ssh_gates_on_ready() {
 
 #[test]
 fn etcd_as_custom_preset_plans_and_gates_like_etcd() {
-    let Some(lab) = lab() else { return };
-    lab.reset();
-    let tmp = tempfile::tempdir().unwrap();
+    let Some((lab, tmp)) = fresh_lab() else { return };
     // The example inventory's description of etcd, on the lab's hosts.
     let example = std::fs::read_to_string(crate::util::repo().join("inventory/examples/custom.toml")).unwrap();
     let custom = &example[example.find("[cluster.custom]").unwrap()..example.find("[[hosts]]").unwrap()];
@@ -330,7 +325,7 @@ fn etcd_as_custom_preset_plans_and_gates_like_etcd() {
         text(&out.stdout)
     };
     let (ra, rb) = (refusal(&inv), refusal(&etcd));
-    assert!(ra.contains("10.77.0.13") && rb.contains("10.77.0.13"), "{ra}\n{rb}");
+    assert!(ra.contains(lab.addr(3)) && rb.contains(lab.addr(3)), "{ra}\n{rb}");
     lab.root(lab.addr(3), "systemctl start etcd");
 
     // The upgrade through the custom preset, its gates, backup hook and leader transfer.

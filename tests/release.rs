@@ -8,12 +8,26 @@ use std::process::{Output, Stdio};
 
 use serde_json::Value;
 
-use crate::util::{journal, lab, repo, rollgate, run, status, text, Lab};
+use crate::util::{fresh_lab, journal, lab, repo, rollgate, run, status, text, Lab};
 
 const BASE: &str = "http://127.0.0.1:8770";
 
-fn inventory() -> PathBuf {
+/// The checked-in release inventory (the main cluster's hosts).
+fn checked_in() -> PathBuf {
     repo().join("inventory/lab-release.toml")
+}
+
+/// The release inventory on `lab`'s cluster, written in `dir`: its `[[cluster.files]]` and
+/// `[release]` on the cluster's own inventory.
+fn inventory(lab: &Lab, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(checked_in()).unwrap();
+    let from = text
+        .find("[[cluster.files]]")
+        .expect("lab-release.toml has [[cluster.files]]");
+    let to = text.find("[[hosts]]").expect("lab-release.toml has [[hosts]]");
+    let tail = &text[from..to];
+    let tail = tail.replace("\"../lab/.state/", &format!("\"{}/", lab.state.display()));
+    lab.inventory_with(dir, "release", "", &tail)
 }
 
 fn key(lab: &Lab, who: &str) -> String {
@@ -24,7 +38,7 @@ fn key(lab: &Lab, who: &str) -> String {
 /// file (a machine without the lab has none): a run that contacted a host would fail with
 /// a connection error instead of the refusal.
 fn unreachable_inventory(dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(inventory())
+    let text = std::fs::read_to_string(checked_in())
         .unwrap()
         .lines()
         .filter(|l| !l.starts_with("identity"))
@@ -74,16 +88,16 @@ fn versions(lab: &Lab, k: usize) -> String {
 
 #[test]
 fn a_signed_release_upgrades_etcd_and_etcdctl_leader_last() {
-    let Some(lab) = lab() else { return };
-    lab.reset();
-    let tmp = tempfile::tempdir().unwrap();
+    let Some((lab, tmp)) = fresh_lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let inv = inventory(&lab, dir.path());
     let leader_before = status(&lab.inventory(), tmp.path())
         .into_iter()
         .find(|r| r["state"] == "leader")
         .unwrap()["name"]
         .clone();
     let out = upgrade_from(
-        &inventory(),
+        &inv,
         tmp.path(),
         &format!("{BASE}/etcd-v3.5.16-linux-amd64.tar.gz"),
         &format!("{BASE}/SHA256SUMS"),
@@ -117,7 +131,7 @@ fn a_signed_release_upgrades_etcd_and_etcdctl_leader_last() {
         assert!(files[1]["from_sha256"].is_null(), "etcdutl did not: {r}");
     }
     // A second run finds the release in the cache: nothing is fetched again.
-    let out = run(rollgate(&inventory(), tmp.path(), &["plan", "--to", "3.5.16"]));
+    let out = run(rollgate(&inv, tmp.path(), &["plan", "--to", "3.5.16"]));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(!text(&out.stderr).contains("fetched"), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("etcdctl"), "{}", text(&out.stdout));
@@ -215,9 +229,7 @@ fn a_tampered_archive_a_foreign_signature_and_an_unlisted_artifact_are_refused_b
 
 #[test]
 fn an_arm64_etcd_is_refused_for_the_x86_64_hosts_before_anything_stops() {
-    let Some(lab) = lab() else { return };
-    lab.reset();
-    let tmp = tempfile::tempdir().unwrap();
+    let Some((lab, tmp)) = fresh_lab() else { return };
     let arm = lab.state.join("artifacts/etcd-3.5.16/arm64/etcd");
     let out = run(rollgate(
         &lab.inventory(),
@@ -244,12 +256,12 @@ fn an_arm64_etcd_is_refused_for_the_x86_64_hosts_before_anything_stops() {
 
 #[test]
 fn rollback_puts_etcd_etcdctl_back_and_removes_etcdutl() {
-    let Some(lab) = lab() else { return };
-    lab.reset();
-    let tmp = tempfile::tempdir().unwrap();
+    let Some((lab, tmp)) = fresh_lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let inv = inventory(&lab, dir.path());
     // Stopped (SIGKILL) once the first host is healthy on 3.5.16.
     let mut child = rollgate(
-        &inventory(),
+        &inv,
         tmp.path(),
         &["upgrade", "--to", "3.5.16", "--on-failure", "halt", "--yes", "--json"],
     )
@@ -274,11 +286,7 @@ fn rollback_puts_etcd_etcdctl_back_and_removes_etcdutl() {
         "{}",
         versions(&lab, k)
     );
-    let out = run(rollgate(
-        &inventory(),
-        tmp.path(),
-        &["rollback", "--yes", "--restore-data"],
-    ));
+    let out = run(rollgate(&inv, tmp.path(), &["rollback", "--yes", "--restore-data"]));
     assert!(out.status.success(), "{}", text(&out.stderr));
     for k in 1..=3 {
         let v = versions(&lab, k);

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::util::{journal_of, lab, rollgate, run, status, text, Lab};
+use crate::util::{fresh_lab, journal_of, lab_main, lab_whole, rollgate, run, status, text, Lab};
 
 /// `status --json` as host name -> version.
 fn versions(lab: &Lab, state: &std::path::Path) -> BTreeMap<String, String> {
@@ -26,9 +26,7 @@ fn on(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 #[test]
 fn hosts_selects_what_plan_upgrade_status_check_and_rollback_touch() {
-    let Some(lab) = lab() else { return };
-    lab.reset();
-    let tmp = tempfile::tempdir().unwrap();
+    let Some((lab, tmp)) = fresh_lab() else { return };
     let state = tmp.path();
     let inv = lab.inventory();
     let bin = lab.etcd_3_5();
@@ -201,7 +199,7 @@ fn gateway_answers(lab: &Lab, k: usize) -> bool {
 /// fails the first client, which is rolled back, and leaves the second untouched.
 #[test]
 fn gateway_clients_after_the_servers_and_a_broken_client_stops_the_rollout() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab_main() else { return };
     lab.lab(&["up", "--hosts", "5", "--etcd", "3"]);
     lab.reset();
     let tmp = tempfile::tempdir().unwrap();
@@ -276,7 +274,7 @@ fn gateway_clients_after_the_servers_and_a_broken_client_stops_the_rollout() {
 /// on to the next, which is upgraded; the run then ends failed, naming the one brought back.
 #[test]
 fn max_failures_brings_a_failed_client_back_and_goes_on() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab_main() else { return };
     lab.lab(&["up", "--hosts", "5", "--etcd", "3"]);
     lab.reset();
     let tmp = tempfile::tempdir().unwrap();
@@ -370,7 +368,7 @@ fn most_down_at_once(d: &[(String, f64, f64)]) -> usize {
 #[test]
 #[ignore = "boots 40 hosts; run with --ignored (scripts/test does)"]
 fn forty_hosts_in_batches_after_a_canary_and_a_pause() {
-    let Some(lab) = lab() else { return };
+    let Some(lab) = lab_whole() else { return };
     lab.lab(&["up", "--hosts", "40", "--etcd", "3"]);
     lab.reset();
     let tmp = tempfile::tempdir().unwrap();

@@ -9,11 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{journal, lab, rollgate, run, status, text, Lab};
-
-fn records<'a>(j: &'a [Value], step: &'a str, st: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-    j.iter().filter(move |r| r["step"] == step && r["status"] == st)
-}
+use crate::util::{fresh_lab, journal, lab, records, rollgate, run, status, text, Lab};
 
 /// `rollgate upgrade --binary BINARY --yes EXTRA...` on the lab with state in `state`.
 fn upgrade(lab: &Lab, state: &Path, binary: &Path, extra: &[&str]) -> std::process::Output {
@@ -34,14 +30,9 @@ fn sha_on(lab: &Lab, k: usize, path: &str) -> String {
 }
 
 #[track_caller]
-fn assert_all_on(lab: &Lab, version: &str) {
+fn assert_upgraded(lab: &Lab, version: &str) {
+    crate::util::assert_all_on(&lab.inventory(), version);
     let tmp = tempfile::tempdir().unwrap();
-    let rows = status(&lab.inventory(), tmp.path());
-    for r in &rows {
-        assert_eq!(r["version"], version, "{rows:?}");
-        assert_eq!(r["unit_state"], "active", "{rows:?}");
-    }
-    assert_eq!(rows.iter().filter(|r| r["state"] == "leader").count(), 1, "{rows:?}");
     let out = run(rollgate(&lab.inventory(), tmp.path(), &["check"]));
     assert!(out.status.success(), "check after: {}", text(&out.stdout));
 }
@@ -68,9 +59,7 @@ fn upgrade_killed_when(lab: &Lab, state: &Path, extra: &[&str], until: impl Fn(&
 
 #[test]
 fn upgrade_3_4_23_to_3_5_16_leader_last_with_backups() {
-    let Some(lab) = lab() else { return };
-    lab.reset();
-    let tmp = tempfile::tempdir().unwrap();
+    let Some((lab, tmp)) = fresh_lab() else { return };
     lab.root(lab.addr(1), "ETCDCTL_API=3 etcdctl put before-upgrade kept");
     let leader_before = status(&lab.inventory(), tmp.path())
         .into_iter()
@@ -87,7 +76,7 @@ fn upgrade_3_4_23_to_3_5_16_leader_last_with_backups() {
         "the final status table: {}",
         text(&out.stdout)
     );
-    assert_all_on(&lab, "3.5.16");
+    assert_upgraded(&lab, "3.5.16");
 
     let j = journal(tmp.path());
     let order: Vec<&str> = records(&j, "health", "done")
@@ -165,9 +154,7 @@ fn upgrade_3_4_23_to_3_5_16_leader_last_with_backups() {
 
 #[test]
 fn interrupted_after_the_first_swap_resumes_without_redoing_steps() {
-    let Some(lab) = lab() else { return };
-    lab.reset();
-    let tmp = tempfile::tempdir().unwrap();
+    let Some((lab, tmp)) = fresh_lab() else { return };
     let killed_at = upgrade_killed_when(&lab, tmp.path(), &[], |r| r["step"] == "swap" && r["status"] == "done");
     let first = killed_at["host"].as_str().unwrap().to_owned();
     // The killed process left its lock behind; resume takes it over as stale.
@@ -178,7 +165,7 @@ fn interrupted_after_the_first_swap_resumes_without_redoing_steps() {
         "{}",
         text(&out.stderr)
     );
-    assert_all_on(&lab, "3.5.16");
+    assert_upgraded(&lab, "3.5.16");
     let j = journal(tmp.path());
     let mut done = BTreeMap::new();
     for r in j.iter().filter(|r| r["status"] == "done" && !r["host"].is_null()) {
@@ -208,9 +195,7 @@ fn interrupted_after_the_first_swap_resumes_without_redoing_steps() {
 
 #[test]
 fn a_binary_that_fails_to_start_is_rolled_back_on_the_first_host() {
-    let Some(lab) = lab() else { return };
-    lab.reset();
-    let tmp = tempfile::tempdir().unwrap();
+    let Some((lab, tmp)) = fresh_lab() else { return };
     let bad = script(tmp.path(), "etcd-broken", "if [ \"$1\" = --version ]; then echo 'etcd Version: 3.5.16'; exit 0; fi\necho 'refusing to start' >&2\nexit 1\n");
     let old_sha = lab.etcd_3_4_sha();
     let state = tmp.path().join("state");
@@ -231,14 +216,12 @@ fn a_binary_that_fails_to_start_is_rolled_back_on_the_first_host() {
         let staged = lab.ssh("root", lab.addr(k), "test -e /usr/bin/etcd.rollgate-new");
         assert!(!staged.status.success(), "node{k}: staged file left behind");
     }
-    assert_all_on(&lab, "3.4.23");
+    assert_upgraded(&lab, "3.4.23");
 }
 
 #[test]
 fn rollback_after_an_interrupted_halted_run_restores_binary_and_data() {
-    let Some(lab) = lab() else { return };
-    lab.reset();
-    let tmp = tempfile::tempdir().unwrap();
+    let Some((lab, tmp)) = fresh_lab() else { return };
     let at = upgrade_killed_when(&lab, tmp.path(), &["--on-failure", "halt"], |r| {
         r["step"] == "health" && r["status"] == "done"
     });
@@ -250,7 +233,7 @@ fn rollback_after_an_interrupted_halted_run_restores_binary_and_data() {
         &["rollback", "--yes", "--restore-data"],
     ));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_all_on(&lab, "3.4.23");
+    assert_upgraded(&lab, "3.4.23");
     let j = journal(tmp.path());
     let restored: Vec<&Value> = records(&j, "rollback-restore-data", "done").collect();
     assert_eq!(restored.len(), 1);
@@ -271,9 +254,7 @@ fn rollback_after_an_interrupted_halted_run_restores_binary_and_data() {
 
 #[test]
 fn a_second_upgrade_is_refused_while_one_runs() {
-    let Some(lab) = lab() else { return };
-    lab.reset();
-    let tmp = tempfile::tempdir().unwrap();
+    let Some((lab, tmp)) = fresh_lab() else { return };
     let bin = lab.etcd_3_5();
     let mut first = rollgate(
         &lab.inventory(),
@@ -305,9 +286,7 @@ fn a_second_upgrade_is_refused_while_one_runs() {
 
 #[test]
 fn a_degraded_cluster_is_refused_and_a_bad_sha256_before_anything() {
-    let Some(lab) = lab() else { return };
-    lab.reset();
-    let tmp = tempfile::tempdir().unwrap();
+    let Some((lab, tmp)) = fresh_lab() else { return };
     let bin = lab.etcd_3_5();
     let out = upgrade(&lab, tmp.path(), &bin, &["--sha256", &"0".repeat(64)]);
     assert_eq!(out.status.code(), Some(1));
@@ -334,9 +313,7 @@ fn a_degraded_cluster_is_refused_and_a_bad_sha256_before_anything() {
 
 #[test]
 fn ctrl_c_after_a_stop_brings_the_host_back_and_the_same_upgrade_resumes() {
-    let Some(lab) = lab() else { return };
-    lab.reset();
-    let tmp = tempfile::tempdir().unwrap();
+    let Some((lab, tmp)) = fresh_lab() else { return };
     let bin = lab.etcd_3_5();
     let mut child = rollgate(
         &lab.inventory(),
@@ -389,7 +366,7 @@ fn ctrl_c_after_a_stop_brings_the_host_back_and_the_same_upgrade_resumes() {
             .any(|r| r["host"] != stopped.as_str() && r["step"] == "stop"),
         "{rest:?}"
     );
-    assert_all_on(&lab, "3.4.23");
+    assert_upgraded(&lab, "3.4.23");
     // Running the same upgrade again resumes the run instead of starting another.
     let out = upgrade(&lab, tmp.path(), &bin, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -398,16 +375,14 @@ fn ctrl_c_after_a_stop_brings_the_host_back_and_the_same_upgrade_resumes() {
         "{}",
         text(&out.stderr)
     );
-    assert_all_on(&lab, "3.5.16");
+    assert_upgraded(&lab, "3.5.16");
     let j = journal(tmp.path());
     assert_eq!(records(&j, "health", "done").count(), 3);
 }
 
 #[test]
 fn expect_version_mismatch_stops_at_staging() {
-    let Some(lab) = lab() else { return };
-    lab.reset();
-    let tmp = tempfile::tempdir().unwrap();
+    let Some((lab, tmp)) = fresh_lab() else { return };
     let bin = lab.etcd_3_5();
     let out = upgrade(&lab, tmp.path(), &bin, &["--expect-version", "3.6.0"]);
     assert_eq!(out.status.code(), Some(1));
@@ -426,14 +401,12 @@ fn expect_version_mismatch_stops_at_staging() {
             "node{k}: staged file left"
         );
     }
-    assert_all_on(&lab, "3.4.23");
+    assert_upgraded(&lab, "3.4.23");
 }
 
 #[test]
 fn backup_archives_a_data_root_and_restarts_the_unit() {
-    let Some(lab) = lab() else { return };
-    lab.reset();
-    let tmp = tempfile::tempdir().unwrap();
+    let Some((lab, tmp)) = fresh_lab() else { return };
     let out = run(rollgate(
         &lab.inventory(),
         tmp.path(),
@@ -468,16 +441,14 @@ fn backup_archives_a_data_root_and_restarts_the_unit() {
             .collect::<Vec<_>>(),
         ["node2"]
     );
-    assert_all_on(&lab, "3.4.23");
+    assert_upgraded(&lab, "3.4.23");
 }
 
 /// Issue 5: etcd goes one minor at a time; a binary reporting 3.6.0 over 3.4.23 is refused
 /// after staging, before anything stops.
 #[test]
 fn the_version_policy_refuses_a_minor_skip() {
-    let Some(lab) = lab() else { return };
-    lab.reset();
-    let tmp = tempfile::tempdir().unwrap();
+    let Some((lab, tmp)) = fresh_lab() else { return };
     let fake = script(tmp.path(), "etcd-3.6", "echo 'etcd Version: 3.6.0'\n");
     let state = tmp.path().join("state");
     let out = upgrade(&lab, &state, &fake, &[]);
@@ -490,16 +461,14 @@ fn the_version_policy_refuses_a_minor_skip() {
     assert!(stderr.contains("--allow-version-skip overrides"), "{stderr}");
     let j = journal(&state);
     assert_eq!(records(&j, "stop", "done").count(), 0, "nothing was stopped");
-    assert_all_on(&lab, "3.4.23");
+    assert_upgraded(&lab, "3.4.23");
 }
 
 /// Issue 10: `plan --json` lists, per host, the same steps (ids and order) that the
 /// following `upgrade --json` journals as done.
 #[test]
 fn plan_json_lists_the_steps_the_upgrade_then_records() {
-    let Some(lab) = lab() else { return };
-    lab.reset();
-    let tmp = tempfile::tempdir().unwrap();
+    let Some((lab, tmp)) = fresh_lab() else { return };
     let bin = lab.etcd_3_5();
     let out = run(rollgate(
         &lab.inventory(),
@@ -567,11 +536,11 @@ fn etcd_across_two_hops_and_the_second_rolled_back() {
     let (first, second) = (tmp.path().join("hop1"), tmp.path().join("hop2"));
     let out = upgrade(&lab, &first, &lab.etcd_3_5(), &["--expect-version", "3.5.16"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_all_on(&lab, "3.5.16");
+    assert_upgraded(&lab, "3.5.16");
     lab.root(lab.addr(1), "ETCDCTL_API=3 etcdctl put between-hops kept");
     let out = upgrade(&lab, &second, &hop, &["--expect-version", &hop_version]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_all_on(&lab, &hop_version);
+    assert_upgraded(&lab, &hop_version);
     let j = journal(&second);
     let policy = records(&j, "version-policy", "done")
         .next()
@@ -590,7 +559,7 @@ fn etcd_across_two_hops_and_the_second_rolled_back() {
 
     let out = run(rollgate(&lab.inventory(), &second, &["rollback", "--yes"]));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_all_on(&lab, "3.5.16");
+    assert_upgraded(&lab, "3.5.16");
     assert_eq!(
         lab.root(lab.addr(3), "ETCDCTL_API=3 etcdctl get --print-value-only between-hops")
             .trim(),
@@ -602,6 +571,6 @@ fn etcd_across_two_hops_and_the_second_rolled_back() {
     let direct = tmp.path().join("direct");
     let out = upgrade(&lab, &direct, &hop, &["--expect-version", &hop_version]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_all_on(&lab, &hop_version);
+    assert_upgraded(&lab, &hop_version);
     lab.reset();
 }

@@ -1,12 +1,10 @@
 //! Helpers for tests against the lab: finding it, talking to its hosts with OpenSSH,
 //! running the rollgate binary, and temporary state directories.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, MutexGuard};
-
-/// The lab's etcd cluster is shared: tests that use it run one at a time.
-static LAB_LOCK: Mutex<()> = Mutex::new(());
+use std::time::Duration;
 
 /// The repository's root.
 pub fn repo() -> PathBuf {
@@ -16,28 +14,37 @@ pub fn repo() -> PathBuf {
         .unwrap()
 }
 
-/// A running lab, held exclusively by one test.
+/// A running lab's etcd cluster, held exclusively by one test: the main cluster (0) or
+/// one of the pool's (`lab/lab up --pool P`: clusters 1..=P, three members each). The
+/// hold is an exclusive lock on `lab/.state/locks/cluster-C` (flock(2): it excludes other
+/// test processes, as cargo-nextest runs them, and other threads of one `cargo test`),
+/// released when the `Lab` is dropped.
 pub struct Lab {
     pub state: PathBuf,
+    /// The cluster's hosts (name in its inventory, address), in order.
     pub hosts: Vec<(String, String)>,
+    /// How many of `hosts` run etcd (the first ones).
     pub etcd: usize,
-    _guard: MutexGuard<'static, ()>,
+    /// 0: the main cluster; C: pool cluster C.
+    pub cluster: usize,
+    /// How many clusters the pool has (`lab/lab up --pool P`).
+    pub pool: usize,
+    /// The lab's number of each host (its veth is `rgv{number}`).
+    numbers: Vec<usize>,
+    _locks: Vec<File>,
 }
 
-/// The lab, or `None` (with a message) when it is not up. Under CI (`CI=true`) a lab that
-/// is not up fails the test instead.
-pub fn lab() -> Option<Lab> {
-    let guard = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let state = repo().join("lab/.state");
-    let config = std::fs::read_to_string(state.join("config")).ok();
+/// The lab's `config` (N hosts, M etcd members, P pool clusters, ...), or `None` (with a
+/// message) when the lab is not up (`lab/lab running`). Under CI (`CI=true`) a lab that
+/// is not up fails the test instead. Called with a cluster's lock held: a test that
+/// reshapes the lab (even down and up) holds every lock while it does.
+fn lab_config() -> Option<String> {
+    let config = std::fs::read_to_string(repo().join("lab/.state/config")).ok();
     let up = config.is_some()
         && Command::new(repo().join("lab/lab"))
-            .arg("status")
-            .output()
-            .is_ok_and(|o| {
-                let s = String::from_utf8_lossy(&o.stdout).into_owned();
-                !s.is_empty() && s.lines().all(|l| l.contains(" running "))
-            });
+            .arg("running")
+            .status()
+            .is_ok_and(|s| s.success());
     if !up {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("the lab is not up (CI=true): run `lab/lab up` first");
@@ -45,24 +52,130 @@ pub fn lab() -> Option<Lab> {
         eprintln!("SKIPPED: the lab is not up; start it with `lab/lab up` (as root)");
         return None;
     }
-    let config = config.unwrap_or_default();
-    let get = |k: &str| {
-        config
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(0)
+    config
+}
+
+fn config_value(config: &str, key: &str) -> usize {
+    config
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0)
+}
+
+/// The lock file of cluster `c`.
+fn cluster_lock(c: usize) -> File {
+    let dir = repo().join("lab/.state/locks");
+    std::fs::create_dir_all(&dir).unwrap();
+    File::create(dir.join(format!("cluster-{c}"))).unwrap()
+}
+
+/// Appends `event` (`take` or `drop`) of cluster `c` by the running test to
+/// `lab/.state/locks/timeline` (seconds since the epoch, event, cluster, test), for seeing
+/// afterwards how the tests shared the clusters.
+fn timeline(event: &str, c: usize) {
+    use std::io::Write as _;
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let test = std::thread::current().name().unwrap_or("?").to_owned();
+    let line = format!("{at:.3} {event} {c} {test}\n");
+    let path = repo().join("lab/.state/locks/timeline");
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        timeline("drop", self.cluster);
+    }
+}
+
+/// Cluster `c` of a lab whose config is `config`, held by `locks`.
+fn held(config: &str, c: usize, locks: Vec<File>) -> Lab {
+    timeline("take", c);
+    let state = repo().join("lab/.state");
+    let (numbers, etcd): (Vec<usize>, usize) = if c == 0 {
+        ((1..=config_value(config, "N")).collect(), config_value(config, "M"))
+    } else {
+        // As lab/lab numbers them: pool cluster C has hosts 200+3(C-1)+1..=200+3C.
+        ((200 + 3 * (c - 1) + 1..=200 + 3 * c).collect(), 3)
     };
-    let (n, m) = (get("N"), get("M"));
-    let hosts = (1..=n)
-        .map(|k| (format!("node{k}"), format!("10.77.0.{}", 10 + k)))
+    let hosts = numbers
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let name = if c == 0 { n } else { &(i + 1) };
+            (format!("node{name}"), format!("10.77.0.{}", 10 + n))
+        })
         .collect();
-    Some(Lab {
+    Lab {
         state,
         hosts,
-        etcd: m,
-        _guard: guard,
-    })
+        etcd,
+        cluster: c,
+        pool: config_value(config, "P"),
+        numbers,
+        _locks: locks,
+    }
+}
+
+/// Any free cluster of the lab (the main one or the pool's, three members at least), for a
+/// test that needs one etcd cluster and nothing else of the lab; it waits while every
+/// cluster is held. `None` when the lab is not up (see [`lab_config`]).
+pub fn lab() -> Option<Lab> {
+    loop {
+        // The pool's size as the lab has it now (a lab being reshaped has no config for a
+        // moment; its main cluster's lock is held meanwhile).
+        let pool = std::fs::read_to_string(repo().join("lab/.state/config"))
+            .map(|c| config_value(&c, "P"))
+            .unwrap_or(0);
+        for c in 0..=pool {
+            let lock = cluster_lock(c);
+            if lock.try_lock().is_ok() {
+                let config = lab_config()?;
+                if c > config_value(&config, "P") {
+                    break; // the pool shrank meanwhile
+                }
+                return Some(held(&config, c, vec![lock]));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A cluster of the lab ([`lab`]) with a fresh etcd 3.4.23 on it, and an empty temporary
+/// directory (for a state directory, inventories): the start of most lab tests.
+pub fn fresh_lab() -> Option<(Lab, tempfile::TempDir)> {
+    let lab = lab()?;
+    lab.reset();
+    Some((lab, tempfile::tempdir().unwrap()))
+}
+
+/// The main cluster (hosts node1..nodeN at 10.77.0.11...), for a test that names its
+/// addresses, uses hosts beyond the etcd members, or cuts its links.
+pub fn lab_main() -> Option<Lab> {
+    let lock = cluster_lock(0);
+    lock.lock().unwrap();
+    let config = lab_config()?;
+    Some(held(&config, 0, vec![lock]))
+}
+
+/// The main cluster with every cluster of the pool held too, for a test that changes the
+/// lab's shape (`lab/lab up --hosts`, `--nats`, `--bastion`).
+pub fn lab_whole() -> Option<Lab> {
+    let main = cluster_lock(0);
+    main.lock().unwrap();
+    let config = lab_config()?;
+    let mut locks = vec![main];
+    for c in 1..=config_value(&config, "P") {
+        let lock = cluster_lock(c);
+        lock.lock().unwrap();
+        locks.push(lock);
+    }
+    Some(held(&config, 0, locks))
 }
 
 impl Lab {
@@ -124,14 +237,23 @@ impl Lab {
         );
     }
 
-    /// A fresh etcd 3.4.23 cluster.
+    /// A fresh etcd 3.4.23 cluster (this one only).
     pub fn reset(&self) {
-        self.lab(&["reset"]);
+        if self.cluster == 0 {
+            self.lab(&["reset"]);
+        } else {
+            self.lab(&["reset", "--cluster", &self.cluster.to_string()]);
+        }
     }
 
-    /// The checked-in inventory of the 3-host lab.
+    /// The cluster's inventory: the checked-in one of the 3-host lab, or the one lab/lab
+    /// wrote for a pool cluster (the same, but for its addresses).
     pub fn inventory(&self) -> PathBuf {
-        repo().join("inventory/lab.toml")
+        if self.cluster == 0 {
+            repo().join("inventory/lab.toml")
+        } else {
+            self.state.join(format!("inventory-pool{}.toml", self.cluster))
+        }
     }
 
     /// The lab's inventory with `cluster_keys` added to `[cluster]` and `tail` appended
@@ -141,6 +263,8 @@ impl Lab {
         let state = format!("\"{}/", self.state.display());
         let text = text
             .replace("\"../lab/.state/", &state)
+            .replace("= \"id_ed25519\"", &format!("= {state}id_ed25519\""))
+            .replace("= \"known_hosts\"", &format!("= {state}known_hosts\""))
             .replace("[cluster]\n", &format!("[cluster]\n{cluster_keys}\n"));
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, format!("{text}\n{tail}\n")).unwrap();
@@ -149,11 +273,12 @@ impl Lab {
 
     /// Sets host `k`'s link (its veth on the lab bridge) up or down.
     pub fn link(&self, k: usize, up: bool) {
+        let veth = format!("rgv{}", self.numbers[k - 1]);
         let st = Command::new("ip")
-            .args(["link", "set", &format!("rgv{k}"), if up { "up" } else { "down" }])
+            .args(["link", "set", &veth, if up { "up" } else { "down" }])
             .status()
             .unwrap();
-        assert!(st.success(), "ip link set rgv{k}");
+        assert!(st.success(), "ip link set {veth}");
     }
 
     /// The sha256 of etcd 3.4.23 as installed by the lab.
@@ -207,6 +332,28 @@ pub fn journal_of(state_dir: &Path, id: &str) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// The records of journal `j` for step `step` with status `st`.
+pub fn records<'a>(
+    j: &'a [serde_json::Value],
+    step: &'a str,
+    st: &'a str,
+) -> impl Iterator<Item = &'a serde_json::Value> + 'a {
+    j.iter().filter(move |r| r["step"] == step && r["status"] == st)
+}
+
+/// Every host of `inventory` on `version` with its unit active, and one leader, as
+/// `status --json` says.
+#[track_caller]
+pub fn assert_all_on(inventory: &Path, version: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = status(inventory, tmp.path());
+    for r in &rows {
+        assert_eq!(r["version"], version, "{rows:?}");
+        assert_eq!(r["unit_state"], "active", "{rows:?}");
+    }
+    assert_eq!(rows.iter().filter(|r| r["state"] == "leader").count(), 1, "{rows:?}");
 }
 
 /// The `status --json` rows.
