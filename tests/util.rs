@@ -35,16 +35,18 @@ pub struct Lab {
 }
 
 /// The lab's `config` (N hosts, M etcd members, P pool clusters, ...), or `None` (with a
-/// message) when the lab is not up (`lab/lab running`). Under CI (`CI=true`) a lab that
-/// is not up fails the test instead. Called with a cluster's lock held: a test that
-/// reshapes the lab (even down and up) holds every lock while it does.
-fn lab_config() -> Option<String> {
+/// message) when the lab is not up (`lab/lab running`): cluster `c`'s hosts, or every
+/// host without one. Under CI (`CI=true`) a lab that is not up fails the test instead.
+/// Called with the locks held: a test that reshapes the main hosts holds the main
+/// cluster's lock (and every lock, to take them down or off the bridge).
+fn lab_config(c: Option<usize>) -> Option<String> {
     let config = std::fs::read_to_string(repo().join("lab/.state/config")).ok();
-    let up = config.is_some()
-        && Command::new(repo().join("lab/lab"))
-            .arg("running")
-            .status()
-            .is_ok_and(|s| s.success());
+    let mut running = Command::new(repo().join("lab/lab"));
+    running.arg("running");
+    if let Some(c) = c {
+        running.args(["--cluster", &c.to_string()]);
+    }
+    let up = config.is_some() && running.status().is_ok_and(|s| s.success());
     if !up {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("the lab is not up (CI=true): run `lab/lab up` first");
@@ -135,7 +137,7 @@ pub fn lab() -> Option<Lab> {
         for c in 0..=pool {
             let lock = cluster_lock(c);
             if lock.try_lock().is_ok() {
-                let config = lab_config()?;
+                let config = lab_config(Some(c))?;
                 if c > config_value(&config, "P") {
                     break; // the pool shrank meanwhile
                 }
@@ -159,7 +161,7 @@ pub fn fresh_lab() -> Option<(Lab, tempfile::TempDir)> {
 pub fn lab_main() -> Option<Lab> {
     let lock = cluster_lock(0);
     lock.lock().unwrap();
-    let config = lab_config()?;
+    let config = lab_config(Some(0))?;
     Some(held(&config, 0, vec![lock]))
 }
 
@@ -168,7 +170,7 @@ pub fn lab_main() -> Option<Lab> {
 pub fn lab_whole() -> Option<Lab> {
     let main = cluster_lock(0);
     main.lock().unwrap();
-    let config = lab_config()?;
+    let config = lab_config(None)?;
     let mut locks = vec![main];
     for c in 1..=config_value(&config, "P") {
         let lock = cluster_lock(c);
