@@ -333,11 +333,9 @@ impl SimFleet {
         Box::pin(async move {
             let go = self.tick(host);
             // A dead session answers nothing until rollgate connects again.
+            // (A reconnect is a new session: its act makes the host's live again.)
             if !matches!(go, Go::Killed) && what != "reconnect" && self.with(|m| m.dead.contains(host)) {
                 return Err(disconnected(host, what));
-            }
-            if what == "reconnect" {
-                self.with(|m| m.dead.remove(host));
             }
             match go {
                 Go::Fail => bail!("{host}: {what}: injected failure"),
@@ -672,7 +670,10 @@ impl Fleet for SimFleet {
     }
 
     fn reconnect<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, anyhow::Result<()>> {
-        self.op(&host.name, "reconnect", |_| Ok(()))
+        self.op(&host.name, "reconnect", move |m| {
+            m.dead.remove(&host.name);
+            Ok(())
+        })
     }
 
     fn print_status(&self, _on_stderr: bool) -> LocalBoxFuture<'_, ()> {
