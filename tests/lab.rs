@@ -116,26 +116,6 @@ fn upgrade_target_is_etcd_3_5_16_with_sums() {
     assert!(repo().join("inventory/lab.toml").exists());
 }
 
-/// 40 hosts (issue 2): slower, run by scripts/test with `--ignored` after the rest.
-#[test]
-#[ignore = "boots 40 hosts; run with --ignored (scripts/test does)"]
-fn forty_hosts_come_up() {
-    let Some(lab) = lab_whole() else { return };
-    lab.lab(&["up", "--hosts", "40", "--etcd", "3"]);
-    let inv = lab.state.join("inventory.toml");
-    let tmp = tempfile::tempdir().unwrap();
-    let out = crate::util::run(crate::util::rollgate(&inv, tmp.path(), &["exec", "--", "hostname"]));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("40 ok, 0 failed, 0 unreachable"), "{stderr}");
-    let names: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.split(" | ").nth(1).unwrap().to_owned())
-        .collect();
-    assert_eq!(names.len(), 40);
-    lab.lab(&["up", "--hosts", "3", "--etcd", "3"]);
-}
-
 /// The lab comes up right whatever shape it had (issue 13): five etcd members after three,
 /// then (after `down`) three again, each a healthy cluster of exactly that many members.
 #[test]

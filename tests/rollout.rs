@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::util::{fresh_lab, journal_of, lab_main, lab_whole, rollgate, run, status, text, Lab};
+use crate::util::{fresh_lab, journal_of, lab_main, rollgate, run, status, text, Lab};
 
 /// `status --json` as host name -> version.
 fn versions(lab: &Lab, state: &std::path::Path) -> BTreeMap<String, String> {
@@ -359,7 +359,8 @@ fn most_down_at_once(d: &[(String, f64, f64)]) -> usize {
         .unwrap_or(0)
 }
 
-/// Issue 13's fleet: 3 etcd servers and 37 etcd-gateway clients with
+/// Issue 2's 40 hosts come up, each answering `rollgate exec` with its own name; on them,
+/// issue 13's fleet: 3 etcd servers and 37 etcd-gateway clients with
 /// `max_unavailable = "25%"`, `canary = 1`, `pause = "2s"`. A binary that breaks the
 /// gateway fails the canary and stops the rollout there, the other 36 clients untouched;
 /// the real 3.5.16 then goes to the servers one at a time, leader last, and to the clients
@@ -368,10 +369,21 @@ fn most_down_at_once(d: &[(String, f64, f64)]) -> usize {
 #[test]
 #[ignore = "boots 40 hosts; run with --ignored (scripts/test does)"]
 fn forty_hosts_in_batches_after_a_canary_and_a_pause() {
-    let Some(lab) = lab_whole() else { return };
+    let Some(lab) = lab_main() else { return };
     lab.lab(&["up", "--hosts", "40", "--etcd", "3"]);
-    lab.reset();
     let tmp = tempfile::tempdir().unwrap();
+    let inv = lab.state.join("inventory.toml");
+    let out = run(rollgate(&inv, &tmp.path().join("exec"), &["exec", "--", "hostname"]));
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("40 ok, 0 failed, 0 unreachable"), "{stderr}");
+    let names: std::collections::BTreeSet<String> = text(&out.stdout)
+        .lines()
+        .map(|l| l.split(" | ").nth(1).unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), 40, "40 hosts, each with its own name");
+
+    lab.reset();
     let inv = lab_inventory(
         &lab,
         tmp.path(),

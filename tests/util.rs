@@ -124,17 +124,34 @@ fn held(config: &str, c: usize, locks: Vec<File>) -> Lab {
     }
 }
 
-/// Any free cluster of the lab (the main one or the pool's, three members at least), for a
-/// test that needs one etcd cluster and nothing else of the lab; it waits while every
-/// cluster is held. `None` when the lab is not up (see [`lab_config`]).
+/// Under cargo-nextest, fails a test that is not in the test group `group` of
+/// .config/nextest.toml, which its hold on the lab needs (`lab`: any cluster;
+/// `main-cluster`: the main one; `whole-lab`: all of them): in another group it would wait
+/// for its cluster in a test slot of its own, or hold one another test of its group waits for.
+#[track_caller]
+fn in_group(group: &str) {
+    if let Ok(have) = std::env::var("NEXTEST_TEST_GROUP") {
+        assert_eq!(
+            have, group,
+            "this lab test belongs in the test group {group:?} (.config/nextest.toml)"
+        );
+    }
+}
+
+/// Any free cluster of the lab (the pool's first, then the main one), for a test that needs
+/// one 3-member etcd cluster and nothing else of the lab; it waits while every cluster is
+/// held. The main cluster comes last: the tests that need it (its extra hosts, NATS, the 40
+/// hosts) then find it free sooner. `None` when the lab is not up (see [`lab_config`]).
+#[track_caller]
 pub fn lab() -> Option<Lab> {
+    in_group("lab");
     loop {
         // The pool's size as the lab has it now (a lab being reshaped has no config for a
         // moment; its main cluster's lock is held meanwhile).
         let pool = std::fs::read_to_string(repo().join("lab/.state/config"))
             .map(|c| config_value(&c, "P"))
             .unwrap_or(0);
-        for c in 0..=pool {
+        for c in (1..=pool).chain([0]) {
             let lock = cluster_lock(c);
             if lock.try_lock().is_ok() {
                 let config = lab_config(Some(c))?;
@@ -150,6 +167,7 @@ pub fn lab() -> Option<Lab> {
 
 /// A cluster of the lab ([`lab`]) with a fresh etcd 3.4.23 on it, and an empty temporary
 /// directory (for a state directory, inventories): the start of most lab tests.
+#[track_caller]
 pub fn fresh_lab() -> Option<(Lab, tempfile::TempDir)> {
     let lab = lab()?;
     lab.reset();
@@ -158,7 +176,9 @@ pub fn fresh_lab() -> Option<(Lab, tempfile::TempDir)> {
 
 /// The main cluster (hosts node1..nodeN at 10.77.0.11...), for a test that names its
 /// addresses, uses hosts beyond the etcd members, or cuts its links.
+#[track_caller]
 pub fn lab_main() -> Option<Lab> {
+    in_group("main-cluster");
     let lock = cluster_lock(0);
     lock.lock().unwrap();
     let config = lab_config(Some(0))?;
@@ -167,7 +187,9 @@ pub fn lab_main() -> Option<Lab> {
 
 /// The main cluster with every cluster of the pool held too, for a test that changes the
 /// lab's shape (`lab/lab up --hosts`, `--nats`, `--bastion`).
+#[track_caller]
 pub fn lab_whole() -> Option<Lab> {
+    in_group("whole-lab");
     let main = cluster_lock(0);
     main.lock().unwrap();
     let config = lab_config(None)?;
