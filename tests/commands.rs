@@ -141,7 +141,10 @@ fn probe_parse_reads_every_probe_fixture() {
             let fs = f.to_str().unwrap();
             let probe = if name.contains("version") {
                 "version"
-            } else if name.starts_with("agent-info-json") || name.starts_with("status_") {
+            } else if name.starts_with("agent-info-json")
+                || name.starts_with("status_")
+                || (name.starts_with("info_") && name.contains("-server_"))
+            {
                 "catchup"
             } else if (name.starts_with("endpoint-status") && name.ends_with(".json")) || name.contains("list-peers") {
                 "status"
@@ -151,7 +154,7 @@ fn probe_parse_reads_every_probe_fixture() {
             {
                 "health"
             } else {
-                continue; // member-list, systemctl, tables, agent-info, HTTP API and vault status: not probe outputs rollgate reads
+                continue; // member-list, systemctl, tables, agent-info, HTTP API, vault status, a client's consul info, autopilot's config, snapshot inspect: not probe outputs rollgate reads
             };
             let mut args = vec!["probe", "parse", "--preset", system, "--probe", probe, fs];
             let stderr_file = f.with_file_name(name.replace(".json", ".stderr.txt"));
@@ -167,6 +170,8 @@ fn probe_parse_reads_every_probe_fixture() {
                 ),
                 ("consul", "health") => f.with_file_name(if name.contains("5-servers") {
                     "operator-raft-list-peers_5-servers_v1.22.3.txt"
+                } else if name.contains("v1.8.7") {
+                    "operator-raft-list-peers_3-servers_v1.8.7.txt"
                 } else {
                     "operator-raft-list-peers_3-servers_v1.22.3.txt"
                 }),
@@ -191,7 +196,9 @@ fn probe_parse_reads_every_probe_fixture() {
             assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             if probe == "catchup" {
-                assert!(v["applied_index"].as_u64().unwrap() > 40_000, "{name}: {v}");
+                // Nomad's and Vault's captures are of busy clusters; the lab's Consul is new.
+                let least = if system == "consul" { 1 } else { 40_000 };
+                assert!(v["raft_index"].as_u64().unwrap() >= least, "{name}: {v}");
             } else if probe == "version" {
                 assert!(
                     v["version"].as_str().unwrap().chars().next().unwrap().is_ascii_digit(),

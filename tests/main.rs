@@ -2,6 +2,7 @@
 //! a real etcd cluster. Without a lab they skip with a message, except under CI=true.
 
 mod commands;
+mod consul;
 mod faults;
 mod lab;
 mod nats;

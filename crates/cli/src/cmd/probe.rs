@@ -151,7 +151,7 @@ pub fn run(action: &ProbeAction, inventory: Option<&Path>) -> anyhow::Result<Exi
             if preset.catchup_command().is_none() {
                 bail!("preset {name} has no catch-up probe (its status probe carries the raft indexes, or none exist)");
             }
-            json!({ "applied_index": preset.parse_catchup(&out)? })
+            json!({ "raft_index": preset.parse_catchup(&out)? })
         }
         "version" => json!({ "version": preset.parse_version(&out)?.to_string() }),
         other => bail!("unknown probe {other:?}: status, health, catchup or version"),

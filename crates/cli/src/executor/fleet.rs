@@ -244,11 +244,7 @@ impl<'a> SshFleet<'a> {
                 let Some(SnapshotHook::Command(cmd)) = preset.snapshot_hook(&remote) else {
                     bail!("the backup hook changed its shape");
                 };
-                let taken = self.run_priv(host, &cmd, &cmd).await;
-                let got = match taken {
-                    Ok(_) => s.download(&remote, local).await.map_err(anyhow::Error::from),
-                    Err(e) => Err(e),
-                };
+                let got = self.take_snapshot(host, &cmd, &remote, local).await;
                 let _ = s.exec_priv(&format!("rm -rf {}", q(&dir))).await;
                 let got = got?;
                 Ok((got.bytes, got.sha256))
@@ -265,6 +261,24 @@ impl<'a> SshFleet<'a> {
             }
             None => bail!("no backup hook"),
         }
+    }
+
+    /// Runs the backup hook `cmd` on `host`, which writes `remote`; checks it there with the
+    /// preset's snapshot check, if any; downloads it to `local` (the download checks the
+    /// copy's sha256 against the host's file's).
+    async fn take_snapshot(
+        &self,
+        host: &str,
+        cmd: &str,
+        remote: &str,
+        local: &Path,
+    ) -> anyhow::Result<rollgate_ssh::DownloadReport> {
+        self.run_priv(host, cmd, cmd).await?;
+        if let Some(check) = self.ctx.inv.cluster.preset.snapshot_check(remote) {
+            self.run_priv(host, &format!("checking the snapshot: {check}"), &check)
+                .await?;
+        }
+        Ok(self.session(host)?.download(remote, local).await?)
     }
 
     async fn upload_all(&self, host: &Host, files: &[Upload<'_>], own: bool) -> anyhow::Result<(u64, f64)> {

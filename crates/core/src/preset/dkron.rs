@@ -21,7 +21,9 @@ pub static DKRON: PeersPreset = PeersPreset {
     health: None,
     version_prefix: "Version:",
     catchup: None,
+    max_raft_lag: 50,
     snapshot: Some(Snapshot::HttpGet(8080, "/v1/jobs")),
+    snapshot_check: None,
     transfer: None,
     drain: None,
 };

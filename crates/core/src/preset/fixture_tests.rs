@@ -154,6 +154,74 @@ fn consul_list_peers_old_and_new_formats() {
     assert_eq!((v5.voters(), v5.quorum()), (5, 3));
 }
 
+/// Consul 1.8.7 as the lab's agents printed it (tests/fixtures/SOURCES.md).
+#[test]
+fn consul_1_8_7_live_list_peers_members_and_info() {
+    let mut v = CONSUL
+        .parse_status(&fixture("consul/operator-raft-list-peers_3-servers_v1.8.7.txt"))
+        .unwrap();
+    assert_eq!(
+        summary(&v),
+        [
+            row("10.77.0.11:8300", "d20b4af7-1554-38c6-66b4-02a0008e796c", L, None),
+            row("10.77.0.13:8300", "622ea8c9-ff5f-b180-f404-302bff404045", F, None),
+            row("10.77.0.12:8300", "58e9056e-6e3b-87a7-8290-7564e168f223", F, None),
+        ]
+    );
+    assert_eq!((v.voters(), v.quorum()), (3, 2));
+    CONSUL
+        .parse_health(&fixture("consul/members_3-servers-2-clients_v1.8.7.txt"), &mut v)
+        .unwrap();
+    assert_eq!(v.members.len(), 3, "clients are not Raft members");
+    assert!(v
+        .members
+        .iter()
+        .all(|m| m.healthy == Some(true) && m.version.as_deref() == Some("1.8.7")));
+    assert_eq!(
+        CONSUL
+            .parse_version(&fixture("consul/version_v1.8.7.txt"))
+            .unwrap()
+            .to_string(),
+        "1.8.7"
+    );
+
+    // The catch-up probe: `consul info` on each server, last_log_index (41 on all three).
+    assert_eq!(CONSUL.catchup_command().as_deref(), Some("consul info"));
+    assert_eq!(CONSUL.default_max_raft_lag(), 250);
+    let leader = parse_consul_info(&fixture("consul/info_node1-server_v1.8.7.txt").stdout).unwrap();
+    assert_eq!(
+        leader,
+        ConsulRaft {
+            last_log_index: 41,
+            commit_index: 41,
+            applied_index: 41,
+            protocol_version: 3,
+            state: "Leader".into(),
+        }
+    );
+    for k in [2, 3] {
+        let out = fixture(&format!("consul/info_node{k}-server_v1.8.7.txt"));
+        assert_eq!(CONSUL.parse_catchup(&out).unwrap(), 41, "node{k}");
+        assert_eq!(parse_consul_info(&out.stdout).unwrap().state, "Follower");
+    }
+    // A client agent has no raft: section.
+    let err = CONSUL
+        .parse_catchup(&fixture("consul/info_node4-client_v1.8.7.txt"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no raft: section"), "{err}");
+    // A damaged index names its line.
+    let text = fixture("consul/info_node1-server_v1.8.7.txt")
+        .stdout
+        .replace("last_log_index = 41", "last_log_index = x");
+    let err = parse_consul_info(&text).unwrap_err().to_string();
+    assert!(err.contains("raft.last_log_index = \"x\""), "{err}");
+    assert_eq!(
+        CONSUL.snapshot_check("/var/tmp/s n.snap").as_deref(),
+        Some("consul snapshot inspect '/var/tmp/s n.snap'")
+    );
+}
+
 #[test]
 fn consul_members_marks_failed_servers() {
     let mut v = CONSUL
@@ -307,7 +375,8 @@ fn catchup_probes_read_the_applied_index() {
         })
         .unwrap_err();
     assert!(err.to_string().contains("Raft Applied Index"), "{err}");
-    assert!(CONSUL.catchup_command().is_none() && DKRON.catchup_command().is_none());
+    // Consul's is `consul info` (consul_1_8_7_live_list_peers_members_and_info); Dkron has none.
+    assert!(DKRON.catchup_command().is_none());
 }
 
 #[test]

@@ -23,7 +23,7 @@ mod vault;
 #[cfg(test)]
 mod fixture_tests;
 
-pub use consul::CONSUL;
+pub use consul::{parse_consul_info, ConsulRaft, CONSUL};
 pub use custom::{Custom, CustomSpec};
 pub use dkron::DKRON;
 pub use etcd::Etcd;
@@ -262,6 +262,13 @@ pub trait Preset: fmt::Debug + Send + Sync {
     /// The backup hook: how to save a snapshot of the whole cluster's state to `file` (a
     /// path on the host) before the first host is stopped; `None` when the system has none.
     fn snapshot_hook(&self, file: &str) -> Option<SnapshotHook> {
+        let _ = file;
+        None
+    }
+    /// A command, run as root on the host after a [`SnapshotHook::Command`], that exits
+    /// non-zero unless `file` (a path on the host) is a whole snapshot the system can read
+    /// (`consul snapshot inspect FILE`); `None` when the system has none.
+    fn snapshot_check(&self, file: &str) -> Option<String> {
         let _ = file;
         None
     }

@@ -31,7 +31,9 @@ pub static NOMAD: PeersPreset = PeersPreset {
     health: Some(("nomad server members", "Name")),
     version_prefix: "Nomad",
     catchup: Some(("nomad agent-info -json", agent_info_applied)),
+    max_raft_lag: 50,
     snapshot: Some(Snapshot::Command("nomad operator snapshot save")),
+    snapshot_check: Some("nomad operator snapshot inspect"),
     transfer: Some("nomad operator raft transfer-leadership -peer-id"),
     drain: Some((
         "nomad node drain -self -enable -yes",

@@ -199,10 +199,15 @@ pub struct PeersPreset {
     pub health: Option<(&'static str, &'static str)>,
     /// What precedes the version in `BINARY version`'s output.
     pub version_prefix: &'static str,
-    /// The catch-up probe and its parser (the member's applied raft index).
+    /// The catch-up probe and its parser (the member's raft index).
     pub catchup: Option<(&'static str, CatchupParser)>,
+    /// The default largest distance, in raft entries, behind the leader's that counts as
+    /// caught up (the inventory's `max_raft_lag` overrides it).
+    pub max_raft_lag: u64,
     /// The backup hook.
     pub snapshot: Option<Snapshot>,
+    /// The command that checks a snapshot the hook wrote; the file is appended.
+    pub snapshot_check: Option<&'static str>,
     /// The command that hands leadership to a member; the member's id is appended.
     pub transfer: Option<&'static str>,
     /// Drain and undrain commands (see [`Preset::drain_commands`]).
@@ -238,7 +243,7 @@ impl Preset for PeersPreset {
         &["server"]
     }
     fn default_max_raft_lag(&self) -> u64 {
-        50
+        self.max_raft_lag
     }
     fn probe_names(&self) -> &'static [&'static str] {
         if self.health.is_some() {
@@ -288,6 +293,9 @@ impl Preset for PeersPreset {
             Snapshot::Command(cmd) => SnapshotHook::Command(format!("{cmd} {}", crate::quote::q(file))),
             Snapshot::HttpGet(port, path) => SnapshotHook::HttpGet { port, path },
         })
+    }
+    fn snapshot_check(&self, file: &str) -> Option<String> {
+        Some(format!("{} {}", self.snapshot_check?, crate::quote::q(file)))
     }
     fn leader_transfer_command(&self, _leader: &Member, target: &Member) -> Option<String> {
         Some(format!("{} {}", self.transfer?, crate::quote::q(target.id.as_deref()?)))

@@ -1,0 +1,168 @@
+//! Consul on the lab (`lab/lab up --consul`, issue 25): Debian bullseye's consul 1.8.7,
+//! three servers on node1..node3 and client agents on node4 and node5. Debian has one
+//! Consul version, so the upgrade here is to a rebuilt binary of the same version (the
+//! same bytes with a few appended: another sha256, `Consul v1.8.7`), which takes every
+//! step of a real one: the consul preset's leader detection, quorum guard, snapshot hook
+//! (`consul snapshot save`, checked with `consul snapshot inspect`), catch-up gate from
+//! `consul info`, health from `consul members`, then `rollback`.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sha2::Digest as _;
+
+use crate::util::{journal, lab_main, records, repo, rollgate, run, status, text, Lab};
+
+/// The main cluster with five hosts, Consul on them (fresh when its shape changed), until
+/// the guard drops: the lab then goes back to three hosts without Consul.
+struct ConsulLab(Lab);
+
+impl Drop for ConsulLab {
+    fn drop(&mut self) {
+        self.0.lab(&["up", "--hosts", "3", "--etcd", "3"]);
+    }
+}
+
+fn consul_lab() -> Option<ConsulLab> {
+    let lab = lab_main()?;
+    lab.lab(&["up", "--hosts", "5", "--etcd", "3", "--consul"]);
+    lab.lab(&["reset"]);
+    Some(ConsulLab(lab))
+}
+
+/// lab/.state/inventory-consul.toml with its key and known_hosts as absolute paths, in `dir`.
+fn inventory(lab: &Lab, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(lab.state.join("inventory-consul.toml")).unwrap();
+    let state = lab.state.display().to_string();
+    let text = text
+        .replace("= \"id_ed25519\"", &format!("= \"{state}/id_ed25519\""))
+        .replace("= \"known_hosts\"", &format!("= \"{state}/known_hosts\""));
+    let path = dir.join("consul.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn consul_1_8_7() -> PathBuf {
+    repo().join("lab/.state/artifacts/consul-1.8.7/consul")
+}
+
+/// consul 1.8.7 with bytes appended (ignored by the loader): another sha256, the same
+/// version. Returns its path and sha256.
+fn rebuilt(dir: &Path) -> (PathBuf, String) {
+    let mut bytes = std::fs::read(consul_1_8_7()).unwrap();
+    bytes.extend_from_slice(b"\nrebuilt for rollgate's tests\n");
+    let path = dir.join("consul");
+    std::fs::write(&path, &bytes).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (path, hex::encode(sha2::Sha256::digest(&bytes)))
+}
+
+/// Main host `k`'s address (the `Lab` was taken before the lab grew to five hosts).
+fn addr(k: usize) -> String {
+    format!("10.77.0.{}", 10 + k)
+}
+
+fn installed_sha(lab: &Lab, k: usize) -> String {
+    lab.root(&addr(k), "sha256sum < /usr/bin/consul | cut -d' ' -f1")
+        .trim()
+        .to_owned()
+}
+
+/// The last lines each agent logged, for a failure's message.
+fn consul_logs(lab: &Lab) -> String {
+    let mut out = String::new();
+    for k in 1..=5 {
+        let o = lab.ssh("root", &addr(k), "journalctl -u consul -n 20 --no-pager");
+        out.push_str(&format!("--- node{k}:\n{}\n", text(&o.stdout)));
+    }
+    out
+}
+
+#[test]
+fn consul_servers_then_clients_leader_last_with_a_checked_snapshot_then_rollback() {
+    let Some(guard) = consul_lab() else { return };
+    let lab = &guard.0;
+    let tmp = tempfile::tempdir().unwrap();
+    let inv = inventory(lab, tmp.path());
+    lab.root(&addr(1), "consul kv put rollgate/before kept >/dev/null");
+    let leader_before = status(&inv, tmp.path())
+        .into_iter()
+        .find(|r| r["state"] == "leader")
+        .expect("a leader in rollgate status")["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let original = installed_sha(lab, 1);
+    let (bin, new_sha) = rebuilt(tmp.path());
+
+    let state = tmp.path().join("state");
+    let out = run(rollgate(
+        &inv,
+        &state,
+        &[
+            "upgrade",
+            "--binary",
+            bin.to_str().unwrap(),
+            "--expect-version",
+            "1.8.7",
+            "--yes",
+        ],
+    ));
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), consul_logs(lab));
+    let j = journal(&state);
+
+    // Servers one at a time, the leader last, then the two clients.
+    let order: Vec<&str> = records(&j, "health", "done")
+        .map(|r| r["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(order.len(), 5, "{order:?}");
+    assert_eq!(
+        order[2], leader_before,
+        "the leader before the run goes last: {order:?}"
+    );
+    let mut clients = order[3..].to_vec();
+    clients.sort_unstable();
+    assert_eq!(clients, ["node4", "node5"], "servers before clients: {order:?}");
+    let gates: Vec<&str> = records(&j, "gate", "done")
+        .filter_map(|r| r["detail"]["state"].as_str())
+        .collect();
+    assert_eq!(&gates[..3], ["follower", "follower", "leader"], "{gates:?}");
+
+    // Each server caught up by `consul info`'s last_log_index, within 250 of the leader's.
+    for r in records(&j, "health", "done").filter(|r| order[..3].contains(&r["host"].as_str().unwrap())) {
+        let d = &r["detail"];
+        assert!(d["raft_index"].as_u64().is_some_and(|i| i > 0), "{r}");
+        assert!(d["lag"].as_u64().is_some_and(|l| l <= 250), "{r}");
+    }
+
+    // One snapshot, before the first stop, checked on the host; the copy is what it had.
+    let snaps: Vec<&Value> = records(&j, "snapshot", "done").collect();
+    assert_eq!(snaps.len(), 1, "{j:?}");
+    let first_stop = j.iter().position(|r| r["step"] == "stop").unwrap();
+    assert!(j.iter().position(|r| r["step"] == "snapshot").unwrap() < first_stop);
+    let file = Path::new(snaps[0]["detail"]["file"].as_str().unwrap());
+    let bytes = std::fs::read(file).unwrap();
+    assert_eq!(bytes.len() as u64, snaps[0]["detail"]["bytes"].as_u64().unwrap());
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&bytes)),
+        snaps[0]["detail"]["sha256"].as_str().unwrap()
+    );
+
+    for k in 1..=5 {
+        assert_eq!(installed_sha(lab, k), new_sha, "node{k} runs the rebuilt binary");
+    }
+    let kept = lab.root(&addr(2), "consul kv get rollgate/before");
+    assert_eq!(kept.trim(), "kept");
+
+    // rollback: every host back on the binary it had, latest first, the key still there.
+    let out = run(rollgate(&inv, &state, &["rollback", "--yes"]));
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), consul_logs(lab));
+    for k in 1..=5 {
+        assert_eq!(installed_sha(lab, k), original, "node{k} after the rollback");
+    }
+    let kept = lab.root(&addr(3), "consul kv get rollgate/before");
+    assert_eq!(kept.trim(), "kept");
+    let rows = status(&inv, tmp.path());
+    assert_eq!(rows.iter().filter(|r| r["state"] == "leader").count(), 1, "{rows:?}");
+}
