@@ -517,6 +517,54 @@ fn sigkill_during_swap_start_health_compress_then_resume() {
     sigkill_during_then_resume(&STEPS[4..]);
 }
 
+/// `rollgate backup` interrupted once its member is stopped (SIGINT when the backup step
+/// starts): the member is started again and checked before rollgate exits with 130, and
+/// the cluster is whole (it was left stopped before).
+#[test]
+fn sigint_during_a_backup_brings_the_member_back() {
+    let Some(lab) = lab() else { return };
+    fresh(&lab);
+    let tmp = tempfile::tempdir().unwrap();
+    let inv = lab.inventory();
+    let mut child = rollgate(&inv, tmp.path(), &["backup", "--hosts", "node2", "--yes", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut sent = false;
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let Ok(r) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if !sent && r["step"] == "backup" && r["status"] == "started" {
+            let st = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(st.success());
+            sent = true;
+        }
+    }
+    assert!(sent, "the backup step never started");
+    let mut stderr = String::new();
+    use std::io::Read as _;
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted; node2: it was started again and is healthy"),
+        "{stderr}"
+    );
+    let j = journal(tmp.path());
+    let last = |step: &str| {
+        j.iter()
+            .rposition(|r| r["host"] == "node2" && r["step"] == step && r["status"] == "done")
+    };
+    assert!(last("start") > last("stop"), "started after its stop: {j:?}");
+    assert_recovered(&lab, &inv);
+}
+
 /// Fault 8: a journal truncated in the middle of a line is an error naming the file and
 /// the line, with the command that cuts the torn line off; after it, `resume` finishes.
 #[test]

@@ -178,6 +178,23 @@ pub async fn after_rollback_step(ex: &mut Executor<'_>, host: &Host, failed: Ste
     }
 }
 
+/// After `rollgate backup` failed or was interrupted on `host`: when the backup may have
+/// stopped it, `back` (the backup's own start and health gate, on the version the host
+/// runs: a backup changes no binary) brings it back before rollgate exits. Returns what
+/// became of it.
+pub async fn after_backup(ex: &mut Executor<'_>, host: &Host, back: &[Step]) -> String {
+    if !may_be_stopped(ex.records(), &host.name) {
+        return "it was not stopped".into();
+    }
+    ex.set_compensating(true);
+    let outcome = run_until_back(ex, host, back).await;
+    ex.set_compensating(false);
+    match outcome {
+        Ok(()) => "it was started again and is healthy".into(),
+        Err(outcome) => outcome,
+    }
+}
+
 /// Starts again, and checks, each host of `names` (hosts the plan will not start next) that
 /// this run may have left stopped, on the binary it has: a second interrupt, or a rollback
 /// cut short, leaves a host down, and a resumed upgrade must neither finish around it nor

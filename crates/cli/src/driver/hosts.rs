@@ -95,10 +95,14 @@ async fn run_host(ex: &mut Executor<'_>, host: &Host, steps: &[Step]) -> Result<
 
 /// Archives the data roots of `hosts`: for each, one at a time, the gate, stop, backup,
 /// start and health of an upgrade, without a swap. Whatever the backup did, the unit is
-/// started again. Prints each archive's path (not with `json`: stdout is the journal's).
+/// started again; a host whose stop, start or health gate failed, or that an interrupt
+/// caught, is started again and checked before rollgate exits
+/// ([`super::bring_back::after_backup`]). Prints each archive's path (not with `json`:
+/// stdout is the journal's).
 ///
 /// # Errors
-/// [`Exit`] 1 naming the host and step that failed; a journal that cannot be written.
+/// [`Exit`] 1 naming the host and step that failed and what became of the host, 130 after
+/// an interrupt; a journal that cannot be written.
 pub async fn backup(mut ex: Executor<'_>, hosts: &[Host], json: bool) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let facts = ex.installed().await?;
@@ -123,13 +127,19 @@ pub async fn backup(mut ex: Executor<'_>, hosts: &[Host], json: bool) -> anyhow:
             }
         }
         if let Some(e) = failed {
-            let message = match e {
-                HostError::Failed { step, error } => format!("{}: {step} failed: {error:#}", host.name),
-                HostError::Interrupted => "interrupted".into(),
+            let back: Vec<Step> = steps
+                .iter()
+                .filter(|s| matches!(s.id(), StepId::Start | StepId::Health))
+                .cloned()
+                .collect();
+            let outcome = super::bring_back::after_backup(&mut ex, host, &back).await;
+            let (code, message) = match e {
+                HostError::Failed { step, error } => (1, format!("{}: {step} failed: {error:#}; {outcome}", host.name)),
+                HostError::Interrupted => (130, format!("interrupted; {}: {outcome}", host.name)),
             };
             let note = Some(message.clone());
             ex.record(None, Event::Run(None), Status::Failed, Some(started), note)?;
-            return Err(Exit { code: 1, message }.into());
+            return Err(Exit { code, message }.into());
         }
         if let (Some(b), false) = (ex.progress().host(&host.name).backup, json) {
             println!("{}: {}", host.name, b.path.display());
