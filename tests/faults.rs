@@ -52,7 +52,13 @@ fn spawn_upgrade_to(
 ) -> (Child, impl Iterator<Item = Value>) {
     let mut args = vec!["upgrade", "--binary", bin.to_str().unwrap(), "--yes", "--json"];
     args.extend(extra);
-    let mut child = rollgate(inventory, state, &args)
+    spawn_json(inventory, state, &args)
+}
+
+/// rollgate with `args` (which ask for `--json`), its stdout's journal records read line by
+/// line.
+fn spawn_json(inventory: &Path, state: &Path, args: &[&str]) -> (Child, impl Iterator<Item = Value>) {
+    let mut child = rollgate(inventory, state, args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -526,17 +532,9 @@ fn sigint_during_a_backup_brings_the_member_back() {
     fresh(&lab);
     let tmp = tempfile::tempdir().unwrap();
     let inv = lab.inventory();
-    let mut child = rollgate(&inv, tmp.path(), &["backup", "--hosts", "node2", "--yes", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let (mut child, lines) = spawn_json(&inv, tmp.path(), &["backup", "--hosts", "node2", "--yes", "--json"]);
     let mut sent = false;
-    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-        let Ok(r) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
+    for r in lines {
         if !sent && r["step"] == "backup" && r["status"] == "started" {
             let st = Command::new("kill")
                 .args(["-INT", &child.id().to_string()])

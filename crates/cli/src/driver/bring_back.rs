@@ -79,10 +79,7 @@ pub async fn bring_back(ex: &mut Executor<'_>, host: &Host) -> String {
     if !may_be_stopped(ex.records(), &host.name) {
         return "not stopped".to_owned();
     }
-    ex.set_compensating(true);
-    let outcome = compensate(ex, host).await;
-    ex.set_compensating(false);
-    outcome
+    compensate(ex, host).await
 }
 
 /// Brings `host` back as [`compensation`] says. Returns what became of it.
@@ -169,10 +166,7 @@ pub async fn after_rollback_step(ex: &mut Executor<'_>, host: &Host, failed: Ste
     }
     let previous = back.then(|| ex.progress().previous_version(&host.name).unwrap_or_default());
     let steps = restart_steps(host, &ex.inv().cluster.timeouts, health, previous);
-    ex.set_compensating(true);
-    let outcome = run_until_back(ex, host, &steps).await;
-    ex.set_compensating(false);
-    match outcome {
+    match run_until_back(ex, host, &steps).await {
         Ok(()) => "it was started again and is healthy".into(),
         Err(outcome) => outcome,
     }
@@ -186,10 +180,7 @@ pub async fn after_backup(ex: &mut Executor<'_>, host: &Host, back: &[Step]) -> 
     if !may_be_stopped(ex.records(), &host.name) {
         return "it was not stopped".into();
     }
-    ex.set_compensating(true);
-    let outcome = run_until_back(ex, host, back).await;
-    ex.set_compensating(false);
-    match outcome {
+    match run_until_back(ex, host, back).await {
         Ok(()) => "it was started again and is healthy".into(),
         Err(outcome) => outcome,
     }
@@ -216,24 +207,29 @@ pub async fn restart_left_stopped(ex: &mut Executor<'_>, names: &[String]) -> an
         let has = ex.fact_version(name);
         let previous = has.filter(|v| Some(v.as_str()) != ex.version());
         let steps = restart_steps(&host, &ex.inv().cluster.timeouts, health, previous);
-        // Bringing a stopped host back: only a second interrupt stops it.
-        ex.set_compensating(true);
-        let done = run_until_back(ex, &host, &steps).await;
-        ex.set_compensating(false);
-        done.map_err(|outcome| anyhow::anyhow!("{name}, left stopped by this run: {outcome}"))?;
+        run_until_back(ex, &host, &steps)
+            .await
+            .map_err(|outcome| anyhow::anyhow!("{name}, left stopped by this run: {outcome}"))?;
         back += 1;
     }
     Ok(back)
 }
 
-/// Runs `steps` to bring `host` back. A link that failed may come back: each step is tried
-/// again, over a fresh session, until the reconnect deadline (the steps check their effect
-/// first, so a retry is safe).
+/// Runs `steps` to bring `host` back; only a second interrupt stops them. A link that
+/// failed may come back: each step is tried again, over a fresh session, until the
+/// reconnect deadline (the steps check their effect first, so a retry is safe).
 ///
 /// # Errors
 /// What became of the host, for the exit message: a step that failed, or a second
 /// interrupt.
 async fn run_until_back(ex: &mut Executor<'_>, host: &Host, steps: &[Step]) -> Result<(), String> {
+    ex.set_compensating(true);
+    let done = steps_until_back(ex, host, steps).await;
+    ex.set_compensating(false);
+    done
+}
+
+async fn steps_until_back(ex: &mut Executor<'_>, host: &Host, steps: &[Step]) -> Result<(), String> {
     let reconnect = ex.inv().cluster.timeouts.reconnect;
     // The runtime's clock (the run simulation pauses it).
     let until = tokio::time::Instant::now() + reconnect;
