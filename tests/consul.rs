@@ -80,7 +80,7 @@ fn consul_logs(lab: &Lab) -> String {
 }
 
 #[test]
-fn consul_servers_then_clients_leader_last_with_a_checked_snapshot_then_rollback() {
+fn consul_servers_then_clients_leader_last_with_a_checked_snapshot_then_rollback_then_restart() {
     let Some(guard) = consul_lab() else { return };
     let lab = &guard.0;
     let tmp = tempfile::tempdir().unwrap();
@@ -165,4 +165,35 @@ fn consul_servers_then_clients_leader_last_with_a_checked_snapshot_then_rollback
     assert_eq!(kept.trim(), "kept");
     let rows = status(&inv, tmp.path());
     assert_eq!(rows.iter().filter(|r| r["state"] == "leader").count(), 1, "{rows:?}");
+
+    // restart (issue 25, part 2): the servers one at a time, the leader last, then the
+    // clients; nothing staged; each back on 1.8.7; the key still there.
+    let leader_now = rows.iter().find(|r| r["state"] == "leader").unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let restarts = tmp.path().join("restarts");
+    let out = run(rollgate(&inv, &restarts, &["restart", "--yes"]));
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), consul_logs(lab));
+    let j = journal(&restarts);
+    let order: Vec<&str> = records(&j, "health", "done")
+        .map(|r| r["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(order.len(), 5, "{order:?}");
+    assert_eq!(
+        order[2], leader_now,
+        "the leader restarts last of the servers: {order:?}"
+    );
+    let mut clients = order[3..].to_vec();
+    clients.sort_unstable();
+    assert_eq!(clients, ["node4", "node5"], "servers before clients: {order:?}");
+    assert!(records(&j, "health", "done").all(|r| r["detail"]["version"] == "1.8.7"));
+    assert!(j
+        .iter()
+        .all(|r| !matches!(r["step"].as_str(), Some("stage" | "swap" | "backup" | "snapshot"))));
+    for k in 1..=5 {
+        assert_eq!(installed_sha(lab, k), original, "node{k} after the restart");
+    }
+    let kept = lab.root(&addr(1), "consul kv get rollgate/before");
+    assert_eq!(kept.trim(), "kept");
 }

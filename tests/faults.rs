@@ -2,14 +2,13 @@
 //! data. Each test ends with every member active, the cluster healthy, a key written
 //! before the run still readable, and a resume or re-run that finishes.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{assert_all_on, journal, lab, rollgate, run, status, text, Lab};
+use crate::util::{assert_all_on, journal, lab, rollgate, run, spawn_json, status, text, Lab};
 
 const KEY: &str = "before-the-fault";
 
@@ -53,23 +52,6 @@ fn spawn_upgrade_to(
     let mut args = vec!["upgrade", "--binary", bin.to_str().unwrap(), "--yes", "--json"];
     args.extend(extra);
     spawn_json(inventory, state, &args)
-}
-
-/// rollgate with `args` (which ask for `--json`), its stdout's journal records read line by
-/// line.
-fn spawn_json(inventory: &Path, state: &Path, args: &[&str]) -> (Child, impl Iterator<Item = Value>) {
-    let mut child = rollgate(inventory, state, args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let lines = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str::<Value>(&l).unwrap());
-    (child, lines)
 }
 
 /// Runs `resume --yes` and asserts it finishes with every host on 3.5.16.

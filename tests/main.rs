@@ -10,6 +10,7 @@ mod network;
 mod operator;
 mod presets;
 mod release;
+mod restart;
 mod rollout;
 mod ssh;
 mod upgrade;

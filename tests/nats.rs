@@ -102,7 +102,7 @@ fn nats_logs(lab: &Lab) -> String {
 }
 
 #[test]
-fn nats_2_9_10_to_2_10_27_with_an_r3_stream_leader_last_lame_duck_stops() {
+fn nats_2_9_10_to_2_10_27_with_an_r3_stream_leader_last_lame_duck_stops_then_a_restart() {
     let Some(lab) = nats_lab() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let inv = inventory(tmp.path(), "");
@@ -153,6 +153,29 @@ fn nats_2_9_10_to_2_10_27_with_an_r3_stream_leader_last_lame_duck_stops() {
     assert_eq!(messages("ORDERS"), expected(&[("before", 500), ("after", 100)]));
     let info: Value = serde_json::from_str(&client(&["info", "ORDERS"])).unwrap();
     assert_eq!(info["replicas"].as_array().map(Vec::len), Some(2), "{info}");
+
+    // restart (issue 25, part 2): each server once, the meta leader last, each back on
+    // 2.10.27 with a lame-duck stop; every message still reads back.
+    let leader_now = meta_leader(&lab);
+    let restarts = tmp.path().join("restarts");
+    let out = run(rollgate(&inv, &restarts, &["restart", "--yes"]));
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), nats_logs(&lab));
+    let j = crate::util::journal(&restarts);
+    let gates: Vec<(&str, &str)> = records(&j, "gate", "done")
+        .map(|r| (r["host"].as_str().unwrap(), r["detail"]["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(gates.len(), 3, "{gates:?}");
+    assert_eq!(gates[2], (leader_now.as_str(), "leader"), "{gates:?}");
+    assert!(records(&j, "stop", "done").all(|s| s["detail"]["signal"] == "SIGUSR2"));
+    assert!(records(&j, "health", "done").all(|h| h["detail"]["version"] == "2.10.27"));
+    assert!(j
+        .iter()
+        .all(|r| !matches!(r["step"].as_str(), Some("stage" | "swap" | "backup"))));
+    client(&["publish", "orders", "10", "restarted"]);
+    assert_eq!(
+        messages("ORDERS"),
+        expected(&[("before", 500), ("after", 100), ("restarted", 10)])
+    );
     nats_off(&lab);
 }
 

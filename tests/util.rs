@@ -428,3 +428,25 @@ pub fn stand_in(dir: &Path, name: &str, interpreter: &str, script: &str) -> Path
     assert!(st.success(), "cc {}", src.display());
     out
 }
+
+/// rollgate with `args` (which ask for `--json`), its stdout's journal records read line by
+/// line.
+pub fn spawn_json(
+    inventory: &Path,
+    state: &Path,
+    args: &[&str],
+) -> (std::process::Child, impl Iterator<Item = serde_json::Value>) {
+    use std::io::BufRead as _;
+    let mut child = rollgate(inventory, state, args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<serde_json::Value>(&l).unwrap());
+    (child, lines)
+}

@@ -125,7 +125,25 @@ pub enum Command {
         #[arg(long, value_name = "N|P%")]
         max_failures: Option<rollgate_core::inventory::Amount>,
     },
-    /// Continue an interrupted run from its journal.
+    /// Restart the cluster's units one host at a time with an upgrade's gates and order
+    /// (followers first, the leader last), no binary change; journaled and resumable.
+    Restart {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Only these hosts: a glob over host names, `role:ROLE`, or a comma-separated
+        /// list of them. The cluster-wide gates still read every member.
+        #[arg(long)]
+        hosts: Option<String>,
+        /// Start even if the cluster is degraded (recorded in the journal).
+        #[arg(long)]
+        force: bool,
+        /// Failed hosts (each started again) a batched role tolerates before the rollout
+        /// stops: a count or a percent of the role's hosts [default: the role's
+        /// max_failures, else 0]. A failed canary or Raft member always stops it.
+        #[arg(long, value_name = "N|P%")]
+        max_failures: Option<rollgate_core::inventory::Amount>,
+    },
+    /// Continue an interrupted run (an upgrade or a restart) from its journal.
     Resume {
         /// The run id [default: the newest unfinished run].
         run_id: Option<String>,

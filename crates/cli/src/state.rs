@@ -98,6 +98,26 @@ impl RunMeta {
     pub fn is_backup(&self) -> bool {
         self.run.starts_with(Self::BACKUP_PREFIX)
     }
+
+    /// Run ids of `rollgate restart` start with this.
+    pub const RESTART_PREFIX: &'static str = "restart-";
+
+    /// `true` for a `rollgate restart` run (no binary: nothing to roll back).
+    pub fn is_restart(&self) -> bool {
+        self.run.starts_with(Self::RESTART_PREFIX)
+    }
+
+    /// What the run does, for tables: the binary it installs (its source), `restart` or
+    /// `backup`.
+    pub fn what(&self) -> String {
+        if self.is_restart() {
+            "restart".to_owned()
+        } else if self.is_backup() {
+            "backup".to_owned()
+        } else {
+            self.source.clone().unwrap_or_else(|| self.binary.display().to_string())
+        }
+    }
 }
 
 pub use rollgate_core::decide::{run_state, RunState};
@@ -136,6 +156,20 @@ impl StateDir {
     /// `backups/CLUSTER/`: one folder per host below it.
     pub fn backup_root(&self) -> PathBuf {
         self.root.join("backups").join(&self.cluster)
+    }
+
+    /// Begins run `meta` of this cluster: takes the cluster's lock, creates the run
+    /// ([`StateDir::create_run`]: `meta.run` may change) and names it in the lock. The lock
+    /// is held while the returned [`Lock`] lives.
+    ///
+    /// # Errors
+    /// As [`StateDir::lock`] (exit 3 when another run holds it) and
+    /// [`StateDir::create_run`].
+    pub fn begin(&self, meta: &mut RunMeta) -> anyhow::Result<(Lock, Journal)> {
+        let mut lock = self.lock(&meta.run)?;
+        let journal = self.create_run(meta)?;
+        lock.set_run(&meta.run)?;
+        Ok((lock, journal))
     }
 
     /// Makes the run's directory `runs/RUN/` (mode 0700; `runs/` is shared by every

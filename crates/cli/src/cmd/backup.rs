@@ -31,9 +31,7 @@ pub async fn backup(ctx: &Ctx, pattern: Option<&str>, yes: bool, json: bool) -> 
     )?;
     let sd = StateDir::new(&ctx.state_dir, &ctx.inv.cluster.name);
     let mut meta = RunMeta::new(format!("{}{}", RunMeta::BACKUP_PREFIX, journal::new_run_id()), ctx);
-    let mut lock = sd.lock(&meta.run)?;
-    let journal = sd.create_run(&mut meta)?;
-    lock.set_run(&meta.run)?;
+    let (_lock, journal) = sd.begin(&mut meta)?;
     let ex = Executor::new(ctx, meta, journal, Vec::new(), json).await?;
     crate::driver::backup(ex, &hosts, json).await
 }

@@ -12,6 +12,7 @@ mod exec;
 pub mod plan;
 mod probe;
 pub mod report;
+mod restart;
 mod rollback;
 mod runs;
 pub mod status;
@@ -60,6 +61,12 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
             };
             upgrade::upgrade(&ctx, &binary, &run, args).await
         }
+        Command::Restart {
+            run,
+            hosts,
+            force,
+            max_failures,
+        } => restart::restart(&ctx, &run, hosts.as_deref(), force, max_failures).await,
         Command::Resume { run_id, run } => upgrade::resume(&ctx, run_id.as_deref(), &run).await,
         Command::Rollback {
             run_id,

@@ -30,8 +30,13 @@ pub fn print(ex: &Executor<'_>, total: Duration) {
     if crate::live::silent() {
         return;
     }
+    // The step kinds this run has (a restart or a backup stages and swaps nothing).
+    let shown: Vec<StepId> = SHOWN
+        .into_iter()
+        .filter(|s| ex.records().iter().any(|r| r.host.is_some() && r.step() == *s))
+        .collect();
     let mut header = vec!["host"];
-    header.extend(SHOWN.iter().map(|s| s.as_str()));
+    header.extend(shown.iter().map(|s| s.as_str()));
     header.push("downtime");
     let mut t = super::table(&header);
     for h in &ex.ctx.inv.hosts {
@@ -42,12 +47,12 @@ pub fn print(ex: &Executor<'_>, total: Duration) {
                 .find(|r| r.host.as_deref() == Some(h.name.as_str()) && r.step() == step && r.status != Status::Started)
                 .map(|r| (r.status, r.ms.unwrap_or(0)))
         };
-        if SHOWN.iter().all(|s| last(*s).is_none()) {
+        if shown.iter().all(|s| last(*s).is_none()) {
             continue;
         }
         let mut row = vec![h.name.clone()];
         let mut down = 0;
-        for s in SHOWN {
+        for &s in &shown {
             row.push(match last(s) {
                 Some((Status::Failed, m)) => format!("FAILED {:.2}s", m as f64 / 1000.0),
                 Some((Status::Skipped, _)) => "skip".into(),

@@ -35,9 +35,16 @@ pub async fn rollback(
         None => runs
             .into_iter()
             .rev()
-            .find(|(m, _, _)| !m.is_backup())
+            .find(|(m, _, _)| !m.is_backup() && !m.is_restart())
             .context("no run to roll back")?,
     };
+    if meta.is_backup() || meta.is_restart() {
+        bail!(
+            "run {} is a {}: it changed no binary, so there is nothing to roll back",
+            meta.run,
+            if meta.is_backup() { "backup" } else { "restart" }
+        );
+    }
     if state == RunState::Running {
         bail!("run {} is running", meta.run);
     }

@@ -41,7 +41,7 @@ pub fn runs(ctx: &Ctx, json_out: bool) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let mut t = super::table(&["run", "state", "created", "binary", "hosts upgraded", "last step"]);
+    let mut t = super::table(&["run", "state", "created", "binary", "hosts healthy", "last step"]);
     for (meta, state, records) in runs {
         let healthy = records
             .iter()
@@ -54,11 +54,12 @@ pub fn runs(ctx: &Ctx, json_out: bool) -> anyhow::Result<ExitCode> {
             .map_or_else(String::new, |r| {
                 format!("{} {} {:?}", r.host.as_deref().unwrap_or(""), r.step(), r.status).to_lowercase()
             });
+        let what = meta.what();
         t.add_row([
             meta.run,
             state.to_string(),
             meta.created,
-            meta.source.clone().unwrap_or_else(|| meta.binary.display().to_string()),
+            what,
             healthy.to_string(),
             last,
         ]);

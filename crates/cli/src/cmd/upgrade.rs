@@ -1,5 +1,6 @@
-//! `upgrade` and `resume`: the arguments, the run's journal (new, or the interrupted run's),
-//! then the run driver ([`crate::driver::upgrade`]) runs it.
+//! `upgrade` and `resume` (of an upgrade or a restart): the arguments, the run's journal
+//! (new, or the interrupted run's), then the run driver ([`crate::driver::upgrade`]) runs
+//! it.
 
 use std::process::ExitCode;
 
@@ -75,9 +76,7 @@ pub async fn upgrade(ctx: &Ctx, bin: &BinaryArgs, run: &RunArgs, args: UpgradeAr
         max_failures: args.max_failures.map(|a| a.to_string()),
         ..RunMeta::new(journal::new_run_id(), ctx)
     };
-    let mut lock = sd.lock(&meta.run)?;
-    let journal = sd.create_run(&mut meta)?;
-    lock.set_run(&meta.run)?;
+    let (_lock, journal) = sd.begin(&mut meta)?;
     eprintln!("run {} (journal {})", meta.run, sd.journal_path(&meta.run).display());
     let ex = Executor::new(ctx, meta, journal, Vec::new(), run.json).await?;
     crate::driver::upgrade(ex, true, run.yes).await
@@ -94,16 +93,24 @@ pub async fn resume(ctx: &Ctx, run_id: Option<&str>, run: &RunArgs) -> anyhow::R
         None => runs
             .into_iter()
             .rev()
-            .find(|(_, s, _)| matches!(s, RunState::Interrupted | RunState::Failed))
+            .find(|(m, s, _)| !m.is_backup() && matches!(s, RunState::Interrupted | RunState::Failed))
             .with_context(|| format!("no interrupted run of cluster {} to resume", ctx.inv.cluster.name))?,
     };
     if matches!(state, RunState::Done | RunState::RolledBack) {
         bail!("run {} is {state}: nothing to resume", meta.run);
     }
+    if meta.is_backup() {
+        bail!(
+            "run {} is a backup: it is not resumed (each host it stopped was started again); run rollgate backup again",
+            meta.run
+        );
+    }
     crate::driver::can_pause(ctx, run.yes)?;
     let _lock = sd.lock(&meta.run)?;
-    // Refuses a binary (or file) that changed since the run began.
-    crate::release::recheck(&meta.artifact())?;
+    // Refuses a binary (or file) that changed since the run began (a restart has none).
+    if !meta.is_restart() {
+        crate::release::recheck(&meta.artifact())?;
+    }
     let mut meta = meta;
     if let Some(t) = run.health_timeout {
         meta.health_timeout_ms = t.as_millis() as u64;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use rollgate_core::decide::{compensation, may_be_stopped, Compensation};
 use rollgate_core::journal::StepId;
-use rollgate_core::plan::{restart_steps, roll_back_host};
+use rollgate_core::plan::{back_on, restart_steps, roll_back_host};
 use rollgate_core::{Host, Step};
 
 use crate::args::OnFailure;
@@ -89,6 +89,15 @@ async fn compensate(ex: &mut Executor<'_>, host: &Host) -> String {
     let timeouts = &ex.inv().cluster.timeouts;
     let swapped = progress.host(&host.name).done.contains(&StepId::Swap);
     let halt = ex.meta().on_failure == OnFailure::Halt;
+    if ex.meta().is_restart() {
+        // A restart changed no binary: the host starts as it is, checked on the version
+        // it ran.
+        let steps = back_on(host, timeouts, health, ex.fact_version(&host.name));
+        return match run_until_back(ex, host, &steps).await {
+            Ok(()) => "started again and healthy".to_owned(),
+            Err(outcome) => outcome,
+        };
+    }
     if ex.journal_failed() {
         // Nothing the journal could not record is undone: the host starts on the binary it
         // has (the journal may say its swap is done; a rollback it never saw would make it
@@ -203,10 +212,16 @@ pub async fn restart_left_stopped(ex: &mut Executor<'_>, names: &[String]) -> an
             continue;
         }
         let host = ex.inv().host(name).context("a host not in the inventory")?.clone();
-        // On the binary it has: the staged version's health, or its own version's.
+        // On the binary it has: the staged version's health, or its own version's (a
+        // restart's: it changed no binary).
         let has = ex.fact_version(name);
-        let previous = has.filter(|v| Some(v.as_str()) != ex.version());
-        let steps = restart_steps(&host, &ex.inv().cluster.timeouts, health, previous);
+        let t = &ex.inv().cluster.timeouts;
+        let steps = if ex.meta().is_restart() {
+            back_on(&host, t, health, has)
+        } else {
+            let previous = has.filter(|v| Some(v.as_str()) != ex.version());
+            restart_steps(&host, t, health, previous)
+        };
         run_until_back(ex, &host, &steps)
             .await
             .map_err(|outcome| anyhow::anyhow!("{name}, left stopped by this run: {outcome}"))?;

@@ -37,17 +37,19 @@ mod wide;
 pub use hosts::{backup, rollback};
 pub use roll::can_pause;
 
-/// Runs an upgrade, fresh (`fresh`) or resumed, to its end: see the module docs. `yes`
-/// answers a canary's `pause = "ask"`.
+/// Runs an upgrade or a restart (a run without a binary: [`crate::state::RunMeta::is_restart`]),
+/// fresh (`fresh`) or resumed, to its end: see the module docs. `yes` answers a canary's
+/// `pause = "ask"`.
 ///
 /// # Errors
 /// As [`end`]; a journal that cannot be written; a host that cannot be asked its facts.
 pub async fn upgrade(mut ex: Executor<'_>, fresh: bool, yes: bool) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    let restart = ex.meta().is_restart();
     let detail = RunDetail {
         resumed: !fresh,
-        binary: Some(ex.meta().binary.clone()),
-        sha256: Some(ex.meta().sha256.clone()),
+        binary: (!restart).then(|| ex.meta().binary.clone()),
+        sha256: (!restart).then(|| ex.meta().sha256.clone()),
         ..Default::default()
     };
     ex.record(None, Event::Run(Some(detail)), Status::Started, None, None)?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rollgate_core::facts::HostFacts;
 use rollgate_core::gate::{arch_problems, preflight_problems, space_problems};
 use rollgate_core::journal::{Event, PreflightDetail, Status, StepId, VersionsDetail};
-use rollgate_core::plan::Plan;
+use rollgate_core::plan::{Plan, RestartPlan};
 use rollgate_core::{ClusterView, Host, Step};
 
 use super::End;
@@ -129,7 +129,8 @@ async fn look(
     Ok((facts, fv, view, plan))
 }
 
-/// The plan from the facts and view just taken, minus what the journal has done.
+/// The plan from the facts and view just taken, minus what the journal has done: an
+/// upgrade's, or a restart's.
 fn plan(ex: &Executor<'_>, facts: &[Result<HostFacts, String>], view: Option<&ClusterView>) -> Plan {
     let meta = ex.meta();
     let options = run_options(
@@ -138,6 +139,16 @@ fn plan(ex: &Executor<'_>, facts: &[Result<HostFacts, String>], view: Option<&Cl
         meta.expect_version.clone(),
         meta.hosts.clone(),
     );
+    if meta.is_restart() {
+        return RestartPlan {
+            inventory: ex.inv(),
+            facts,
+            view,
+            options: &options,
+            progress: &ex.progress(),
+        }
+        .build();
+    }
     build(ex.ctx, &meta.artifact(), facts, view, &options, &ex.progress())
 }
 
@@ -159,7 +170,8 @@ fn preflight(
             list(&problems)
         ));
     }
-    let space = room(ex, plan, facts);
+    let mut space = room(ex, plan, facts);
+    space.extend(unknown_versions(plan));
     if !space.is_empty() {
         return Err(format!("refusing to start (nothing was stopped):{}", list(&space)));
     }
@@ -168,6 +180,24 @@ fn preflight(
         problems,
     };
     Ok(Outcome::done(Event::Preflight(Some(detail))))
+}
+
+/// The planned hosts whose health gate has no version to check: a restart's hosts whose
+/// version could not be read (an upgrade's gate checks the staged version).
+fn unknown_versions(plan: &Plan) -> Vec<String> {
+    let unknown = |h: &&rollgate_core::plan::HostPlan| {
+        plan.artifact.is_none() && h.steps.iter().any(|s| matches!(s, Step::Health { version: None, .. }))
+    };
+    plan.hosts
+        .iter()
+        .filter(unknown)
+        .map(|h| {
+            format!(
+                "{}: its version could not be read, and a restart checks that each host comes back on the version it ran",
+                h.name
+            )
+        })
+        .collect()
 }
 
 /// Room for the run: each host to be staged (and the binary's architecture), and the jump

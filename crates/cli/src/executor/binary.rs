@@ -151,6 +151,10 @@ impl Executor<'_> {
     /// # Errors
     /// The journal could not be written.
     pub async fn unstage(&mut self, hosts: &[&Host]) -> anyhow::Result<()> {
+        if self.meta().is_restart() {
+            // A restart stages nothing (what is staged belongs to another run).
+            return Ok(());
+        }
         for h in hosts {
             self.record(Some(&h.name), Event::Unstage, Status::Started, None, None)?;
         }

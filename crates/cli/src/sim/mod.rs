@@ -7,7 +7,9 @@
 //!
 //! A scenario (one seed): an upgrade, then up to three of resume / rollback /
 //! rollback --restore-data, each with a fault or none; then, with no fault, resumes until
-//! the run is done, or a rollback, and the fleet must have converged.
+//! the run is done, or a rollback, and the fleet must have converged. One seed in five then
+//! restarts the converged fleet (`rollgate restart`) with a fault, resumes it up to twice
+//! with faults, and resumes it cleanly until it is done: no binary may have changed.
 //!
 //! `cargo test --release` runs [`DEFAULT_SEEDS`] seeds (a debug build a tenth of them);
 //! `ROLLGATE_SIM_SEEDS=N` runs N (a soak), from seed `ROLLGATE_SIM_FIRST` (0), and
@@ -54,6 +56,10 @@ mod tests {
         assert_eq!(out.invocations, 2);
         let out = clean(&[Kind::Upgrade, Kind::Resume], true);
         assert!(out.violations.is_empty(), "{:#?}", out.violations);
+        // A restart after the upgrade, then a rollback of it: skipped (the CLI refuses it).
+        let out = clean(&[Kind::Upgrade, Kind::Restart, Kind::Rollback { restore: false }], true);
+        assert!(out.violations.is_empty(), "{:#?}", out.violations);
+        assert_eq!(out.invocations, 2);
     }
 
     /// The seeds that found defects, kept as regression cases (2026-12-02): 41 a rollback

@@ -56,6 +56,9 @@ pub enum Kind {
         /// `--restore-data`.
         restore: bool,
     },
+    /// A new rolling restart, once the run before it has converged; the invocations after
+    /// it resume (or roll back: refused, as the CLI refuses) the restart.
+    Restart,
 }
 
 const OLD: &[u8] = b"etcd 3.4.23 (simulated)";
@@ -83,6 +86,8 @@ struct World {
     /// number of records the journal then held: a data root restored before is not the
     /// backup any more, and the journal could not say so (I4 looks only at later restores).
     unjournaled_starts: BTreeMap<String, usize>,
+    /// Each host's binary when a restart began: a restart changes none (I5).
+    before_restart: Option<BTreeMap<String, String>>,
 }
 
 /// Runs seed `seed`'s scenario (printing each invocation with `verbose`).
@@ -152,6 +157,18 @@ async fn scenario(seed: u64, verbose: bool) -> Outcome {
         };
         plan.push((kind, Some((1 + (h >> 48) % 40, Fault::Outlive, String::new()))));
     }
+    // One seed in five: then a rolling restart of the converged fleet, with a fault, and
+    // up to two resumes of it, each with a fault or none (drawn after the rest).
+    if (h >> 52).is_multiple_of(5) {
+        for i in 0..=1 + rng.below(2) {
+            let kind = if i == 0 { Kind::Restart } else { Kind::Resume };
+            let fault = (rng.below(4) != 0).then(|| {
+                let f = FAULTS[rng.below(FAULTS.len() as u64) as usize];
+                (1 + rng.below(40), f, format!("n{}", 1 + rng.below(hosts)))
+            });
+            plan.push((kind, fault));
+        }
+    }
     play(hosts, &plan, rng.below(3) == 0, verbose).await
 }
 
@@ -167,6 +184,11 @@ pub async fn play(hosts: u64, plan: &[Invocation], roll_back: bool, verbose: boo
     let mut out = Outcome::default();
     for (kind, fault) in plan {
         out.faults += usize::from(fault.is_some());
+        if *kind == Kind::Restart {
+            // The run before converges first: a restart begins on a healthy fleet.
+            converge(&mut w, roll_back, &mut out).await;
+            w.before_restart = Some(w.model(|m| m.hosts.iter().map(|(n, h)| (n.clone(), h.binary.clone())).collect()));
+        }
         invoke(&mut w, *kind, fault.clone(), &mut out).await;
     }
     converge(&mut w, roll_back, &mut out).await;
@@ -249,6 +271,7 @@ fn world(n: u64, verbose: bool) -> World {
         trace: Vec::new(),
         verbose,
         unjournaled_starts: BTreeMap::new(),
+        before_restart: None,
     }
 }
 
@@ -385,10 +408,24 @@ async fn drive(w: &mut World, kind: Kind, signals: tokio::sync::watch::Receiver<
             w.unjournaled_starts.clear();
             (meta, journal, Vec::new())
         }
+        Kind::Restart => {
+            let id = format!("{}{}", RunMeta::RESTART_PREFIX, rollgate_core::journal::new_run_id());
+            let mut meta = RunMeta {
+                health_timeout_ms: 60_000,
+                ..RunMeta::new(id, &w.ctx)
+            };
+            let journal = sd.create_run(&mut meta)?;
+            w.run = Some(meta.run.clone());
+            w.unjournaled_starts.clear();
+            (meta, journal, Vec::new())
+        }
         Kind::Resume | Kind::Rollback { .. } => {
             let Some((meta, state, records)) = w.run_now() else {
                 return Ok(Ended::Skipped);
             };
+            if matches!(kind, Kind::Rollback { .. }) && meta.is_restart() {
+                return Ok(Ended::Skipped);
+            }
             if kind == Kind::Resume && matches!(state, RunState::Done | RunState::RolledBack) {
                 return Ok(Ended::Skipped);
             }
@@ -409,7 +446,7 @@ async fn drive(w: &mut World, kind: Kind, signals: tokio::sync::watch::Receiver<
     ex.run_local_work_inline();
     let run = async {
         match kind {
-            Kind::Upgrade => crate::driver::upgrade(ex, true, true).await,
+            Kind::Upgrade | Kind::Restart => crate::driver::upgrade(ex, true, true).await,
             Kind::Resume => crate::driver::upgrade(ex, false, true).await,
             Kind::Rollback { restore } => {
                 let health = Duration::from_secs(60);
@@ -452,10 +489,12 @@ async fn drive(w: &mut World, kind: Kind, signals: tokio::sync::watch::Receiver<
 async fn converge(w: &mut World, roll_back: bool, out: &mut Outcome) {
     // What a fault crashed after rollgate's last invocation, the operator starts.
     operator_restarts(w);
+    let restart = w.run_now().is_some_and(|(m, _, _)| m.is_restart());
     for _ in 0..3 {
         match w.run_now().map(|(_, s, _)| s) {
             Some(RunState::Done | RunState::RolledBack) | None => break,
-            Some(_) if roll_back => {
+            // A restart has nothing to roll back: it is resumed.
+            Some(_) if roll_back && !restart => {
                 invoke(w, Kind::Rollback { restore: true }, None, out).await;
                 break;
             }
@@ -471,7 +510,16 @@ async fn converge(w: &mut World, roll_back: bool, out: &mut Outcome) {
     if !down.is_empty() {
         say(format!("hosts left stopped: {down:?}"));
     }
+    let installed: BTreeMap<String, String> = hosts.iter().map(|(n, h)| (n.clone(), h.binary.clone())).collect();
     match state {
+        _ if restart => {
+            if w.before_restart.as_ref() != Some(&installed) {
+                say("a restart changed a host's binary".into());
+            }
+            if state != Some(RunState::Done) {
+                say(format!("no convergence: the restart is {state:?} after clean resumes"));
+            }
+        }
         Some(RunState::Done) if binaries != BTreeSet::from([new.as_str()]) => {
             say("the run is done but not every host runs the new binary".into());
         }

@@ -20,11 +20,13 @@ use crate::script;
 
 mod batch;
 mod progress;
+mod restart;
 mod rollback;
 mod step;
 
 pub use batch::{batches, Batch};
 pub use progress::{HostProgress, Progress};
+pub use restart::{back_on, RestartPlan};
 pub use rollback::{bring_back_previous, roll_back_host, rollback_plan};
 pub use step::{StageFile, Step, UnitStep};
 
@@ -183,34 +185,15 @@ impl UpgradePlan<'_> {
                 .as_ref()
                 .is_ok_and(|f| f.binary_sha256.as_deref() == Some(self.artifact.sha256.as_str()))
         };
-        let mut todo: Vec<&Host> = Vec::new();
-        let mut already = Vec::new();
-        let mut not_selected = Vec::new();
-        for (i, h) in inv.hosts.iter().enumerate() {
-            if self.options.hosts.as_ref().is_some_and(|only| !only.contains(&h.name)) {
-                not_selected.push(h.name.clone());
-                continue;
-            }
-            let steps_all = self.host_steps(h);
-            let p = self.progress.host(&h.name);
-            let finished = steps_all.iter().all(|s| p.has(s.id()));
-            if finished && !steps_all.is_empty() && !p.done.is_empty() {
-                continue;
-            }
-            if on_target(i) && !p.touched() {
-                already.push(h.name.clone());
-            } else {
-                todo.push(h);
-            }
-        }
-        // A host this run began changing goes first; the others by the view.
-        let (mut first, rest): (Vec<&Host>, Vec<&Host>) =
-            todo.iter().partition(|h| self.progress.host(&h.name).touched());
-        first.extend(rest);
-        let ordered = order(&first, &*cluster.preset, self.view);
-        let mut hosts: Vec<HostPlan> = ordered.into_iter().map(|p| self.host_plan(p)).collect();
-        // Touched hosts keep their place at the front (order() sorts by role and leader).
-        hosts.sort_by_key(|h| !self.progress.host(&h.name).touched());
+        let rolling = Rolling {
+            inventory: inv,
+            facts: self.facts,
+            view: self.view,
+            options: self.options,
+            progress: self.progress,
+            in_sequence: false,
+        };
+        let (hosts, already, not_selected) = rolling.hosts(&|h, _| self.host_steps(h), &on_target);
         Plan {
             format: crate::journal::FORMAT,
             cluster: cluster.name.clone(),
@@ -221,35 +204,6 @@ impl UpgradePlan<'_> {
             hosts,
             already_on_target: already,
             not_selected,
-        }
-    }
-
-    /// Planned host `p`: the version it runs, its steps minus those done.
-    fn host_plan(&self, p: PlannedHost) -> HostPlan {
-        let inv = self.inventory;
-        let i = inv.hosts.iter().position(|h| h.name == p.name).unwrap_or(0);
-        let prog = self.progress.host(&p.name);
-        HostPlan {
-            from_version: prog
-                .stage
-                .as_ref()
-                .and_then(|s| s.from_version.clone())
-                .or_else(|| self.facts[i].as_ref().ok().and_then(|f| f.version.clone())),
-            // A member is stopped only on a fresh look: the gate (and the leader transfer)
-            // of a host whose stop is still to come run again, whatever an earlier
-            // invocation saw.
-            steps: self
-                .host_steps(&inv.hosts[i])
-                .into_iter()
-                .filter(|s| match s.id() {
-                    StepId::Gate | StepId::LeaderTransfer => !prog.has(StepId::Stop),
-                    id => !prog.has(id),
-                })
-                .collect(),
-            name: p.name,
-            role: p.role,
-            state: p.state,
-            reason: p.reason,
         }
     }
 
@@ -355,6 +309,100 @@ impl UpgradePlan<'_> {
     }
 }
 
+/// What an upgrade and a restart plan alike: the hosts to change, in order, each with its
+/// steps minus those the journal has done.
+struct Rolling<'a> {
+    inventory: &'a Inventory,
+    facts: &'a [Result<HostFacts, String>],
+    view: Option<&'a ClusterView>,
+    options: &'a RunOptions,
+    progress: &'a Progress,
+    /// The host's steps are one sequence (a restart's): from the first not done, every
+    /// later one is to do again, whatever a compensation did in between (its start and
+    /// health gate after a stop that failed are not the restart's).
+    in_sequence: bool,
+}
+
+/// A host's every step (the host, its inventory index).
+type HostSteps<'a> = dyn Fn(&Host, usize) -> Vec<Step> + 'a;
+
+impl Rolling<'_> {
+    /// The selected hosts not finished, a host this run began changing first, then in
+    /// [`order`]; hosts `on_target` (by inventory index) and never touched are left alone.
+    /// Returns the host plans, the hosts left alone on the target, the hosts `--hosts`
+    /// left out.
+    fn hosts(
+        &self,
+        steps: &HostSteps<'_>,
+        on_target: &dyn Fn(usize) -> bool,
+    ) -> (Vec<HostPlan>, Vec<String>, Vec<String>) {
+        let inv = self.inventory;
+        let mut todo: Vec<&Host> = Vec::new();
+        let mut already = Vec::new();
+        let mut not_selected = Vec::new();
+        for (i, h) in inv.hosts.iter().enumerate() {
+            if self.options.hosts.as_ref().is_some_and(|only| !only.contains(&h.name)) {
+                not_selected.push(h.name.clone());
+                continue;
+            }
+            let steps_all = steps(h, i);
+            let p = self.progress.host(&h.name);
+            let finished = steps_all.iter().all(|s| p.has(s.id()));
+            if finished && !steps_all.is_empty() && !p.done.is_empty() {
+                continue;
+            }
+            if on_target(i) && !p.touched() {
+                already.push(h.name.clone());
+            } else {
+                todo.push(h);
+            }
+        }
+        // A host this run began changing goes first; the others by the view.
+        let (mut first, rest): (Vec<&Host>, Vec<&Host>) =
+            todo.iter().partition(|h| self.progress.host(&h.name).touched());
+        first.extend(rest);
+        let ordered = order(&first, &*inv.cluster.preset, self.view);
+        let mut hosts: Vec<HostPlan> = ordered.into_iter().map(|p| self.host_plan(p, steps)).collect();
+        // Touched hosts keep their place at the front (order() sorts by role and leader).
+        hosts.sort_by_key(|h| !self.progress.host(&h.name).touched());
+        (hosts, already, not_selected)
+    }
+
+    /// Planned host `p`: the version it runs, its steps minus those done.
+    fn host_plan(&self, p: PlannedHost, steps: &HostSteps<'_>) -> HostPlan {
+        let inv = self.inventory;
+        let i = inv.hosts.iter().position(|h| h.name == p.name).unwrap_or(0);
+        let prog = self.progress.host(&p.name);
+        HostPlan {
+            from_version: prog
+                .stage
+                .as_ref()
+                .and_then(|s| s.from_version.clone())
+                .or_else(|| self.facts[i].as_ref().ok().and_then(|f| f.version.clone())),
+            // A member is stopped only on a fresh look: the gate (and the leader transfer)
+            // of a host whose stop is still to come run again, whatever an earlier
+            // invocation saw.
+            steps: {
+                let todo = |s: &Step| match s.id() {
+                    StepId::Gate | StepId::LeaderTransfer => !prog.has(StepId::Stop),
+                    id => !prog.has(id),
+                };
+                let all = steps(&inv.hosts[i], i);
+                if self.in_sequence {
+                    let first = all.iter().position(todo).unwrap_or(all.len());
+                    all.into_iter().skip(first).collect()
+                } else {
+                    all.into_iter().filter(todo).collect()
+                }
+            },
+            name: p.name,
+            role: p.role,
+            state: p.state,
+            reason: p.reason,
+        }
+    }
+}
+
 fn stop_step(h: &Host, signal: Option<&str>, t: &Timeouts) -> UnitStep {
     UnitStep {
         unit: h.unit.clone(),
@@ -377,7 +425,7 @@ fn start_step(h: &Host, t: &Timeouts, health: Duration) -> UnitStep {
 /// The steps of `rollgate backup` for `host`: gate, stop, backup, start, health on the
 /// `version` it runs, compress; no swap.
 pub fn backup_steps(host: &Host, t: &Timeouts, options: &RunOptions, version: &str) -> Vec<Step> {
-    vec![
+    let mut steps = vec![
         Step::Gate {
             strict: true,
             wait: t.gate,
@@ -388,15 +436,12 @@ pub fn backup_steps(host: &Host, t: &Timeouts, options: &RunOptions, version: &s
             dir: options.backups.join(&host.name),
             script: script::backup(&host.data_root),
         },
-        Step::Start(start_step(host, t, options.health_timeout)),
-        Step::Health {
-            version: Some(version.to_owned()),
-            wait: options.health_timeout,
-        },
-        Step::Compress {
-            dir: options.backups.join(&host.name),
-        },
-    ]
+    ];
+    steps.extend(back_on(host, t, options.health_timeout, Some(version.to_owned())));
+    steps.push(Step::Compress {
+        dir: options.backups.join(&host.name),
+    });
+    steps
 }
 
 /// The steps that bring a stopped host back on the binary it has now: start, then the

@@ -15,7 +15,7 @@ fn artifact() -> Artifact {
     Artifact::binary(PathBuf::from("/tmp/etcd"), NEW.into(), 10)
 }
 
-fn options() -> RunOptions {
+pub(super) fn options() -> RunOptions {
     RunOptions {
         health_timeout: Duration::from_secs(120),
         expect_version: None,
@@ -25,7 +25,7 @@ fn options() -> RunOptions {
     }
 }
 
-fn facts(on_target: &[usize]) -> Vec<Result<HostFacts, String>> {
+pub(super) fn facts(on_target: &[usize]) -> Vec<Result<HostFacts, String>> {
     (0..3)
         .map(|i| {
             Ok(HostFacts {
@@ -40,7 +40,7 @@ fn facts(on_target: &[usize]) -> Vec<Result<HostFacts, String>> {
 }
 
 /// Three members, `leader` (1-based) leading.
-fn view(leader: u8) -> ClusterView {
+pub(super) fn view(leader: u8) -> ClusterView {
     ClusterView {
         members: (1..=3u8)
             .map(|n| Member {
@@ -60,7 +60,7 @@ fn view(leader: u8) -> ClusterView {
     }
 }
 
-fn rec(host: Option<&str>, event: Event, status: Status) -> Record {
+pub(super) fn rec(host: Option<&str>, event: Event, status: Status) -> Record {
     Record::new("r", host, event, status)
 }
 
@@ -102,14 +102,14 @@ fn done_event(id: StepId) -> Event {
 }
 
 /// Records of `host` doing `steps`, each done.
-fn did(host: &str, steps: &[StepId]) -> Vec<Record> {
+pub(super) fn did(host: &str, steps: &[StepId]) -> Vec<Record> {
     steps
         .iter()
         .map(|s| rec(Some(host), done_event(*s), Status::Done))
         .collect()
 }
 
-fn ids(steps: &[Step]) -> Vec<StepId> {
+pub(super) fn ids(steps: &[Step]) -> Vec<StepId> {
     steps.iter().map(Step::id).collect()
 }
 
