@@ -3,6 +3,7 @@
 
 mod commands;
 mod consul;
+mod discover;
 mod faults;
 mod lab;
 mod nats;

@@ -208,6 +208,32 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         svg: Option<PathBuf>,
     },
+    /// Write an inventory from one reachable member: the members as the cluster lists them,
+    /// each host's binary and data root as its running unit says, each value with a
+    /// comment naming where it was found. Touches nothing on the hosts.
+    Discover {
+        /// The cluster's preset (etcd).
+        #[arg(long)]
+        preset: String,
+        /// One member: `[USER@]ADDRESS[:PORT]`.
+        #[arg(long, value_name = "[USER@]ADDRESS[:PORT]")]
+        host: String,
+        /// The unit [default: the preset's].
+        #[arg(long)]
+        unit: Option<String>,
+        /// The private key to log in with (written into the inventory).
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
+        /// The known_hosts file to check host keys against (written into the inventory).
+        #[arg(long, value_name = "FILE")]
+        known_hosts: Option<PathBuf>,
+        /// `[cluster] name` [default: the output file's name without .toml].
+        #[arg(long)]
+        name: Option<String>,
+        /// The inventory to write; an existing file is never overwritten.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
     Completions {
         /// The shell.

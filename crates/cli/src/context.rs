@@ -45,7 +45,14 @@ impl Ctx {
             }
             .into());
         };
-        let mut inv = Inventory::load(path)?;
+        Self::with_inventory(Inventory::load(path)?, path, args)
+    }
+
+    /// As [`Ctx::load`], for inventory `inv` read (or made) at `path`.
+    ///
+    /// # Errors
+    /// An unusable key file or OpenSSH config.
+    pub fn with_inventory(mut inv: Inventory, path: &Path, args: &Args) -> anyhow::Result<Self> {
         let ssh_config = crate::sshconfig::apply(&mut inv, args.ssh_config.as_deref())?;
         let state_dir = match &args.state_dir {
             Some(d) => d.clone(),

@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod decide;
+pub mod discover;
 pub mod facts;
 pub mod gate;
 pub mod inventory;

@@ -8,6 +8,7 @@ use crate::context::Ctx;
 mod backup;
 mod backups;
 mod check;
+mod discover;
 mod exec;
 pub mod plan;
 mod probe;
@@ -22,6 +23,7 @@ mod upgrade;
 pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
     match &args.command {
         Command::Probe { action } => return probe::run(action, args.inventory.as_deref()),
+        Command::Discover { .. } => return discover::run(&args).await,
         Command::Completions { shell } => {
             let mut cmd = <Args as clap::CommandFactory>::command();
             let mut text = Vec::new();
@@ -77,7 +79,7 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Command::Runs { json } => runs::runs(&ctx, json),
         Command::Backups { json } => backups::run(&ctx, json),
         Command::Report { run_id, html, svg } => report::run(&ctx, run_id.as_deref(), html, svg),
-        Command::Probe { .. } | Command::Completions { .. } | Command::Man => {
+        Command::Probe { .. } | Command::Completions { .. } | Command::Man | Command::Discover { .. } => {
             unreachable!("handled before the inventory is loaded")
         }
         Command::Backup { hosts, yes, json } => backup::backup(&ctx, hosts.as_deref(), yes, json).await,

@@ -1,0 +1,365 @@
+//! `rollgate discover`: an inventory written from what one reachable member says about its
+//! cluster and what each member's systemd unit says about itself, each value with a comment
+//! naming where it was found. Pure: the commands to run, their parsers, the inventory text;
+//! the CLI runs the commands.
+//!
+//! Presets: `etcd` (members from `etcdctl member list -w json`, etcd 3.4 and 3.5). The
+//! others are refused by name ([`members_command`]).
+
+use serde::Deserialize;
+
+use crate::quote::q;
+
+/// A member as the cluster lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundMember {
+    /// Its name in the cluster (etcd's `--name`).
+    pub name: String,
+    /// The address its peers reach it at (the host of its first peer URL).
+    pub address: String,
+    /// The inventory role (`server` for every etcd member).
+    pub role: String,
+    /// Where the address was found, for the comment (`peer URL http://10.77.0.11:2380`).
+    pub from: String,
+    /// This is the member that answered (etcd: its id is the header's `member_id`).
+    pub answered: bool,
+}
+
+/// What one host's unit says: its binary and data root, each with where it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundHost {
+    /// The running binary (`/proc/PID/exe` of the unit's main process).
+    pub binary: (String, String),
+    /// The data root, from the main process's flags or environment.
+    pub data_root: (String, String),
+}
+
+/// The command that lists the members, run on the member given, for `preset`.
+///
+/// # Errors
+/// A preset `discover` does not know yet, named.
+pub fn members_command(preset: &str) -> Result<&'static str, String> {
+    match preset {
+        "etcd" => Ok("ETCDCTL_API=3 etcdctl --dial-timeout=3s --command-timeout=10s -w json member list"),
+        other => Err(format!(
+            "discover knows the etcd preset only, not {other:?} (write the inventory by hand: docs/inventory.md)"
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct MemberList {
+    header: ListHeader,
+    members: Vec<EtcdMember>,
+}
+
+#[derive(Deserialize)]
+struct ListHeader {
+    member_id: u64,
+}
+
+#[derive(Deserialize)]
+struct EtcdMember {
+    #[serde(rename = "ID")]
+    id: u64,
+    #[serde(default)]
+    name: String,
+    #[serde(rename = "peerURLs", default)]
+    peer_urls: Vec<String>,
+}
+
+/// Parses the output of [`members_command`] for `preset`: the members, in the order the
+/// cluster lists them sorted by name.
+///
+/// Format: etcd 3.4/3.5 `etcdctl -w json member list` (`members[].name`,
+/// `members[].peerURLs`, `members[].ID` and `header.member_id`, the answering member's:
+/// u64, beyond 2^53). A member added but never started has no name yet: refused.
+///
+/// # Errors
+/// Output that is not the preset's, or a member without a name or peer URL.
+pub fn parse_members(preset: &str, text: &str) -> Result<Vec<FoundMember>, String> {
+    members_command(preset)?;
+    let list: MemberList =
+        serde_json::from_str(text).map_err(|e| format!("not the output of etcdctl member list -w json: {e}"))?;
+    let mut out = Vec::new();
+    for m in list.members {
+        let url = m.peer_urls.first().ok_or("a member without a peer URL")?;
+        if m.name.is_empty() {
+            return Err(format!(
+                "the member at {url} has no name: it was added and never started"
+            ));
+        }
+        out.push(FoundMember {
+            address: url_host(url).ok_or_else(|| format!("{}: peer URL {url:?} has no host", m.name))?,
+            name: m.name,
+            role: "server".into(),
+            from: format!("peer URL {url}"),
+            answered: m.id == list.header.member_id,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// The host of `url` (`http://10.77.0.11:2380` → `10.77.0.11`, `https://[fd00::1]:2380` →
+/// `fd00::1`).
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
+/// The environment variables of `preset`'s server that name its data root.
+fn data_root_variables(preset: &str) -> &'static [&'static str] {
+    match preset {
+        "etcd" => &["ETCD_DATA_DIR"],
+        _ => &[],
+    }
+}
+
+/// The script run on each member for `preset`: the unit's main process's binary, its
+/// command line and, of its environment, only the variables that name a data root (the
+/// rest may hold secrets), in sections `exe`, `cmdline`, `environ` (NUL-separated values
+/// one per line). Fails (exit 3) when the unit has no running main process.
+pub fn host_script(preset: &str, unit: &str) -> String {
+    let u = q(unit);
+    let vars = data_root_variables(preset).join("|");
+    format!(
+        "pid=$(systemctl show -p MainPID --value {u}) || exit 3
+[ -n \"$pid\" ] && [ \"$pid\" != 0 ] || {{ echo \"unit {unit} has no running main process\" >&2; exit 3; }}
+echo '## exe'; readlink \"/proc/$pid/exe\" || exit 3
+echo '## cmdline'; tr '\\0' '\\n' < \"/proc/$pid/cmdline\" || exit 3; echo
+echo '## environ'; tr '\\0' '\\n' < \"/proc/$pid/environ\" | grep -E '^({vars})=' || true",
+        unit = unit.replace(['"', '\\', '$', '`'], "")
+    )
+}
+
+/// Parses [`host_script`]'s output for `preset`'s unit `unit`: the binary and the data root.
+///
+/// Sources: the binary is `/proc/PID/exe` (a binary replaced under the running process
+/// shows ` (deleted)`: refused, restart it first); etcd's data root is `--data-dir` on its
+/// command line, else `ETCD_DATA_DIR` in its environment (etcd 3.4/3.5 flags and variables).
+///
+/// # Errors
+/// A section missing, a deleted binary, or no data root found.
+pub fn parse_host(preset: &str, unit: &str, text: &str) -> Result<FoundHost, String> {
+    members_command(preset)?;
+    let section = |name: &str| -> Vec<&str> {
+        let mut lines = text.lines().skip_while(|l| *l != format!("## {name}")).skip(1);
+        let mut out = Vec::new();
+        for l in lines.by_ref() {
+            if l.starts_with("## ") {
+                break;
+            }
+            if !l.is_empty() {
+                out.push(l);
+            }
+        }
+        out
+    };
+    let exe = section("exe")
+        .first()
+        .map(|s| (*s).to_owned())
+        .ok_or("no binary in the output")?;
+    if exe.ends_with(" (deleted)") {
+        return Err(format!(
+            "the running {unit} binary was replaced on disk ({exe}): restart the unit first"
+        ));
+    }
+    let binary = (exe, format!("/proc/PID/exe of {unit}'s main process"));
+    let cmdline = section("cmdline");
+    let from_flag = cmdline.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix("--data-dir=")
+            .map(str::to_owned)
+            .or_else(|| (*a == "--data-dir").then(|| cmdline.get(i + 1).map(|s| (*s).to_owned()))?)
+    });
+    let data_root = match from_flag {
+        Some(d) => (d, format!("--data-dir on {unit}'s command line")),
+        None => section("environ")
+            .iter()
+            .find_map(|l| l.strip_prefix("ETCD_DATA_DIR="))
+            .map(|d| (d.to_owned(), format!("ETCD_DATA_DIR in {unit}'s environment")))
+            .ok_or_else(|| format!("no --data-dir flag or ETCD_DATA_DIR for {unit}: set data_root by hand"))?,
+    };
+    if !data_root.0.starts_with('/') {
+        return Err(format!(
+            "{unit}'s data root {:?} is relative to its working directory: set data_root by hand",
+            data_root.0
+        ));
+    }
+    Ok(FoundHost { binary, data_root })
+}
+
+/// What the written inventory says beyond the members.
+#[derive(Debug, Clone)]
+pub struct Header<'a> {
+    /// `[cluster] name`.
+    pub cluster: &'a str,
+    /// The preset.
+    pub preset: &'a str,
+    /// The unit (the same on every member).
+    pub unit: &'a str,
+    /// The member asked, as given.
+    pub asked: &'a str,
+    /// When (RFC 3339).
+    pub when: &'a str,
+    /// The `[ssh]` section's lines (`user = "root"`), as given.
+    pub ssh: Vec<String>,
+}
+
+/// The inventory text: `[ssh]`, `[cluster]` with the values every host shares, one
+/// `[[hosts]]` per member with the values that differ; each value with a comment saying
+/// where it was found. `hosts` pairs each member with what its unit said.
+pub fn render(h: &Header<'_>, hosts: &[(FoundMember, FoundHost)]) -> String {
+    let mut out = format!(
+        "# Written by `rollgate discover --preset {}` from {} on {}.\n# Check it, then: rollgate -i THIS_FILE check\n\n[ssh]\n",
+        h.preset, h.asked, h.when
+    );
+    for l in &h.ssh {
+        out.push_str(l);
+        out.push('\n');
+    }
+    let shared = |get: fn(&FoundHost) -> &(String, String)| -> Option<&(String, String)> {
+        let first = get(&hosts.first()?.1);
+        hosts.iter().all(|(_, f)| get(f).0 == first.0).then_some(first)
+    };
+    let binary = shared(|f| &f.binary);
+    let data_root = shared(|f| &f.data_root);
+    out.push_str(&format!(
+        "\n[cluster]\nname = {}\npreset = {}\nunit = {}  # the unit whose main process was read on every member\n",
+        toml_str(h.cluster),
+        toml_str(h.preset),
+        toml_str(h.unit)
+    ));
+    if let Some((v, from)) = binary {
+        out.push_str(&format!("binary = {}  # {from}, on every member\n", toml_str(v)));
+    }
+    if let Some((v, from)) = data_root {
+        out.push_str(&format!("data_root = {}  # {from}, on every member\n", toml_str(v)));
+    }
+    for (m, f) in hosts {
+        out.push_str(&format!(
+            "\n[[hosts]]\nname = {}  # {} member list on {}\naddress = {}  # its {}\nrole = {}\n",
+            toml_str(&m.name),
+            h.preset,
+            h.asked,
+            toml_str(&m.address),
+            m.from,
+            toml_str(&m.role)
+        ));
+        if binary.is_none() {
+            out.push_str(&format!("binary = {}  # {}\n", toml_str(&f.binary.0), f.binary.1));
+        }
+        if data_root.is_none() {
+            out.push_str(&format!(
+                "data_root = {}  # {}\n",
+                toml_str(&f.data_root.0),
+                f.data_root.1
+            ));
+        }
+    }
+    out
+}
+
+/// `s` as a TOML basic string.
+pub fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MEMBERS: &str = include_str!("../tests/fixtures/etcd/3.4.23/member-list.json");
+    const HOST: &str = include_str!("../tests/fixtures/etcd/3.4.23/discover-host.txt");
+
+    fn found(data_root: &str) -> FoundHost {
+        FoundHost {
+            binary: ("/usr/bin/etcd".into(), "exe".into()),
+            data_root: (data_root.into(), "env".into()),
+        }
+    }
+
+    #[test]
+    fn etcd_3_4_23_member_list_gives_names_and_peer_addresses() {
+        let m = parse_members("etcd", MEMBERS).unwrap();
+        let got: Vec<(&str, &str)> = m.iter().map(|m| (m.name.as_str(), m.address.as_str())).collect();
+        assert_eq!(got, [("n1", "10.77.0.11"), ("n2", "10.77.0.12"), ("n3", "10.77.0.13")]);
+        assert_eq!(m[0].from, "peer URL http://10.77.0.11:2380");
+        // The capture ran on n1 (header.member_id 10347667703809638517).
+        let answered: Vec<&str> = m.iter().filter(|m| m.answered).map(|m| m.name.as_str()).collect();
+        assert_eq!(answered, ["n1"]);
+        let err = parse_members("etcd", "Error: context deadline exceeded").unwrap_err();
+        assert!(err.contains("not the output of etcdctl member list"), "{err}");
+        let err = parse_members("consul", MEMBERS).unwrap_err();
+        assert!(err.contains("etcd preset only"), "{err}");
+        let unstarted = r#"{"header":{"member_id":2},"members":[{"ID":1,"peerURLs":["http://10.0.0.9:2380"]}]}"#;
+        assert!(parse_members("etcd", unstarted).unwrap_err().contains("never started"));
+        assert_eq!(url_host("https://[fd00::1]:2380").as_deref(), Some("fd00::1"));
+    }
+
+    #[test]
+    fn a_lab_hosts_unit_gives_its_binary_and_data_root() {
+        let f = parse_host("etcd", "etcd", HOST).unwrap();
+        assert_eq!(f.binary.0, "/usr/bin/etcd");
+        assert_eq!(f.data_root.0, "/var/lib/etcd/default");
+        assert_eq!(f.data_root.1, "ETCD_DATA_DIR in etcd's environment");
+        // A flag on the command line wins over the environment.
+        let flagged = HOST.replace(
+            "## cmdline\n/usr/bin/etcd\n",
+            "## cmdline\n/usr/bin/etcd\n--data-dir\n/srv/etcd\n",
+        );
+        assert_eq!(parse_host("etcd", "etcd", &flagged).unwrap().data_root.0, "/srv/etcd");
+        let none = HOST.replace("ETCD_DATA_DIR=", "X=");
+        assert!(parse_host("etcd", "etcd", &none)
+            .unwrap_err()
+            .contains("set data_root by hand"));
+        let deleted = HOST.replace("/usr/bin/etcd\n## cmdline", "/usr/bin/etcd (deleted)\n## cmdline");
+        assert!(parse_host("etcd", "etcd", &deleted)
+            .unwrap_err()
+            .contains("restart the unit first"));
+    }
+
+    #[test]
+    fn the_written_inventory_loads_and_says_where_each_value_came_from() {
+        let m = parse_members("etcd", MEMBERS).unwrap();
+        let header = Header {
+            cluster: "prod",
+            preset: "etcd",
+            unit: "etcd",
+            asked: "10.77.0.12",
+            when: "2026-12-03T00:00:00Z",
+            ssh: vec![
+                "user = \"root\"".into(),
+                "known_hosts = \"/etc/ssh/ssh_known_hosts\"".into(),
+            ],
+        };
+        let same: Vec<(FoundMember, FoundHost)> = m.iter().map(|m| (m.clone(), found("/var/lib/etcd"))).collect();
+        let text = render(&header, &same);
+        let inv = crate::Inventory::parse(std::path::Path::new("/tmp/prod.toml"), &text).unwrap();
+        assert_eq!(inv.hosts.len(), 3);
+        assert!(inv
+            .hosts
+            .iter()
+            .all(|h| h.data_root == "/var/lib/etcd" && h.binary == "/usr/bin/etcd"));
+        assert!(
+            text.contains("data_root = \"/var/lib/etcd\"  # env, on every member"),
+            "{text}"
+        );
+        assert!(
+            text.contains("address = \"10.77.0.11\"  # its peer URL http://10.77.0.11:2380"),
+            "{text}"
+        );
+        // A host whose data root differs gets its own; the cluster then has none.
+        let mut differ = same.clone();
+        differ[1].1 = found("/srv/etcd");
+        let text = render(&header, &differ);
+        let inv = crate::Inventory::parse(std::path::Path::new("/tmp/prod.toml"), &text).unwrap();
+        let roots: Vec<&str> = inv.hosts.iter().map(|h| h.data_root.as_str()).collect();
+        assert_eq!(roots, ["/var/lib/etcd", "/srv/etcd", "/var/lib/etcd"]);
+    }
+}
