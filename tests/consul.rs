@@ -4,7 +4,8 @@
 //! same bytes with a few appended: another sha256, `Consul v1.8.7`), which takes every
 //! step of a real one: the consul preset's leader detection, quorum guard, snapshot hook
 //! (`consul snapshot save`, checked with `consul snapshot inspect`), catch-up gate from
-//! `consul info`, health from `consul members`, then `rollback`.
+//! `consul info`, health from `consul members`, then `rollback` and a `restart`, all from an
+//! inventory `rollgate discover` wrote.
 
 use std::path::{Path, PathBuf};
 
@@ -30,15 +31,51 @@ fn consul_lab() -> Option<ConsulLab> {
     Some(ConsulLab(lab))
 }
 
-/// lab/.state/inventory-consul.toml with its key and known_hosts as absolute paths, in `dir`.
+/// `rollgate discover --preset consul` from node2 (issue 25, part 5), written in `dir`:
+/// the tests upgrade, roll back and restart from it. It must say what the lab's own
+/// inventory says.
 fn inventory(lab: &Lab, dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(lab.state.join("inventory-consul.toml")).unwrap();
-    let state = lab.state.display().to_string();
-    let text = text
-        .replace("= \"id_ed25519\"", &format!("= \"{state}/id_ed25519\""))
-        .replace("= \"known_hosts\"", &format!("= \"{state}/known_hosts\""));
     let path = dir.join("consul.toml");
-    std::fs::write(&path, text).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"));
+    cmd.args([
+        "discover",
+        "--preset",
+        "consul",
+        "--host",
+        "root@10.77.0.12",
+        "--identity",
+    ])
+    .arg(lab.key())
+    .arg("--known-hosts")
+    .arg(lab.known_hosts())
+    .arg("-o")
+    .arg(&path);
+    let out = run(cmd);
+    assert!(out.status.success(), "discover: {}", text(&out.stderr));
+    let written = std::fs::read_to_string(&path).unwrap();
+    for k in 1..=5 {
+        let role = if k <= 3 { "server" } else { "client" };
+        let host = format!(
+            "name = \"node{k}\"  # as the member at 10.77.0.12 lists it\naddress = \"{}\"",
+            addr(k)
+        );
+        assert!(written.contains(&host), "{written}");
+        assert!(
+            written.contains(&format!(
+                "{}:8301 in consul members ({role})\nrole = \"{role}\"",
+                addr(k)
+            )),
+            "{written}"
+        );
+    }
+    assert!(
+        written.contains("data_root = \"/var/lib/consul\"  # data_dir in /etc/consul.d/consul.hcl"),
+        "{written}"
+    );
+    assert!(
+        written.contains("binary = \"/usr/bin/consul\"  # /proc/PID/exe"),
+        "{written}"
+    );
     path
 }
 

@@ -71,9 +71,13 @@ fn discover_refuses_a_stopped_member_an_unreachable_host_and_an_unknown_preset()
     let Some((lab, tmp)) = fresh_lab() else { return };
     let out = tmp.path().join("found.toml");
     // A preset discover does not know: refused before connecting.
-    let o = discover(&lab, "consul", lab.addr(1), &out);
+    let o = discover(&lab, "nats", lab.addr(1), &out);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("etcd preset only"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("etcd and consul presets only"),
+        "{}",
+        text(&o.stderr)
+    );
     // A host whose etcd is stopped is no member to ask.
     lab.root(lab.addr(3), "systemctl stop etcd");
     let o = discover(&lab, "etcd", lab.addr(3), &out);

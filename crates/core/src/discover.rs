@@ -3,8 +3,9 @@
 //! naming where it was found. Pure: the commands to run, their parsers, the inventory text;
 //! the CLI runs the commands.
 //!
-//! Presets: `etcd` (members from `etcdctl member list -w json`, etcd 3.4 and 3.5). The
-//! others are refused by name ([`members_command`]).
+//! Presets: `etcd` (members from `etcdctl member list -w json`, etcd 3.4 and 3.5) and
+//! `consul` (agents from `consul members`, 1.8 and later: servers and clients). The others
+//! are refused by name ([`members_command`]).
 
 use serde::Deserialize;
 
@@ -41,8 +42,9 @@ pub struct FoundHost {
 pub fn members_command(preset: &str) -> Result<&'static str, String> {
     match preset {
         "etcd" => Ok("ETCDCTL_API=3 etcdctl --dial-timeout=3s --command-timeout=10s -w json member list"),
+        "consul" => Ok("consul members"),
         other => Err(format!(
-            "discover knows the etcd preset only, not {other:?} (write the inventory by hand: docs/inventory.md)"
+            "discover knows the etcd and consul presets only, not {other:?} (write the inventory by hand: docs/inventory.md)"
         )),
     }
 }
@@ -71,14 +73,24 @@ struct EtcdMember {
 /// Parses the output of [`members_command`] for `preset`: the members, in the order the
 /// cluster lists them sorted by name.
 ///
+/// `asked`: the address the member was asked at (Consul's answering agent is the one listed
+/// at it).
+///
 /// Format: etcd 3.4/3.5 `etcdctl -w json member list` (`members[].name`,
 /// `members[].peerURLs`, `members[].ID` and `header.member_id`, the answering member's:
-/// u64, beyond 2^53). A member added but never started has no name yet: refused.
+/// u64, beyond 2^53). A member added but never started has no name yet: refused. Consul
+/// 1.8-1.22 `consul members`: a table `Node Address Status Type ...`; `server` agents get
+/// role `server`, `client` agents `client`; agents that `left` are skipped, a `failed` one
+/// is refused.
 ///
 /// # Errors
-/// Output that is not the preset's, or a member without a name or peer URL.
-pub fn parse_members(preset: &str, text: &str) -> Result<Vec<FoundMember>, String> {
+/// Output that is not the preset's, or a member without a name or peer URL; a failed
+/// Consul agent.
+pub fn parse_members(preset: &str, text: &str, asked: &str) -> Result<Vec<FoundMember>, String> {
     members_command(preset)?;
+    if preset == "consul" {
+        return consul_members(text, asked);
+    }
     let list: MemberList =
         serde_json::from_str(text).map_err(|e| format!("not the output of etcdctl member list -w json: {e}"))?;
     let mut out = Vec::new();
@@ -101,6 +113,37 @@ pub fn parse_members(preset: &str, text: &str) -> Result<Vec<FoundMember>, Strin
     Ok(out)
 }
 
+/// `consul members` (see [`parse_members`]).
+fn consul_members(text: &str, asked: &str) -> Result<Vec<FoundMember>, String> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let head: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+    if head.get(..4) != Some(&["Node", "Address", "Status", "Type"][..]) {
+        return Err("not the output of consul members".into());
+    }
+    let mut out = Vec::new();
+    for l in lines {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let [node, addr, status, kind, ..] = f[..] else {
+            return Err(format!("consul members: a short line {l:?}"));
+        };
+        match status {
+            "left" => continue,
+            "alive" => {}
+            other => return Err(format!("agent {node} is {other}: discover from a healthy cluster")),
+        }
+        let address = url_host(addr).ok_or_else(|| format!("{node}: address {addr:?}"))?;
+        out.push(FoundMember {
+            name: node.to_owned(),
+            answered: address == asked,
+            address,
+            role: if kind == "server" { "server" } else { "client" }.to_owned(),
+            from: format!("serf address {addr} in consul members ({kind})"),
+        });
+    }
+    out.sort_by(|a, b| (a.role != "server", &a.name).cmp(&(b.role != "server", &b.name)));
+    Ok(out)
+}
+
 /// The host of `url` (`http://10.77.0.11:2380` → `10.77.0.11`, `https://[fd00::1]:2380` →
 /// `fd00::1`).
 fn url_host(url: &str) -> Option<String> {
@@ -117,7 +160,7 @@ fn url_host(url: &str) -> Option<String> {
 fn data_root_variables(preset: &str) -> &'static [&'static str] {
     match preset {
         "etcd" => &["ETCD_DATA_DIR"],
-        _ => &[],
+        _ => &["NO_SUCH_VARIABLE"],
     }
 }
 
@@ -133,7 +176,16 @@ pub fn host_script(preset: &str, unit: &str) -> String {
 [ -n \"$pid\" ] && [ \"$pid\" != 0 ] || {{ echo \"unit {unit} has no running main process\" >&2; exit 3; }}
 echo '## exe'; readlink \"/proc/$pid/exe\" || exit 3
 echo '## cmdline'; tr '\\0' '\\n' < \"/proc/$pid/cmdline\" || exit 3; echo
-echo '## environ'; tr '\\0' '\\n' < \"/proc/$pid/environ\" | grep -E '^({vars})=' || true",
+echo '## environ'; tr '\\0' '\\n' < \"/proc/$pid/environ\" | grep -E '^({vars})=' || true
+echo '## config'
+tr '\\0' '\\n' < \"/proc/$pid/cmdline\" | while IFS= read -r a; do
+  case $a in
+    -config-dir=*|--config-dir=*) set -- \"${{a#*=}}\"/*.hcl \"${{a#*=}}\"/*.json;;
+    -config-file=*|--config-file=*) set -- \"${{a#*=}}\";;
+    *) continue;;
+  esac
+  grep -HE '^[[:space:]]*\"?data_dir\"?[[:space:]]*[=:]' \"$@\" 2>/dev/null
+done; true",
         unit = unit.replace(['"', '\\', '$', '`'], "")
     )
 }
@@ -142,7 +194,10 @@ echo '## environ'; tr '\\0' '\\n' < \"/proc/$pid/environ\" | grep -E '^({vars})=
 ///
 /// Sources: the binary is `/proc/PID/exe` (a binary replaced under the running process
 /// shows ` (deleted)`: refused, restart it first); etcd's data root is `--data-dir` on its
-/// command line, else `ETCD_DATA_DIR` in its environment (etcd 3.4/3.5 flags and variables).
+/// command line, else `ETCD_DATA_DIR` in its environment (etcd 3.4/3.5 flags and variables);
+/// Consul's is `-data-dir` on its command line, else `data_dir` in a file of its
+/// `-config-dir=DIR` (`*.hcl`, `*.json`) or `-config-file=FILE` (the last one read wins,
+/// as in Consul).
 ///
 /// # Errors
 /// A section missing, a deleted binary, or no data root found.
@@ -172,13 +227,29 @@ pub fn parse_host(preset: &str, unit: &str, text: &str) -> Result<FoundHost, Str
     }
     let binary = (exe, format!("/proc/PID/exe of {unit}'s main process"));
     let cmdline = section("cmdline");
+    let flag = if preset == "consul" { "-data-dir" } else { "--data-dir" };
     let from_flag = cmdline.iter().enumerate().find_map(|(i, a)| {
-        a.strip_prefix("--data-dir=")
+        let a = if preset == "consul" {
+            a.strip_prefix('-').filter(|r| r.starts_with('-')).unwrap_or(a)
+        } else {
+            a
+        };
+        a.strip_prefix(&format!("{flag}="))
             .map(str::to_owned)
-            .or_else(|| (*a == "--data-dir").then(|| cmdline.get(i + 1).map(|s| (*s).to_owned()))?)
+            .or_else(|| (a == flag).then(|| cmdline.get(i + 1).map(|s| (*s).to_owned()))?)
     });
     let data_root = match from_flag {
-        Some(d) => (d, format!("--data-dir on {unit}'s command line")),
+        Some(d) => (d, format!("{flag} on {unit}'s command line")),
+        None if preset == "consul" => section("config")
+            .iter()
+            .rev()
+            .find_map(|l| {
+                let (file, setting) = l.split_once(':')?;
+                let value = setting.split_once(['=', ':'])?.1.trim().trim_end_matches(',');
+                let value = value.strip_prefix('"')?.split('"').next()?;
+                Some((value.to_owned(), format!("data_dir in {file}")))
+            })
+            .ok_or_else(|| format!("no -data-dir flag or data_dir in {unit}'s configuration: set data_root by hand"))?,
         None => section("environ")
             .iter()
             .find_map(|l| l.strip_prefix("ETCD_DATA_DIR="))
@@ -243,9 +314,8 @@ pub fn render(h: &Header<'_>, hosts: &[(FoundMember, FoundHost)]) -> String {
     }
     for (m, f) in hosts {
         out.push_str(&format!(
-            "\n[[hosts]]\nname = {}  # {} member list on {}\naddress = {}  # its {}\nrole = {}\n",
+            "\n[[hosts]]\nname = {}  # as the member at {} lists it\naddress = {}  # its {}\nrole = {}\n",
             toml_str(&m.name),
-            h.preset,
             h.asked,
             toml_str(&m.address),
             m.from,
@@ -286,20 +356,61 @@ mod tests {
 
     #[test]
     fn etcd_3_4_23_member_list_gives_names_and_peer_addresses() {
-        let m = parse_members("etcd", MEMBERS).unwrap();
+        let m = parse_members("etcd", MEMBERS, "10.77.0.12").unwrap();
         let got: Vec<(&str, &str)> = m.iter().map(|m| (m.name.as_str(), m.address.as_str())).collect();
         assert_eq!(got, [("n1", "10.77.0.11"), ("n2", "10.77.0.12"), ("n3", "10.77.0.13")]);
         assert_eq!(m[0].from, "peer URL http://10.77.0.11:2380");
         // The capture ran on n1 (header.member_id 10347667703809638517).
         let answered: Vec<&str> = m.iter().filter(|m| m.answered).map(|m| m.name.as_str()).collect();
         assert_eq!(answered, ["n1"]);
-        let err = parse_members("etcd", "Error: context deadline exceeded").unwrap_err();
+        let err = parse_members("etcd", "Error: context deadline exceeded", "").unwrap_err();
         assert!(err.contains("not the output of etcdctl member list"), "{err}");
-        let err = parse_members("consul", MEMBERS).unwrap_err();
-        assert!(err.contains("etcd preset only"), "{err}");
+        let err = parse_members("nats", MEMBERS, "").unwrap_err();
+        assert!(err.contains("etcd and consul presets only"), "{err}");
         let unstarted = r#"{"header":{"member_id":2},"members":[{"ID":1,"peerURLs":["http://10.0.0.9:2380"]}]}"#;
-        assert!(parse_members("etcd", unstarted).unwrap_err().contains("never started"));
+        assert!(parse_members("etcd", unstarted, "")
+            .unwrap_err()
+            .contains("never started"));
         assert_eq!(url_host("https://[fd00::1]:2380").as_deref(), Some("fd00::1"));
+    }
+
+    #[test]
+    fn consul_1_8_7_members_give_servers_and_clients() {
+        let text = include_str!("../tests/fixtures/consul/members_3-servers-2-clients_v1.8.7.txt");
+        let m = parse_members("consul", text, "10.77.0.12").unwrap();
+        let got: Vec<(&str, &str, &str, bool)> = m
+            .iter()
+            .map(|m| (m.name.as_str(), m.address.as_str(), m.role.as_str(), m.answered))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("node1", "10.77.0.11", "server", false),
+                ("node2", "10.77.0.12", "server", true),
+                ("node3", "10.77.0.13", "server", false),
+                ("node4", "10.77.0.14", "client", false),
+                ("node5", "10.77.0.15", "client", false),
+            ]
+        );
+        let failed = text.replace("node5  10.77.0.15:8301  alive ", "node5  10.77.0.15:8301  failed");
+        assert!(parse_members("consul", &failed, "")
+            .unwrap_err()
+            .contains("node5 is failed"));
+        let left = text.replace("node5  10.77.0.15:8301  alive ", "node5  10.77.0.15:8301  left  ");
+        assert_eq!(parse_members("consul", &left, "").unwrap().len(), 4);
+        assert!(parse_members("consul", MEMBERS, "").is_err());
+        let host = include_str!("../tests/fixtures/consul/discover-host_v1.8.7.txt");
+        let f = parse_host("consul", "consul", host).unwrap();
+        assert_eq!(f.binary.0, "/usr/bin/consul");
+        assert_eq!(
+            f.data_root,
+            ("/var/lib/consul".into(), "data_dir in /etc/consul.d/consul.hcl".into())
+        );
+        let flagged = host.replace(
+            "-config-dir=/etc/consul.d\n",
+            "-config-dir=/etc/consul.d\n-data-dir=/srv/c\n",
+        );
+        assert_eq!(parse_host("consul", "consul", &flagged).unwrap().data_root.0, "/srv/c");
     }
 
     #[test]
@@ -326,7 +437,7 @@ mod tests {
 
     #[test]
     fn the_written_inventory_loads_and_says_where_each_value_came_from() {
-        let m = parse_members("etcd", MEMBERS).unwrap();
+        let m = parse_members("etcd", MEMBERS, "10.77.0.12").unwrap();
         let header = Header {
             cluster: "prod",
             preset: "etcd",

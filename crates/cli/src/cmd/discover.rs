@@ -92,7 +92,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .await
         .remove(0)
         .map_err(|e| anyhow::anyhow!("{address}: {e}; is it a running member of a cluster of preset {preset}?"))?;
-    let members = discover::parse_members(preset, &listed)
+    let members = discover::parse_members(preset, &listed, &address)
         .map_err(|e| anyhow::anyhow!("{address}: {e}; is {preset} the right preset?"))?;
     if !members.iter().any(|m| m.answered) {
         bail!(
