@@ -8,7 +8,7 @@ use crate::util::{assert_all_on, fresh_lab, rollgate, run, text, Lab};
 
 /// `rollgate discover --preset PRESET --host root@ADDR` with the lab's key and known_hosts,
 /// writing `out`.
-fn discover(lab: &Lab, preset: &str, addr: &str, out: &Path) -> Output {
+pub fn discover(lab: &Lab, preset: &str, addr: &str, out: &Path) -> Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"));
     cmd.args(["discover", "--preset", preset, "--host"])
         .arg(format!("root@{addr}"))
@@ -71,10 +71,10 @@ fn discover_refuses_a_stopped_member_an_unreachable_host_and_an_unknown_preset()
     let Some((lab, tmp)) = fresh_lab() else { return };
     let out = tmp.path().join("found.toml");
     // A preset discover does not know: refused before connecting.
-    let o = discover(&lab, "nats", lab.addr(1), &out);
+    let o = discover(&lab, "vault", lab.addr(1), &out);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(
-        text(&o.stderr).contains("etcd and consul presets only"),
+        text(&o.stderr).contains("etcd, consul and nats presets only"),
         "{}",
         text(&o.stderr)
     );

@@ -105,7 +105,24 @@ fn nats_logs(lab: &Lab) -> String {
 fn nats_2_9_10_to_2_10_27_with_an_r3_stream_leader_last_lame_duck_stops_then_a_restart() {
     let Some(lab) = nats_lab() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let inv = inventory(tmp.path(), "");
+    // The inventory `rollgate discover` writes from node2 (issue 25, part 5) carries the
+    // upgrade and the restart.
+    let inv = tmp.path().join("nats.toml");
+    let o = crate::discover::discover(&lab, "nats", lab.addr(2), &inv);
+    assert!(o.status.success(), "discover: {}", text(&o.stderr));
+    let written = std::fs::read_to_string(&inv).unwrap();
+    for k in 1..=3 {
+        let host = format!(
+            "name = \"node{k}\"  # server_name in its own /varz\naddress = \"{}\"  # its route {}:6222 in /varz cluster.urls",
+            lab.addr(k),
+            lab.addr(k)
+        );
+        assert!(written.contains(&host), "{written}");
+    }
+    assert!(
+        written.contains("data_root = \"/var/lib/nats\"  # /varz jetstream store_dir"),
+        "{written}"
+    );
     client(&["create", "ORDERS", "orders"]);
     client(&["publish", "orders", "500", "before"]);
     let leader_before = meta_leader(&lab);

@@ -212,7 +212,7 @@ pub enum Command {
     /// each host's binary and data root as its running unit says, each value with a
     /// comment naming where it was found. Touches nothing on the hosts.
     Discover {
-        /// The cluster's preset (etcd, consul).
+        /// The cluster's preset (etcd, consul, nats).
         #[arg(long)]
         preset: String,
         /// One member: `[USER@]ADDRESS[:PORT]`.

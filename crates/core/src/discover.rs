@@ -4,8 +4,9 @@
 //! the CLI runs the commands.
 //!
 //! Presets: `etcd` (members from `etcdctl member list -w json`, etcd 3.4 and 3.5) and
-//! `consul` (agents from `consul members`, 1.8 and later: servers and clients). The others
-//! are refused by name ([`members_command`]).
+//! `consul` (agents from `consul members`, 1.8 and later: servers and clients) and `nats`
+//! (the configured routes in the member's `/varz`, 2.9 and 2.10, on the monitoring port
+//! 8222 of 127.0.0.1). The others are refused by name ([`members_command`]).
 
 use serde::Deserialize;
 
@@ -24,6 +25,8 @@ pub struct FoundMember {
     pub from: String,
     /// This is the member that answered (etcd: its id is the header's `member_id`).
     pub answered: bool,
+    /// Where the name was found, when not in the member list (NATS: its own `/varz`).
+    pub name_from: Option<String>,
 }
 
 /// What one host's unit says: its binary and data root, each with where it was found.
@@ -33,6 +36,8 @@ pub struct FoundHost {
     pub binary: (String, String),
     /// The data root, from the main process's flags or environment.
     pub data_root: (String, String),
+    /// The member's name as it says it itself (NATS `server_name`), when the list had none.
+    pub name: Option<String>,
 }
 
 /// The command that lists the members, run on the member given, for `preset`.
@@ -43,8 +48,9 @@ pub fn members_command(preset: &str) -> Result<&'static str, String> {
     match preset {
         "etcd" => Ok("ETCDCTL_API=3 etcdctl --dial-timeout=3s --command-timeout=10s -w json member list"),
         "consul" => Ok("consul members"),
+        "nats" => Ok(NATS_VARZ),
         other => Err(format!(
-            "discover knows the etcd and consul presets only, not {other:?} (write the inventory by hand: docs/inventory.md)"
+            "discover knows the etcd, consul and nats presets only, not {other:?} (write the inventory by hand: docs/inventory.md)"
         )),
     }
 }
@@ -91,6 +97,9 @@ pub fn parse_members(preset: &str, text: &str, asked: &str) -> Result<Vec<FoundM
     if preset == "consul" {
         return consul_members(text, asked);
     }
+    if preset == "nats" {
+        return nats_members(text, asked);
+    }
     let list: MemberList =
         serde_json::from_str(text).map_err(|e| format!("not the output of etcdctl member list -w json: {e}"))?;
     let mut out = Vec::new();
@@ -107,9 +116,66 @@ pub fn parse_members(preset: &str, text: &str, asked: &str) -> Result<Vec<FoundM
             role: "server".into(),
             from: format!("peer URL {url}"),
             answered: m.id == list.header.member_id,
+            name_from: None,
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// NATS's monitoring endpoint, asked on the host itself.
+const NATS_VARZ: &str = "curl -fsS -m 5 http://127.0.0.1:8222/varz";
+
+#[derive(Deserialize)]
+struct Varz {
+    #[serde(default)]
+    server_name: String,
+    cluster: Option<VarzCluster>,
+    jetstream: Option<VarzJetStream>,
+}
+
+#[derive(Deserialize)]
+struct VarzCluster {
+    #[serde(default)]
+    urls: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct VarzJetStream {
+    config: Option<VarzJsConfig>,
+}
+
+#[derive(Deserialize)]
+struct VarzJsConfig {
+    #[serde(default)]
+    store_dir: String,
+}
+
+/// NATS `/varz` (2.9, 2.10): the routes configured in `cluster.urls` (`10.77.0.11:6222`).
+fn nats_members(text: &str, asked: &str) -> Result<Vec<FoundMember>, String> {
+    let v: Varz = serde_json::from_str(text).map_err(|e| format!("not a NATS /varz answer: {e}"))?;
+    let urls = v.cluster.map(|c| c.urls).unwrap_or_default();
+    if urls.is_empty() {
+        return Err(format!(
+            "{} has no cluster routes in /varz: not a clustered server",
+            v.server_name
+        ));
+    }
+    let mut out: Vec<FoundMember> = Vec::new();
+    for url in urls {
+        let address = url_host(&url).ok_or_else(|| format!("route {url:?} has no host"))?;
+        if out.iter().any(|m| m.address == address) {
+            continue;
+        }
+        out.push(FoundMember {
+            name: address.clone(),
+            answered: address == asked,
+            address,
+            role: "server".into(),
+            from: format!("route {url} in /varz cluster.urls"),
+            name_from: None,
+        });
+    }
     Ok(out)
 }
 
@@ -138,6 +204,7 @@ fn consul_members(text: &str, asked: &str) -> Result<Vec<FoundMember>, String> {
             address,
             role: if kind == "server" { "server" } else { "client" }.to_owned(),
             from: format!("serf address {addr} in consul members ({kind})"),
+            name_from: None,
         });
     }
     out.sort_by(|a, b| (a.role != "server", &a.name).cmp(&(b.role != "server", &b.name)));
@@ -185,7 +252,12 @@ tr '\\0' '\\n' < \"/proc/$pid/cmdline\" | while IFS= read -r a; do
     *) continue;;
   esac
   grep -HE '^[[:space:]]*\"?data_dir\"?[[:space:]]*[=:]' \"$@\" 2>/dev/null
-done; true",
+done{varz}",
+        varz = if preset == "nats" {
+            format!("\necho '## varz'; {NATS_VARZ} || exit 3; echo")
+        } else {
+            "; true".into()
+        },
         unit = unit.replace(['"', '\\', '$', '`'], "")
     )
 }
@@ -226,6 +298,30 @@ pub fn parse_host(preset: &str, unit: &str, text: &str) -> Result<FoundHost, Str
         ));
     }
     let binary = (exe, format!("/proc/PID/exe of {unit}'s main process"));
+    if preset == "nats" {
+        let body = section("varz").concat();
+        let v: Varz = serde_json::from_str(&body).map_err(|e| format!("not a NATS /varz answer: {e}"))?;
+        let store = v
+            .jetstream
+            .and_then(|j| j.config)
+            .map(|c| c.store_dir)
+            .filter(|d| d.starts_with('/'))
+            .ok_or("no JetStream store_dir in /varz: set data_root by hand")?;
+        // nats-server keeps JetStream in STORE_DIR/jetstream; the configured one is its parent.
+        let data_root = match store.strip_suffix("/jetstream") {
+            Some(parent) if !parent.is_empty() => (
+                parent.to_owned(),
+                format!("/varz jetstream store_dir {store}, less /jetstream"),
+            ),
+            _ => (store.clone(), "/varz jetstream store_dir".to_owned()),
+        };
+        let name = (!v.server_name.is_empty()).then_some(v.server_name);
+        return Ok(FoundHost {
+            binary,
+            data_root,
+            name,
+        });
+    }
     let cmdline = section("cmdline");
     let flag = if preset == "consul" { "-data-dir" } else { "--data-dir" };
     let from_flag = cmdline.iter().enumerate().find_map(|(i, a)| {
@@ -262,7 +358,11 @@ pub fn parse_host(preset: &str, unit: &str, text: &str) -> Result<FoundHost, Str
             data_root.0
         ));
     }
-    Ok(FoundHost { binary, data_root })
+    Ok(FoundHost {
+        binary,
+        data_root,
+        name: None,
+    })
 }
 
 /// What the written inventory says beyond the members.
@@ -314,9 +414,11 @@ pub fn render(h: &Header<'_>, hosts: &[(FoundMember, FoundHost)]) -> String {
     }
     for (m, f) in hosts {
         out.push_str(&format!(
-            "\n[[hosts]]\nname = {}  # as the member at {} lists it\naddress = {}  # its {}\nrole = {}\n",
+            "\n[[hosts]]\nname = {}  # {}\naddress = {}  # its {}\nrole = {}\n",
             toml_str(&m.name),
-            h.asked,
+            m.name_from
+                .clone()
+                .unwrap_or_else(|| format!("as the member at {} lists it", h.asked)),
             toml_str(&m.address),
             m.from,
             toml_str(&m.role)
@@ -351,6 +453,7 @@ mod tests {
         FoundHost {
             binary: ("/usr/bin/etcd".into(), "exe".into()),
             data_root: (data_root.into(), "env".into()),
+            name: None,
         }
     }
 
@@ -365,8 +468,8 @@ mod tests {
         assert_eq!(answered, ["n1"]);
         let err = parse_members("etcd", "Error: context deadline exceeded", "").unwrap_err();
         assert!(err.contains("not the output of etcdctl member list"), "{err}");
-        let err = parse_members("nats", MEMBERS, "").unwrap_err();
-        assert!(err.contains("etcd and consul presets only"), "{err}");
+        let err = parse_members("vault", MEMBERS, "").unwrap_err();
+        assert!(err.contains("etcd, consul and nats presets only"), "{err}");
         let unstarted = r#"{"header":{"member_id":2},"members":[{"ID":1,"peerURLs":["http://10.0.0.9:2380"]}]}"#;
         assert!(parse_members("etcd", unstarted, "")
             .unwrap_err()
@@ -411,6 +514,28 @@ mod tests {
             "-config-dir=/etc/consul.d\n-data-dir=/srv/c\n",
         );
         assert_eq!(parse_host("consul", "consul", &flagged).unwrap().data_root.0, "/srv/c");
+    }
+
+    #[test]
+    fn nats_2_9_10_varz_routes_and_2_10_27_host_answer() {
+        let http = include_str!("../tests/fixtures/nats/2.9.10-healthy/node1/varz.http");
+        let body = &http[http.find('{').unwrap()..];
+        let m = parse_members("nats", body, "10.77.0.11").unwrap();
+        let got: Vec<(&str, bool)> = m.iter().map(|m| (m.address.as_str(), m.answered)).collect();
+        assert_eq!(
+            got,
+            [("10.77.0.11", true), ("10.77.0.12", false), ("10.77.0.13", false)]
+        );
+        assert_eq!(m[1].from, "route 10.77.0.12:6222 in /varz cluster.urls");
+        let host = include_str!("../tests/fixtures/nats/2.10.27-healthy/node1/discover-host.txt");
+        let f = parse_host("nats", "nats-server", host).unwrap();
+        assert_eq!(f.binary.0, "/usr/sbin/nats-server");
+        assert_eq!(f.data_root.0, "/var/lib/nats");
+        assert_eq!(f.name.as_deref(), Some("node1"));
+        let alone = body.replace("\"urls\"", "\"no_urls\"");
+        assert!(parse_members("nats", &alone, "")
+            .unwrap_err()
+            .contains("not a clustered server"));
     }
 
     #[test]

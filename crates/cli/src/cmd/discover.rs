@@ -86,6 +86,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         role: "server".into(),
         from: String::new(),
         answered: true,
+        name_from: None,
     };
     let ctx = context(args, out, &header, std::slice::from_ref(&seed))?;
     let listed = on_each(&ctx, members_cmd)
@@ -113,7 +114,13 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let f = answer
             .and_then(|text| discover::parse_host(preset, &unit, &text))
             .map_err(|e| anyhow::anyhow!("{} ({}): {e}", m.name, m.address))?;
-        found.push((m.clone(), f));
+        let mut m = m.clone();
+        if let Some(name) = &f.name {
+            // As the server names itself (NATS's list has addresses only).
+            m.name.clone_from(name);
+            m.name_from = Some("server_name in its own /varz".to_owned());
+        }
+        found.push((m, f));
     }
     let text = discover::render(&header, &found);
     Inventory::parse(out, &text).context("the inventory discover wrote does not load (not written)")?;
