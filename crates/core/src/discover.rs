@@ -275,20 +275,7 @@ done{varz}",
 /// A section missing, a deleted binary, or no data root found.
 pub fn parse_host(preset: &str, unit: &str, text: &str) -> Result<FoundHost, String> {
     members_command(preset)?;
-    let section = |name: &str| -> Vec<&str> {
-        let mut lines = text.lines().skip_while(|l| *l != format!("## {name}")).skip(1);
-        let mut out = Vec::new();
-        for l in lines.by_ref() {
-            if l.starts_with("## ") {
-                break;
-            }
-            if !l.is_empty() {
-                out.push(l);
-            }
-        }
-        out
-    };
-    let exe = section("exe")
+    let exe = section(text, "exe")
         .first()
         .map(|s| (*s).to_owned())
         .ok_or("no binary in the output")?;
@@ -298,59 +285,24 @@ pub fn parse_host(preset: &str, unit: &str, text: &str) -> Result<FoundHost, Str
         ));
     }
     let binary = (exe, format!("/proc/PID/exe of {unit}'s main process"));
-    if preset == "nats" {
-        let body = section("varz").concat();
-        let v: Varz = serde_json::from_str(&body).map_err(|e| format!("not a NATS /varz answer: {e}"))?;
-        let store = v
-            .jetstream
-            .and_then(|j| j.config)
-            .map(|c| c.store_dir)
-            .filter(|d| d.starts_with('/'))
-            .ok_or("no JetStream store_dir in /varz: set data_root by hand")?;
-        // nats-server keeps JetStream in STORE_DIR/jetstream; the configured one is its parent.
-        let data_root = match store.strip_suffix("/jetstream") {
-            Some(parent) if !parent.is_empty() => (
-                parent.to_owned(),
-                format!("/varz jetstream store_dir {store}, less /jetstream"),
-            ),
-            _ => (store.clone(), "/varz jetstream store_dir".to_owned()),
-        };
-        let name = (!v.server_name.is_empty()).then_some(v.server_name);
-        return Ok(FoundHost {
-            binary,
-            data_root,
-            name,
-        });
-    }
-    let cmdline = section("cmdline");
-    let flag = if preset == "consul" { "-data-dir" } else { "--data-dir" };
-    let from_flag = cmdline.iter().enumerate().find_map(|(i, a)| {
-        let a = if preset == "consul" {
-            a.strip_prefix('-').filter(|r| r.starts_with('-')).unwrap_or(a)
-        } else {
-            a
-        };
-        a.strip_prefix(&format!("{flag}="))
-            .map(str::to_owned)
-            .or_else(|| (a == flag).then(|| cmdline.get(i + 1).map(|s| (*s).to_owned()))?)
-    });
-    let data_root = match from_flag {
-        Some(d) => (d, format!("{flag} on {unit}'s command line")),
-        None if preset == "consul" => section("config")
-            .iter()
-            .rev()
-            .find_map(|l| {
-                let (file, setting) = l.split_once(':')?;
-                let value = setting.split_once(['=', ':'])?.1.trim().trim_end_matches(',');
-                let value = value.strip_prefix('"')?.split('"').next()?;
-                Some((value.to_owned(), format!("data_dir in {file}")))
-            })
-            .ok_or_else(|| format!("no -data-dir flag or data_dir in {unit}'s configuration: set data_root by hand"))?,
-        None => section("environ")
-            .iter()
-            .find_map(|l| l.strip_prefix("ETCD_DATA_DIR="))
-            .map(|d| (d.to_owned(), format!("ETCD_DATA_DIR in {unit}'s environment")))
-            .ok_or_else(|| format!("no --data-dir flag or ETCD_DATA_DIR for {unit}: set data_root by hand"))?,
+    let (data_root, name) = match preset {
+        "nats" => nats_store(&section(text, "varz").concat())?,
+        "consul" => {
+            let found = flag_value(&section(text, "cmdline"), "-data-dir", unit)
+                .or_else(|| consul_data_dir(&section(text, "config")));
+            let why = format!("no -data-dir flag or data_dir in {unit}'s configuration: set data_root by hand");
+            (found.ok_or(why)?, None)
+        }
+        _ => {
+            let found = flag_value(&section(text, "cmdline"), "--data-dir", unit).or_else(|| {
+                section(text, "environ")
+                    .iter()
+                    .find_map(|l| l.strip_prefix("ETCD_DATA_DIR="))
+                    .map(|d| (d.to_owned(), format!("ETCD_DATA_DIR in {unit}'s environment")))
+            });
+            let why = format!("no --data-dir flag or ETCD_DATA_DIR for {unit}: set data_root by hand");
+            (found.ok_or(why)?, None)
+        }
     };
     if !data_root.0.starts_with('/') {
         return Err(format!(
@@ -361,8 +313,67 @@ pub fn parse_host(preset: &str, unit: &str, text: &str) -> Result<FoundHost, Str
     Ok(FoundHost {
         binary,
         data_root,
-        name: None,
+        name,
     })
+}
+
+/// The non-empty lines of [`host_script`]'s section `name` in `text`.
+fn section<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    let head = format!("## {name}");
+    text.lines()
+        .skip_while(|l| *l != head)
+        .skip(1)
+        .take_while(|l| !l.starts_with("## "))
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// The value of `flag` (`--data-dir`; Consul's `-data-dir` also with two dashes) on a
+/// command line of one argument per line (`FLAG=V` or `FLAG V`), with where it was found.
+fn flag_value(cmdline: &[&str], flag: &str, unit: &str) -> Option<(String, String)> {
+    cmdline.iter().enumerate().find_map(|(i, a)| {
+        let a = if flag.starts_with("--") {
+            a
+        } else {
+            a.strip_prefix('-').filter(|r| r.starts_with('-')).unwrap_or(a)
+        };
+        let v = match a.strip_prefix(flag)? {
+            "" => (*cmdline.get(i + 1)?).to_owned(),
+            rest => rest.strip_prefix('=')?.to_owned(),
+        };
+        Some((v, format!("{flag} on {unit}'s command line")))
+    })
+}
+
+/// Consul's `data_dir` from `FILE:LINE` lines (`grep -H` of its configuration files, HCL
+/// `data_dir = "D"` or JSON `"data_dir": "D",`): the last one read, as Consul takes it.
+fn consul_data_dir(lines: &[&str]) -> Option<(String, String)> {
+    lines.iter().rev().find_map(|l| {
+        let (file, setting) = l.split_once(':')?;
+        let value = setting.split_once(['=', ':'])?.1.trim().trim_end_matches(',');
+        let value = value.strip_prefix('"')?.split('"').next()?;
+        Some((value.to_owned(), format!("data_dir in {file}")))
+    })
+}
+
+/// NATS's data root and server name from its `/varz` body: the parent of the JetStream
+/// `store_dir` (nats-server keeps JetStream in STORE_DIR/jetstream).
+fn nats_store(body: &str) -> Result<((String, String), Option<String>), String> {
+    let v: Varz = serde_json::from_str(body).map_err(|e| format!("not a NATS /varz answer: {e}"))?;
+    let store = v
+        .jetstream
+        .and_then(|j| j.config)
+        .map(|c| c.store_dir)
+        .filter(|d| d.starts_with('/'))
+        .ok_or("no JetStream store_dir in /varz: set data_root by hand")?;
+    let data_root = match store.strip_suffix("/jetstream") {
+        Some(parent) if !parent.is_empty() => (
+            parent.to_owned(),
+            format!("/varz jetstream store_dir {store}, less /jetstream"),
+        ),
+        _ => (store.clone(), "/varz jetstream store_dir".to_owned()),
+    };
+    Ok((data_root, (!v.server_name.is_empty()).then_some(v.server_name)))
 }
 
 /// What the written inventory says beyond the members.

@@ -2,7 +2,7 @@
 //! to run and reads the answers). Nothing on the hosts changes, and no file is written
 //! unless every member answered and the text loads as an inventory.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
@@ -55,20 +55,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "cluster".into()),
     };
-    let absolute = |p: &PathBuf| std::path::absolute(p).with_context(|| format!("{}", p.display()));
-    let mut ssh = Vec::new();
-    if let Some(u) = &user {
-        ssh.push(format!("user = {}", toml_str(u)));
-    }
-    if let Some(p) = port {
-        ssh.push(format!("port = {p}"));
-    }
-    if let Some(i) = identity {
-        ssh.push(format!("identity = {}", toml_str(&absolute(i)?.to_string_lossy())));
-    }
-    if let Some(k) = known_hosts {
-        ssh.push(format!("known_hosts = {}", toml_str(&absolute(k)?.to_string_lossy())));
-    }
+    let ssh = ssh_lines(user.as_deref(), port, identity.as_deref(), known_hosts.as_deref())?;
     let when = rollgate_core::journal::now_rfc3339();
     let header = Header {
         cluster: &cluster,
@@ -79,21 +66,66 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         ssh,
     };
 
-    // The member asked: the cluster's members as it lists them.
+    let members = members(args, out, &header, members_cmd).await?;
+
+    let found = hosts(args, out, &header, &members).await?;
+    let text = discover::render(&header, &found);
+    Inventory::parse(out, &text).context("the inventory discover wrote does not load (not written)")?;
+    write_new(out, &text)?;
+    eprintln!(
+        "wrote {}: {} members of {preset} cluster {cluster}; read it, then: rollgate -i {} check",
+        out.display(),
+        found.len(),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `[ssh]` lines of what was given (paths made absolute).
+fn ssh_lines(
+    user: Option<&str>,
+    port: Option<u16>,
+    identity: Option<&Path>,
+    known_hosts: Option<&Path>,
+) -> anyhow::Result<Vec<String>> {
+    let absolute = |p: &Path| -> anyhow::Result<String> {
+        let a = std::path::absolute(p).with_context(|| format!("{}", p.display()))?;
+        Ok(toml_str(&a.to_string_lossy()))
+    };
+    let mut ssh = Vec::new();
+    if let Some(u) = user {
+        ssh.push(format!("user = {}", toml_str(u)));
+    }
+    if let Some(p) = port {
+        ssh.push(format!("port = {p}"));
+    }
+    if let Some(i) = identity {
+        ssh.push(format!("identity = {}", absolute(i)?));
+    }
+    if let Some(k) = known_hosts {
+        ssh.push(format!("known_hosts = {}", absolute(k)?));
+    }
+    Ok(ssh)
+}
+
+/// The cluster's members as the member asked (`header.asked`) lists them with
+/// `members_cmd`; it must be one of them.
+async fn members(args: &Args, out: &Path, header: &Header<'_>, members_cmd: &str) -> anyhow::Result<Vec<FoundMember>> {
+    let (address, preset) = (header.asked, header.preset);
     let seed = FoundMember {
         name: "asked".into(),
-        address: address.clone(),
+        address: address.to_owned(),
         role: "server".into(),
         from: String::new(),
         answered: true,
         name_from: None,
     };
-    let ctx = context(args, out, &header, std::slice::from_ref(&seed))?;
+    let ctx = context(args, out, header, std::slice::from_ref(&seed))?;
     let listed = on_each(&ctx, members_cmd)
         .await
         .remove(0)
         .map_err(|e| anyhow::anyhow!("{address}: {e}; is it a running member of a cluster of preset {preset}?"))?;
-    let members = discover::parse_members(preset, &listed, &address)
+    let members = discover::parse_members(preset, &listed, address)
         .map_err(|e| anyhow::anyhow!("{address}: {e}; is {preset} the right preset?"))?;
     if !members.iter().any(|m| m.answered) {
         bail!(
@@ -105,14 +137,22 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 .join(", ")
         );
     }
+    Ok(members)
+}
 
-    // Each member's unit: its binary and data root.
-    let ctx = context(args, out, &header, &members)?;
-    let script = discover::host_script(preset, &unit);
-    let mut found: Vec<(FoundMember, FoundHost)> = Vec::new();
+/// Each member's unit, asked at once: its binary and data root (and, for NATS, its name).
+async fn hosts(
+    args: &Args,
+    out: &Path,
+    header: &Header<'_>,
+    members: &[FoundMember],
+) -> anyhow::Result<Vec<(FoundMember, FoundHost)>> {
+    let ctx = context(args, out, header, members)?;
+    let script = discover::host_script(header.preset, header.unit);
+    let mut found = Vec::new();
     for (m, answer) in members.iter().zip(on_each(&ctx, &script).await) {
         let f = answer
-            .and_then(|text| discover::parse_host(preset, &unit, &text))
+            .and_then(|text| discover::parse_host(header.preset, header.unit, &text))
             .map_err(|e| anyhow::anyhow!("{} ({}): {e}", m.name, m.address))?;
         let mut m = m.clone();
         if let Some(name) = &f.name {
@@ -122,16 +162,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
         found.push((m, f));
     }
-    let text = discover::render(&header, &found);
-    Inventory::parse(out, &text).context("the inventory discover wrote does not load (not written)")?;
-    write_new(out, &text)?;
-    eprintln!(
-        "wrote {}: {} members of {preset} cluster {cluster}; read it, then: rollgate -i {} check",
-        out.display(),
-        found.len(),
-        out.display()
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(found)
 }
 
 /// A context whose inventory is `header`'s `[ssh]` and `members` (binary and data root
