@@ -234,3 +234,127 @@ fn consul_servers_then_clients_leader_last_with_a_checked_snapshot_then_rollback
     let kept = lab.root(&addr(1), "consul kv get rollgate/before");
     assert_eq!(kept.trim(), "kept");
 }
+
+/// `/etc/consul.d/consul.hcl` of main host `k` as a template: its name and address made
+/// placeholders, and a node_meta added that names the host and its role.
+fn template_of(lab: &Lab, k: usize) -> String {
+    let now = lab.root(&addr(k), "cat /etc/consul.d/consul.hcl");
+    let t = now
+        .replace(&format!("node_name = \"node{k}\""), "node_name = \"{name}\"")
+        .replace(&format!("bind_addr = \"{}\"", addr(k)), "bind_addr = \"{address}\"");
+    assert!(t.contains("{name}") && t.contains("{address}"), "{now}");
+    format!("{t}node_meta {{\n  rollgate = \"{{name}}-{{role}}\"\n}}\n")
+}
+
+fn config_sha(lab: &Lab, k: usize) -> String {
+    lab.root(&addr(k), "sha256sum < /etc/consul.d/consul.hcl | cut -d' ' -f1")
+        .trim()
+        .to_owned()
+}
+
+/// Issue 25, part 3: a rolling configuration change. The servers' and the clients'
+/// consul.hcl from templates ({name}, {address}, {role}), each validated on its host with
+/// `consul validate` before anything stops. A template consul refuses stops the run with
+/// nothing stopped and nothing left staged; the good one goes in servers first, the leader
+/// last, then the clients, each agent running it (its node_meta in the catalog), the KV key
+/// kept; `plan --config` shows the diff before and nothing to do after; `rollback` puts
+/// every previous file back.
+#[test]
+fn consul_configuration_change_validated_on_each_host_leader_last_then_rolled_back() {
+    let Some(guard) = consul_lab() else { return };
+    let lab = &guard.0;
+    let tmp = tempfile::tempdir().unwrap();
+    let inv = inventory(lab, tmp.path());
+    lab.root(&addr(1), "consul kv put rollgate/before kept >/dev/null");
+    let (server, client) = (template_of(lab, 1), template_of(lab, 4));
+    let before: Vec<String> = (1..=5).map(|k| config_sha(lab, k)).collect();
+    let mut text_inv = std::fs::read_to_string(&inv).unwrap();
+    for role in ["server", "client"] {
+        text_inv.push_str(&format!(
+            "\n[[cluster.config]]\nto = \"/etc/consul.d/consul.hcl\"\ntemplate = \"{role}.hcl.tmpl\"\nroles = [\"{role}\"]\nvalidate = \"consul validate -config-format=hcl {{file}}\"\n"
+        ));
+    }
+    std::fs::write(&inv, text_inv).unwrap();
+    let (refused, state) = (tmp.path().join("refused"), tmp.path().join("state"));
+
+    // A server template consul refuses (an unclosed block): refused on the hosts, nothing
+    // stopped, nothing left staged, every file as it was.
+    std::fs::write(tmp.path().join("server.hcl.tmpl"), format!("{server}performance {{\n")).unwrap();
+    std::fs::write(tmp.path().join("client.hcl.tmpl"), &client).unwrap();
+    let out = run(rollgate(&inv, &refused, &["reconfigure", "--yes"]));
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("the staged files were refused") && err.contains("consul validate"),
+        "{err}"
+    );
+    let j = journal(&refused);
+    assert!(j.iter().all(|r| r["step"] != "stop"), "{j:?}");
+    for k in 1..=5 {
+        assert_eq!(config_sha(lab, k), before[k - 1], "node{k}");
+        let left = lab.root(&addr(k), "ls -a /etc/consul.d");
+        assert!(!left.contains("rollgate"), "node{k}: {left}");
+    }
+
+    // The good templates: plan --config shows each host's difference.
+    std::fs::write(tmp.path().join("server.hcl.tmpl"), &server).unwrap();
+    let out = run(rollgate(&inv, &state, &["plan", "--config"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    assert!(plan.contains("node3: /etc/consul.d/consul.hcl:"), "{plan}");
+    assert!(plan.contains("+  rollgate = \"node3-server\""), "{plan}");
+    assert!(plan.contains("+  rollgate = \"node5-client\""), "{plan}");
+
+    let leader = status(&inv, tmp.path())
+        .into_iter()
+        .find(|r| r["state"] == "leader")
+        .expect("a leader")["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = run(rollgate(&inv, &state, &["reconfigure", "--yes"]));
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), consul_logs(lab));
+    let j = journal(&state);
+    let order: Vec<&str> = records(&j, "health", "done")
+        .map(|r| r["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(order.len(), 5, "{order:?}");
+    assert_eq!(order[2], leader, "the leader goes last among the servers: {order:?}");
+    let mut clients = order[3..].to_vec();
+    clients.sort_unstable();
+    assert_eq!(clients, ["node4", "node5"], "{order:?}");
+    assert!(records(&j, "health", "done").all(|r| r["detail"]["version"] == "1.8.7"));
+    for k in 1..=5 {
+        let role = if k <= 3 { "server" } else { "client" };
+        let want = if k <= 3 { &server } else { &client }
+            .replace("{name}", &format!("node{k}"))
+            .replace("{address}", &addr(k))
+            .replace("{role}", role);
+        assert_eq!(lab.root(&addr(k), "cat /etc/consul.d/consul.hcl"), want, "node{k}");
+        let prev = lab.root(
+            &addr(k),
+            "sha256sum < /etc/consul.d/consul.hcl.rollgate-prev | cut -d' ' -f1",
+        );
+        assert_eq!(prev.trim(), before[k - 1], "node{k} keeps the file it had");
+        let listed = lab.root(
+            &addr(2),
+            &format!("consul catalog nodes -node-meta rollgate=node{k}-{role}"),
+        );
+        assert!(listed.contains(&format!("node{k} ")), "node{k} runs it: {listed}");
+    }
+    assert_eq!(lab.root(&addr(2), "consul kv get rollgate/before").trim(), "kept");
+    let out = run(rollgate(&inv, &state, &["plan", "--config", "--json"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["already_on_target"].as_array().unwrap().len(), 5, "{plan}");
+
+    // rollback: the previous files back on every host, the key kept, one leader.
+    let out = run(rollgate(&inv, &state, &["rollback", "--yes"]));
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), consul_logs(lab));
+    for k in 1..=5 {
+        assert_eq!(config_sha(lab, k), before[k - 1], "node{k} after the rollback");
+    }
+    assert_eq!(lab.root(&addr(3), "consul kv get rollgate/before").trim(), "kept");
+    let rows = status(&inv, tmp.path());
+    assert_eq!(rows.iter().filter(|r| r["state"] == "leader").count(), 1, "{rows:?}");
+}

@@ -10,6 +10,7 @@ mod nats;
 mod network;
 mod operator;
 mod presets;
+mod reconfigure;
 mod release;
 mod restart;
 mod rollout;

@@ -95,6 +95,10 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// The plan of a `reconfigure` run: each host's `[[cluster.config]]` files and
+        /// their difference from the files the host has (no binary is involved).
+        #[arg(long)]
+        config: bool,
     },
     /// Upgrade the cluster's binary, one host at a time, leader last.
     Upgrade {
@@ -130,20 +134,20 @@ pub enum Command {
     Restart {
         #[command(flatten)]
         run: RunArgs,
-        /// Only these hosts: a glob over host names, `role:ROLE`, or a comma-separated
-        /// list of them. The cluster-wide gates still read every member.
-        #[arg(long)]
-        hosts: Option<String>,
-        /// Start even if the cluster is degraded (recorded in the journal).
-        #[arg(long)]
-        force: bool,
-        /// Failed hosts (each started again) a batched role tolerates before the rollout
-        /// stops: a count or a percent of the role's hosts [default: the role's
-        /// max_failures, else 0]. A failed canary or Raft member always stops it.
-        #[arg(long, value_name = "N|P%")]
-        max_failures: Option<rollgate_core::inventory::Amount>,
+        #[command(flatten)]
+        rolling: RollingArgs,
     },
-    /// Continue an interrupted run (an upgrade or a restart) from its journal.
+    /// Change the `[[cluster.config]]` files (rendered per host) one host at a time with an
+    /// upgrade's gates, order, backup and journal; each validated on its host before
+    /// anything stops; the binary left as it is. `rollback` puts the previous files back.
+    Reconfigure {
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        rolling: RollingArgs,
+    },
+    /// Continue an interrupted run (an upgrade, a restart or a configuration change) from its
+    /// journal.
     Resume {
         /// The run id [default: the newest unfinished run].
         run_id: Option<String>,
@@ -266,6 +270,24 @@ pub enum ProbeAction {
         #[arg(long)]
         with_status: Option<PathBuf>,
     },
+}
+
+/// The selection and failure settings of a run without a binary (`restart`,
+/// `reconfigure`).
+#[derive(Debug, clap::Args)]
+pub struct RollingArgs {
+    /// Only these hosts: a glob over host names, `role:ROLE`, or a comma-separated list of
+    /// them. The cluster-wide gates still read every member.
+    #[arg(long)]
+    pub hosts: Option<String>,
+    /// Start even if the cluster is degraded (recorded in the journal).
+    #[arg(long)]
+    pub force: bool,
+    /// Failed hosts (each brought back) a batched role tolerates before the rollout stops:
+    /// a count or a percent of the role's hosts [default: the role's max_failures, else
+    /// 0]. A failed canary or Raft member always stops it.
+    #[arg(long, value_name = "N|P%")]
+    pub max_failures: Option<rollgate_core::inventory::Amount>,
 }
 
 /// What to install: a local binary, or a release fetched and checked.

@@ -34,6 +34,9 @@ pub struct RunMeta {
     /// `[[cluster.files]]` installed with the binary.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<rollgate_core::plan::ArtifactFile>,
+    /// A configuration run's files, rendered for each host (`rollgate reconfigure`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<rollgate_core::plan::HostFile>,
     /// The version `--expect-version` demanded, if any.
     pub expect_version: Option<String>,
     /// What to do with a failed host.
@@ -68,6 +71,7 @@ impl RunMeta {
             source: None,
             arch: None,
             files: Vec::new(),
+            config: Vec::new(),
             expect_version: None,
             on_failure: OnFailure::Halt,
             health_timeout_ms: ctx.inv.cluster.health_timeout.as_millis() as u64,
@@ -107,11 +111,21 @@ impl RunMeta {
         self.run.starts_with(Self::RESTART_PREFIX)
     }
 
-    /// What the run does, for tables: the binary it installs (its source), `restart` or
-    /// `backup`.
+    /// Run ids of `rollgate reconfigure` start with this.
+    pub const CONFIG_PREFIX: &'static str = "config-";
+
+    /// `true` for a `rollgate reconfigure` run (configuration files, no binary).
+    pub fn is_config(&self) -> bool {
+        self.run.starts_with(Self::CONFIG_PREFIX)
+    }
+
+    /// What the run does, for tables: the binary it installs (its source), `restart`,
+    /// `configuration` or `backup`.
     pub fn what(&self) -> String {
         if self.is_restart() {
             "restart".to_owned()
+        } else if self.is_config() {
+            "configuration".to_owned()
         } else if self.is_backup() {
             "backup".to_owned()
         } else {
@@ -151,6 +165,49 @@ impl StateDir {
     /// `snapshots/CLUSTER/`: the backup hook's snapshots of the whole cluster, one per run.
     pub fn snapshot_dir(&self) -> PathBuf {
         self.root.join("snapshots").join(&self.cluster)
+    }
+
+    /// `config/CLUSTER/`: configuration files as runs rendered them, each named by its
+    /// sha256 (mode 0600, the directory 0700): written once, never overwritten.
+    pub fn config_dir(&self) -> PathBuf {
+        self.root.join("config").join(&self.cluster)
+    }
+
+    /// What a configuration run stages: per host, its files with their local copy in
+    /// [`StateDir::config_dir`] and sha256; `keep`: each copy is written there (else the
+    /// paths are where they would be: `plan`).
+    ///
+    /// # Errors
+    /// The directory or a file could not be written.
+    pub fn keep_config(
+        &self,
+        rendered: &[rollgate_core::config::Rendered],
+        keep: bool,
+    ) -> anyhow::Result<Vec<rollgate_core::plan::HostFile>> {
+        use sha2::Digest as _;
+        let dir = self.config_dir();
+        if keep {
+            crate::archive::create_private_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        rendered
+            .iter()
+            .map(|r| {
+                let sha256 = hex::encode(sha2::Sha256::digest(&r.content));
+                let path = dir.join(&sha256);
+                if keep && !path.exists() {
+                    crate::archive::write_private_atomic(&path, &r.content)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
+                Ok(rollgate_core::plan::HostFile {
+                    host: r.host.clone(),
+                    to: r.to.clone(),
+                    path,
+                    sha256,
+                    bytes: r.content.len() as u64,
+                    validate: r.validate.clone(),
+                })
+            })
+            .collect()
     }
 
     /// `backups/CLUSTER/`: one folder per host below it.
@@ -397,6 +454,7 @@ mod tests {
             source: None,
             arch: None,
             files: Vec::new(),
+            config: Vec::new(),
             expect_version: None,
             on_failure: OnFailure::Rollback,
             health_timeout_ms: 1000,

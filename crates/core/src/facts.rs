@@ -31,14 +31,30 @@ pub struct HostFacts {
     /// `true` when a privileged `true` works (`sudo -n`, or `sudo -S` with the password;
     /// only asked when sudo is configured).
     pub sudo_ok: Option<bool>,
+    /// The sha256 of each `[[cluster.config]]` file the host gets, by path (`None`: not
+    /// there).
+    pub config_sha256: std::collections::BTreeMap<String, Option<String>>,
 }
 
 /// The script that prints `host`'s facts as `key=value` lines: [`brief_script`], then
-/// the architecture, the binary's sha256, free space and the data root's size.
+/// the architecture, the binary's sha256, free space, the data root's size and the
+/// sha256 of each `[[cluster.config]]` file the host gets (`config_sha256=PATH SHA`, `-`
+/// for a file not there).
 pub fn script(inv: &Inventory, host: &Host) -> String {
     let (b, d) = (q(&host.binary), q(&host.data_root));
     let sha = crate::script::sha256_of(&b);
-    format!(
+    let config: String = inv
+        .cluster
+        .config
+        .iter()
+        .filter(|c| c.applies_to(&host.role))
+        .map(|c| {
+            let p = q(&c.to);
+            let sp = crate::script::sha256_of(&p);
+            format!("\nif [ -f {p} ]; then echo config_sha256={p} $({sp}); else echo config_sha256={p} -; fi")
+        })
+        .collect();
+    let facts = format!(
         "{brief}
 echo arch=$(uname -m)
 if [ -f {b} ]; then echo binary_sha256=$({sha}); fi
@@ -49,7 +65,8 @@ if [ -d {d} ]; then
   echo free_bytes=$(df -B1 --output=avail {d} | tail -1 | tr -d ' ')
 fi",
         brief = brief_script(inv, host)
-    )
+    );
+    facts + &config
 }
 
 /// The part of [`script`] that `status` shows: the unit's state and the version (no
@@ -92,6 +109,12 @@ pub fn parse(inv: &Inventory, stdout: &str) -> HostFacts {
             "data_bytes" => f.data_bytes = v.trim().parse().ok(),
             "free_bytes" => f.free_bytes = v.trim().parse().ok(),
             "binary_free_bytes" => f.binary_free_bytes = v.trim().parse().ok(),
+            "config_sha256" => {
+                if let Some((path, sha)) = v.rsplit_once(' ') {
+                    let sha = (sha.len() == 64).then(|| sha.to_owned());
+                    f.config_sha256.insert(path.to_owned(), sha);
+                }
+            }
             _ => {}
         }
     }
@@ -122,6 +145,9 @@ mod tests {
             (f.data_files, f.data_bytes, f.free_bytes),
             (Some(7), Some(1234), Some(99))
         );
+        let c = parse(&inv, &format!("config_sha256=/etc/a b {sha}\nconfig_sha256=/etc/c -\n"));
+        assert_eq!(c.config_sha256["/etc/a b"].as_deref(), Some(sha.as_str()));
+        assert_eq!(c.config_sha256["/etc/c"], None);
         let missing = parse(&inv, "unit_load=not-found\nunit_active=inactive\n");
         assert_eq!((missing.binary_sha256, missing.version), (None, None));
     }

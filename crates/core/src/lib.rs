@@ -6,6 +6,7 @@
 //! transport is `rollgate-ssh`, the executor is the `rollgate` binary.
 
 pub mod cluster;
+pub mod config;
 pub mod decide;
 pub mod discover;
 pub mod facts;

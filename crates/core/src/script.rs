@@ -34,6 +34,11 @@ pub fn staged_path(binary: &str) -> String {
     format!("{binary}.rollgate-new")
 }
 
+/// The file whose staged copy is `staged` (the inverse of [`staged_path`]).
+pub fn unstaged_path(staged: &str) -> Option<&str> {
+    staged.strip_suffix(".rollgate-new")
+}
+
 /// Where the previous binary is kept next to `binary`.
 pub fn prev_path(binary: &str) -> String {
     format!("{binary}.rollgate-prev")

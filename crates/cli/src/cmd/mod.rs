@@ -12,6 +12,7 @@ mod discover;
 mod exec;
 pub mod plan;
 mod probe;
+pub mod reconfigure;
 pub mod report;
 mod restart;
 mod rollback;
@@ -42,7 +43,15 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Command::Check { hosts, json } => check::run(&ctx, hosts.as_deref(), args.verbose > 0, json).await,
         Command::Status { hosts, json } => status::run(&ctx, hosts.as_deref(), json).await,
         Command::Exec { hosts, json, command } => exec::run(&ctx, hosts.as_deref(), &command, json).await,
-        Command::Plan { binary, hosts, json } => plan::run(&ctx, &binary, hosts.as_deref(), json).await,
+        Command::Plan {
+            binary,
+            hosts,
+            json,
+            config: true,
+        } => plan::run_config(&ctx, &binary, hosts.as_deref(), json).await,
+        Command::Plan {
+            binary, hosts, json, ..
+        } => plan::run(&ctx, &binary, hosts.as_deref(), json).await,
         Command::Upgrade {
             binary,
             run,
@@ -63,12 +72,8 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
             };
             upgrade::upgrade(&ctx, &binary, &run, args).await
         }
-        Command::Restart {
-            run,
-            hosts,
-            force,
-            max_failures,
-        } => restart::restart(&ctx, &run, hosts.as_deref(), force, max_failures).await,
+        Command::Restart { run, rolling } => restart::restart(&ctx, &run, &rolling).await,
+        Command::Reconfigure { run, rolling } => reconfigure::reconfigure(&ctx, &run, &rolling).await,
         Command::Resume { run_id, run } => upgrade::resume(&ctx, run_id.as_deref(), &run).await,
         Command::Rollback {
             run_id,

@@ -55,17 +55,7 @@ pub async fn run(ctx: &Ctx, args: &BinaryArgs, only: Option<&str>, json_out: boo
     let only = crate::select::names(&ctx.inv, only)?;
     let artifact = crate::release::resolve(ctx, args).await?;
     let version = local_version(ctx, &artifact).await;
-    let hosts: Vec<&Host> = ctx.inv.hosts.iter().collect();
-    // The plan is made from what can be reached; what could not is said, not fatal.
-    let sessions = ctx.connect(&hosts).await;
-    let view = probe::first_view(&ctx.inv, sessions.iter().filter_map(|s| s.as_ref().ok()), &[]).await;
-    let facts: Vec<Result<HostFacts, String>> = join_all(hosts.iter().zip(&sessions).map(|(h, s)| async move {
-        match s {
-            Ok(s) => facts::gather(&ctx.inv, h, s).await.map_err(|e| format!("{e:#}")),
-            Err(e) => Err(e.to_string()),
-        }
-    }))
-    .await;
+    let (_, view, facts) = look(ctx).await;
     let unreachable: Vec<String> = facts.iter().filter_map(|f| f.as_ref().err().cloned()).collect();
     let options = run_options(ctx, None, None, only);
     let plan = build(
@@ -96,6 +86,118 @@ pub async fn run(ctx: &Ctx, args: &BinaryArgs, only: Option<&str>, json_out: boo
         println!("warning: {p} (upgrade refuses a degraded cluster unless --force)");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A session to each host (in inventory order), the cluster view and each host's facts,
+/// from what can be reached: what could not is said, not fatal (the plan is made from the
+/// others).
+async fn look(
+    ctx: &Ctx,
+) -> (
+    Vec<Result<rollgate_ssh::Session, rollgate_ssh::SshError>>,
+    anyhow::Result<(String, ClusterView)>,
+    Vec<Result<HostFacts, String>>,
+) {
+    let hosts: Vec<&Host> = ctx.inv.hosts.iter().collect();
+    let sessions = ctx.connect(&hosts).await;
+    let view = probe::first_view(&ctx.inv, sessions.iter().filter_map(|s| s.as_ref().ok()), &[]).await;
+    let facts = join_all(hosts.iter().zip(&sessions).map(|(h, s)| async move {
+        match s {
+            Ok(s) => facts::gather(&ctx.inv, h, s).await.map_err(|e| format!("{e:#}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }))
+    .await;
+    (sessions, view, facts)
+}
+
+/// Largest file `plan --config` reads from a host to show its difference.
+const DIFF_LIMIT: usize = 1 << 20;
+
+/// `plan --config`: the plan of a `reconfigure` run, then per planned host and file the
+/// difference between what the host has and what it would get (a unified diff; a file the
+/// host does not have is all additions). Touches nothing: the rendered files are not kept.
+pub async fn run_config(ctx: &Ctx, _args: &BinaryArgs, only: Option<&str>, json_out: bool) -> anyhow::Result<ExitCode> {
+    let only = crate::select::names(&ctx.inv, only)?;
+    let sd = StateDir::new(&ctx.state_dir, &ctx.inv.cluster.name);
+    let (rendered, config) = super::reconfigure::rendered(ctx, &sd, false)?;
+    let (sessions, view, facts) = look(ctx).await;
+    let options = run_options(ctx, None, None, only);
+    let plan = rollgate_core::plan::ConfigPlan {
+        inventory: &ctx.inv,
+        files: &config,
+        facts: &facts,
+        view: view.as_ref().ok().map(|(_, v)| v),
+        options: &options,
+        progress: &Progress::default(),
+    }
+    .build();
+    let mut diffs = Vec::new();
+    for p in &plan.hosts {
+        let Some(i) = ctx.inv.hosts.iter().position(|h| h.name == p.name) else {
+            continue;
+        };
+        let Ok(session) = &sessions[i] else { continue };
+        for r in rendered.iter().filter(|r| r.host == p.name) {
+            let now = read_remote(session, &r.to).await?;
+            let new = String::from_utf8_lossy(&r.content);
+            let old = now.as_deref().unwrap_or("");
+            let (a, b) = (
+                format!("{}:{} (now)", p.name, r.to),
+                format!("{}:{} (new)", p.name, r.to),
+            );
+            let diff = similar::TextDiff::from_lines(old, &new)
+                .unified_diff()
+                .context_radius(3)
+                .header(&a, &b)
+                .to_string();
+            diffs.push((p.name.clone(), r.to.clone(), now.is_some(), diff));
+        }
+    }
+    if json_out {
+        let mut out = serde_json::to_value(&plan)?;
+        out["config"] = serde_json::json!(config);
+        out["diffs"] = serde_json::json!(diffs
+            .iter()
+            .map(|(host, to, exists, diff)| serde_json::json!({"host": host, "to": to, "exists": exists, "diff": diff}))
+            .collect::<Vec<_>>());
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print(&plan, &ctx.inv, None);
+    println!("the configuration files, as each planned host has them now and as it would get them:");
+    for (host, to, exists, diff) in &diffs {
+        if diff.is_empty() {
+            println!("  {host}: {to}: unchanged");
+        } else {
+            let new = if *exists { "" } else { " (new file)" };
+            println!("  {host}: {to}{new}:\n{diff}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The text of `path` on the host (`None`: not there). A file over [`DIFF_LIMIT`] or not
+/// readable is an error naming it.
+async fn read_remote(session: &rollgate_ssh::Session, path: &str) -> anyhow::Result<Option<String>> {
+    let p = rollgate_core::quote::q(path);
+    let cmd = format!(
+        "if [ -f {p} ]; then echo present; head -c {} {p}; else echo absent; fi",
+        DIFF_LIMIT + 1
+    );
+    let out = session.exec_priv(&cmd).await?;
+    let text = out.stdout_str();
+    match text.split_once('\n') {
+        Some(("absent", _)) => Ok(None),
+        Some(("present", body)) if out.status.success() => {
+            anyhow::ensure!(
+                body.len() <= DIFF_LIMIT,
+                "{path}: larger than {DIFF_LIMIT} bytes: no difference shown"
+            );
+            Ok(Some(body.to_owned()))
+        }
+        _ => anyhow::bail!("{path}: could not be read: {}", out.stderr_str().trim()),
+    }
 }
 
 /// The plan as text: the binary, run-wide steps, then per host its place and steps.

@@ -108,7 +108,9 @@ pub async fn resume(ctx: &Ctx, run_id: Option<&str>, run: &RunArgs) -> anyhow::R
     crate::driver::can_pause(ctx, run.yes)?;
     let _lock = sd.lock(&meta.run)?;
     // Refuses a binary (or file) that changed since the run began (a restart has none).
-    if !meta.is_restart() {
+    if meta.is_config() {
+        super::reconfigure::recheck(&meta.config)?;
+    } else if !meta.is_restart() {
         crate::release::recheck(&meta.artifact())?;
     }
     let mut meta = meta;

@@ -109,6 +109,10 @@ async fn compensate(ex: &mut Executor<'_>, host: &Host) -> String {
         };
     }
     let (steps, what) = match compensation(halt, swapped) {
+        Compensation::StartOnNew if ex.meta().is_config() => (
+            back_on(host, timeouts, health, ex.fact_version(&host.name)),
+            "started on the new configuration (--on-failure halt)".to_owned(),
+        ),
         Compensation::StartOnNew => (
             restart_steps(host, timeouts, health, None),
             "started on the new binary (--on-failure halt)".to_owned(),
@@ -141,12 +145,16 @@ async fn compensate(ex: &mut Executor<'_>, host: &Host) -> String {
 /// health. Which binary it has, the host says (a swap the journal could not record may be
 /// in); when it cannot, the journal (`swapped`).
 async fn as_it_is(ex: &mut Executor<'_>, host: &Host, swapped: bool) -> Vec<Step> {
+    let health = Duration::from_millis(ex.meta().health_timeout_ms);
+    if ex.meta().is_config() {
+        // A configuration run changed no binary: checked on the version it runs.
+        return back_on(host, &ex.inv().cluster.timeouts, health, ex.fact_version(&host.name));
+    }
     let on_new = match ex.binary_sha256(host).await {
         Some(sha) => sha == ex.meta().sha256,
         None => swapped,
     };
     let previous = (!on_new).then(|| ex.progress().previous_version(&host.name).unwrap_or_default());
-    let health = Duration::from_millis(ex.meta().health_timeout_ms);
     restart_steps(host, &ex.inv().cluster.timeouts, health, previous)
 }
 
@@ -163,11 +171,13 @@ pub async fn after_rollback_step(ex: &mut Executor<'_>, host: &Host, failed: Ste
     let health = Duration::from_millis(ex.meta().health_timeout_ms);
     // The previous binary: put back by the rollback, or never swapped out. After a binary
     // step that failed, the host is asked (a reply lost after the file went in).
-    let mut back = p.done.contains(&StepId::RollbackBinary) || !p.has(StepId::Swap);
+    // A configuration run's binary never changed: the previous version is the version.
+    let mut back = p.done.contains(&StepId::RollbackBinary) || !p.has(StepId::Swap) || ex.meta().is_config();
     let prev_sha = p.stage.as_ref().and_then(|s| s.from_sha256.clone());
-    if let (StepId::RollbackBinary, Some(prev)) = (
+    if let (StepId::RollbackBinary, Some(prev), false) = (
         failed,
         prev_sha.or_else(|| p.swap.as_ref().map(|s| s.prev_sha256.clone())),
+        ex.meta().is_config(),
     ) {
         if let Some(has) = ex.binary_sha256(host).await {
             back = has == prev;
@@ -213,10 +223,10 @@ pub async fn restart_left_stopped(ex: &mut Executor<'_>, names: &[String]) -> an
         }
         let host = ex.inv().host(name).context("a host not in the inventory")?.clone();
         // On the binary it has: the staged version's health, or its own version's (a
-        // restart's: it changed no binary).
+        // restart's, a configuration run's: they change no binary).
         let has = ex.fact_version(name);
         let t = &ex.inv().cluster.timeouts;
-        let steps = if ex.meta().is_restart() {
+        let steps = if ex.meta().is_restart() || ex.meta().is_config() {
             back_on(&host, t, health, has)
         } else {
             let previous = has.filter(|v| Some(v.as_str()) != ex.version());

@@ -45,7 +45,8 @@ pub use roll::can_pause;
 /// As [`end`]; a journal that cannot be written; a host that cannot be asked its facts.
 pub async fn upgrade(mut ex: Executor<'_>, fresh: bool, yes: bool) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let restart = ex.meta().is_restart();
+    // A restart and a configuration run install no binary.
+    let restart = ex.meta().is_restart() || ex.meta().is_config();
     let detail = RunDetail {
         resumed: !fresh,
         binary: (!restart).then(|| ex.meta().binary.clone()),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rollgate_core::facts::HostFacts;
 use rollgate_core::gate::{arch_problems, preflight_problems, space_problems};
 use rollgate_core::journal::{Event, PreflightDetail, Status, StepId, VersionsDetail};
-use rollgate_core::plan::{Plan, RestartPlan};
+use rollgate_core::plan::{ConfigPlan, Plan, RestartPlan};
 use rollgate_core::{ClusterView, Host, Step};
 
 use super::End;
@@ -75,7 +75,11 @@ pub async fn before_stop(ex: &mut Executor<'_>) -> anyhow::Result<Ready> {
     }
     for h in &plan.already_on_target {
         if !ex.progress().host(h).done.contains(&StepId::Upgrade) {
-            let reason = Some("already on the target binary".into());
+            let reason = Some(if ex.meta().is_config() {
+                "already has the target configuration".into()
+            } else {
+                "already on the target binary".into()
+            });
             ex.record(Some(h), Event::Upgrade, Status::Skipped, None, reason)?;
         }
     }
@@ -139,6 +143,17 @@ fn plan(ex: &Executor<'_>, facts: &[Result<HostFacts, String>], view: Option<&Cl
         meta.expect_version.clone(),
         meta.hosts.clone(),
     );
+    if meta.is_config() {
+        return ConfigPlan {
+            inventory: ex.inv(),
+            files: &meta.config,
+            facts,
+            view,
+            options: &options,
+            progress: &ex.progress(),
+        }
+        .build();
+    }
     if meta.is_restart() {
         return RestartPlan {
             inventory: ex.inv(),
@@ -172,6 +187,9 @@ fn preflight(
     }
     let mut space = room(ex, plan, facts);
     space.extend(unknown_versions(plan));
+    if meta.is_config() {
+        space.extend(nothing_to_put_back(ex, plan, facts));
+    }
     if !space.is_empty() {
         return Err(format!("refusing to start (nothing was stopped):{}", list(&space)));
     }
@@ -196,6 +214,26 @@ fn unknown_versions(plan: &Plan) -> Vec<String> {
                 "{}: its version could not be read, and a restart checks that each host comes back on the version it ran",
                 h.name
             )
+        })
+        .collect()
+}
+
+/// A configuration run's planned hosts that have none of their files yet: the file
+/// swapped last must be one the host had (a rollback puts it back first).
+fn nothing_to_put_back(ex: &Executor<'_>, plan: &Plan, facts: &[Result<HostFacts, String>]) -> Vec<String> {
+    let inv = ex.inv();
+    plan.hosts
+        .iter()
+        .filter(|p| p.steps.first().is_some_and(|s| s.id() == StepId::Stage))
+        .filter_map(|p| {
+            let i = inv.hosts.iter().position(|h| h.name == p.name)?;
+            let f = facts[i].as_ref().ok()?;
+            f.config_sha256.values().all(Option::is_none).then(|| {
+                format!(
+                    "{}: has none of its configuration files; a configuration run replaces at least one file a host has",
+                    p.name
+                )
+            })
         })
         .collect()
 }

@@ -24,36 +24,44 @@ impl Executor<'_> {
     /// host ran before (from the facts gathered at the run's start), which is what a
     /// rollback puts back. Each of
     /// `files` is staged beside its destination first, checked the same way, and the
-    /// sha256 of the file it will replace is recorded.
-    pub(super) async fn stage(
-        &self,
-        host: &Host,
-        from: &Path,
-        to: &str,
-        sha256: &str,
-        version_command: &str,
-        files: &[StageFile],
-    ) -> anyhow::Result<Outcome> {
-        let dests: Vec<String> = files.iter().map(|f| f.to.clone()).collect();
-        let before = if files.is_empty() {
+    /// sha256 of the file it will replace is recorded. Then each of `checks` runs on the
+    /// host; one that fails refuses the stage. In a configuration run `from` is the host's
+    /// last configuration file (its previous sha256 the file it replaces), every file is
+    /// staged with [`CONFIG_MODE`], and `version_command` asks the installed binary.
+    pub(super) async fn stage(&self, host: &Host, stage: Staging<'_>) -> anyhow::Result<Outcome> {
+        let Staging {
+            from,
+            to,
+            sha256,
+            version_command,
+            files,
+            checks,
+        } = stage;
+        let config = self.meta.is_config();
+        let mut dests: Vec<String> = files.iter().map(|f| f.to.clone()).collect();
+        if config {
+            dests.push(script::unstaged_path(to).unwrap_or(to).to_owned());
+        }
+        let mut before = if dests.is_empty() {
             Vec::new()
         } else {
             self.fleet.hash_files(host, &dests).await?
         };
+        let last_before = if config { before.pop().flatten() } else { None };
         let staged_to: Vec<String> = files.iter().map(|f| script::staged_path(&f.to)).collect();
         let mut uploads = Vec::with_capacity(files.len() + 1);
         for (f, to) in files.iter().zip(&staged_to) {
             uploads.push(Upload {
                 from: &f.from,
                 to,
-                mode: local_mode(&f.from)?,
+                mode: if config { CONFIG_MODE } else { local_mode(&f.from)? },
                 sha256: &f.sha256,
             });
         }
         uploads.push(Upload {
             from,
             to,
-            mode: 0o755,
+            mode: if config { CONFIG_MODE } else { 0o755 },
             sha256,
         });
         // In a fleet of more than OWN_UPLOAD_CONNECTIONS_ABOVE hosts the uploads go over a
@@ -74,7 +82,18 @@ impl Executor<'_> {
                 out.stderr.trim()
             )
         })?;
+        for check in checks {
+            self.fleet
+                .command(&host.name, &format!("the check {check}"), check)
+                .await
+                .with_context(|| format!("{}: the staged files were refused", host.name))?;
+        }
         let prior = self.facts.get(&host.name);
+        let from_sha256 = if config {
+            last_before
+        } else {
+            prior.and_then(|f| f.binary_sha256.clone())
+        };
         let staged = files
             .iter()
             .zip(before.into_iter().chain(std::iter::repeat(None)))
@@ -89,21 +108,22 @@ impl Executor<'_> {
             bytes_per_sec: rate.round() as u64,
             version: v.to_string(),
             from_version: prior.and_then(|f| f.version.clone()),
-            from_sha256: prior.and_then(|f| f.binary_sha256.clone()),
+            from_sha256,
             files: staged,
         }))))
     }
 
-    /// Runs the swap; the detail keeps the previous binary's sha256 (the one the host had
-    /// when it was staged).
+    /// Runs the swap (`sha256`: the binary's, or a configuration run's last file's); the
+    /// detail keeps the previous sha256 (the file the host had when it was staged).
     pub(super) async fn swap(
         &self,
         host: &Host,
         binary: &str,
+        sha256: &str,
         files: &[String],
         script: &str,
     ) -> anyhow::Result<Outcome> {
-        if !self.fleet.swap(host, binary, &self.meta.sha256, files, script).await? {
+        if !self.fleet.swap(host, binary, sha256, files, script).await? {
             return Ok(Outcome::acted(false, Event::Swap(None)));
         }
         let prev = self
@@ -113,7 +133,7 @@ impl Executor<'_> {
             .and_then(|s| s.from_sha256)
             .unwrap_or_default();
         Ok(Outcome::done(Event::Swap(Some(SwapDetail {
-            sha256: self.meta.sha256.clone(),
+            sha256: sha256.to_owned(),
             prev_sha256: prev,
             prev_path: script::prev_path(binary),
         }))))
@@ -136,8 +156,18 @@ impl Executor<'_> {
         ))
     }
 
-    /// The binary and the run's `[[cluster.files]]` on `host`.
+    /// The binary and the run's `[[cluster.files]]` on `host`; a configuration run's
+    /// files for `host`.
     fn staged_paths(&self, host: &Host) -> Vec<String> {
+        if self.meta.is_config() {
+            return self
+                .meta
+                .config
+                .iter()
+                .filter(|c| c.host == host.name)
+                .map(|c| c.to.clone())
+                .collect();
+        }
         std::iter::once(host.binary.clone())
             .chain(self.meta.files.iter().map(|f| f.to.clone()))
             .collect()
@@ -170,6 +200,26 @@ impl Executor<'_> {
         }
         Ok(())
     }
+}
+
+/// The mode a configuration file is staged with (its local copy is private): a file that
+/// replaces one takes that one's owner and mode at the swap; a new one keeps this.
+const CONFIG_MODE: u32 = 0o644;
+
+/// What [`Executor::stage`] uploads and checks: a [`rollgate_core::Step::Stage`]'s fields.
+pub(super) struct Staging<'a> {
+    /// The local file staged last (the binary).
+    pub from: &'a Path,
+    /// Its staged path on the host.
+    pub to: &'a str,
+    /// Its sha256.
+    pub sha256: &'a str,
+    /// The version command run once it is staged.
+    pub version_command: &'a str,
+    /// The files staged before it.
+    pub files: &'a [StageFile],
+    /// Commands that must pass once everything is staged.
+    pub checks: &'a [String],
 }
 
 /// The mode a staged file gets: the local file's permission bits (an executable stays

@@ -596,8 +596,19 @@ impl<'a> Executor<'a> {
                 version_command,
                 from,
                 files,
+                checks,
                 ..
-            } => self.stage(host, from, to, sha256, version_command, files).await,
+            } => {
+                let staging = binary::Staging {
+                    from,
+                    to,
+                    sha256,
+                    version_command,
+                    files,
+                    checks,
+                };
+                self.stage(host, staging).await
+            }
             Step::Gate { strict, wait } => self
                 .gate(host, *strict, *wait)
                 .await
@@ -634,10 +645,13 @@ impl<'a> Executor<'a> {
                 self.backup(host, data_root, dir, script).await
             }
             Step::Swap {
-                binary, files, script, ..
+                binary,
+                files,
+                script,
+                sha256,
             } => {
                 self.refuse_running(host, "swap its binary").await?;
-                self.swap(host, binary, files, script).await
+                self.swap(host, binary, sha256, files, script).await
             }
             Step::Health { version, wait } => {
                 let v = version

@@ -432,6 +432,7 @@ impl Fleet for SimFleet {
                 binary_free_bytes: Some(1 << 40),
                 arch: Some("x86_64".into()),
                 sudo_ok: None,
+                config_sha256: Default::default(),
             })
         })
     }

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+mod config;
 mod model;
 mod raw;
 mod release;

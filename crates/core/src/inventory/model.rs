@@ -111,6 +111,34 @@ pub struct Cluster {
     /// `[[cluster.files]]`: files installed beside the binary, swapped and rolled back
     /// with it.
     pub files: Vec<ClusterFile>,
+    /// `[[cluster.config]]`: configuration files a `reconfigure` run changes, rendered
+    /// per host.
+    pub config: Vec<ConfigFile>,
+}
+
+/// One `[[cluster.config]]` entry: a configuration file on the hosts, the same local file
+/// for every host (`from`) or rendered per host from a template (`{name}`, `{address}`,
+/// `{role}`: [`crate::config::render`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// The absolute path on the hosts.
+    pub to: String,
+    /// The local file (relative paths resolved against the inventory's directory).
+    pub local: PathBuf,
+    /// `true`: `local` is a template, rendered for each host.
+    pub template: bool,
+    /// The roles whose hosts get it (empty: every host).
+    pub roles: Vec<String>,
+    /// A command run on the host with the new file staged beside its destination, before
+    /// anything stops; `{file}` is the staged file's path. Exit status 0 accepts it.
+    pub validate: Option<String>,
+}
+
+impl ConfigFile {
+    /// `true` when hosts of `role` get this file.
+    pub fn applies_to(&self, role: &str) -> bool {
+        self.roles.is_empty() || self.roles.iter().any(|r| r == role)
+    }
 }
 
 /// One `[[cluster.files]]` entry: a file installed beside the binary.

@@ -67,6 +67,8 @@ pub struct RawCluster {
     pub(super) nats: Option<Spanned<preset::NatsSpec>>,
     #[serde(default)]
     pub(super) files: Vec<RawFile>,
+    #[serde(default)]
+    pub(super) config: Vec<RawConfig>,
 }
 
 /// One `[[cluster.files]]` entry as written.
@@ -75,6 +77,18 @@ pub struct RawCluster {
 pub struct RawFile {
     pub(super) from: Spanned<String>,
     pub(super) to: Spanned<String>,
+}
+
+/// One `[[cluster.config]]` entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub(super) to: Spanned<String>,
+    pub(super) from: Option<Spanned<String>>,
+    pub(super) template: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) roles: Vec<Spanned<String>>,
+    pub(super) validate: Option<Spanned<String>>,
 }
 
 /// `[release]` as written.

@@ -307,6 +307,7 @@ impl Validator<'_> {
             stop_signal,
             preset: preset.clone(),
             files: self.files(&c.files)?,
+            config: self.config(&c.config, &c.files)?,
         };
         Ok((cluster, defaults))
     }

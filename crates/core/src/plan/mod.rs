@@ -19,12 +19,14 @@ use crate::preset::Preset;
 use crate::script;
 
 mod batch;
+mod config;
 mod progress;
 mod restart;
 mod rollback;
 mod step;
 
 pub use batch::{batches, Batch};
+pub use config::{ConfigPlan, HostFile};
 pub use progress::{HostProgress, Progress};
 pub use restart::{back_on, RestartPlan};
 pub use rollback::{bring_back_previous, roll_back_host, rollback_plan};
@@ -215,18 +217,7 @@ impl UpgradePlan<'_> {
         let mut run_steps = vec![Step::Preflight {
             max_raft_lag: cluster.max_raft_lag,
         }];
-        if cluster.snapshot && cluster.preset.snapshot_hook("FILE").is_some() {
-            let raft_roles = cluster.preset.raft_roles();
-            run_steps.push(Step::Snapshot {
-                hosts: inv
-                    .hosts
-                    .iter()
-                    .filter(|h| raft_roles.contains(&h.role.as_str()))
-                    .map(|h| h.name.clone())
-                    .collect(),
-                dir: self.options.snapshots.clone(),
-            });
-        }
+        run_steps.extend(snapshot_step(inv, self.options));
         run_steps.push(Step::VersionPolicy {
             expect_version: self.options.expect_version.clone(),
         });
@@ -234,79 +225,122 @@ impl UpgradePlan<'_> {
         run_steps
     }
 
-    /// Every upgrade step of host `h` (inventory index `i`), in order.
+    /// Every upgrade step of host `h`, in order.
     fn host_steps(&self, h: &Host) -> Vec<Step> {
         let cluster = &self.inventory.cluster;
-        let preset = &cluster.preset;
-        let raft = preset.raft_roles().contains(&h.role.as_str());
-        let drain = cluster.drain && !raft;
-        let health_wait = self.options.health_timeout;
         let staged = script::staged_path(&h.binary);
-        let mut steps = vec![
-            Step::Stage {
-                from: self.artifact.path.clone(),
-                version_command: preset.version_command(&staged),
-                to: staged,
-                sha256: self.artifact.sha256.clone(),
-                bytes: self.artifact.bytes,
-                files: self
-                    .artifact
-                    .files
-                    .iter()
-                    .map(|f| StageFile {
-                        from: f.path.clone(),
-                        to: f.to.clone(),
-                        sha256: f.sha256.clone(),
-                        bytes: f.bytes,
-                    })
-                    .collect(),
-            },
-            Step::Gate {
-                strict: true,
-                wait: cluster.timeouts.gate,
-            },
-        ];
-        if cluster.leader_transfer && raft {
-            steps.push(Step::LeaderTransfer);
-        }
-        let drains = preset.drain_commands().filter(|_| drain);
-        if let Some((on, _)) = drains {
-            steps.push(Step::Drain { command: on.to_owned() });
-        }
-        steps.extend([
-            Step::Stop(stop_step(h, cluster.stop_signal.as_deref(), &cluster.timeouts)),
-            Step::Backup {
-                data_root: h.data_root.clone(),
-                dir: self.options.backups.join(&h.name),
-                script: script::backup(&h.data_root),
-            },
-            Step::Swap {
-                binary: h.binary.clone(),
-                files: self.artifact.files.iter().map(|f| f.to.clone()).collect(),
-                sha256: self.artifact.sha256.clone(),
-                script: script::swap(&h.binary, &self.artifact.sha256, &self.artifact.file_targets()),
-            },
-            Step::Start(start_step(h, &cluster.timeouts, health_wait)),
-            Step::Health {
-                version: self.options.expect_version.clone(),
-                wait: health_wait,
-            },
-            Step::Compress {
-                dir: self.options.backups.join(&h.name),
-            },
-        ]);
-        // `[roles.ROLE] backup = false`: no archive of the data root (a client's allocation
-        // directories, an agent's cache).
-        if !h.backup {
-            steps.retain(|s| !matches!(s, Step::Backup { .. } | Step::Compress { .. }));
-        }
-        if let Some((_, off)) = drains {
-            steps.push(Step::Undrain {
-                command: off.to_owned(),
-            });
-        }
-        steps
+        let stage = Step::Stage {
+            from: self.artifact.path.clone(),
+            version_command: cluster.preset.version_command(&staged),
+            to: staged,
+            sha256: self.artifact.sha256.clone(),
+            bytes: self.artifact.bytes,
+            files: self
+                .artifact
+                .files
+                .iter()
+                .map(|f| StageFile {
+                    from: f.path.clone(),
+                    to: f.to.clone(),
+                    sha256: f.sha256.clone(),
+                    bytes: f.bytes,
+                })
+                .collect(),
+            checks: Vec::new(),
+        };
+        let swap = Step::Swap {
+            binary: h.binary.clone(),
+            files: self.artifact.files.iter().map(|f| f.to.clone()).collect(),
+            sha256: self.artifact.sha256.clone(),
+            script: script::swap(&h.binary, &self.artifact.sha256, &self.artifact.file_targets()),
+        };
+        swapping_steps(
+            self.inventory,
+            h,
+            self.options,
+            [stage, swap],
+            self.options.expect_version.clone(),
+        )
     }
+}
+
+/// The steps of host `h` in a run that swaps files (an upgrade, a configuration change),
+/// around its `stage` and `swap`: stage, gate, [leader transfer], [drain], stop, backup,
+/// swap, start, health on `version` (`None`: the staged version), compress, [undrain].
+/// Without `[roles.ROLE] backup`, no backup and no compress.
+fn swapping_steps(
+    inv: &Inventory,
+    h: &Host,
+    options: &RunOptions,
+    [stage, swap]: [Step; 2],
+    version: Option<String>,
+) -> Vec<Step> {
+    let cluster = &inv.cluster;
+    let preset = &cluster.preset;
+    let raft = preset.raft_roles().contains(&h.role.as_str());
+    let drain = cluster.drain && !raft;
+    let health_wait = options.health_timeout;
+    let mut steps = vec![
+        stage,
+        Step::Gate {
+            strict: true,
+            wait: cluster.timeouts.gate,
+        },
+    ];
+    if cluster.leader_transfer && raft {
+        steps.push(Step::LeaderTransfer);
+    }
+    let drains = preset.drain_commands().filter(|_| drain);
+    if let Some((on, _)) = drains {
+        steps.push(Step::Drain { command: on.to_owned() });
+    }
+    steps.extend([
+        Step::Stop(stop_step(h, cluster.stop_signal.as_deref(), &cluster.timeouts)),
+        Step::Backup {
+            data_root: h.data_root.clone(),
+            dir: options.backups.join(&h.name),
+            script: script::backup(&h.data_root),
+        },
+        swap,
+        Step::Start(start_step(h, &cluster.timeouts, health_wait)),
+        Step::Health {
+            version,
+            wait: health_wait,
+        },
+        Step::Compress {
+            dir: options.backups.join(&h.name),
+        },
+    ]);
+    // `[roles.ROLE] backup = false`: no archive of the data root (a client's allocation
+    // directories, an agent's cache).
+    if !h.backup {
+        steps.retain(|s| !matches!(s, Step::Backup { .. } | Step::Compress { .. }));
+    }
+    if let Some((_, off)) = drains {
+        steps.push(Step::Undrain {
+            command: off.to_owned(),
+        });
+    }
+    steps
+}
+
+/// The run-wide snapshot, when the inventory asks for one and the preset has a backup
+/// hook: tried on each Raft host in turn.
+fn snapshot_step(inv: &Inventory, options: &RunOptions) -> Option<Step> {
+    let cluster = &inv.cluster;
+    if !cluster.snapshot || cluster.preset.snapshot_hook("FILE").is_none() {
+        return None;
+    }
+    let raft_roles = cluster.preset.raft_roles();
+    Some(Step::Snapshot {
+        hosts: inv
+            .hosts
+            .iter()
+            .filter(|h| raft_roles.contains(&h.role.as_str()))
+            .map(|h| h.name.clone())
+            .collect(),
+        dir: options.snapshots.clone(),
+    })
 }
 
 /// What an upgrade and a restart plan alike: the hosts to change, in order, each with its

@@ -47,10 +47,12 @@ pub fn roll_back_host(
         .iter()
         .map(|f| (f.path.clone(), f.from_sha256.clone()))
         .collect();
+    // The file the run swapped last: the binary, or a configuration run's last file.
+    let last = script::unstaged_path(&stage.path).unwrap_or(&host.binary);
     let binary = Step::RollbackBinary {
-        binary: host.binary.clone(),
+        binary: last.to_owned(),
         files: files.iter().map(|f| f.0.clone()).collect(),
-        script: script::restore_binary(&host.binary, &prev, &files),
+        script: script::restore_binary(last, &prev, &files),
         sha256: prev,
     };
     let rollback = HostRollback {

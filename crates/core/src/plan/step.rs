@@ -21,7 +21,9 @@ pub enum Step {
         max_raft_lag: u64,
     },
     /// Upload `from` to `to` on the host (next to the binary, same file system), checked
-    /// there against `sha256`, then run with `version_command`.
+    /// there against `sha256`, then run with `version_command`. In a configuration run
+    /// (`rollgate reconfigure`) `from` is the host's last configuration file, the one
+    /// swapped last, and `version_command` asks the installed binary.
     Stage {
         /// The local binary.
         from: PathBuf,
@@ -33,9 +35,14 @@ pub enum Step {
         bytes: u64,
         /// The preset's `--version` command for the staged file.
         version_command: String,
-        /// `[[cluster.files]]` staged with it, each beside its destination.
+        /// `[[cluster.files]]` (or the other configuration files) staged with it, each
+        /// beside its destination.
         #[serde(skip_serializing_if = "Vec::is_empty")]
         files: Vec<StageFile>,
+        /// Commands run on the host once everything is staged (a configuration file's
+        /// validation); one that fails refuses the stage.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        checks: Vec<String>,
     },
     /// Run-wide, after staging: every host reports the same version, `--expect-version`
     /// agrees, and the version policy allows each host's from → to.
@@ -83,7 +90,8 @@ pub enum Step {
     /// Keep `BINARY.rollgate-prev`, rename the staged binary into place, check `sha256`;
     /// the same for each of `files`, in the same script.
     Swap {
-        /// The binary on the host.
+        /// The binary on the host (in a configuration run, the configuration file swapped
+        /// last: its staged copy still there means the swap is not complete).
         binary: String,
         /// The `[[cluster.files]]` swapped with it (paths on the host).
         #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -140,7 +148,7 @@ pub enum Step {
     /// Rollback: put `BINARY.rollgate-prev` back unless the binary already has `sha256`;
     /// the same for each of `files` (one the upgrade added is removed).
     RollbackBinary {
-        /// The binary on the host.
+        /// The binary on the host (in a configuration run, its last configuration file).
         binary: String,
         /// The `[[cluster.files]]` put back with it (paths on the host).
         #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -249,11 +257,20 @@ impl Step {
             Step::Preflight { max_raft_lag } => format!(
                 "every host reachable, unit active, binary present; one leader, every member healthy, raft indexes within {max_raft_lag}"
             ),
-            Step::Stage { to, sha256, files, .. } => {
+            Step::Stage {
+                to,
+                sha256,
+                files,
+                checks,
+                ..
+            } => {
                 let mut d = format!("upload to {to}, check sha256 {} there, run --version", short(sha256));
                 for f in files {
                     let name = f.from.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
                     d.push_str(&format!("; {name} to {}.rollgate-new, sha256 {}", f.to, short(&f.sha256)));
+                }
+                for c in checks {
+                    d.push_str(&format!("; check: {c}"));
                 }
                 d
             }
@@ -285,7 +302,7 @@ impl Step {
                 dir.display()
             ),
             Step::Swap { binary, files, .. } => format!(
-                "keep {binary}.rollgate-prev; rename the staged binary into place; check its sha256{}",
+                "keep {binary}.rollgate-prev; rename the staged copy into place; check its sha256{}",
                 also(files)
             ),
             Step::Start(u) | Step::RollbackStart(u) => format!("systemctl start {}; wait until active", u.unit),
