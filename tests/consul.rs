@@ -358,3 +358,222 @@ fn consul_configuration_change_validated_on_each_host_leader_last_then_rolled_ba
     let rows = status(&inv, tmp.path());
     assert_eq!(rows.iter().filter(|r| r["state"] == "leader").count(), 1, "{rows:?}");
 }
+
+/// Each server's RaftProtocol as `consul operator raft list-peers` on the client node4
+/// shows it, in node order.
+fn raft_protocols(lab: &Lab) -> Vec<(String, String)> {
+    let peers = lab.root(&addr(4), "consul operator raft list-peers");
+    let mut rows: Vec<(String, String)> = peers
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            Some((cols.first()?.to_string(), cols.last()?.to_string()))
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The hooks of seed 002's "Upgrading to Raft Protocol 3" for Consul servers, as the lab
+/// showed they must be (consul 1.8.7):
+/// - once a server stopped, the leader (a new one, once elected, when the server led) runs
+///   `force-leave`. On the way to 3 that is all: the server comes back with a node ID and
+///   the leader replaces its entry (a protocol-3 leader cannot remove a protocol-2 entry,
+///   so waiting for it to go would never end). On the way back to 2 it runs until the
+///   server is out of the Raft configuration: a server that comes back on 2 while its
+///   protocol-3 entry is there keeps that entry, and no election succeeds once the last
+///   protocol-3 server is gone;
+/// - once the server passed its health gate, another member waits until it is a voter on
+///   the protocol the run put in place, with the entry that protocol uses (its node ID on
+///   3, its address on 2). The leader rewrites the entry some 20 s after the server is
+///   back; a run that went on before then stopped the protocol-2 leader while the others
+///   were listed by addresses they no longer answer to, and no election succeeded;
+/// - a rollback is refused before its first stop unless the leader runs protocol 2: a
+///   protocol-3 leader does not add a protocol-2 server (raft's AddPeer is unsupported
+///   from protocol 3 on; the server stays a lone candidate), as Consul's documentation
+///   says ("it will no longer allow servers running any older Raft protocol versions to
+///   be added").
+const RAFT_PROTOCOL_HOOKS: &str = r#"
+[[cluster.hook]]
+after = "stop"
+on = "leader"
+roles = ["server"]
+during = ["change"]
+run = "consul force-leave {name}"
+
+[[cluster.hook]]
+after = "stop"
+on = "leader"
+roles = ["server"]
+during = ["rollback"]
+timeout = "90s"
+run = '''until p=$(consul operator raft list-peers) && ! printf '%s\n' "$p" | grep -q '^{name} '; do consul force-leave {name}; sleep 2; done'''
+
+[[cluster.hook]]
+before = "stop"
+on = "leader"
+roles = ["server"]
+during = ["rollback"]
+run = '''consul operator raft list-peers | awk '$4 == "leader" && $6 == "2"' | grep -q . || { echo "the leader runs Raft protocol 3: Consul 1.8 adds no protocol-2 server then" >&2; exit 1; }'''
+
+[[cluster.hook]]
+after = "health"
+on = "member"
+roles = ["server"]
+during = ["change"]
+timeout = "150s"
+run = '''until consul operator raft list-peers | awk '$1 == "{name}" && $2 != $3 && $5 == "true" && $6 == "3"' | grep -q .; do sleep 1; done'''
+
+[[cluster.hook]]
+after = "health"
+on = "member"
+roles = ["server"]
+during = ["rollback"]
+timeout = "150s"
+run = '''until consul operator raft list-peers | awk '$1 == "{name}" && $2 == $3 && $5 == "true" && $6 == "2"' | grep -q .; do sleep 1; done'''
+"#;
+
+/// Issue 25, part 4: seed 002's "Upgrading to Raft Protocol 3", for real, as a rolling
+/// configuration change with hooks ([`RAFT_PROTOCOL_HOOKS`]). Servers started with
+/// raft_protocol = 2; a hook that fails before the stop refuses the run with nothing
+/// stopped. The two followers moved to 3 alone, then rolled back: 2 again on each, the
+/// same way. Then every server, followers first and the leader last: stopped, force-left
+/// by the leader, given raft_protocol = 3, started, and checked as a voter on RaftProtocol
+/// 3; a KV key written before is read after. The rollback of that run is refused before
+/// any stop by its hook: no protocol-2 server can join a protocol-3 leader.
+#[test]
+fn consul_servers_to_raft_protocol_3_by_hooks_leader_last_rollback_while_the_leader_runs_2() {
+    let Some(lab) = lab_main() else { return };
+    lab.lab(&[
+        "up",
+        "--hosts",
+        "5",
+        "--etcd",
+        "3",
+        "--consul",
+        "--consul-raft-protocol",
+        "2",
+    ]);
+    let guard = ConsulLab(lab);
+    let lab = &guard.0;
+    let tmp = tempfile::tempdir().unwrap();
+    let inv = inventory(lab, tmp.path());
+    let two: Vec<(String, String)> = (1..=3).map(|k| (format!("node{k}"), "2".to_owned())).collect();
+    assert_eq!(raft_protocols(lab), two);
+    lab.root(&addr(1), "consul kv put rollgate/protocol kept >/dev/null");
+    let server = template_of(lab, 1);
+    assert!(server.contains("raft_protocol = 2\n"), "{server}");
+    std::fs::write(
+        tmp.path().join("server.hcl.tmpl"),
+        server.replace("raft_protocol = 2\n", "raft_protocol = 3\n"),
+    )
+    .unwrap();
+    let mut text_inv = std::fs::read_to_string(&inv).unwrap();
+    text_inv.push_str(
+        "\n[[cluster.config]]\nto = \"/etc/consul.d/consul.hcl\"\ntemplate = \"server.hcl.tmpl\"\nroles = [\"server\"]\nvalidate = \"consul validate -config-format=hcl {file}\"\n",
+    );
+    text_inv.push_str(RAFT_PROTOCOL_HOOKS);
+
+    // A hook that fails before the stop: the run stops naming the host and the command;
+    // nothing stopped, nothing left staged.
+    let refusing = tmp.path().join("refusing.toml");
+    std::fs::write(
+        &refusing,
+        format!("{text_inv}\n[[cluster.hook]]\nbefore = \"stop\"\nroles = [\"server\"]\nrun = \"test -e /etc/consul.d/ready-{{name}}\"\n"),
+    )
+    .unwrap();
+    let refused = tmp.path().join("refused");
+    let out = run(rollgate(&refusing, &refused, &["reconfigure", "--yes"]));
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("test -e /etc/consul.d/ready-node"), "{err}");
+    let j = journal(&refused);
+    let failed: Vec<&Value> = records(&j, "hook-before-stop", "failed").collect();
+    assert_eq!(failed.len(), 1, "{j:?}");
+    let host = failed[0]["host"].as_str().unwrap();
+    assert!(err.contains(host), "{err}");
+    assert!(j.iter().all(|r| r["step"] != "stop"), "{j:?}");
+    for k in 1..=3 {
+        let left = lab.root(&addr(k), "ls -a /etc/consul.d");
+        assert!(!left.contains("rollgate"), "node{k}: {left}");
+    }
+    assert_eq!(raft_protocols(lab), two);
+
+    // The followers alone (`--hosts`), then their rollback: raft_protocol 2 back while
+    // the leader still runs it.
+    std::fs::write(&inv, &text_inv).unwrap();
+    let rows = status(&inv, tmp.path());
+    let servers: Vec<&Value> = rows.iter().filter(|r| r["role"] == "server").collect();
+    let name = |r: &Value| r["name"].as_str().unwrap().to_owned();
+    let leader = name(servers.iter().find(|r| r["state"] == "leader").expect("a leader"));
+    let followers: Vec<String> = servers.iter().map(|r| name(r)).filter(|n| *n != leader).collect();
+    assert_eq!(followers.len(), 2, "{rows:?}");
+    let partial = tmp.path().join("partial");
+    let out = run(rollgate(
+        &inv,
+        &partial,
+        &["reconfigure", "--yes", "--hosts", &followers.join(",")],
+    ));
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), consul_logs(lab));
+    let mixed: Vec<(String, String)> = (1..=3)
+        .map(|k| {
+            let n = format!("node{k}");
+            let p = if n == leader { "2" } else { "3" };
+            (n, p.to_owned())
+        })
+        .collect();
+    assert_eq!(raft_protocols(lab), mixed);
+    let out = run(rollgate(&inv, &partial, &["rollback", "--yes"]));
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), consul_logs(lab));
+    assert_eq!(raft_protocols(lab), two);
+    let j = journal(&partial);
+    for step in [
+        "rollback-hook-before-stop",
+        "rollback-hook-after-stop",
+        "rollback-hook-after-health",
+    ] {
+        assert_eq!(records(&j, step, "done").count(), 2, "{step}: {j:?}");
+    }
+    assert_eq!(lab.root(&addr(4), "consul kv get rollgate/protocol").trim(), "kept");
+
+    // Every server: RaftProtocol 3, the leader last, the key kept.
+    let state = tmp.path().join("state");
+    let out = run(rollgate(&inv, &state, &["reconfigure", "--yes"]));
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), consul_logs(lab));
+    let three: Vec<(String, String)> = (1..=3).map(|k| (format!("node{k}"), "3".to_owned())).collect();
+    assert_eq!(raft_protocols(lab), three);
+    let j = journal(&state);
+    let stops: Vec<&str> = records(&j, "stop", "done")
+        .map(|r| r["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(stops.len(), 3, "only the servers stop: {stops:?}");
+    assert_eq!(stops[2], leader, "the leader goes last: {stops:?}");
+    for step in ["hook-after-stop", "hook-after-health"] {
+        let hooks: Vec<&Value> = records(&j, step, "done").collect();
+        assert_eq!(hooks.len(), 3, "{step}: {j:?}");
+        for r in hooks {
+            let ran = &r["detail"]["ran"][0];
+            assert_ne!(ran["on"], r["host"], "{step} runs on another member: {r}");
+            assert!(
+                ran["command"].as_str().unwrap().contains(r["host"].as_str().unwrap()),
+                "{r}"
+            );
+        }
+    }
+    assert_eq!(lab.root(&addr(4), "consul kv get rollgate/protocol").trim(), "kept");
+
+    // Its rollback: refused by the hook before any stop (the leader runs protocol 3), every
+    // server still on 3, the key kept.
+    let out = run(rollgate(&inv, &state, &["rollback", "--yes"]));
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("the leader runs Raft protocol 3"), "{err}");
+    let j = journal(&state);
+    assert_eq!(records(&j, "rollback-hook-before-stop", "failed").count(), 1, "{j:?}");
+    assert!(j.iter().all(|r| r["step"] != "rollback-stop"), "{j:?}");
+    assert_eq!(raft_protocols(lab), three);
+    assert_eq!(lab.root(&addr(4), "consul kv get rollgate/protocol").trim(), "kept");
+    let rows = status(&inv, tmp.path());
+    assert_eq!(rows.iter().filter(|r| r["state"] == "leader").count(), 1, "{rows:?}");
+}

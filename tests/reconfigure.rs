@@ -127,3 +127,42 @@ fn etcd_configuration_change_killed_after_a_swap_resumed_then_rolled_back() {
         assert!(!running_env(&lab, k).contains("ETCD_SNAPSHOT_COUNT"), "node{k}");
     }
 }
+
+/// A `[[cluster.hook]]` that fails once the first member stopped (issue 25, "bad input"):
+/// the run stops naming the host and the command; that member is brought back on the file
+/// it had, running and healthy; no other member is stopped; nothing is left staged.
+#[test]
+fn etcd_hook_failing_after_the_stop_brings_the_member_back_on_its_old_file() {
+    let Some((lab, tmp)) = fresh_lab() else { return };
+    std::fs::write(tmp.path().join("etcd.tmpl"), template(&lab)).unwrap();
+    let tail = format!(
+        "[[cluster.config]]\nto = \"{ENV}\"\ntemplate = \"etcd.tmpl\"\nroles = [\"server\"]\n\
+         [[cluster.hook]]\nafter = \"stop\"\nroles = [\"server\"]\nrun = \"test -e /etc/rollgate-hook-{{name}}\"\n"
+    );
+    let inv = lab.inventory_with(tmp.path(), "etcd", "", &tail);
+    let state = tmp.path().join("state");
+    let before: Vec<String> = (1..=3).map(|k| env_file(&lab, k)).collect();
+    let _restore = Restore(&lab, before.clone());
+    let out = run(rollgate(&inv, &state, &["reconfigure", "--yes"]));
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    let j = journal(&state);
+    let stopped: Vec<&str> = records(&j, "stop", "done")
+        .map(|r| r["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(stopped.len(), 1, "only the first member stops: {j:?}");
+    let failed: Vec<&serde_json::Value> = records(&j, "hook-after-stop", "failed").collect();
+    assert_eq!(failed.len(), 1, "{j:?}");
+    assert_eq!(failed[0]["host"], stopped[0]);
+    assert!(
+        err.contains(&format!("test -e /etc/rollgate-hook-{}", stopped[0])) && err.contains("hook-after-stop"),
+        "{err}"
+    );
+    assert_eq!(records(&j, "rollback-health", "done").count(), 1, "brought back: {j:?}");
+    for k in 1..=3 {
+        assert_eq!(env_file(&lab, k), before[k - 1], "host {k}");
+        let left = lab.root(lab.addr(k), "ls -a /etc/default");
+        assert!(!left.contains("etcd.rollgate-new"), "host {k}: {left}");
+        assert_eq!(lab.root(lab.addr(k), "systemctl is-active etcd").trim(), "active");
+    }
+}

@@ -60,6 +60,27 @@ pub fn render(template: &str, host: &Host) -> Result<String, String> {
 
 /// [`render`], leaving the placeholders named in `keep` as they are.
 fn render_keeping(template: &str, host: &Host, keep: &[&str]) -> Result<String, String> {
+    substitute(template, |word| match word {
+        "name" => Some(host.name.clone()),
+        "address" => Some(host.address.clone()),
+        "role" => Some(host.role.clone()),
+        kept if keep.contains(&kept) => Some(format!("{{{kept}}}")),
+        _ => None,
+    })
+}
+
+/// The first placeholder of `text` that is neither `{name}`, `{address}`, `{role}` nor
+/// one of `keep`: what [`render`] would refuse, known before any host is rendered.
+pub fn unknown_placeholder(text: &str, keep: &[&str]) -> Option<String> {
+    substitute(text, |word| {
+        (matches!(word, "name" | "address" | "role") || keep.contains(&word)).then(String::new)
+    })
+    .err()
+}
+
+/// `template` with each `{word}` (ASCII letters, digits, `_`) replaced by `value(word)`;
+/// other braces kept. The first word `value` does not know is the error.
+fn substitute(template: &str, value: impl Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -71,17 +92,7 @@ fn render_keeping(template: &str, host: &Host, keep: &[&str]) -> Result<String, 
             .count();
         if word_len > 0 && after.as_bytes().get(word_len) == Some(&b'}') {
             let word = &after[..word_len];
-            match word {
-                "name" => out.push_str(&host.name),
-                "address" => out.push_str(&host.address),
-                "role" => out.push_str(&host.role),
-                kept if keep.contains(&kept) => {
-                    out.push('{');
-                    out.push_str(kept);
-                    out.push('}');
-                }
-                other => return Err(other.to_owned()),
-            }
+            out.push_str(&value(word).ok_or_else(|| word.to_owned())?);
             rest = &after[word_len + 1..];
         } else {
             out.push('{');

@@ -37,6 +37,15 @@ pub async fn after_failure(
     } else {
         untouched.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", ")
     };
+    // A failed host not swapped (its gate, a hook, its stop or its backup failed) loses
+    // its staged files as the untouched ones do, once it is back.
+    let progress = ex.progress();
+    let unswapped: Vec<Host> = failed
+        .iter()
+        .map(|(h, _)| h)
+        .filter(|h| !progress.host(&h.name).done.contains(&StepId::Swap))
+        .cloned()
+        .collect();
     let mut failures = Vec::new();
     let mut failed_at = None;
     for (host, e) in failed {
@@ -51,6 +60,10 @@ pub async fn after_failure(
                 ));
             }
         }
+    }
+    let refs: Vec<&Host> = unswapped.iter().collect();
+    if let Err(e) = ex.unstage(&refs).await {
+        crate::say!("rollgate: warning: {e:#}");
     }
     if failures.is_empty() {
         crate::say!("rollgate: untouched hosts: {names}");
@@ -119,7 +132,7 @@ async fn compensate(ex: &mut Executor<'_>, host: &Host) -> String {
         ),
         // With its gate: a running member is not stopped when the cluster cannot do
         // without it (another member failed meanwhile); it is then left running.
-        Compensation::RollBack => match roll_back_host(host, &progress, false, true, timeouts, health) {
+        Compensation::RollBack => match roll_back_host(host, &progress, false, true, timeouts, health, None) {
             Ok(steps) => {
                 let v = steps.iter().find_map(|s| match s {
                     Step::RollbackHealth { version, .. } => Some(version.clone()),

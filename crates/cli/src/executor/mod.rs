@@ -28,6 +28,7 @@ mod binary;
 mod cluster;
 mod data;
 mod fleet;
+mod hook;
 mod outcome;
 mod signals;
 mod unit;
@@ -690,6 +691,7 @@ impl<'a> Executor<'a> {
                 .move_leader_away(host)
                 .await
                 .map(|d| Outcome::done(Event::RollbackLeaderChange(Some(d)))),
+            Step::Hook { commands, .. } => self.hooks(host, step.id(), commands).await,
             Step::Preflight { .. } | Step::VersionPolicy { .. } | Step::Snapshot { .. } => {
                 Err(anyhow!("{} is a run-wide step, not one of {}", step.id(), host.name))
             }

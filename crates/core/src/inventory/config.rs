@@ -78,7 +78,7 @@ impl Validator<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::inventory::tests_support::three_etcd_with;
+    use crate::inventory::tests_support::{refused, three_etcd_with};
     use crate::Inventory;
 
     #[test]
@@ -102,13 +102,6 @@ roles = ["server"]
         assert_eq!(c[0].validate.as_deref(), Some("grep -q ETCD_NAME {file}"));
         assert!(!c[1].template && c[1].applies_to("server") && !c[1].applies_to("client"));
         assert!(c[0].applies_to("client"));
-    }
-
-    fn refused(extra: &str) -> String {
-        let text = format!("[cluster]\nname = \"c\"\npreset = \"etcd\"\n{extra}\n[[hosts]]\nname = \"a\"\n");
-        Inventory::parse(std::path::Path::new("/inv/x.toml"), &text)
-            .unwrap_err()
-            .to_string()
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 mod config;
+mod hook;
 mod model;
 mod raw;
 mod release;
@@ -412,6 +413,8 @@ data_root = "/srv/etcd"
         assert_eq!(inv.host("etcd-2").unwrap().data_root, "/srv/etcd");
         assert_eq!(inv.cluster.health_timeout, Duration::from_secs(120));
         assert!(inv.cluster.probes["status"].contains("--cacert"));
+        assert_eq!(inv.cluster.hooks.len(), 1);
+        assert!(inv.cluster.hooks[0].run.contains("{name}") && !inv.cluster.hooks[0].rollback);
     }
 
     #[test]
@@ -543,5 +546,14 @@ pub(crate) mod tests_support {
                 .collect::<String>()
         );
         Inventory::parse(std::path::Path::new("/etc/rollgate/lab.toml"), &text).expect("test inventory")
+    }
+
+    /// The error of an inventory `/inv/x.toml` of one etcd host with `extra` lines after
+    /// `[cluster]`'s name and preset (line 4 on), which must be refused.
+    pub(crate) fn refused(extra: &str) -> String {
+        let text = format!("[cluster]\nname = \"c\"\npreset = \"etcd\"\n{extra}\n[[hosts]]\nname = \"a\"\n");
+        Inventory::parse(std::path::Path::new("/inv/x.toml"), &text)
+            .unwrap_err()
+            .to_string()
     }
 }

@@ -114,6 +114,8 @@ pub struct Cluster {
     /// `[[cluster.config]]`: configuration files a `reconfigure` run changes, rendered
     /// per host.
     pub config: Vec<ConfigFile>,
+    /// `[[cluster.hook]]`: commands run before or after a host's steps.
+    pub hooks: Vec<Hook>,
 }
 
 /// One `[[cluster.config]]` entry: a configuration file on the hosts, the same local file
@@ -139,6 +141,74 @@ impl ConfigFile {
     pub fn applies_to(&self, role: &str) -> bool {
         self.roles.is_empty() || self.roles.iter().any(|r| r == role)
     }
+}
+
+/// One `[[cluster.hook]]` entry: a command run at a point of each host's steps (seed 002's
+/// `force-leave` after a server stops, Dkron's `raft remove-peer`, a check after health).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    /// Where in the host's steps it runs.
+    pub point: HookPoint,
+    /// Where it runs: the host being changed, the leader, or another member.
+    pub on: HookOn,
+    /// The command (`sh -c`, as root), `{name}`, `{address}` and `{role}` naming the host
+    /// being changed. Exit status 0 is success; anything else fails the step.
+    pub run: String,
+    /// The roles whose hosts it runs for (empty: every host).
+    pub roles: Vec<String>,
+    /// It runs in change runs (upgrade, restart, reconfigure).
+    pub change: bool,
+    /// It runs in rollbacks (at the same point of the rollback's steps).
+    pub rollback: bool,
+    /// How long the command may take (default 2 min).
+    pub timeout: Duration,
+}
+
+impl Hook {
+    /// `true` when hosts of `role` run this hook.
+    pub fn applies_to(&self, role: &str) -> bool {
+        self.roles.is_empty() || self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// The points of a host's steps a hook can run at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookPoint {
+    /// `before = "stop"`: before the gate (a fresh look at the cluster stays right before
+    /// the stop), nothing stopped yet: a failure leaves the host as it was.
+    BeforeStop,
+    /// `after = "stop"`: once the unit is inactive (seed 002's `force-leave`).
+    AfterStop,
+    /// `before = "start"`: after the swap, before the unit starts.
+    BeforeStart,
+    /// `after = "health"`: once the host passed its health gate (a check of the change).
+    AfterHealth,
+}
+
+impl HookPoint {
+    /// How the inventory writes it: `before stop`, `after health`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookPoint::BeforeStop => "before stop",
+            HookPoint::AfterStop => "after stop",
+            HookPoint::BeforeStart => "before start",
+            HookPoint::AfterHealth => "after health",
+        }
+    }
+}
+
+/// Where a hook's command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookOn {
+    /// `on = "host"` (the default): the host being changed.
+    Host,
+    /// `on = "leader"`: the Raft leader of a fresh look, never the host being changed
+    /// (the step fails while it leads).
+    Leader,
+    /// `on = "member"`: another member of a Raft role that answers, the leader first.
+    Member,
 }
 
 /// One `[[cluster.files]]` entry: a file installed beside the binary.

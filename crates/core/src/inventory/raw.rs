@@ -69,6 +69,22 @@ pub struct RawCluster {
     pub(super) files: Vec<RawFile>,
     #[serde(default)]
     pub(super) config: Vec<RawConfig>,
+    #[serde(default)]
+    pub(super) hook: Vec<RawHook>,
+}
+
+/// One `[[cluster.hook]]` entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHook {
+    pub(super) before: Option<Spanned<String>>,
+    pub(super) after: Option<Spanned<String>>,
+    pub(super) on: Option<Spanned<String>>,
+    pub(super) run: Spanned<String>,
+    #[serde(default)]
+    pub(super) roles: Vec<Spanned<String>>,
+    pub(super) during: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) timeout: Option<Spanned<String>>,
 }
 
 /// One `[[cluster.files]]` entry as written.

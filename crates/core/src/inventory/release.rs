@@ -70,8 +70,7 @@ impl Validator<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::inventory::tests_support::three_etcd_with;
-    use crate::Inventory;
+    use crate::inventory::tests_support::{refused, three_etcd_with};
 
     #[test]
     fn release_and_files() {
@@ -93,13 +92,6 @@ trusted_keys = ["keys/release.asc"]
         assert!(inv.cluster.files[0].local.ends_with("etcdctl"));
         assert!(inv.release.url.as_deref().unwrap().contains("{arch}"));
         assert!(inv.release.trusted_keys[0].is_absolute());
-    }
-
-    fn refused(extra: &str) -> String {
-        let text = format!("[cluster]\nname = \"c\"\npreset = \"etcd\"\n{extra}\n[[hosts]]\nname = \"a\"\n");
-        Inventory::parse(std::path::Path::new("/inv/x.toml"), &text)
-            .unwrap_err()
-            .to_string()
     }
 
     #[test]

@@ -117,7 +117,7 @@ impl Validator<'_> {
         Ok(s.trim_end_matches('/').to_owned())
     }
 
-    fn duration(&self, value: &Spanned<String>, key: &str) -> Result<Duration, InventoryError> {
+    pub(super) fn duration(&self, value: &Spanned<String>, key: &str) -> Result<Duration, InventoryError> {
         humantime::parse_duration(value.get_ref()).map_err(|e| {
             self.err(
                 value.span(),
@@ -308,6 +308,7 @@ impl Validator<'_> {
             preset: preset.clone(),
             files: self.files(&c.files)?,
             config: self.config(&c.config, &c.files)?,
+            hooks: self.hooks(&c.hook)?,
         };
         Ok((cluster, defaults))
     }

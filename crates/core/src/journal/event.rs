@@ -38,6 +38,8 @@ pub enum StepId {
     Unstage,
     /// The binary was uploaded next to its destination and checked there.
     Stage,
+    /// The `[[cluster.hook]]` commands run before the stop (before the gate).
+    HookBeforeStop,
     /// The cluster is healthy and keeps quorum without this host.
     Gate,
     /// The leader handed leadership to an upgraded member before it stops.
@@ -46,37 +48,51 @@ pub enum StepId {
     Drain,
     /// The unit was stopped.
     Stop,
+    /// The `[[cluster.hook]]` commands run once the unit stopped.
+    HookAfterStop,
     /// The data root was archived to the jump host.
     Backup,
     /// The staged binary was renamed into place, the previous one kept.
     Swap,
+    /// The `[[cluster.hook]]` commands run before the start.
+    HookBeforeStart,
     /// The unit was started.
     Start,
     /// The host is a caught-up member on the new version; the cluster is healthy.
     Health,
+    /// The `[[cluster.hook]]` commands run once the host passed its health gate.
+    HookAfterHealth,
     /// The data root's tar, written raw while the unit was down, compressed to `.tar.gz`.
     Compress,
     /// A drained host was made eligible for work again.
     Undrain,
+    /// Rollback: the `[[cluster.hook]]` commands run before the stop.
+    RollbackHookBeforeStop,
     /// Rollback: quorum is kept without this host.
     RollbackGate,
     /// Rollback: the unit was stopped.
     RollbackStop,
+    /// Rollback: the `[[cluster.hook]]` commands run once the unit stopped.
+    RollbackHookAfterStop,
     /// Rollback: the data root was put back from the run's backup.
     RollbackRestoreData,
     /// Rollback: the previous binary was put back.
     RollbackBinary,
     /// Rollback: leadership moved off the leader that saw the restored member's newer log.
     RollbackLeaderChange,
+    /// Rollback: the `[[cluster.hook]]` commands run before the start.
+    RollbackHookBeforeStart,
     /// Rollback: the unit was started.
     RollbackStart,
     /// Rollback: the host is healthy on its previous version.
     RollbackHealth,
+    /// Rollback: the `[[cluster.hook]]` commands run once the host passed its health gate.
+    RollbackHookAfterHealth,
 }
 
 impl StepId {
     /// Every step id, in the order a host goes through them (run-wide ones first).
-    pub const ALL: [StepId; 29] = [
+    pub const ALL: [StepId; 37] = [
         StepId::Run,
         StepId::Preflight,
         StepId::Versions,
@@ -89,23 +105,31 @@ impl StepId {
         StepId::Reconnect,
         StepId::Unstage,
         StepId::Stage,
+        StepId::HookBeforeStop,
         StepId::Gate,
         StepId::LeaderTransfer,
         StepId::Drain,
         StepId::Stop,
+        StepId::HookAfterStop,
         StepId::Backup,
         StepId::Swap,
+        StepId::HookBeforeStart,
         StepId::Start,
         StepId::Health,
+        StepId::HookAfterHealth,
         StepId::Compress,
         StepId::Undrain,
+        StepId::RollbackHookBeforeStop,
         StepId::RollbackGate,
         StepId::RollbackStop,
+        StepId::RollbackHookAfterStop,
         StepId::RollbackRestoreData,
         StepId::RollbackBinary,
         StepId::RollbackLeaderChange,
+        StepId::RollbackHookBeforeStart,
         StepId::RollbackStart,
         StepId::RollbackHealth,
+        StepId::RollbackHookAfterHealth,
     ];
 
     /// The name written in the journal (`swap`, `rollback-health`).
@@ -140,6 +164,14 @@ impl StepId {
             StepId::RollbackLeaderChange => "rollback-leader-change",
             StepId::RollbackStart => "rollback-start",
             StepId::RollbackHealth => "rollback-health",
+            StepId::HookBeforeStop => "hook-before-stop",
+            StepId::RollbackHookBeforeStop => "rollback-hook-before-stop",
+            StepId::HookAfterStop => "hook-after-stop",
+            StepId::RollbackHookAfterStop => "rollback-hook-after-stop",
+            StepId::HookBeforeStart => "hook-before-start",
+            StepId::RollbackHookBeforeStart => "rollback-hook-before-start",
+            StepId::HookAfterHealth => "hook-after-health",
+            StepId::RollbackHookAfterHealth => "rollback-hook-after-health",
         }
     }
 
@@ -155,6 +187,10 @@ impl StepId {
         matches!(
             self,
             StepId::Stop
+                | StepId::HookAfterStop
+                | StepId::HookBeforeStart
+                | StepId::RollbackHookAfterStop
+                | StepId::RollbackHookBeforeStart
                 | StepId::Backup
                 | StepId::Swap
                 | StepId::Start
@@ -238,6 +274,22 @@ pub enum Event {
     RollbackStart,
     /// See [`StepId::RollbackHealth`].
     RollbackHealth(Option<HealthDetail>),
+    /// See [`StepId::HookBeforeStop`].
+    HookBeforeStop(Option<HookDetail>),
+    /// See [`StepId::RollbackHookBeforeStop`].
+    RollbackHookBeforeStop(Option<HookDetail>),
+    /// See [`StepId::HookAfterStop`].
+    HookAfterStop(Option<HookDetail>),
+    /// See [`StepId::RollbackHookAfterStop`].
+    RollbackHookAfterStop(Option<HookDetail>),
+    /// See [`StepId::HookBeforeStart`].
+    HookBeforeStart(Option<HookDetail>),
+    /// See [`StepId::RollbackHookBeforeStart`].
+    RollbackHookBeforeStart(Option<HookDetail>),
+    /// See [`StepId::HookAfterHealth`].
+    HookAfterHealth(Option<HookDetail>),
+    /// See [`StepId::RollbackHookAfterHealth`].
+    RollbackHookAfterHealth(Option<HookDetail>),
 }
 
 impl Event {
@@ -273,7 +325,32 @@ impl Event {
             Event::RollbackLeaderChange(_) => StepId::RollbackLeaderChange,
             Event::RollbackStart => StepId::RollbackStart,
             Event::RollbackHealth(_) => StepId::RollbackHealth,
+            Event::HookBeforeStop(_) => StepId::HookBeforeStop,
+            Event::RollbackHookBeforeStop(_) => StepId::RollbackHookBeforeStop,
+            Event::HookAfterStop(_) => StepId::HookAfterStop,
+            Event::RollbackHookAfterStop(_) => StepId::RollbackHookAfterStop,
+            Event::HookBeforeStart(_) => StepId::HookBeforeStart,
+            Event::RollbackHookBeforeStart(_) => StepId::RollbackHookBeforeStart,
+            Event::HookAfterHealth(_) => StepId::HookAfterHealth,
+            Event::RollbackHookAfterHealth(_) => StepId::RollbackHookAfterHealth,
         }
+    }
+
+    /// The event of hook step `id` (`hook-*`, `rollback-hook-*`) with `detail`; `None`
+    /// for another step.
+    pub fn hook(id: StepId, detail: HookDetail) -> Option<Event> {
+        let detail = Some(detail);
+        Some(match id {
+            StepId::HookBeforeStop => Event::HookBeforeStop(detail),
+            StepId::RollbackHookBeforeStop => Event::RollbackHookBeforeStop(detail),
+            StepId::HookAfterStop => Event::HookAfterStop(detail),
+            StepId::RollbackHookAfterStop => Event::RollbackHookAfterStop(detail),
+            StepId::HookBeforeStart => Event::HookBeforeStart(detail),
+            StepId::RollbackHookBeforeStart => Event::RollbackHookBeforeStart(detail),
+            StepId::HookAfterHealth => Event::HookAfterHealth(detail),
+            StepId::RollbackHookAfterHealth => Event::RollbackHookAfterHealth(detail),
+            _ => return None,
+        })
     }
 
     /// The event of step `id` without a detail (started, failed and skipped records).
@@ -308,6 +385,14 @@ impl Event {
             StepId::RollbackLeaderChange => Event::RollbackLeaderChange(None),
             StepId::RollbackStart => Event::RollbackStart,
             StepId::RollbackHealth => Event::RollbackHealth(None),
+            StepId::HookBeforeStop => Event::HookBeforeStop(None),
+            StepId::RollbackHookBeforeStop => Event::RollbackHookBeforeStop(None),
+            StepId::HookAfterStop => Event::HookAfterStop(None),
+            StepId::RollbackHookAfterStop => Event::RollbackHookAfterStop(None),
+            StepId::HookBeforeStart => Event::HookBeforeStart(None),
+            StepId::RollbackHookBeforeStart => Event::RollbackHookBeforeStart(None),
+            StepId::HookAfterHealth => Event::HookAfterHealth(None),
+            StepId::RollbackHookAfterHealth => Event::RollbackHookAfterHealth(None),
         }
     }
 }
@@ -479,6 +564,22 @@ pub struct StopDetail {
 /// `drain`, `undrain`: the command run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandDetail {
+    /// The command.
+    pub command: String,
+}
+
+/// A hook step (`hook-*`): each `[[cluster.hook]]` command run, in order, and where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HookDetail {
+    /// The commands, as run (placeholders replaced).
+    pub ran: Vec<HookRan>,
+}
+
+/// One hook command run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HookRan {
+    /// The host it ran on (the host being changed, the leader, or another member).
+    pub on: String,
     /// The command.
     pub command: String,
 }

@@ -320,6 +320,7 @@ mod tests {
             false,
             t,
             std::time::Duration::from_secs(1),
+            None,
         )
         .unwrap();
         let binary = back.iter().find(|s| s.id() == StepId::RollbackBinary).unwrap();

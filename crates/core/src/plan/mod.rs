@@ -20,6 +20,7 @@ use crate::script;
 
 mod batch;
 mod config;
+mod hooks;
 mod progress;
 mod restart;
 mod rollback;
@@ -27,10 +28,11 @@ mod step;
 
 pub use batch::{batches, Batch};
 pub use config::{ConfigPlan, HostFile};
+pub use hooks::weave;
 pub use progress::{HostProgress, Progress};
 pub use restart::{back_on, RestartPlan};
 pub use rollback::{bring_back_previous, roll_back_host, rollback_plan};
-pub use step::{StageFile, Step, UnitStep};
+pub use step::{HookCommand, StageFile, Step, UnitStep};
 
 /// The binary a run installs, and the files installed with it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -371,6 +373,9 @@ impl Rolling<'_> {
         on_target: &dyn Fn(usize) -> bool,
     ) -> (Vec<HostPlan>, Vec<String>, Vec<String>) {
         let inv = self.inventory;
+        // Every step, the `[[cluster.hook]]` ones among them.
+        let woven = |h: &Host, i: usize| weave(steps(h, i), inv, h, false);
+        let steps: &HostSteps<'_> = &woven;
         let mut todo: Vec<&Host> = Vec::new();
         let mut already = Vec::new();
         let mut not_selected = Vec::new();

@@ -23,6 +23,7 @@ pub fn roll_back_host(
     gate: bool,
     t: &Timeouts,
     health: Duration,
+    hooks: Option<&Inventory>,
 ) -> Result<Vec<Step>, PlanError> {
     let p = progress.host(&host.name);
     let missing = |what| PlanError::Journal {
@@ -61,6 +62,7 @@ pub fn roll_back_host(
         binary: Some(binary),
         version,
         restore_data,
+        hooks,
     };
     rollback.steps(gate, t, health)
 }
@@ -81,10 +83,11 @@ pub fn bring_back_previous(
     restore_data: bool,
     t: &Timeouts,
     health: Duration,
+    hooks: Option<&Inventory>,
 ) -> Result<Vec<Step>, PlanError> {
     let p = progress.host(&host.name);
     if p.stage.is_some() {
-        return roll_back_host(host, progress, restore_data, true, t, health);
+        return roll_back_host(host, progress, restore_data, true, t, health, hooks);
     }
     let rollback = HostRollback {
         host,
@@ -92,6 +95,7 @@ pub fn bring_back_previous(
         binary: None,
         version: version.to_owned(),
         restore_data,
+        hooks,
     };
     rollback.steps(true, t, health)
 }
@@ -105,6 +109,9 @@ struct HostRollback<'a> {
     /// The version the host runs after.
     version: String,
     restore_data: bool,
+    /// The inventory whose `[[cluster.hook]]` entries run in this rollback (`None`: a
+    /// failed run's compensation, which runs none).
+    hooks: Option<&'a Inventory>,
 }
 
 impl HostRollback<'_> {
@@ -142,6 +149,9 @@ impl HostRollback<'_> {
             version: self.version,
             wait: health,
         });
+        if let Some(inv) = self.hooks {
+            steps = super::weave(steps, inv, host, true);
+        }
         // What needs the unit stopped (its data, its binary) is done only after its gate
         // and stop again, and then it is started again: the host may have been started
         // since its journaled stop (a rollback that failed at its health gate; a start
@@ -197,8 +207,10 @@ pub fn rollback_plan(
         // Its data root is as the run found it: nothing to restore; unless it was rolled
         // back to its previous binary earlier, without its data root.
         let steps = match progress.unrestored.iter().find(|(n, _)| *n == h.name) {
-            Some((_, v)) => bring_back_previous(h, progress, v, restore_data, &inv.cluster.timeouts, health)?,
-            None => roll_back_host(h, progress, false, true, &inv.cluster.timeouts, health)?,
+            Some((_, v)) => {
+                bring_back_previous(h, progress, v, restore_data, &inv.cluster.timeouts, health, Some(inv))?
+            }
+            None => roll_back_host(h, progress, false, true, &inv.cluster.timeouts, health, Some(inv))?,
         };
         hosts.push(planned(
             h,
@@ -213,7 +225,15 @@ pub fn rollback_plan(
             continue;
         }
         let h = inv.host(name).ok_or_else(|| PlanError::UnknownHost(name.clone()))?;
-        let steps = roll_back_host(h, progress, restore_data, true, &inv.cluster.timeouts, health)?;
+        let steps = roll_back_host(
+            h,
+            progress,
+            restore_data,
+            true,
+            &inv.cluster.timeouts,
+            health,
+            Some(inv),
+        )?;
         hosts.push(planned(h, progress, "swapped by this run: latest swap first", steps));
     }
     // Rolled back without their data root earlier: with `--restore-data`, it goes back too.
@@ -226,7 +246,7 @@ pub fn rollback_plan(
             continue;
         }
         let h = inv.host(name).ok_or_else(|| PlanError::UnknownHost(name.clone()))?;
-        let steps = bring_back_previous(h, progress, version, true, &inv.cluster.timeouts, health)?;
+        let steps = bring_back_previous(h, progress, version, true, &inv.cluster.timeouts, health, Some(inv))?;
         let why = "rolled back by this run without its data root: the data root goes back";
         hosts.push(planned(h, progress, why, steps));
     }

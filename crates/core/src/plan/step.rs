@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::inventory::Timeouts;
+use crate::inventory::{HookOn, HookPoint, Timeouts};
 use crate::journal::StepId;
 
 /// One step of a run, run-wide or of one host.
@@ -164,6 +164,17 @@ pub enum Step {
     RollbackLeaderChange,
     /// Rollback: start the unit.
     RollbackStart(UnitStep),
+    /// `[[cluster.hook]]` commands at `point` of the host's steps (of a rollback's with
+    /// `rollback`), one after the other; the first that fails (exit status not 0, or past
+    /// its timeout) fails the step.
+    Hook {
+        /// Where in the host's steps.
+        point: HookPoint,
+        /// A rollback's step.
+        rollback: bool,
+        /// The commands, in inventory order.
+        commands: Vec<HookCommand>,
+    },
     /// Rollback: healthy again on `version`.
     RollbackHealth {
         /// The version it ran before the upgrade.
@@ -172,6 +183,18 @@ pub enum Step {
         #[serde(with = "humantime_serde")]
         wait: Duration,
     },
+}
+
+/// One `[[cluster.hook]]` command of a [`Step::Hook`], rendered for the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HookCommand {
+    /// Where it runs.
+    pub on: HookOn,
+    /// The command, `{name}`, `{address}` and `{role}` replaced by the host's.
+    pub run: String,
+    /// How long it may take.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
 }
 
 /// A file staged beside the binary: `from` (local) uploaded to `to` + `.rollgate-new`.
@@ -228,6 +251,16 @@ impl Step {
             Step::RollbackLeaderChange => StepId::RollbackLeaderChange,
             Step::RollbackStart(_) => StepId::RollbackStart,
             Step::RollbackHealth { .. } => StepId::RollbackHealth,
+            Step::Hook { point, rollback, .. } => match (point, rollback) {
+                (HookPoint::BeforeStop, false) => StepId::HookBeforeStop,
+                (HookPoint::AfterStop, false) => StepId::HookAfterStop,
+                (HookPoint::BeforeStart, false) => StepId::HookBeforeStart,
+                (HookPoint::AfterHealth, false) => StepId::HookAfterHealth,
+                (HookPoint::BeforeStop, true) => StepId::RollbackHookBeforeStop,
+                (HookPoint::AfterStop, true) => StepId::RollbackHookAfterStop,
+                (HookPoint::BeforeStart, true) => StepId::RollbackHookBeforeStart,
+                (HookPoint::AfterHealth, true) => StepId::RollbackHookAfterHealth,
+            },
         }
     }
 
@@ -248,6 +281,8 @@ impl Step {
             Step::Backup { .. } | Step::Compress { .. } => t.backup,
             Step::RollbackRestoreData { .. } => t.restore,
             Step::Swap { .. } | Step::RollbackBinary { .. } => t.swap,
+            // Each command's timeout, and a margin for finding the leader or a member.
+            Step::Hook { commands, .. } => commands.iter().map(|c| c.timeout + MARGIN).sum(),
         }
     }
 
@@ -321,6 +356,20 @@ impl Step {
             }
             Step::RollbackLeaderChange => "move leadership to another caught-up member before this one starts".into(),
             Step::RollbackHealth { version, .. } => format!("member again on {version}, caught up, every member healthy"),
+            Step::Hook { point, commands, .. } => {
+                let each: Vec<String> = commands
+                    .iter()
+                    .map(|c| {
+                        let on = match c.on {
+                            HookOn::Host => "on the host",
+                            HookOn::Leader => "on the leader",
+                            HookOn::Member => "on another member",
+                        };
+                        format!("{on}: {}", c.run)
+                    })
+                    .collect();
+                format!("hook {}: {}", point.as_str(), each.join("; then "))
+            }
         }
     }
 }

@@ -671,6 +671,7 @@ fn the_first_backup_of_a_host_outlives_its_rollback_and_a_second_backup() {
         true,
         t,
         t.gate,
+        None,
     )
     .unwrap();
     let restore = steps.iter().find_map(|s| match s {
