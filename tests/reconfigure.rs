@@ -130,14 +130,23 @@ fn etcd_configuration_change_killed_after_a_swap_resumed_then_rolled_back() {
 
 /// A `[[cluster.hook]]` that fails once the first member stopped (issue 25, "bad input"):
 /// the run stops naming the host and the command; that member is brought back on the file
-/// it had, running and healthy; no other member is stopped; nothing is left staged.
+/// it had, running and healthy; no other member is stopped; nothing is left staged. Once
+/// the hook's condition holds, `resume` finishes. The same hook in a restart: the member
+/// brought back is stopped again (on a fresh gate) before the hook runs on `resume`.
 #[test]
-fn etcd_hook_failing_after_the_stop_brings_the_member_back_on_its_old_file() {
+fn etcd_hook_failing_after_the_stop_brings_the_member_back_then_resume_finishes() {
     let Some((lab, tmp)) = fresh_lab() else { return };
+    let markers = |on: bool| {
+        for (k, (name, _)) in lab.hosts.iter().enumerate() {
+            let cmd = if on { "touch" } else { "rm -f" };
+            lab.root(lab.addr(k + 1), &format!("{cmd} /run/rollgate-hook-{name}"));
+        }
+    };
+    markers(false);
     std::fs::write(tmp.path().join("etcd.tmpl"), template(&lab)).unwrap();
     let tail = format!(
         "[[cluster.config]]\nto = \"{ENV}\"\ntemplate = \"etcd.tmpl\"\nroles = [\"server\"]\n\
-         [[cluster.hook]]\nafter = \"stop\"\nroles = [\"server\"]\nrun = \"test -e /etc/rollgate-hook-{{name}}\"\n"
+         [[cluster.hook]]\nafter = \"stop\"\nroles = [\"server\"]\nrun = \"test -e /run/rollgate-hook-{{name}}\"\n"
     );
     let inv = lab.inventory_with(tmp.path(), "etcd", "", &tail);
     let state = tmp.path().join("state");
@@ -155,7 +164,7 @@ fn etcd_hook_failing_after_the_stop_brings_the_member_back_on_its_old_file() {
     assert_eq!(failed.len(), 1, "{j:?}");
     assert_eq!(failed[0]["host"], stopped[0]);
     assert!(
-        err.contains(&format!("test -e /etc/rollgate-hook-{}", stopped[0])) && err.contains("hook-after-stop"),
+        err.contains(&format!("test -e /run/rollgate-hook-{}", stopped[0])) && err.contains("hook-after-stop"),
         "{err}"
     );
     assert_eq!(records(&j, "rollback-health", "done").count(), 1, "brought back: {j:?}");
@@ -165,4 +174,40 @@ fn etcd_hook_failing_after_the_stop_brings_the_member_back_on_its_old_file() {
         assert!(!left.contains("etcd.rollgate-new"), "host {k}: {left}");
         assert_eq!(lab.root(lab.addr(k), "systemctl is-active etcd").trim(), "active");
     }
+
+    // The hook's condition holds: `resume` finishes, every member on the new file.
+    markers(true);
+    let out = run(rollgate(&inv, &state, &["resume", "--yes"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for k in 1..=3 {
+        assert!(env_file(&lab, k).contains("ETCD_SNAPSHOT_COUNT=5000\n"), "host {k}");
+    }
+
+    // A restart: its compensation starts the member without a rollback, so the hook still
+    // to do on `resume` needs the stop again first.
+    markers(false);
+    let hook =
+        "[[cluster.hook]]\nafter = \"stop\"\nroles = [\"server\"]\nrun = \"test -e /run/rollgate-hook-{name}\"\n";
+    let restart_inv = lab.inventory_with(tmp.path(), "etcd-restart", "", hook);
+    let restarted = tmp.path().join("restarted");
+    let out = run(rollgate(&restart_inv, &restarted, &["restart", "--yes"]));
+    assert!(!out.status.success());
+    let j = journal(&restarted);
+    let first: Vec<String> = records(&j, "stop", "done")
+        .map(|r| r["host"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(first.len(), 1, "{j:?}");
+    markers(true);
+    let out = run(rollgate(&restart_inv, &restarted, &["resume", "--yes"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let j = journal(&restarted);
+    let stops = records(&j, "stop", "done")
+        .filter(|r| r["host"] == first[0].as_str())
+        .count();
+    assert_eq!(stops, 2, "{} stopped again before its hook: {j:?}", first[0]);
+    assert_eq!(records(&j, "hook-after-stop", "done").count(), 3, "{j:?}");
+    for k in 1..=3 {
+        assert_eq!(lab.root(lab.addr(k), "systemctl is-active etcd").trim(), "active");
+    }
+    markers(false);
 }

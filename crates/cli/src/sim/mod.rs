@@ -30,7 +30,7 @@ pub const DEFAULT_SEEDS: u64 = if cfg!(debug_assertions) { 2_000 } else { 20_000
 mod tests {
     use super::*;
 
-    fn clean(plan: &[Kind], roll_back: bool) -> Outcome {
+    fn clean(plan: &[Kind], roll_back: bool, hooks: bool) -> Outcome {
         crate::live::silence(true);
         let plan: Vec<_> = plan.iter().map(|k| (*k, None)).collect();
         tokio::runtime::Builder::new_current_thread()
@@ -38,7 +38,7 @@ mod tests {
             .start_paused(true)
             .build()
             .expect("a runtime")
-            .block_on(play(3, &plan, roll_back, false))
+            .block_on(play(3, &plan, roll_back, hooks, false))
     }
 
     /// Without faults the driver, the executor and the model agree: an upgrade converges
@@ -48,18 +48,34 @@ mod tests {
     /// I3 no stop without quorum, I4 journal and hosts agree, I5 convergence.)
     #[test]
     fn clean_runs_converge_and_keep_the_invariants() {
-        let out = clean(&[Kind::Upgrade], false);
+        let out = clean(&[Kind::Upgrade], false, false);
         assert!(out.violations.is_empty(), "{:#?}", out.violations);
         assert_eq!(out.invocations, 1);
-        let out = clean(&[Kind::Upgrade, Kind::Rollback { restore: true }], false);
+        let out = clean(&[Kind::Upgrade, Kind::Rollback { restore: true }], false, false);
         assert!(out.violations.is_empty(), "{:#?}", out.violations);
         assert_eq!(out.invocations, 2);
-        let out = clean(&[Kind::Upgrade, Kind::Resume], true);
+        let out = clean(&[Kind::Upgrade, Kind::Resume], true, false);
         assert!(out.violations.is_empty(), "{:#?}", out.violations);
         // A restart after the upgrade, then a rollback of it: skipped (the CLI refuses it).
-        let out = clean(&[Kind::Upgrade, Kind::Restart, Kind::Rollback { restore: false }], true);
+        let out = clean(
+            &[Kind::Upgrade, Kind::Restart, Kind::Rollback { restore: false }],
+            true,
+            false,
+        );
         assert!(out.violations.is_empty(), "{:#?}", out.violations);
         assert_eq!(out.invocations, 2);
+    }
+
+    /// With a hook at each point, an upgrade of three members runs four hook steps on each
+    /// (12), and its rollback four more on each (24 in the journal at the end).
+    #[test]
+    fn clean_runs_with_hooks_run_them_at_each_point() {
+        let out = clean(&[Kind::Upgrade], false, true);
+        assert!(out.violations.is_empty(), "{:#?}", out.violations);
+        assert_eq!(out.hooks, 12);
+        let out = clean(&[Kind::Upgrade, Kind::Rollback { restore: true }], false, true);
+        assert!(out.violations.is_empty(), "{:#?}", out.violations);
+        assert_eq!(out.hooks, 24);
     }
 
     /// The seeds that found defects, kept as regression cases (2026-12-02): 41 a rollback
@@ -92,12 +108,16 @@ mod tests {
     /// again; it is now the error a closed session gives); 2997, 8095 and 16071 (the
     /// first seeds with an operation outliving its cancel) a host a killed rollback left
     /// stopped after its previous binary was back and unstaged could not be brought back
-    /// ("no stage record"): it now starts on the binary it has.
+    /// ("no stage record"): it now starts on the binary it has; 3668 and 17406 (2026-12-04,
+    /// the first seeds with hooks) a host brought back after its after-stop hook failed
+    /// was planned with that hook alone on its running unit, for ever "n1 leads": a hook
+    /// that needs the unit stopped now brings its gate, stop, start and health back with it
+    /// (a restart's and an upgrade's plan, and a rollback's).
     #[test]
     fn regression_seeds_keep_the_invariants() {
         let seeds = [
             41, 44, 61, 63, 77, 79, 126, 135, 250, 302, 312, 314, 530, 759, 812, 862, 1968, 2479, 2692, 2997, 3918,
-            7152, 8095, 8535, 12236, 16071, 16364, 25100, 35139, 38835, 39865, 53336, 63918, 68313, 92324,
+            7152, 8095, 8535, 12236, 16071, 16364, 25100, 35139, 38835, 39865, 53336, 63918, 68313, 92324, 3668, 17406,
         ];
         for seed in seeds {
             let out = run_seed(seed, false);

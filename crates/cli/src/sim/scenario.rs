@@ -25,6 +25,8 @@ pub struct Outcome {
     pub invocations: usize,
     /// Faults injected.
     pub faults: usize,
+    /// Hook steps (`hook-*`, `rollback-hook-*`) the run's journal has done at the end.
+    pub hooks: usize,
 }
 
 /// SplitMix64: a small deterministic generator, so a seed replays exactly.
@@ -169,18 +171,24 @@ async fn scenario(seed: u64, verbose: bool) -> Outcome {
             plan.push((kind, fault));
         }
     }
-    play(hosts, &plan, rng.below(3) == 0, verbose).await
+    // Three seeds in eight: the inventory has a hook at each point, on the host, the
+    // leader and another member, in change runs and rollbacks (its commands are the
+    // model's `command` operation, where faults fire too). Drawn apart from the stream, so
+    // the other seeds keep their scenarios.
+    let hooks = seed.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 61 < 3;
+    play(hosts, &plan, rng.below(3) == 0, hooks, verbose).await
 }
 
 /// One invocation of a scenario: what it is, and the fault planned for it (the operation
 /// it fires at, the fault, the member a crash takes down).
 pub type Invocation = (Kind, Option<(u64, Fault, String)>);
 
-/// Plays `plan` on a fresh fleet of `hosts` members, then converges (by a rollback with
-/// its data when `roll_back`, else by resumes), checking the invariants throughout.
-pub async fn play(hosts: u64, plan: &[Invocation], roll_back: bool, verbose: bool) -> Outcome {
+/// Plays `plan` on a fresh fleet of `hosts` members (with [`HOOKS`] in its inventory when
+/// `hooks`), then converges (by a rollback with its data when `roll_back`, else by
+/// resumes), checking the invariants throughout.
+pub async fn play(hosts: u64, plan: &[Invocation], roll_back: bool, hooks: bool, verbose: bool) -> Outcome {
     quiet_kills();
-    let mut w = world(hosts, verbose);
+    let mut w = world(hosts, hooks, verbose);
     let mut out = Outcome::default();
     for (kind, fault) in plan {
         out.faults += usize::from(fault.is_some());
@@ -192,6 +200,12 @@ pub async fn play(hosts: u64, plan: &[Invocation], roll_back: bool, verbose: boo
         invoke(&mut w, *kind, fault.clone(), &mut out).await;
     }
     converge(&mut w, roll_back, &mut out).await;
+    out.hooks = w.run_now().map_or(0, |(_, _, records)| {
+        records
+            .iter()
+            .filter(|r| r.status == Status::Done && r.step().as_str().contains("hook-"))
+            .count()
+    });
     if !out.violations.is_empty() {
         out.violations.insert(0, format!("trace:\n  {}", w.trace.join("\n  ")));
     }
@@ -212,7 +226,30 @@ fn quiet_kills() {
     });
 }
 
-fn world(n: u64, verbose: bool) -> World {
+/// A `[[cluster.hook]]` at each point: before the stop on the host, after the stop on the
+/// leader (a new one, while the stopped host led), before the start on another member,
+/// after the health gate on the host.
+const HOOKS: &str = "
+[[cluster.hook]]
+before = \"stop\"
+run = \"true before-stop {name}\"
+
+[[cluster.hook]]
+after = \"stop\"
+on = \"leader\"
+run = \"true after-stop {name}\"
+
+[[cluster.hook]]
+before = \"start\"
+on = \"member\"
+run = \"true before-start {address}\"
+
+[[cluster.hook]]
+after = \"health\"
+run = \"true after-health {role}\"
+";
+
+fn world(n: u64, hooks: bool, verbose: bool) -> World {
     let base = Path::new("/dev/shm");
     let dir = if base.is_dir() {
         tempfile::tempdir_in(base)
@@ -223,6 +260,9 @@ fn world(n: u64, verbose: bool) -> World {
     let mut text = String::from(
         "[ssh]\nuser = \"root\"\n\n[cluster]\nname = \"sim\"\npreset = \"etcd\"\nunit = \"etcd\"\nbinary = \"/usr/bin/etcd\"\ndata_root = \"/var/lib/etcd\"\nsnapshot = false\nhealth_timeout = \"60s\"\n",
     );
+    if hooks {
+        text.push_str(HOOKS);
+    }
     for k in 1..=n {
         text.push_str(&format!("\n[[hosts]]\nname = \"n{k}\"\naddress = \"10.0.0.{k}\"\n"));
     }

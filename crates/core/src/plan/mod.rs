@@ -422,11 +422,21 @@ impl Rolling<'_> {
             // of a host whose stop is still to come run again, whatever an earlier
             // invocation saw.
             steps: {
+                let all = steps(&inv.hosts[i], i);
+                // A hook that needs the unit stopped is still to do, but the unit was
+                // started since its stop (brought back after a failure): the host is
+                // stopped again first, on a fresh look, and started and checked after.
+                let restop = prog.started_since_stop
+                    && all.iter().any(|s| {
+                        matches!(s.id(), StepId::HookAfterStop | StepId::HookBeforeStart) && !prog.has(s.id())
+                    });
                 let todo = |s: &Step| match s.id() {
+                    StepId::Gate | StepId::LeaderTransfer | StepId::Stop | StepId::Start | StepId::Health if restop => {
+                        true
+                    }
                     StepId::Gate | StepId::LeaderTransfer => !prog.has(StepId::Stop),
                     id => !prog.has(id),
                 };
-                let all = steps(&inv.hosts[i], i);
                 if self.in_sequence {
                     let first = all.iter().position(todo).unwrap_or(all.len());
                     all.into_iter().skip(first).collect()

@@ -160,9 +160,16 @@ impl HostRollback<'_> {
         // done runs again too: a start since, on the new binary, rewrote the data root (the
         // script answers `already`, having compared the data root with the archive, when
         // nothing changed).
-        let needs_stop = steps
-            .iter()
-            .any(|s| matches!(s.id(), StepId::RollbackRestoreData | StepId::RollbackBinary) && !p.has(s.id()));
+        // So does a hook that needs the unit stopped, still to do on a unit started since
+        // (brought back without it after a failure).
+        let needs_stop = steps.iter().any(|s| {
+            let stopped_work = match s.id() {
+                StepId::RollbackRestoreData | StepId::RollbackBinary => true,
+                StepId::RollbackHookAfterStop | StepId::RollbackHookBeforeStart => p.started_since_stop,
+                _ => false,
+            };
+            stopped_work && !p.has(s.id())
+        });
         steps.retain(|s| match s.id() {
             StepId::RollbackGate | StepId::RollbackStop | StepId::RollbackRestoreData | StepId::RollbackStart
                 if needs_stop =>
