@@ -112,12 +112,16 @@ mod tests {
     /// the first seeds with hooks) a host brought back after its after-stop hook failed
     /// was planned with that hook alone on its running unit, for ever "n1 leads": a hook
     /// that needs the unit stopped now brings its gate, stop, start and health back with it
-    /// (a restart's and an upgrade's plan, and a rollback's).
+    /// (a restart's and an upgrade's plan, and a rollback's); 28297 a host whose swap the
+    /// full disk kept from the journal ran the new binary, a rollback put the previous one
+    /// back, and `rollback --restore-data` then left the new binary's data root (a binary
+    /// put back now marks the host as rolled back without its data root).
     #[test]
     fn regression_seeds_keep_the_invariants() {
         let seeds = [
             41, 44, 61, 63, 77, 79, 126, 135, 250, 302, 312, 314, 530, 759, 812, 862, 1968, 2479, 2692, 2997, 3918,
             7152, 8095, 8535, 12236, 16071, 16364, 25100, 35139, 38835, 39865, 53336, 63918, 68313, 92324, 3668, 17406,
+            28297,
         ];
         for seed in seeds {
             let out = run_seed(seed, false);

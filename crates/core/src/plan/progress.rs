@@ -41,6 +41,10 @@ pub struct HostProgress {
     /// (one the journal could not record comes before a stop again: the rollback stops
     /// the host again before it goes on).
     pub restored_since_stop: bool,
+    /// A rollback put the previous binary back (`rollback-binary` done, not `already`):
+    /// the host ran the new binary, swapped where the journal may not say so (a swap
+    /// whose record its full disk refused), so its data root may be the new binary's.
+    pub binary_put_back: bool,
 }
 
 impl HostProgress {
@@ -190,7 +194,8 @@ impl Progress {
             Event::RollbackHealth(d) => {
                 let before = self.unrestored.len();
                 self.unrestored.retain(|(s, _)| s != host);
-                let swapped = self.swapped.iter().any(|s| s == host) || self.unrestored.len() < before;
+                let swapped =
+                    self.swapped.iter().any(|s| s == host) || h.binary_put_back || self.unrestored.len() < before;
                 if swapped && !h.restored_since_stop {
                     let version = d
                         .as_ref()
@@ -215,7 +220,10 @@ impl Progress {
                 }
             }
             Event::Unstage => h.staged = false,
-            Event::RollbackBinary(_) => h.done.retain(|s| s.is_rollback()),
+            Event::RollbackBinary(_) => {
+                h.binary_put_back |= r.status == Status::Done;
+                h.done.retain(|s| s.is_rollback());
+            }
             Event::Swap(d) => {
                 h.staged = false;
                 if d.is_some() {
