@@ -12,6 +12,7 @@ mod operator;
 mod presets;
 mod reconfigure;
 mod release;
+mod replace;
 mod restart;
 mod rollout;
 mod ssh;

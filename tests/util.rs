@@ -212,26 +212,41 @@ impl Lab {
     }
 
     /// OpenSSH, strict host key checking against the lab's known_hosts.
-    pub fn ssh(&self, user: &str, addr: &str, cmd: &str) -> Output {
-        Command::new("ssh")
-            .args(["-i"])
-            .arg(self.key())
-            .args([
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                "LogLevel=ERROR",
-            ])
-            .arg("-o")
+    fn ssh_command(&self, user: &str, addr: &str, cmd: &str) -> Command {
+        let mut c = Command::new("ssh");
+        c.arg("-i").arg(self.key());
+        for o in [
+            "IdentitiesOnly=yes",
+            "BatchMode=yes",
+            "StrictHostKeyChecking=yes",
+            "LogLevel=ERROR",
+        ] {
+            c.args(["-o", o]);
+        }
+        c.arg("-o")
             .arg(format!("UserKnownHostsFile={}", self.known_hosts().display()))
             .arg(format!("{user}@{addr}"))
-            .arg(cmd)
-            .output()
-            .unwrap()
+            .arg(cmd);
+        c
+    }
+
+    /// [`Lab::ssh_command`], run; its output.
+    pub fn ssh(&self, user: &str, addr: &str, cmd: &str) -> Output {
+        self.ssh_command(user, addr, cmd).output().unwrap()
+    }
+
+    /// As [`Lab::ssh`], with `data` on the command's stdin.
+    pub fn ssh_stdin(&self, user: &str, addr: &str, cmd: &str, data: &[u8]) -> Output {
+        use std::io::Write as _;
+        let mut child = self
+            .ssh_command(user, addr, cmd)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(data).unwrap();
+        child.wait_with_output().unwrap()
     }
 
     /// `ssh` as root that must succeed; its stdout.

@@ -146,6 +146,17 @@ pub enum Command {
         #[command(flatten)]
         rolling: RollingArgs,
     },
+    /// Replace members by the `[[spares]]` that name them, one pair at a time, the leader's
+    /// last: each new host joins as a non-voter, is promoted once caught up, then the old
+    /// one leaves, is stopped, archived and disabled. Running it again resumes.
+    Replace {
+        /// Print the pairs, their steps and the voters after each membership change;
+        /// touch nothing.
+        #[arg(long)]
+        plan: bool,
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Continue an interrupted run (an upgrade, a restart or a configuration change) from its
     /// journal.
     Resume {

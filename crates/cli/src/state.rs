@@ -119,10 +119,20 @@ impl RunMeta {
         self.run.starts_with(Self::CONFIG_PREFIX)
     }
 
+    /// Run ids of `rollgate replace` start with this.
+    pub const REPLACE_PREFIX: &'static str = "replace-";
+
+    /// `true` for a `rollgate replace` run (members replaced by new hosts).
+    pub fn is_replace(&self) -> bool {
+        self.run.starts_with(Self::REPLACE_PREFIX)
+    }
+
     /// What the run does, for tables: the binary it installs (its source), `restart`,
-    /// `configuration` or `backup`.
+    /// `configuration`, `replace` or `backup`.
     pub fn what(&self) -> String {
-        if self.is_restart() {
+        if self.is_replace() {
+            "replace".to_owned()
+        } else if self.is_restart() {
             "restart".to_owned()
         } else if self.is_config() {
             "configuration".to_owned()

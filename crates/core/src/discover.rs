@@ -58,22 +58,12 @@ pub fn members_command(preset: &str) -> Result<&'static str, String> {
 #[derive(Deserialize)]
 struct MemberList {
     header: ListHeader,
-    members: Vec<EtcdMember>,
+    members: Vec<crate::preset::membership::ListEntry>,
 }
 
 #[derive(Deserialize)]
 struct ListHeader {
     member_id: u64,
-}
-
-#[derive(Deserialize)]
-struct EtcdMember {
-    #[serde(rename = "ID")]
-    id: u64,
-    #[serde(default)]
-    name: String,
-    #[serde(rename = "peerURLs", default)]
-    peer_urls: Vec<String>,
 }
 
 /// Parses the output of [`members_command`] for `preset`: the members, in the order the

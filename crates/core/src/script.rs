@@ -91,6 +91,55 @@ done",
     )
 }
 
+/// Where [`join`] keeps the join environment of `unit` (`etcd` or `etcd.service`).
+pub fn join_environment_path(unit: &str) -> String {
+    format!("/etc/rollgate/{}.join.env", unit.trim_end_matches(".service"))
+}
+
+/// Gives `unit` the join environment `env` (`KEY=VALUE` lines, [`crate::preset::Membership::join_environment`])
+/// through a systemd drop-in (`/etc/systemd/system/UNIT.service.d/rollgate-join.conf`,
+/// `EnvironmentFile=` [`join_environment_path`]; read after the unit's own environment
+/// files, so its values win), then `systemctl daemon-reload`. Each file is written to a
+/// fresh temporary name beside it (mode 0644) and renamed into place. Refuses (exit 3) a
+/// unit that is running: its membership is not rewritten under it. The effect check: the
+/// file holds `env` and `systemctl show` lists it among the unit's environment files;
+/// prints `joined`.
+pub fn join(unit: &str, env: &str) -> String {
+    let base = unit.trim_end_matches(".service");
+    let u = q(unit);
+    let f = q(&join_environment_path(unit));
+    let d = q(&format!("/etc/systemd/system/{base}.service.d"));
+    let e = q(env);
+    format!(
+        "s=$(systemctl is-active {u}); [ \"$s\" = active ] && {{ {running}; exit 3; }}
+mkdir -p -m 0755 /etc/rollgate {d} || exit $?
+t=$(mktemp /etc/rollgate/.join.XXXXXX) || exit $?
+{{ printf '%s' {e} >\"$t\" && chmod 0644 \"$t\" && mv -f \"$t\" {f}; }} || {{ rm -f \"$t\"; exit 1; }}
+t=$(mktemp {d}/.rollgate-join.XXXXXX) || exit $?
+{{ printf '[Service]\\nEnvironmentFile=%s\\n' {f} >\"$t\" && chmod 0644 \"$t\" && mv -f \"$t\" {d}/rollgate-join.conf; }} || {{ rm -f \"$t\"; exit 1; }}
+systemctl daemon-reload || exit $?
+printf '%s' {e} | cmp -s - {f} || {{ {differs}; exit 1; }}
+systemctl show -p EnvironmentFiles {u} | grep -qF {f} || {{ {unread}; exit 1; }}
+echo joined",
+        running = say("unit %s is running: its membership is not rewritten under it", &[&u]),
+        differs = say("%s does not hold the join environment after it was written", &[&f]),
+        unread = say("unit %s does not read %s after daemon-reload", &[&u, &f]),
+    )
+}
+
+/// `systemctl disable UNIT`, checked with `systemctl is-enabled` (`disabled`, or
+/// `masked`); prints `already` when it was not enabled.
+pub fn disable(unit: &str) -> String {
+    let u = q(unit);
+    format!(
+        "s=$(systemctl is-enabled {u} 2>/dev/null); case $s in disabled|masked) echo already; exit 0;; esac
+systemctl disable {u} || exit $?
+s=$(systemctl is-enabled {u} 2>/dev/null); case $s in disabled|masked) echo disabled; exit 0;; esac
+{msg}; exit 1",
+        msg = say("unit %s is still %s after disable", &[&u, "\"$s\""])
+    )
+}
+
 /// Keeps the current `binary` as `BINARY.rollgate-prev` (a hard link: mode and owner
 /// kept), gives the staged file the binary's owner and mode, renames it into place and
 /// checks the installed sha256 against `sha256`. Each of `files` (`(path, sha256)`, the
@@ -381,6 +430,32 @@ mod tests {
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
         )
+    }
+
+    /// The join and disable scripts parse as shell, and the environment goes in as one
+    /// quoted word: nothing in it runs (the lab's replace tests run them on real units).
+    #[test]
+    fn join_and_disable_scripts_parse_and_quote_the_environment() {
+        let env = "ETCD_NAME=node4\nETCD_INITIAL_CLUSTER=a=$(touch /tmp/rollgate-pwned)'b'\n";
+        for script in [join("etcd", env), join("etcd.service", env), disable("etcd")] {
+            let out = std::process::Command::new("sh")
+                .args(["-n", "-c", &script])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{script}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let j = join("etcd.service", env);
+        assert!(j.contains(&q(env)), "{j}");
+        assert!(
+            j.contains("/etc/systemd/system/etcd.service.d/rollgate-join.conf"),
+            "{j}"
+        );
+        assert!(j.contains("/etc/rollgate/etcd.join.env"), "{j}");
+        assert_eq!(join_environment_path("etcd.service"), "/etc/rollgate/etcd.join.env");
     }
 
     /// The hash pipeline gives coreutils' digest with OpenSSL, and without it (a PATH

@@ -13,6 +13,7 @@ mod exec;
 pub mod plan;
 mod probe;
 pub mod reconfigure;
+mod replace;
 pub mod report;
 mod restart;
 mod rollback;
@@ -37,6 +38,9 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
             return print_all(&text);
         }
         _ => {}
+    }
+    if let Command::Replace { run, plan } = &args.command {
+        return replace::replace(&args, run, *plan).await;
     }
     let ctx = Ctx::load(&args)?;
     match args.command {
@@ -84,7 +88,11 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Command::Runs { json } => runs::runs(&ctx, json),
         Command::Backups { json } => backups::run(&ctx, json),
         Command::Report { run_id, html, svg } => report::run(&ctx, run_id.as_deref(), html, svg),
-        Command::Probe { .. } | Command::Completions { .. } | Command::Man | Command::Discover { .. } => {
+        Command::Probe { .. }
+        | Command::Completions { .. }
+        | Command::Man
+        | Command::Discover { .. }
+        | Command::Replace { .. } => {
             unreachable!("handled before the inventory is loaded")
         }
         Command::Backup { hosts, yes, json } => backup::backup(&ctx, hosts.as_deref(), yes, json).await,

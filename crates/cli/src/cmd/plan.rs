@@ -91,7 +91,7 @@ pub async fn run(ctx: &Ctx, args: &BinaryArgs, only: Option<&str>, json_out: boo
 /// A session to each host (in inventory order), the cluster view and each host's facts,
 /// from what can be reached: what could not is said, not fatal (the plan is made from the
 /// others).
-async fn look(
+pub(crate) async fn look(
     ctx: &Ctx,
 ) -> (
     Vec<Result<rollgate_ssh::Session, rollgate_ssh::SshError>>,

@@ -35,9 +35,15 @@ pub async fn rollback(
         None => runs
             .into_iter()
             .rev()
-            .find(|(m, _, _)| !m.is_backup() && !m.is_restart())
+            .find(|(m, _, _)| !m.is_backup() && !m.is_restart() && !m.is_replace())
             .context("no run to roll back")?,
     };
+    if meta.is_replace() {
+        bail!(
+            "run {} replaced members: rollgate cannot roll a replacement back yet (the retired hosts' data roots are archived in its backups; see README, Replacing hosts)",
+            meta.run
+        );
+    }
     if meta.is_backup() || meta.is_restart() {
         bail!(
             "run {} is a {}: it changed no binary, so there is nothing to roll back",

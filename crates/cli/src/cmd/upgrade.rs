@@ -99,6 +99,13 @@ pub async fn resume(ctx: &Ctx, run_id: Option<&str>, run: &RunArgs) -> anyhow::R
     if matches!(state, RunState::Done | RunState::RolledBack) {
         bail!("run {} is {state}: nothing to resume", meta.run);
     }
+    if meta.is_replace() {
+        bail!(
+            "run {} replaces members: run `rollgate -i {} replace` again to resume it",
+            meta.run,
+            ctx.inv.path.display()
+        );
+    }
     if meta.is_backup() {
         bail!(
             "run {} is a backup: it is not resumed (each host it stopped was started again); run rollgate backup again",

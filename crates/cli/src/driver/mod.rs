@@ -31,10 +31,12 @@ use crate::exit::Exit;
 
 mod bring_back;
 mod hosts;
+mod replace;
 mod roll;
 mod wide;
 
 pub use hosts::{backup, rollback};
+pub use replace::replace;
 pub use roll::can_pause;
 
 /// Runs an upgrade or a restart (a run without a binary: [`crate::state::RunMeta::is_restart`]),

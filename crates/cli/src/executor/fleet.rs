@@ -90,6 +90,10 @@ pub trait Fleet: Send + Sync {
     /// error.
     fn command<'a>(&'a self, host: &'a str, what: &'a str, command: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
 
+    /// Runs `command` as root on `host` and returns what it printed, whatever its exit
+    /// status (a membership list or change, read by the preset's parsers).
+    fn output<'a>(&'a self, host: &'a str, command: &'a str) -> BoxFuture<'a, anyhow::Result<ProbeOutput>>;
+
     /// The sha256 of each of `paths` on `host` (`None`: not there).
     fn hash_files<'a>(&'a self, host: &'a Host, paths: &'a [String]) -> BoxFuture<'a, anyhow::Result<Hashes>>;
 
@@ -177,6 +181,10 @@ pub struct SshFleet<'a> {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// The run's id: its tethered commands are recorded under it on the hosts.
     run: String,
+    /// The host whose probes last gave a view: asked first next time. A member that left
+    /// or stopped (a replacement's old hosts, a host being upgraded) would otherwise cost
+    /// every view its probes' timeouts while it comes first in the inventory.
+    answered: Mutex<Option<String>>,
 }
 
 impl<'a> SshFleet<'a> {
@@ -198,6 +206,7 @@ impl<'a> SshFleet<'a> {
             ctx,
             sessions: Mutex::new(sessions),
             run: run.to_owned(),
+            answered: Mutex::new(None),
         })
     }
 
@@ -311,8 +320,18 @@ impl Fleet for SshFleet<'_> {
 
     fn view<'a>(&'a self, skip: &'a [&'a str]) -> BoxFuture<'a, anyhow::Result<(String, ClusterView)>> {
         Box::pin(async move {
-            let sessions = self.in_order();
-            probe::first_view(&self.ctx.inv, refs(&sessions), skip).await
+            let mut sessions = self.in_order();
+            let first = self.answered.lock().ok().and_then(|a| a.clone());
+            if let Some(first) = first {
+                sessions.sort_by_key(|s| s.target().name != first);
+            }
+            let got = probe::first_view(&self.ctx.inv, refs(&sessions), skip).await;
+            if let (Ok((from, _)), Ok(mut answered)) = (&got, self.answered.lock()) {
+                if from != "*" {
+                    *answered = Some(from.clone());
+                }
+            }
+            got
         })
     }
 
@@ -413,6 +432,13 @@ impl Fleet for SshFleet<'_> {
 
     fn command<'a>(&'a self, host: &'a str, what: &'a str, command: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move { self.run_priv(host, what, command).await.map(drop) })
+    }
+
+    fn output<'a>(&'a self, host: &'a str, command: &'a str) -> BoxFuture<'a, anyhow::Result<ProbeOutput>> {
+        Box::pin(async move {
+            let out = self.session(host)?.exec_priv(command).await?;
+            Ok(probe::probe_output(&out))
+        })
     }
 
     fn hash_files<'a>(&'a self, host: &'a Host, paths: &'a [String]) -> BoxFuture<'a, anyhow::Result<Hashes>> {

@@ -29,6 +29,7 @@ mod cluster;
 mod data;
 mod fleet;
 mod hook;
+mod membership;
 mod outcome;
 mod signals;
 mod unit;
@@ -692,6 +693,14 @@ impl<'a> Executor<'a> {
                 .await
                 .map(|d| Outcome::done(Event::RollbackLeaderChange(Some(d)))),
             Step::Hook { commands, .. } => self.hooks(host, step.id(), commands).await,
+            Step::MemberAdd { peer_url } => self.member_add(host, peer_url).await,
+            Step::Promote {
+                peer_url,
+                max_raft_lag,
+                wait,
+            } => self.promote(host, peer_url, *max_raft_lag, *wait).await,
+            Step::MemberRemove { peer_url, min_voters } => self.member_remove(host, peer_url, *min_voters).await,
+            Step::Disable(u) => self.disable(host, &u.script).await,
             Step::Preflight { .. } | Step::VersionPolicy { .. } | Step::Snapshot { .. } => {
                 Err(anyhow!("{} is a run-wide step, not one of {}", step.id(), host.name))
             }

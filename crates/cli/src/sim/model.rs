@@ -485,6 +485,12 @@ impl Fleet for SimFleet {
         self.op(&host.name, "unit state", move |m| Ok(m.hosts[&host.name].active))
     }
 
+    /// The simulation does not play `rollgate replace` (membership changes): its runs never
+    /// ask.
+    fn output<'a>(&'a self, host: &'a str, command: &'a str) -> BoxFuture<'a, anyhow::Result<ProbeOutput>> {
+        Box::pin(async move { anyhow::bail!("the run simulation plays no membership change ({host}: {command})") })
+    }
+
     fn command<'a>(&'a self, host: &'a str, _what: &'a str, command: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
         self.op(host, "command", move |m| {
             // etcd's `move-leader ID`, ID as the model's view names members.

@@ -73,6 +73,9 @@ pub struct Inventory {
     pub release: Release,
     /// The hosts, in file order.
     pub hosts: Vec<Host>,
+    /// `[[spares]]`: hosts that `rollgate replace` brings in, each in place of one of
+    /// `hosts`; every other command leaves them alone.
+    pub spares: Vec<Spare>,
     /// `[roles.NAME]` rollout settings, by role; a role not named rolls one host at a
     /// time ([`Rollout::default`]).
     pub rollout: std::collections::BTreeMap<String, Rollout>,

@@ -309,6 +309,16 @@ impl std::ops::Deref for PresetRef {
     }
 }
 
+/// A `[[spares]]` entry: a host outside the cluster that `rollgate replace` adds as a
+/// member in place of the `[[hosts]]` entry it names, which then leaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spare {
+    /// The new host (its role, unit, binary and data root as a `[[hosts]]` entry's).
+    pub host: Host,
+    /// The name of the `[[hosts]]` entry it replaces.
+    pub replaces: String,
+}
+
 /// One host, with every per-host setting resolved against the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {

@@ -133,6 +133,8 @@ pub struct RawHost {
     pub(super) binary: Option<Spanned<String>>,
     pub(super) unit: Option<Spanned<String>>,
     pub(super) jump: Option<Spanned<JumpList>>,
+    /// `[[spares]]` only: the name of the `[[hosts]]` entry this host takes the place of.
+    pub(super) replaces: Option<Spanned<String>>,
 }
 
 /// `[roles.NAME]` as written.
@@ -162,4 +164,6 @@ pub struct RawInventory {
     pub(super) roles: BTreeMap<String, Spanned<RawRole>>,
     #[serde(default)]
     pub(super) hosts: Vec<RawHost>,
+    #[serde(default)]
+    pub(super) spares: Vec<RawHost>,
 }

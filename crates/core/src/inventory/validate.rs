@@ -21,6 +21,8 @@ struct HostDefaults {
 
 /// A host's place in `[[hosts]]`, and its name and address, checked unique.
 struct HostAt {
+    /// `hosts` or `spares`.
+    section: &'static str,
     i: usize,
     name: String,
     address: String,
@@ -192,33 +194,57 @@ impl Validator<'_> {
             });
         }
         let roles = self.roles(&raw, &*cluster.preset)?;
-        let mut names: HashMap<String, usize> = HashMap::new();
-        let mut addresses: HashMap<(String, u16), usize> = HashMap::new();
+        let mut names: HashMap<String, (&str, usize)> = HashMap::new();
+        let mut addresses: HashMap<(String, u16), (&str, usize)> = HashMap::new();
         let mut hosts = Vec::with_capacity(raw.hosts.len());
-        for (i, h) in raw.hosts.iter().enumerate() {
-            let key = |k: &str| format!("hosts[{i}].{k}");
-            let name = self.word(&h.name, &key("name"))?;
-            if let Some(first) = names.insert(name.clone(), i) {
-                return Err(self.err(
-                    h.name.span(),
-                    key("name"),
-                    format!("duplicate host name {name:?} (also hosts[{first}])"),
-                ));
+        let mut spares = Vec::with_capacity(raw.spares.len());
+        let sections = [("hosts", &raw.hosts), ("spares", &raw.spares)];
+        for (section, entries) in sections {
+            for (i, h) in entries.iter().enumerate() {
+                let key = |k: &str| format!("{section}[{i}].{k}");
+                let name = self.word(&h.name, &key("name"))?;
+                if let Some((s, first)) = names.insert(name.clone(), (section, i)) {
+                    return Err(self.err(
+                        h.name.span(),
+                        key("name"),
+                        format!("duplicate host name {name:?} (also {s}[{first}])"),
+                    ));
+                }
+                let address = match &h.address {
+                    Some(a) => self.word(a, &key("address"))?,
+                    None => name.clone(),
+                };
+                let port = h.port.unwrap_or(ssh.port);
+                if let Some((s, first)) = addresses.insert((address.clone(), port), (section, i)) {
+                    return Err(self.err(
+                        h.address.as_ref().map_or(h.name.span(), Spanned::span),
+                        key("address"),
+                        format!("duplicate address {address}:{port} (also {s}[{first}])"),
+                    ));
+                }
+                let at = HostAt {
+                    section,
+                    i,
+                    name,
+                    address,
+                    port,
+                };
+                let host = self.host(at, h, &raw, &ssh, &cluster, &defaults, &roles)?;
+                match (section, &h.replaces) {
+                    ("hosts", None) => hosts.push(host),
+                    ("hosts", Some(r)) => {
+                        return Err(self.err(r.span(), key("replaces"), "only a [[spares]] entry replaces a host"))
+                    }
+                    (_, None) => {
+                        return Err(self.err(
+                            h.name.span(),
+                            key("replaces"),
+                            "a spare names the [[hosts]] entry it replaces (`replaces = \"NAME\"`)",
+                        ))
+                    }
+                    (_, Some(r)) => spares.push(self.spare(r, &key("replaces"), host, &hosts, &spares)?),
+                }
             }
-            let address = match &h.address {
-                Some(a) => self.word(a, &key("address"))?,
-                None => name.clone(),
-            };
-            let port = h.port.unwrap_or(ssh.port);
-            if let Some(first) = addresses.insert((address.clone(), port), i) {
-                return Err(self.err(
-                    h.address.as_ref().map_or(h.name.span(), Spanned::span),
-                    key("address"),
-                    format!("duplicate address {address}:{port} (also hosts[{first}])"),
-                ));
-            }
-            let at = HostAt { i, name, address, port };
-            hosts.push(self.host(at, h, &raw, &ssh, &cluster, &defaults, &roles)?);
         }
         Ok(Inventory {
             path: self.path.to_owned(),
@@ -226,6 +252,7 @@ impl Validator<'_> {
             cluster,
             release,
             hosts,
+            spares,
             rollout: roles
                 .iter()
                 .filter_map(|(name, r)| r.rollout.map(|o| (name.clone(), o)))
@@ -358,7 +385,7 @@ impl Validator<'_> {
         roles: &HashMap<String, Role>,
     ) -> Result<Host, InventoryError> {
         let preset = &cluster.preset;
-        let key = |k: &str| format!("hosts[{}].{k}", at.i);
+        let key = |k: &str| format!("{}[{}].{k}", at.section, at.i);
         let role = match &h.role {
             Some(r) => {
                 let r2 = self.word(r, &key("role"))?;
@@ -487,6 +514,37 @@ impl Validator<'_> {
                 )
             }),
         }
+    }
+
+    /// A `[[spares]]` entry: `host`, replacing the `[[hosts]]` entry `replaces` names (one
+    /// not replaced by another spare already, of the same role).
+    fn spare(
+        &self,
+        replaces: &Spanned<String>,
+        key: &str,
+        host: Host,
+        hosts: &[Host],
+        spares: &[Spare],
+    ) -> Result<Spare, InventoryError> {
+        let name = self.word(replaces, key)?;
+        let Some(old) = hosts.iter().find(|h| h.name == name) else {
+            return Err(self.err(replaces.span(), key, format!("no [[hosts]] entry is named {name:?}")));
+        };
+        if let Some(other) = spares.iter().find(|s| s.replaces == name) {
+            return Err(self.err(
+                replaces.span(),
+                key,
+                format!("{name:?} is already replaced by {:?}", other.host.name),
+            ));
+        }
+        if old.role != host.role {
+            return Err(self.err(
+                replaces.span(),
+                key,
+                format!("{name:?} has role {:?}, the spare {:?}", old.role, host.role),
+            ));
+        }
+        Ok(Spare { host, replaces: name })
     }
 
     /// Resolves a jump list: each name is a host of the inventory (its address, port, user

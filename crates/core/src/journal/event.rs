@@ -88,11 +88,19 @@ pub enum StepId {
     RollbackHealth,
     /// Rollback: the `[[cluster.hook]]` commands run once the host passed its health gate.
     RollbackHookAfterHealth,
+    /// Replace: the new host was added to the cluster as a non-voter.
+    MemberAdd,
+    /// Replace: the new host, caught up, was made a voter.
+    Promote,
+    /// Replace: the host was taken out of the cluster's membership.
+    MemberRemove,
+    /// Replace: the retired host's unit was disabled.
+    Disable,
 }
 
 impl StepId {
     /// Every step id, in the order a host goes through them (run-wide ones first).
-    pub const ALL: [StepId; 37] = [
+    pub const ALL: [StepId; 41] = [
         StepId::Run,
         StepId::Preflight,
         StepId::Versions,
@@ -130,6 +138,10 @@ impl StepId {
         StepId::RollbackStart,
         StepId::RollbackHealth,
         StepId::RollbackHookAfterHealth,
+        StepId::MemberAdd,
+        StepId::Promote,
+        StepId::MemberRemove,
+        StepId::Disable,
     ];
 
     /// The name written in the journal (`swap`, `rollback-health`).
@@ -172,6 +184,10 @@ impl StepId {
             StepId::RollbackHookBeforeStart => "rollback-hook-before-start",
             StepId::HookAfterHealth => "hook-after-health",
             StepId::RollbackHookAfterHealth => "rollback-hook-after-health",
+            StepId::MemberAdd => "member-add",
+            StepId::Promote => "promote",
+            StepId::MemberRemove => "member-remove",
+            StepId::Disable => "disable",
         }
     }
 
@@ -290,6 +306,14 @@ pub enum Event {
     HookAfterHealth(Option<HookDetail>),
     /// See [`StepId::RollbackHookAfterHealth`].
     RollbackHookAfterHealth(Option<HookDetail>),
+    /// See [`StepId::MemberAdd`].
+    MemberAdd(Option<MemberDetail>),
+    /// See [`StepId::Promote`].
+    Promote(Option<MemberDetail>),
+    /// See [`StepId::MemberRemove`].
+    MemberRemove(Option<MemberDetail>),
+    /// See [`StepId::Disable`].
+    Disable,
 }
 
 impl Event {
@@ -333,6 +357,10 @@ impl Event {
             Event::RollbackHookBeforeStart(_) => StepId::RollbackHookBeforeStart,
             Event::HookAfterHealth(_) => StepId::HookAfterHealth,
             Event::RollbackHookAfterHealth(_) => StepId::RollbackHookAfterHealth,
+            Event::MemberAdd(_) => StepId::MemberAdd,
+            Event::Promote(_) => StepId::Promote,
+            Event::MemberRemove(_) => StepId::MemberRemove,
+            Event::Disable => StepId::Disable,
         }
     }
 
@@ -393,6 +421,10 @@ impl Event {
             StepId::RollbackHookBeforeStart => Event::RollbackHookBeforeStart(None),
             StepId::HookAfterHealth => Event::HookAfterHealth(None),
             StepId::RollbackHookAfterHealth => Event::RollbackHookAfterHealth(None),
+            StepId::MemberAdd => Event::MemberAdd(None),
+            StepId::Promote => Event::Promote(None),
+            StepId::MemberRemove => Event::MemberRemove(None),
+            StepId::Disable => Event::Disable,
         }
     }
 }
@@ -573,6 +605,19 @@ pub struct CommandDetail {
 pub struct HookDetail {
     /// The commands, as run (placeholders replaced).
     pub ran: Vec<HookRan>,
+}
+
+/// A membership step of `rollgate replace` (`member-add`, `promote`, `member-remove`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberDetail {
+    /// The member's id as the preset's commands take it (etcd: hex).
+    pub id: String,
+    /// The URL its peers reach it on.
+    pub peer_url: String,
+    /// The host the membership command ran on.
+    pub via: String,
+    /// The voters once it was done.
+    pub voters: usize,
 }
 
 /// One hook command run.

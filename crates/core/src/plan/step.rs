@@ -175,6 +175,36 @@ pub enum Step {
         /// The commands, in inventory order.
         commands: Vec<HookCommand>,
     },
+    /// `rollgate replace`, on a new host: add it to the cluster as a non-voter at
+    /// `peer_url` (on a voter), then give its unit the membership to join with
+    /// ([`crate::script::join`]).
+    MemberAdd {
+        /// The URL its peers reach it on.
+        peer_url: String,
+    },
+    /// `rollgate replace`, on a new host: once its raft index is within `max_raft_lag` of
+    /// the leader's, make it a voter (retried while the cluster says it is behind), for up
+    /// to `wait`.
+    Promote {
+        /// The URL its peers reach it on.
+        peer_url: String,
+        /// Largest raft index distance that counts as caught up.
+        max_raft_lag: u64,
+        /// How long to wait for it to catch up.
+        #[serde(with = "humantime_serde")]
+        wait: Duration,
+    },
+    /// `rollgate replace`: take the host (the member at `peer_url`) out of the cluster's
+    /// membership, from another member.
+    MemberRemove {
+        /// The URL its peers reach it on.
+        peer_url: String,
+        /// The voters the cluster had at the run's start: a removal that would leave fewer
+        /// is refused.
+        min_voters: usize,
+    },
+    /// `rollgate replace`, on a retired host: `systemctl disable UNIT`, checked.
+    Disable(UnitStep),
     /// Rollback: healthy again on `version`.
     RollbackHealth {
         /// The version it ran before the upgrade.
@@ -251,6 +281,10 @@ impl Step {
             Step::RollbackLeaderChange => StepId::RollbackLeaderChange,
             Step::RollbackStart(_) => StepId::RollbackStart,
             Step::RollbackHealth { .. } => StepId::RollbackHealth,
+            Step::MemberAdd { .. } => StepId::MemberAdd,
+            Step::Promote { .. } => StepId::Promote,
+            Step::MemberRemove { .. } => StepId::MemberRemove,
+            Step::Disable(_) => StepId::Disable,
             Step::Hook { point, rollback, .. } => match (point, rollback) {
                 (HookPoint::BeforeStop, false) => StepId::HookBeforeStop,
                 (HookPoint::AfterStop, false) => StepId::HookAfterStop,
@@ -281,6 +315,10 @@ impl Step {
             Step::Backup { .. } | Step::Compress { .. } => t.backup,
             Step::RollbackRestoreData { .. } => t.restore,
             Step::Swap { .. } | Step::RollbackBinary { .. } => t.swap,
+            // Two membership commands, the list and the join script: a command's bound each.
+            Step::MemberAdd { .. } | Step::MemberRemove { .. } => t.command * 4,
+            Step::Promote { wait, .. } => *wait + MARGIN,
+            Step::Disable(u) => u.wait + MARGIN,
             // Each command's timeout, and a margin for finding the leader or a member.
             Step::Hook { commands, .. } => commands.iter().map(|c| c.timeout + MARGIN).sum(),
         }
@@ -356,6 +394,16 @@ impl Step {
             }
             Step::RollbackLeaderChange => "move leadership to another caught-up member before this one starts".into(),
             Step::RollbackHealth { version, .. } => format!("member again on {version}, caught up, every member healthy"),
+            Step::MemberAdd { peer_url, .. } => format!(
+                "on a voter: add this host as a non-voter at {peer_url}; give its unit the membership to join"
+            ),
+            Step::Promote { max_raft_lag, .. } => {
+                format!("once its raft index is within {max_raft_lag} of the leader's: make it a voter")
+            }
+            Step::MemberRemove { peer_url, min_voters } => format!(
+                "from another member: remove the member at {peer_url} (refused below {min_voters} voters)"
+            ),
+            Step::Disable(u) => format!("systemctl disable {}; check it is disabled", u.unit),
             Step::Hook { point, commands, .. } => {
                 let each: Vec<String> = commands
                     .iter()

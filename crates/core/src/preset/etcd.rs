@@ -200,6 +200,10 @@ impl Preset for Etcd {
     fn parse_version(&self, out: &ProbeOutput) -> Result<semver::Version, ProbeError> {
         version_after(NAME, &out.stdout, "etcd Version:")
     }
+
+    fn membership(&self) -> Option<&dyn super::Membership> {
+        Some(&super::EtcdMembership)
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod custom;
 mod dkron;
 mod etcd;
 mod http;
+pub mod membership;
 mod nats;
 mod nomad;
 mod peers;
@@ -28,6 +29,7 @@ pub use custom::{Custom, CustomSpec};
 pub use dkron::DKRON;
 pub use etcd::Etcd;
 pub use http::{Http, HttpAnswer, HttpCheck, HttpSpec};
+pub use membership::{EtcdMembership, Listed, Membership};
 pub use nats::{Nats, NatsSpec, NATS};
 pub use nomad::{parse_agent_info, AgentRaft, NOMAD};
 pub use peers::PeersPreset;
@@ -282,6 +284,11 @@ pub trait Preset: fmt::Debug + Send + Sync {
     /// request and how to read it. rollgate then asks every host instead of one host for
     /// the whole cluster.
     fn host_probes(&self) -> Option<&dyn HostProbes> {
+        None
+    }
+    /// How to change the cluster's membership one member at a time (`rollgate replace`);
+    /// `None` where rollgate cannot replace members of this system.
+    fn membership(&self) -> Option<&dyn Membership> {
         None
     }
     /// The signal the unit's main process gets before `systemctl stop` when the inventory

@@ -1,0 +1,234 @@
+//! The membership steps of `rollgate replace`: add a new member as a non-voter and give its
+//! unit the membership to join, promote it once it caught up, remove a member. Each looks
+//! at the member list first, so a resumed step finds its work done and is skipped.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use rollgate_core::journal::{Event, MemberDetail};
+use rollgate_core::preset::{Listed, Membership};
+use rollgate_core::{script, Host};
+
+use super::{Executor, Outcome};
+
+impl<'a> Executor<'a> {
+    fn membership(&self) -> anyhow::Result<&'a dyn Membership> {
+        let preset = &self.inv().cluster.preset;
+        preset
+            .membership()
+            .with_context(|| format!("preset {} cannot change the cluster's membership", preset.name()))
+    }
+
+    /// The member list, asked on the leader's host first, then on each other host of the
+    /// inventory in turn (never on `skip`), with the host that answered.
+    ///
+    /// # Errors
+    /// No host could list the members.
+    pub(crate) async fn member_list(&self, skip: &str) -> anyhow::Result<(String, Vec<Listed>)> {
+        let m = self.membership()?;
+        // The leader's host first, then the other members that answered the view (a host
+        // that left, or has not joined yet, would only time out), then the rest.
+        let (leader, reachable) = match self.view(&[skip]).await {
+            Ok((_, v)) => (
+                v.leader().map(|l| l.endpoint_host().to_owned()),
+                v.members
+                    .iter()
+                    .filter(|m| m.reachable)
+                    .map(|m| m.endpoint_host().to_owned())
+                    .collect(),
+            ),
+            Err(_) => (None, Vec::new()),
+        };
+        let mut hosts: Vec<&Host> = self.inv().hosts.iter().filter(|h| h.name != skip).collect();
+        hosts.sort_by_key(|h| {
+            (
+                Some(h.address.as_str()) != leader.as_deref(),
+                !reachable.contains(&h.address),
+            )
+        });
+        let mut errors = Vec::new();
+        for h in hosts {
+            match self.fleet.output(&h.name, &m.list_command()).await {
+                Ok(out) if out.exit == Some(0) => match m.parse_list(&out) {
+                    Ok(list) => return Ok((h.name.clone(), list)),
+                    Err(e) => errors.push(format!("{}: {e}", h.name)),
+                },
+                Ok(out) => errors.push(format!("{}: {}", h.name, out.stderr.lines().last().unwrap_or("failed"))),
+                Err(e) => errors.push(format!("{}: {e:#}", h.name)),
+            }
+        }
+        bail!("no member could list the cluster's members: {}", errors.join("; "))
+    }
+
+    /// Runs membership `command` on `via`; its failure is an error with what it printed.
+    async fn change(&self, via: &str, what: &str, command: &str) -> anyhow::Result<()> {
+        let out = self.fleet.output(via, command).await?;
+        if out.exit != Some(0) {
+            bail!(
+                "{what} on {via} failed: {}",
+                out.stderr
+                    .lines()
+                    .rfind(|l| !l.trim().is_empty())
+                    .unwrap_or("no message")
+            );
+        }
+        Ok(())
+    }
+
+    /// [`rollgate_core::Step::MemberAdd`]: `host` added as a non-voter at `peer_url` (unless
+    /// the list has it), then its unit given the join environment (unless it runs already).
+    pub(super) async fn member_add(&self, host: &Host, peer_url: &str) -> anyhow::Result<Outcome> {
+        let m = self.membership()?;
+        let (mut via, mut list) = self.member_list(&host.name).await?;
+        let added = !has(&list, peer_url);
+        if added {
+            self.change(
+                &via,
+                &format!("adding {} as a non-voter", host.name),
+                &m.add_command(&host.name, peer_url),
+            )
+            .await?;
+            (via, list) = self.member_list(&host.name).await?;
+        }
+        let me =
+            find(&list, peer_url).with_context(|| format!("{peer_url} is not in the member list after member add"))?;
+        let detail = MemberDetail {
+            id: me.id.clone(),
+            peer_url: peer_url.to_owned(),
+            via,
+            voters: voters(&list),
+        };
+        if !added && self.fleet.unit_active(host).await? {
+            return Ok(Outcome::skipped(
+                Event::MemberAdd(Some(detail)),
+                "already a member, its unit running",
+            ));
+        }
+        let env = m
+            .join_environment(&host.name, peer_url, &list)
+            .context("another member added but not started has no name yet: finish or remove it first")?;
+        self.fleet
+            .command(
+                &host.name,
+                "giving the unit its membership",
+                &script::join(&host.unit, &env),
+            )
+            .await?;
+        Ok(Outcome::done(Event::MemberAdd(Some(detail))))
+    }
+
+    /// [`rollgate_core::Step::Promote`]: once `host`'s raft index is within `max_lag` of the
+    /// leader's, it is made a voter; retried while the cluster refuses, up to `wait`.
+    pub(super) async fn promote(
+        &self,
+        host: &Host,
+        peer_url: &str,
+        max_lag: u64,
+        wait: Duration,
+    ) -> anyhow::Result<Outcome> {
+        let m = self.membership()?;
+        let deadline = Instant::now() + wait;
+        let mut acted = false;
+        loop {
+            let (via, list) = self.member_list(&host.name).await?;
+            let me = find(&list, peer_url).with_context(|| format!("{} is not a member ({peer_url})", host.name))?;
+            if !me.learner {
+                let detail = MemberDetail {
+                    id: me.id.clone(),
+                    peer_url: peer_url.to_owned(),
+                    via,
+                    voters: voters(&list),
+                };
+                return Ok(if acted {
+                    Outcome::done(Event::Promote(Some(detail)))
+                } else {
+                    Outcome::skipped(Event::Promote(Some(detail)), "a voter already")
+                });
+            }
+            let reason = match self.view(&[]).await {
+                Ok((_, v)) => match v.lag_of(&host.address) {
+                    Some(lag) if lag <= max_lag => {
+                        match self
+                            .change(&via, &format!("promoting {}", host.name), &m.promote_command(&me.id))
+                            .await
+                        {
+                            Ok(()) => {
+                                acted = true;
+                                continue;
+                            }
+                            Err(e) => format!("{e:#}"),
+                        }
+                    }
+                    Some(lag) => format!("{lag} raft entries behind the leader (at most {max_lag})"),
+                    None => "its raft index is not known yet".to_owned(),
+                },
+                Err(e) => format!("{e:#}"),
+            };
+            if Instant::now() >= deadline {
+                bail!(
+                    "{} did not catch up to become a voter within {}: {reason}",
+                    host.name,
+                    humantime::format_duration(wait)
+                );
+            }
+            crate::live::waiting(&host.name, &reason);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// [`rollgate_core::Step::MemberRemove`]: the member at `peer_url` (`host`) removed, from
+    /// another member; refused when it would leave fewer than `min_voters` voters.
+    pub(super) async fn member_remove(
+        &self,
+        host: &Host,
+        peer_url: &str,
+        min_voters: usize,
+    ) -> anyhow::Result<Outcome> {
+        let m = self.membership()?;
+        let (via, list) = self.member_list(&host.name).await?;
+        let Some(me) = find(&list, peer_url) else {
+            return Ok(Outcome::skipped(Event::MemberRemove(None), "not a member"));
+        };
+        let left = voters(&list) - usize::from(!me.learner);
+        if !me.learner && left < min_voters {
+            bail!(
+                "removing {} would leave {left} voter(s), fewer than the {min_voters} the cluster had at the start",
+                host.name
+            );
+        }
+        let id = me.id.clone();
+        self.change(&via, &format!("removing {}", host.name), &m.remove_command(&id))
+            .await?;
+        let (via, list) = self.member_list(&host.name).await?;
+        if has(&list, peer_url) {
+            bail!("{} is still in the member list after member remove", host.name);
+        }
+        Ok(Outcome::done(Event::MemberRemove(Some(MemberDetail {
+            id,
+            peer_url: peer_url.to_owned(),
+            via,
+            voters: voters(&list),
+        }))))
+    }
+
+    /// [`rollgate_core::Step::Disable`]: `host`'s unit disabled.
+    pub(super) async fn disable(&self, host: &Host, script: &str) -> anyhow::Result<Outcome> {
+        let out = self.fleet.output(&host.name, script).await?;
+        if out.exit != Some(0) {
+            bail!("disabling {}: {}", host.unit, out.stderr.trim());
+        }
+        Ok(Outcome::acted(out.stdout.trim() != "already", Event::Disable))
+    }
+}
+
+fn find<'l>(list: &'l [Listed], peer_url: &str) -> Option<&'l Listed> {
+    list.iter().find(|m| m.peer_urls.iter().any(|u| u == peer_url))
+}
+
+fn has(list: &[Listed], peer_url: &str) -> bool {
+    find(list, peer_url).is_some()
+}
+
+fn voters(list: &[Listed]) -> usize {
+    list.iter().filter(|m| !m.learner).count()
+}

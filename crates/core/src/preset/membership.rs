@@ -1,0 +1,270 @@
+//! Changing a cluster's membership, for `rollgate replace`: list the members, add a new one
+//! as a non-voter, promote it once it caught up, remove an old one. A preset that can do
+//! this answers [`super::Preset::membership`].
+//!
+//! etcd's formats, as captured from Debian's etcd-client 3.4.23 (bookworm) against a
+//! 3.4.23 cluster (`tests/fixtures/etcd/3.4.23/replace/`), commands run with
+//! `ETCDCTL_API=3`:
+//! - `etcdctl -w json member list`: one JSON line `{"header": {...}, "members": [{"ID": u64,
+//!   "name": "node1", "peerURLs": [URL], "clientURLs": [URL], "isLearner": bool?}]}`; a
+//!   member added but not started yet has no `name` and no `clientURLs`.
+//! - `etcdctl member add NAME --learner --peer-urls=URL`: `Member HEXID added to cluster
+//!   HEXID` then the `ETCD_*` lines the new member needs (its initial cluster, "existing").
+//! - `etcdctl member promote HEXID`: `Member HEXID promoted in cluster HEXID`; a learner
+//!   still behind is refused (`etcdserver: can only promote a learner member which is in
+//!   sync with leader`), a voter too (`... can only promote a learner member`).
+//! - `etcdctl member remove HEXID`: `Member HEXID removed from cluster HEXID`; the removed
+//!   member's etcd exits by itself (status 0, its unit inactive).
+
+use serde::Deserialize;
+
+use super::{ProbeError, ProbeOutput};
+use crate::quote::q;
+
+/// One member as the cluster's member list gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its id as the preset's commands take it (etcd: lowercase hex).
+    pub id: String,
+    /// Its name; empty for a member added but not started yet.
+    pub name: String,
+    /// The URLs its peers reach it on (etcd: `http://10.77.0.11:2380`).
+    pub peer_urls: Vec<String>,
+    /// `true` for a non-voter (etcd's learner).
+    pub learner: bool,
+}
+
+/// What a preset must say to change the cluster's membership one member at a time.
+pub trait Membership: std::fmt::Debug + Send + Sync {
+    /// The command (run as root on a member) that lists the members.
+    fn list_command(&self) -> String;
+
+    /// Parses [`Membership::list_command`]'s output.
+    ///
+    /// # Errors
+    /// [`ProbeError`] naming the line that does not parse, or the command's failure.
+    fn parse_list(&self, out: &ProbeOutput) -> Result<Vec<Listed>, ProbeError>;
+
+    /// The peer URL a new member at `address` gets: `old`'s (the member it replaces)
+    /// with the address swapped (`http://10.77.0.11:2380` for 10.77.0.14 gives
+    /// `http://10.77.0.14:2380`).
+    fn peer_url(&self, old: &Listed, old_address: &str, address: &str) -> Option<String> {
+        let url = old.peer_urls.first()?;
+        url.contains(old_address).then(|| url.replacen(old_address, address, 1))
+    }
+
+    /// The command (run on a voter) that adds `name` at `peer_url` as a non-voter.
+    fn add_command(&self, name: &str, peer_url: &str) -> String;
+
+    /// The command (run on a voter) that makes non-voter `id` a voter; refused by the
+    /// cluster while it is behind.
+    fn promote_command(&self, id: &str) -> String;
+
+    /// The command (run on a member other than `id`) that removes member `id`.
+    fn remove_command(&self, id: &str) -> String;
+
+    /// The environment file (`KEY=VALUE` lines) that makes new member `name` at `peer_url`
+    /// join `members` (the list once it was added) instead of starting a cluster of its
+    /// own. `None` when a member does not name itself yet (not started) other than `name`.
+    fn join_environment(&self, name: &str, peer_url: &str, members: &[Listed]) -> Option<String>;
+}
+
+/// etcd's membership through `etcdctl` (v3 API): see the module docs.
+#[derive(Debug, Clone, Copy)]
+pub struct EtcdMembership;
+
+#[derive(Deserialize)]
+struct MemberList {
+    #[serde(default)]
+    members: Vec<ListEntry>,
+}
+
+/// One entry of `etcdctl -w json member list`'s `members` (also read by `discover`).
+#[derive(Deserialize)]
+pub(crate) struct ListEntry {
+    #[serde(rename = "ID")]
+    pub(crate) id: u64,
+    #[serde(default)]
+    pub(crate) name: String,
+    #[serde(rename = "peerURLs", default)]
+    pub(crate) peer_urls: Vec<String>,
+    #[serde(rename = "isLearner", default)]
+    pub(crate) is_learner: bool,
+}
+
+const ETCDCTL: &str = "ETCDCTL_API=3 etcdctl --dial-timeout=2s --command-timeout=5s";
+
+impl Membership for EtcdMembership {
+    fn list_command(&self) -> String {
+        format!("{ETCDCTL} -w json member list")
+    }
+
+    fn parse_list(&self, out: &ProbeOutput) -> Result<Vec<Listed>, ProbeError> {
+        let Some((idx, line)) = out.stdout.lines().enumerate().find(|(_, l)| !l.trim().is_empty()) else {
+            return Err(ProbeError::Failed {
+                preset: "etcd",
+                probe: "member list",
+                exit: out.exit,
+                stderr: out.stderr.lines().last().unwrap_or("").to_owned(),
+            });
+        };
+        let list: MemberList = serde_json::from_str(line).map_err(|e| ProbeError::Parse {
+            preset: "etcd",
+            probe: "member list",
+            line: idx + 1,
+            text: line.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(list
+            .members
+            .into_iter()
+            .map(|m| Listed {
+                id: format!("{:x}", m.id),
+                name: m.name,
+                peer_urls: m.peer_urls,
+                learner: m.is_learner,
+            })
+            .collect())
+    }
+
+    fn add_command(&self, name: &str, peer_url: &str) -> String {
+        format!("{ETCDCTL} member add {} --learner --peer-urls={}", q(name), q(peer_url))
+    }
+
+    fn promote_command(&self, id: &str) -> String {
+        format!("{ETCDCTL} member promote {}", q(id))
+    }
+
+    fn remove_command(&self, id: &str) -> String {
+        format!("{ETCDCTL} member remove {}", q(id))
+    }
+
+    fn join_environment(&self, name: &str, peer_url: &str, members: &[Listed]) -> Option<String> {
+        let mut cluster = Vec::new();
+        for m in members {
+            let url = m.peer_urls.first()?;
+            let who = if url == peer_url { name } else { m.name.as_str() };
+            if who.is_empty() {
+                return None;
+            }
+            cluster.push(format!("{who}={url}"));
+        }
+        Some(format!(
+            "ETCD_NAME={name}\nETCD_INITIAL_CLUSTER={}\nETCD_INITIAL_ADVERTISE_PEER_URLS={peer_url}\nETCD_INITIAL_CLUSTER_STATE=existing\n",
+            cluster.join(",")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> ProbeOutput {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/etcd/3.4.23/replace")
+            .join(name);
+        ProbeOutput {
+            stdout: std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+            stderr: String::new(),
+            exit: Some(0),
+        }
+    }
+
+    #[test]
+    fn a_learner_added_but_not_started_has_no_name() {
+        let list = EtcdMembership
+            .parse_list(&fixture("member-list-learner-not-started.json"))
+            .unwrap();
+        assert_eq!(list.len(), 4);
+        let new = &list[0];
+        assert_eq!(new.id, "49df56b473754c5d", "the id `member add` printed");
+        assert_eq!(new.name, "");
+        assert!(new.learner);
+        assert_eq!(new.peer_urls, ["http://10.77.0.14:2380"]);
+        let node1 = list.iter().find(|m| m.name == "node1").unwrap();
+        assert_eq!(node1.id, "7707e5f8b3cef42d");
+        assert!(!node1.learner);
+    }
+
+    #[test]
+    fn the_join_environment_names_the_new_member_as_member_add_did() {
+        let list = EtcdMembership
+            .parse_list(&fixture("member-list-learner-not-started.json"))
+            .unwrap();
+        let env = EtcdMembership
+            .join_environment("node4", "http://10.77.0.14:2380", &list)
+            .unwrap();
+        // What `member add` printed for it, quotes aside.
+        let added = fixture("member-add-learner.txt").stdout;
+        for line in env.lines() {
+            let (k, v) = line.split_once('=').unwrap();
+            assert!(added.contains(&format!("{k}=\"{v}\"")), "{line} not in:\n{added}");
+        }
+        assert_eq!(env.lines().count(), 4);
+        // Another unstarted member (no name) cannot be named.
+        let mut two = list.clone();
+        two[1].name.clear();
+        assert_eq!(
+            EtcdMembership.join_environment("node4", "http://10.77.0.14:2380", &two),
+            None
+        );
+    }
+
+    #[test]
+    fn the_list_after_a_remove_and_the_new_peer_url() {
+        let list = EtcdMembership
+            .parse_list(&fixture("member-list-after-remove.json"))
+            .unwrap();
+        let names: Vec<&str> = list.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["node4", "node2", "node3"]);
+        assert!(list.iter().all(|m| !m.learner));
+        let node2 = &list[1];
+        assert_eq!(
+            EtcdMembership.peer_url(node2, "10.77.0.12", "10.77.0.15").as_deref(),
+            Some("http://10.77.0.15:2380")
+        );
+        assert_eq!(EtcdMembership.peer_url(node2, "10.77.0.99", "10.77.0.15"), None);
+    }
+
+    /// A learner started: `endpoint status --cluster` lists it with its raft index, which
+    /// `promote` compares with the leader's.
+    #[test]
+    fn a_started_learner_shows_in_the_status_with_its_raft_index() {
+        use crate::preset::Preset as _;
+        let view = crate::preset::Etcd
+            .parse_status(&fixture("endpoint-status-cluster-learner-started.json"))
+            .unwrap();
+        assert_eq!(view.members.len(), 4);
+        assert_eq!(view.state_of("10.77.0.14"), crate::cluster::RaftState::Learner);
+        assert_eq!(view.voters(), 3);
+        assert_eq!(view.lag_of("10.77.0.14"), Some(0));
+    }
+
+    #[test]
+    fn commands_quote_their_arguments_and_a_failure_is_named() {
+        assert_eq!(
+            EtcdMembership.add_command("node4", "http://10.77.0.14:2380"),
+            "ETCDCTL_API=3 etcdctl --dial-timeout=2s --command-timeout=5s member add node4 --learner --peer-urls=http://10.77.0.14:2380"
+        );
+        assert!(EtcdMembership
+            .remove_command("7707e5f8b3cef42d")
+            .ends_with("member remove 7707e5f8b3cef42d"));
+        let failed = ProbeOutput {
+            stdout: String::new(),
+            stderr: "Error: context deadline exceeded\n".into(),
+            exit: Some(1),
+        };
+        let e = EtcdMembership.parse_list(&failed).unwrap_err().to_string();
+        assert!(e.contains("context deadline exceeded"), "{e}");
+        let bad = ProbeOutput {
+            stdout: "{\"members\": 3}\n".into(),
+            ..failed
+        };
+        assert!(EtcdMembership
+            .parse_list(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("line 1"));
+    }
+}

@@ -1,0 +1,287 @@
+//! `rollgate replace` on the lab's main cluster: node1..node3 (etcd 3.4.23) replaced by the
+//! spares node4..node6 (`lab/lab spares`) running etcd 3.5.16, one pair at a time.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::util::*;
+
+/// Main host `k`'s address (`lab/lab`'s host_addr): the `Lab` was read before the lab
+/// grew to six hosts.
+fn addr(k: usize) -> String {
+    format!("10.77.0.{}", 10 + k)
+}
+
+/// Up with three spares beside the three members, each spare given etcd 3.5.16.
+fn spares_lab() -> Option<(Lab, tempfile::TempDir)> {
+    let lab = lab_main()?;
+    // Reset first: a cluster an earlier replacement left elsewhere fails `up`'s wait.
+    lab.reset();
+    lab.lab(&["up", "--hosts", "6", "--etcd", "3"]);
+    lab.lab(&["spares"]);
+    let etcd = std::fs::read(lab.etcd_3_5()).unwrap();
+    for k in 4..=6 {
+        let out = lab.ssh_stdin(
+            "root",
+            &addr(k),
+            "cat >/usr/bin/etcd.new && chmod 0755 /usr/bin/etcd.new && mv /usr/bin/etcd.new /usr/bin/etcd",
+            &etcd,
+        );
+        assert!(out.status.success(), "installing etcd 3.5.16 on node{k}");
+    }
+    Some((lab, tempfile::tempdir().unwrap()))
+}
+
+/// The lab back as the other tests expect it: three members, no spares.
+struct Restore<'a>(&'a Lab);
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        self.0.reset();
+        self.0.lab(&["up", "--hosts", "3", "--etcd", "3"]);
+    }
+}
+
+/// node1..3 as `[[hosts]]`, node4..6 as `[[spares]]` replacing them in order.
+fn replace_inventory(lab: &Lab, dir: &Path) -> PathBuf {
+    let spares: String = (4..=6)
+        .map(|k| {
+            format!(
+                "[[spares]]\nname = \"node{k}\"\naddress = \"{}\"\nreplaces = \"node{}\"\n\n",
+                &addr(k),
+                k - 3
+            )
+        })
+        .collect();
+    lab.inventory_with(dir, "replace", "", &spares)
+}
+
+/// Samples the voters (`member list`, learners left out) every 200 ms from whichever host
+/// answers, until stopped: the smallest count seen.
+fn sample_voters(lab: &Lab, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<usize>> {
+    let addrs: Vec<String> = (1..=6).map(addr).collect();
+    let (key, known) = (lab.key(), lab.known_hosts());
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        while !stop.load(Ordering::SeqCst) {
+            for a in &addrs {
+                let out = std::process::Command::new("ssh")
+                    .arg("-i")
+                    .arg(&key)
+                    .args(["-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o"])
+                    .arg(format!("UserKnownHostsFile={}", known.display()))
+                    .arg(format!("root@{a}"))
+                    .arg("ETCDCTL_API=3 etcdctl --dial-timeout=1s --command-timeout=2s -w json member list")
+                    .output()
+                    .unwrap();
+                if !out.status.success() {
+                    continue;
+                }
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                let voters = v["members"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|m| m["isLearner"] != true)
+                    .count();
+                seen.push(voters);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        seen
+    })
+}
+
+/// The member list's names, from the first host whose etcd answers.
+fn member_names(lab: &Lab) -> Vec<String> {
+    let out = (1..=6)
+        .map(|k| {
+            lab.ssh(
+                "root",
+                &addr(k),
+                "ETCDCTL_API=3 etcdctl --dial-timeout=1s -w json member list",
+            )
+        })
+        .find(|o| o.status.success())
+        .expect("no etcd answers");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut names: Vec<String> = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap_or("").to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// (1) and (3): the three members replaced by three new hosts on 3.5.16, leader last; the
+/// run killed right after the second new host was added as a learner, then resumed; a key
+/// written before is read after; the voters never fewer than three (journal and sampled);
+/// the old hosts stopped, disabled, their data roots archived; `check` passes on the
+/// inventory rollgate wrote.
+#[test]
+fn three_members_replaced_by_new_hosts_on_3_5_16_killed_after_a_member_add_then_resumed() {
+    let Some((lab, tmp)) = spares_lab() else { return };
+    let _restore = Restore(&lab);
+    lab.root(&addr(1), "ETCDCTL_API=3 etcdctl put rollgate-replace kept >/dev/null");
+    let inv = replace_inventory(&lab, tmp.path());
+    let state = tmp.path().join("state");
+    // The plan: three pairs, the voters after each membership change; nothing touched.
+    let plan = run(rollgate(&inv, &state, &["replace", "--plan"]));
+    let said = text(&plan.stdout);
+    assert!(plan.status.success(), "{}", text(&plan.stderr));
+    assert!(said.contains("replace: 3 pair(s), the leader's last"), "{said}");
+    let last = said.lines().rfind(|l| l.contains("voters 3:")).unwrap_or_default();
+    assert!(["node4", "node5", "node6"].iter().all(|n| last.contains(n)), "{said}");
+    assert_eq!(member_names(&lab), ["node1", "node2", "node3"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample_voters(&lab, Arc::clone(&stop));
+
+    // Killed once node5 is a learner (its member-add done), before it starts.
+    let (mut child, mut records) = spawn_json(&inv, &state, &["replace", "--yes", "--json"]);
+    let added = records
+        .by_ref()
+        .any(|r| r["host"] == "node5" && r["step"] == "member-add" && r["status"] == "done");
+    assert!(added, "node5's member-add never done");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        member_names(&lab).contains(&String::new()),
+        "node5 is a learner not started"
+    );
+
+    // `resume` sends the operator to `replace`, which resumes it.
+    let resume = run(rollgate(&inv, &state, &["resume", "--yes"]));
+    assert!(!resume.status.success());
+    assert!(
+        text(&resume.stderr).contains("replace` again to resume it"),
+        "{}",
+        text(&resume.stderr)
+    );
+    let out = run(rollgate(&inv, &state, &["replace", "--yes"]));
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("resuming it"), "{err}");
+    stop.store(true, Ordering::SeqCst);
+    let seen = sampler.join().unwrap();
+
+    assert_eq!(member_names(&lab), ["node4", "node5", "node6"]);
+    let got = lab.root(
+        &addr(6),
+        "ETCDCTL_API=3 etcdctl get --print-value-only rollgate-replace",
+    );
+    assert_eq!(got.trim(), "kept");
+    for k in 1..=3 {
+        let unit = lab.root(&addr(k), "systemctl is-active etcd; systemctl is-enabled etcd; true");
+        assert_eq!(
+            unit.split_whitespace().collect::<Vec<_>>(),
+            ["inactive", "disabled"],
+            "node{k}"
+        );
+    }
+    // The voters: never below three, as sampled and as each membership step journaled.
+    assert!(
+        !seen.is_empty() && seen.iter().all(|&v| v >= 3),
+        "voters sampled: {seen:?}"
+    );
+    let journal = journal(&state);
+    let steps: Vec<(String, String)> = journal
+        .iter()
+        .filter(|r| r["status"] == "done" || r["status"] == "skipped")
+        .filter_map(|r| Some((r["host"].as_str()?.to_owned(), r["step"].as_str()?.to_owned())))
+        .collect();
+    for r in journal.iter().filter(|r| r["status"] == "done") {
+        if let Some(v) = r["detail"]["voters"].as_u64() {
+            assert!(v >= 3, "{r}");
+        }
+    }
+    // Every pair: the new member a voter and healthy before its old one left.
+    for (new, old) in [("node4", "node1"), ("node5", "node2"), ("node6", "node3")] {
+        let at = |h: &str, s: &str| steps.iter().position(|(a, b)| a == h && b == s);
+        let healthy = at(new, "health").unwrap_or_else(|| panic!("{new} health: {steps:?}"));
+        let removed = at(old, "member-remove").unwrap_or_else(|| panic!("{old} member-remove: {steps:?}"));
+        assert!(healthy < removed, "{new} healthy after {old} left: {steps:?}");
+        let archive = state.join(format!("backups/lab/{old}"));
+        let tgz = std::fs::read_dir(&archive)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".tar.gz"));
+        assert!(tgz, "{old}'s data root archived in {}", archive.display());
+    }
+    // The inventory as the cluster now is, beside the old one; check passes on it.
+    let written = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains("replace.after-replace-"))
+        .expect("the written inventory");
+    let check = run(rollgate(&written, &tmp.path().join("check"), &["check"]));
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    assert_all_on(&written, "3.5.16");
+}
+
+/// Bad input, then (2): a spare whose etcd runs is refused before anything changes; then
+/// node5's unit runs no etcd (a drop-in runs `sleep` instead), so its learner never
+/// catches up: the run stops naming it and node2, node5 is out of
+/// the membership again and stopped, node2 still a member; quorum never lost.
+#[test]
+fn a_new_member_that_never_catches_up_is_withdrawn_and_the_old_one_stays() {
+    let Some((lab, tmp)) = spares_lab() else { return };
+    let _restore = Restore(&lab);
+    let inv = replace_inventory(&lab, tmp.path());
+    // Bad input first: a spare whose etcd runs (a cluster of its own) is refused before
+    // anything changes, named.
+    lab.root(&addr(6), "systemctl start etcd");
+    let refused = run(rollgate(&inv, &tmp.path().join("refused"), &["replace", "--yes"]));
+    let err = text(&refused.stderr);
+    assert!(!refused.status.success(), "{err}");
+    assert!(
+        err.contains("node6: its unit is running already") && err.contains("node6: its data root is not empty"),
+        "{err}"
+    );
+    assert_eq!(member_names(&lab), ["node1", "node2", "node3"]);
+    lab.root(&addr(6), "systemctl stop etcd && rm -rf /var/lib/etcd/default");
+    // Its unit runs, but no etcd: the learner never starts replicating.
+    lab.root(
+        &addr(5),
+        "mkdir -p /etc/systemd/system/etcd.service.d && printf '[Service]\\nType=simple\\nExecStart=\\nExecStart=/bin/sleep 1000\\n' >/etc/systemd/system/etcd.service.d/broken.conf && systemctl daemon-reload",
+    );
+    let state = tmp.path().join("state");
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample_voters(&lab, Arc::clone(&stop));
+    let out = run(rollgate(&inv, &state, &["replace", "--yes", "--health-timeout", "20s"]));
+    stop.store(true, Ordering::SeqCst);
+    let seen = sampler.join().unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("node5") && err.contains("node2 stays a member"), "{err}");
+    // Whatever pairs came first (the leader's goes last), node2 is still a member and
+    // node5 is not.
+    let names = member_names(&lab);
+    assert!(
+        names.contains(&"node2".to_owned()) && !names.contains(&"node5".to_owned()),
+        "{names:?}"
+    );
+    assert_eq!(names.len(), 3, "{names:?}");
+    let unit = lab.root(&addr(5), "systemctl is-active etcd; true");
+    assert_eq!(unit.trim(), "inactive", "node5's etcd stopped");
+    let unit = lab.root(&addr(2), "systemctl is-active etcd; true");
+    assert_eq!(unit.trim(), "active", "node2 untouched");
+    assert!(
+        !seen.is_empty() && seen.iter().all(|&v| v >= 3),
+        "voters sampled: {seen:?}"
+    );
+    // Nothing after node5's withdrawal: the run stopped at the first failure.
+    let records = journal(&state);
+    let last_stop = records
+        .iter()
+        .rposition(|r| r["host"] == "node5" && r["step"] == "rollback-stop" && r["status"] == "done")
+        .unwrap_or_else(|| panic!("node5 stopped: {err}"));
+    assert!(
+        records[last_stop + 1..].iter().all(|r| r["host"].is_null()),
+        "{records:?}"
+    );
+}
