@@ -117,18 +117,23 @@ fn member_names(lab: &Lab) -> Vec<String> {
     names
 }
 
-/// (1) and (3): the three members replaced by three new hosts on 3.5.16, leader last; the
-/// run killed right after the second new host was added as a learner, then resumed; a key
-/// written before is read after; the voters never fewer than three (journal and sampled);
-/// the old hosts stopped, disabled, their data roots archived; `check` passes on the
-/// inventory rollgate wrote.
+/// The tests in one run of the six-host lab (each reshape costs half a minute):
+/// bad input, a spare whose etcd runs, refused before anything changes; (2) node5's unit runs
+/// no etcd (a drop-in runs `sleep`), so its learner never catches up: withdrawn, its old
+/// member stays, the run stops; (3) node5 repaired, `replace` again resumes the failed run
+/// and is killed right after node5's member-add, then resumed once more; (1) every member
+/// ends replaced by the new hosts on 3.5.16, the leader's pair last, a key written before
+/// read after, the voters never fewer than three (journal and `member list` sampled every
+/// 200 ms throughout), the old hosts stopped, disabled and archived, `check` passing on
+/// the inventory rollgate wrote.
 #[test]
-fn three_members_replaced_by_new_hosts_on_3_5_16_killed_after_a_member_add_then_resumed() {
+fn members_replaced_by_new_hosts_after_a_refusal_a_withdrawal_and_a_kill() {
     let Some((lab, tmp)) = spares_lab() else { return };
     let _restore = Restore(&lab);
     lab.root(&addr(1), "ETCDCTL_API=3 etcdctl put rollgate-replace kept >/dev/null");
     let inv = replace_inventory(&lab, tmp.path());
     let state = tmp.path().join("state");
+
     // The plan: three pairs, the voters after each membership change; nothing touched.
     let plan = run(rollgate(&inv, &state, &["replace", "--plan"]));
     let said = text(&plan.stdout);
@@ -136,11 +141,54 @@ fn three_members_replaced_by_new_hosts_on_3_5_16_killed_after_a_member_add_then_
     assert!(said.contains("replace: 3 pair(s), the leader's last"), "{said}");
     let last = said.lines().rfind(|l| l.contains("voters 3:")).unwrap_or_default();
     assert!(["node4", "node5", "node6"].iter().all(|n| last.contains(n)), "{said}");
+
+    // Bad input: node6's etcd runs (a cluster of its own).
+    lab.root(&addr(6), "systemctl start etcd");
+    let refused = run(rollgate(&inv, &tmp.path().join("refused"), &["replace", "--yes"]));
+    let err = text(&refused.stderr);
+    assert!(!refused.status.success(), "{err}");
+    assert!(
+        err.contains("node6: its unit is running already") && err.contains("node6: its data root is not empty"),
+        "{err}"
+    );
     assert_eq!(member_names(&lab), ["node1", "node2", "node3"]);
+    lab.root(&addr(6), "systemctl stop etcd && rm -rf /var/lib/etcd/default");
+
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = sample_voters(&lab, Arc::clone(&stop));
 
-    // Killed once node5 is a learner (its member-add done), before it starts.
+    // (2) node5 never catches up.
+    let broken = "/etc/systemd/system/etcd.service.d/broken.conf";
+    lab.root(
+        &addr(5),
+        &format!("mkdir -p /etc/systemd/system/etcd.service.d && printf '[Service]\\nType=simple\\nExecStart=\\nExecStart=/bin/sleep 1000\\n' >{broken} && systemctl daemon-reload"),
+    );
+    let out = run(rollgate(&inv, &state, &["replace", "--yes", "--health-timeout", "20s"]));
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("node5") && err.contains("node2 stays a member"), "{err}");
+    // Whatever pairs came first (the leader's goes last), node2 is still a member, node5 not.
+    let names = member_names(&lab);
+    assert!(
+        names.contains(&"node2".to_owned()) && !names.contains(&"node5".to_owned()),
+        "{names:?}"
+    );
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(lab.root(&addr(5), "systemctl is-active etcd; true").trim(), "inactive");
+    assert_eq!(lab.root(&addr(2), "systemctl is-active etcd; true").trim(), "active");
+    let records = journal(&state);
+    let withdrawn = records
+        .iter()
+        .rposition(|r| r["host"] == "node5" && r["step"] == "rollback-stop" && r["status"] == "done")
+        .unwrap_or_else(|| panic!("node5 stopped: {err}"));
+    assert!(
+        records[withdrawn + 1..].iter().all(|r| r["host"].is_null()),
+        "nothing after the withdrawal"
+    );
+
+    // (3) node5 repaired; replace again resumes the failed run, killed once node5 is a
+    // learner (its member-add done), before it starts.
+    lab.root(&addr(5), &format!("rm {broken} && systemctl daemon-reload"));
     let (mut child, mut records) = spawn_json(&inv, &state, &["replace", "--yes", "--json"]);
     let added = records
         .by_ref()
@@ -152,7 +200,6 @@ fn three_members_replaced_by_new_hosts_on_3_5_16_killed_after_a_member_add_then_
         member_names(&lab).contains(&String::new()),
         "node5 is a learner not started"
     );
-
     // `resume` sends the operator to `replace`, which resumes it.
     let resume = run(rollgate(&inv, &state, &["resume", "--yes"]));
     assert!(!resume.status.success());
@@ -168,6 +215,7 @@ fn three_members_replaced_by_new_hosts_on_3_5_16_killed_after_a_member_add_then_
     stop.store(true, Ordering::SeqCst);
     let seen = sampler.join().unwrap();
 
+    // (1) The end.
     assert_eq!(member_names(&lab), ["node4", "node5", "node6"]);
     let got = lab.root(
         &addr(6),
@@ -188,19 +236,19 @@ fn three_members_replaced_by_new_hosts_on_3_5_16_killed_after_a_member_add_then_
         "voters sampled: {seen:?}"
     );
     let journal = journal(&state);
-    let steps: Vec<(String, String)> = journal
-        .iter()
-        .filter(|r| r["status"] == "done" || r["status"] == "skipped")
-        .filter_map(|r| Some((r["host"].as_str()?.to_owned(), r["step"].as_str()?.to_owned())))
-        .collect();
     for r in journal.iter().filter(|r| r["status"] == "done") {
         if let Some(v) = r["detail"]["voters"].as_u64() {
             assert!(v >= 3, "{r}");
         }
     }
+    let steps: Vec<(String, String)> = journal
+        .iter()
+        .filter(|r| r["status"] == "done" || r["status"] == "skipped")
+        .filter_map(|r| Some((r["host"].as_str()?.to_owned(), r["step"].as_str()?.to_owned())))
+        .collect();
     // Every pair: the new member a voter and healthy before its old one left.
     for (new, old) in [("node4", "node1"), ("node5", "node2"), ("node6", "node3")] {
-        let at = |h: &str, s: &str| steps.iter().position(|(a, b)| a == h && b == s);
+        let at = |h: &str, s: &str| steps.iter().rposition(|(a, b)| a == h && b == s);
         let healthy = at(new, "health").unwrap_or_else(|| panic!("{new} health: {steps:?}"));
         let removed = at(old, "member-remove").unwrap_or_else(|| panic!("{old} member-remove: {steps:?}"));
         assert!(healthy < removed, "{new} healthy after {old} left: {steps:?}");
@@ -221,67 +269,4 @@ fn three_members_replaced_by_new_hosts_on_3_5_16_killed_after_a_member_add_then_
     let check = run(rollgate(&written, &tmp.path().join("check"), &["check"]));
     assert!(check.status.success(), "{}", text(&check.stderr));
     assert_all_on(&written, "3.5.16");
-}
-
-/// Bad input, then (2): a spare whose etcd runs is refused before anything changes; then
-/// node5's unit runs no etcd (a drop-in runs `sleep` instead), so its learner never
-/// catches up: the run stops naming it and node2, node5 is out of
-/// the membership again and stopped, node2 still a member; quorum never lost.
-#[test]
-fn a_new_member_that_never_catches_up_is_withdrawn_and_the_old_one_stays() {
-    let Some((lab, tmp)) = spares_lab() else { return };
-    let _restore = Restore(&lab);
-    let inv = replace_inventory(&lab, tmp.path());
-    // Bad input first: a spare whose etcd runs (a cluster of its own) is refused before
-    // anything changes, named.
-    lab.root(&addr(6), "systemctl start etcd");
-    let refused = run(rollgate(&inv, &tmp.path().join("refused"), &["replace", "--yes"]));
-    let err = text(&refused.stderr);
-    assert!(!refused.status.success(), "{err}");
-    assert!(
-        err.contains("node6: its unit is running already") && err.contains("node6: its data root is not empty"),
-        "{err}"
-    );
-    assert_eq!(member_names(&lab), ["node1", "node2", "node3"]);
-    lab.root(&addr(6), "systemctl stop etcd && rm -rf /var/lib/etcd/default");
-    // Its unit runs, but no etcd: the learner never starts replicating.
-    lab.root(
-        &addr(5),
-        "mkdir -p /etc/systemd/system/etcd.service.d && printf '[Service]\\nType=simple\\nExecStart=\\nExecStart=/bin/sleep 1000\\n' >/etc/systemd/system/etcd.service.d/broken.conf && systemctl daemon-reload",
-    );
-    let state = tmp.path().join("state");
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = sample_voters(&lab, Arc::clone(&stop));
-    let out = run(rollgate(&inv, &state, &["replace", "--yes", "--health-timeout", "20s"]));
-    stop.store(true, Ordering::SeqCst);
-    let seen = sampler.join().unwrap();
-    let err = text(&out.stderr);
-    assert!(!out.status.success(), "{err}");
-    assert!(err.contains("node5") && err.contains("node2 stays a member"), "{err}");
-    // Whatever pairs came first (the leader's goes last), node2 is still a member and
-    // node5 is not.
-    let names = member_names(&lab);
-    assert!(
-        names.contains(&"node2".to_owned()) && !names.contains(&"node5".to_owned()),
-        "{names:?}"
-    );
-    assert_eq!(names.len(), 3, "{names:?}");
-    let unit = lab.root(&addr(5), "systemctl is-active etcd; true");
-    assert_eq!(unit.trim(), "inactive", "node5's etcd stopped");
-    let unit = lab.root(&addr(2), "systemctl is-active etcd; true");
-    assert_eq!(unit.trim(), "active", "node2 untouched");
-    assert!(
-        !seen.is_empty() && seen.iter().all(|&v| v >= 3),
-        "voters sampled: {seen:?}"
-    );
-    // Nothing after node5's withdrawal: the run stopped at the first failure.
-    let records = journal(&state);
-    let last_stop = records
-        .iter()
-        .rposition(|r| r["host"] == "node5" && r["step"] == "rollback-stop" && r["status"] == "done")
-        .unwrap_or_else(|| panic!("node5 stopped: {err}"));
-    assert!(
-        records[last_stop + 1..].iter().all(|r| r["host"].is_null()),
-        "{records:?}"
-    );
 }

@@ -77,7 +77,7 @@ pub async fn replace(mut ex: Executor<'_>, fresh: bool, options: RunOptions) -> 
 }
 
 /// The steps of a pair the journal has done or skipped, as (on the new host, step): a
-/// step begun again later is not done; a new member withdrawn starts over.
+/// step begun again later is not done; a pair whose new member was withdrawn starts over.
 fn done_steps(records: &[Record], new: &str, old: &str) -> BTreeSet<(bool, StepId)> {
     let mut done = BTreeSet::new();
     for r in records {
@@ -88,8 +88,8 @@ fn done_steps(records: &[Record], new: &str, old: &str) -> BTreeSet<(bool, StepI
         };
         if r.completed() {
             if on_new && r.step() == StepId::RollbackStop {
-                // The withdrawal's last step: the new member starts over.
-                done.retain(|(n, _)| !n);
+                // The withdrawal's last step: the pair starts over, its gate too.
+                done.clear();
                 continue;
             }
             done.insert((on_new, r.step()));
@@ -123,7 +123,12 @@ async fn preflight(ex: &mut Executor<'_>, options: &RunOptions) -> anyhow::Resul
         .inv()
         .spares
         .iter()
-        .filter(|s| !done_steps(ex.records(), &s.host.name, &s.replaces).is_empty())
+        // A new host withdrawn after a failure is checked again, like one never begun.
+        .filter(|s| {
+            done_steps(ex.records(), &s.host.name, &s.replaces)
+                .iter()
+                .any(|(on_new, _)| *on_new)
+        })
         .map(|s| s.host.name.clone())
         .collect();
     let plan: Arc<Mutex<Option<Vec<Pair>>>> = Arc::default();
