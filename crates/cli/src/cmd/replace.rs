@@ -104,19 +104,7 @@ pub async fn replace(args: &Args, run: &RunArgs, plan_only: bool) -> anyhow::Res
     };
     let run_id = ex.meta().run.clone();
     let code = crate::driver::replace(ex, fresh, opts).await?;
-    let after = written_path(path, &run_id);
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let new = replaced_inventory(&text, &inv).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&after)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, new.as_bytes()))
-        .with_context(|| format!("writing {}", after.display()))?;
-    eprintln!(
-        "rollgate: the inventory as the cluster now is (the new hosts in, the old out): {}",
-        after.display()
-    );
+    write_after(path, &inv, &run_id)?;
     Ok(code)
 }
 
@@ -124,7 +112,6 @@ pub async fn replace(args: &Args, run: &RunArgs, plan_only: bool) -> anyhow::Res
 /// the voters (and non-voters) after each membership change. Reads the cluster, touches
 /// nothing.
 async fn print_plan(ctx: &Ctx, inv: &Inventory, sd: &StateDir, run: &RunArgs) -> anyhow::Result<ExitCode> {
-    use rollgate_core::journal::StepId;
     let (sessions, view, facts) = super::plan::look(ctx).await;
     let (_, view) = view?;
     let membership = inv
@@ -172,23 +159,7 @@ async fn print_plan(ctx: &Ctx, inv: &Inventory, sd: &StateDir, run: &RunArgs) ->
         for (on_new, step) in &p.steps {
             let host = p.host(*on_new);
             println!("  {:<8} {:<15} {}", host.name, step.id().as_str(), step.describe());
-            let changed = match step.id() {
-                StepId::MemberAdd => {
-                    learners.push(p.new.name.clone());
-                    true
-                }
-                StepId::Promote => {
-                    learners.retain(|l| *l != p.new.name);
-                    voters.push(p.new.name.clone());
-                    true
-                }
-                StepId::MemberRemove => {
-                    voters.retain(|v| *v != p.old.name);
-                    true
-                }
-                _ => false,
-            };
-            if changed {
+            if track(step.id(), p, &mut voters, &mut learners) {
                 let extra = if learners.is_empty() {
                     String::new()
                 } else {
@@ -210,6 +181,49 @@ async fn print_plan(ctx: &Ctx, inv: &Inventory, sd: &StateDir, run: &RunArgs) ->
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What step `id` of pair `p` does to the membership (`voters`, `learners`); `true` when it
+/// changes it.
+fn track(
+    id: rollgate_core::journal::StepId,
+    p: &rollgate_core::plan::Pair,
+    voters: &mut Vec<String>,
+    learners: &mut Vec<String>,
+) -> bool {
+    use rollgate_core::journal::StepId;
+    match id {
+        StepId::MemberAdd => learners.push(p.new.name.clone()),
+        StepId::Promote => {
+            learners.retain(|l| *l != p.new.name);
+            voters.push(p.new.name.clone());
+        }
+        StepId::MemberRemove => voters.retain(|v| *v != p.old.name),
+        _ => return false,
+    }
+    true
+}
+
+/// Writes the inventory as the cluster now is beside `path` ([`written_path`]), never over a
+/// file, and says where.
+///
+/// # Errors
+/// `path` cannot be read or rewritten, or the file cannot be created.
+fn write_after(path: &std::path::Path, inv: &Inventory, run: &str) -> anyhow::Result<()> {
+    let after = written_path(path, run);
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let new = replaced_inventory(&text, inv).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&after)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, new.as_bytes()))
+        .with_context(|| format!("writing {}", after.display()))?;
+    eprintln!(
+        "rollgate: the inventory as the cluster now is (the new hosts in, the old out): {}",
+        after.display()
+    );
+    Ok(())
 }
 
 /// `DIR/NAME.toml` gives `DIR/NAME.after-RUN.toml`.

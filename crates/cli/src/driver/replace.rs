@@ -137,8 +137,8 @@ async fn preflight(ex: &mut Executor<'_>, options: &RunOptions) -> anyhow::Resul
     let slot = Arc::clone(&plan);
     ex.run_wide(&step, move |ex| {
         async move {
-            let (_, members) = ex.member_list("").await?;
-            let (_, view) = ex.view(&[]).await?;
+            let (_, members, view) = ex.member_list("").await?;
+            let view = view?;
             let mut problems = view.problems(max_lag);
             let facts = ex.installed().await?;
             let versions = |name: &str| facts.get(name).and_then(|f| f.version.clone());

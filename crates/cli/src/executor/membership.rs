@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use rollgate_core::cluster::ClusterView;
 use rollgate_core::journal::{Event, MemberDetail};
 use rollgate_core::preset::{Listed, Membership};
 use rollgate_core::{script, Host};
@@ -20,16 +21,21 @@ impl<'a> Executor<'a> {
     }
 
     /// The member list, asked on the leader's host first, then on each other host of the
-    /// inventory in turn (never on `skip`), with the host that answered.
+    /// inventory in turn (never on `skip`), with the host that answered and the cluster
+    /// view that chose the order (from a member other than `skip`).
     ///
     /// # Errors
     /// No host could list the members.
-    pub(crate) async fn member_list(&self, skip: &str) -> anyhow::Result<(String, Vec<Listed>)> {
+    pub(crate) async fn member_list(
+        &self,
+        skip: &str,
+    ) -> anyhow::Result<(String, Vec<Listed>, anyhow::Result<ClusterView>)> {
         let m = self.membership()?;
+        let view = self.view(&[skip]).await.map(|(_, v)| v);
         // The leader's host first, then the other members that answered the view (a host
         // that left, or has not joined yet, would only time out), then the rest.
-        let (leader, reachable) = match self.view(&[skip]).await {
-            Ok((_, v)) => (
+        let (leader, reachable) = match &view {
+            Ok(v) => (
                 v.leader().map(|l| l.endpoint_host().to_owned()),
                 v.members
                     .iter()
@@ -50,7 +56,7 @@ impl<'a> Executor<'a> {
         for h in hosts {
             match self.fleet.output(&h.name, &m.list_command()).await {
                 Ok(out) if out.exit == Some(0) => match m.parse_list(&out) {
-                    Ok(list) => return Ok((h.name.clone(), list)),
+                    Ok(list) => return Ok((h.name.clone(), list, view)),
                     Err(e) => errors.push(format!("{}: {e}", h.name)),
                 },
                 Ok(out) => errors.push(format!("{}: {}", h.name, out.stderr.lines().last().unwrap_or("failed"))),
@@ -79,7 +85,7 @@ impl<'a> Executor<'a> {
     /// the list has it), then its unit given the join environment (unless it runs already).
     pub(super) async fn member_add(&self, host: &Host, peer_url: &str) -> anyhow::Result<Outcome> {
         let m = self.membership()?;
-        let (mut via, mut list) = self.member_list(&host.name).await?;
+        let (mut via, mut list, _) = self.member_list(&host.name).await?;
         let added = !has(&list, peer_url);
         if added {
             self.change(
@@ -88,7 +94,7 @@ impl<'a> Executor<'a> {
                 &m.add_command(&host.name, peer_url),
             )
             .await?;
-            (via, list) = self.member_list(&host.name).await?;
+            (via, list, _) = self.member_list(&host.name).await?;
         }
         let me =
             find(&list, peer_url).with_context(|| format!("{peer_url} is not in the member list after member add"))?;
@@ -130,7 +136,7 @@ impl<'a> Executor<'a> {
         let deadline = Instant::now() + wait;
         let mut acted = false;
         loop {
-            let (via, list) = self.member_list(&host.name).await?;
+            let (via, list, view) = self.member_list(&host.name).await?;
             let me = find(&list, peer_url).with_context(|| format!("{} is not a member ({peer_url})", host.name))?;
             if !me.learner {
                 let detail = MemberDetail {
@@ -145,8 +151,8 @@ impl<'a> Executor<'a> {
                     Outcome::skipped(Event::Promote(Some(detail)), "a voter already")
                 });
             }
-            let reason = match self.view(&[]).await {
-                Ok((_, v)) => match v.lag_of(&host.address) {
+            let reason = match view {
+                Ok(v) => match v.lag_of(&host.address) {
                     Some(lag) if lag <= max_lag => {
                         match self
                             .change(&via, &format!("promoting {}", host.name), &m.promote_command(&me.id))
@@ -185,7 +191,7 @@ impl<'a> Executor<'a> {
         min_voters: usize,
     ) -> anyhow::Result<Outcome> {
         let m = self.membership()?;
-        let (via, list) = self.member_list(&host.name).await?;
+        let (via, list, _) = self.member_list(&host.name).await?;
         let Some(me) = find(&list, peer_url) else {
             return Ok(Outcome::skipped(Event::MemberRemove(None), "not a member"));
         };
@@ -199,7 +205,7 @@ impl<'a> Executor<'a> {
         let id = me.id.clone();
         self.change(&via, &format!("removing {}", host.name), &m.remove_command(&id))
             .await?;
-        let (via, list) = self.member_list(&host.name).await?;
+        let (via, list, _) = self.member_list(&host.name).await?;
         if has(&list, peer_url) {
             bail!("{} is still in the member list after member remove", host.name);
         }
