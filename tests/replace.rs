@@ -117,17 +117,40 @@ fn member_names(lab: &Lab) -> Vec<String> {
     names
 }
 
+/// The run ids in `state`, oldest first.
+fn run_ids(state: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(state.join("runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// `(old, new)` of pair `n` in `replace --plan`'s output (`pair N: OLD (URL) leaves, NEW (URL) joins`).
+fn planned_pair(plan: &str, n: usize) -> (String, String) {
+    let line = plan
+        .lines()
+        .find(|l| l.starts_with(&format!("pair {n}: ")))
+        .unwrap_or_else(|| panic!("no pair {n}: {plan}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    (words[2].to_owned(), words[5].to_owned())
+}
+
 /// The tests in one run of the six-host lab (each reshape costs half a minute):
-/// bad input, a spare whose etcd runs, refused before anything changes; (2) node5's unit runs
-/// no etcd (a drop-in runs `sleep`), so its learner never catches up: withdrawn, its old
-/// member stays, the run stops; (3) node5 repaired, `replace` again resumes the failed run
-/// and is killed right after node5's member-add, then resumed once more; (1) every member
-/// ends replaced by the new hosts on 3.5.16, the leader's pair last, a key written before
-/// read after, the voters never fewer than three (journal and `member list` sampled every
-/// 200 ms throughout), the old hosts stopped, disabled and archived, `check` passing on
-/// the inventory rollgate wrote.
+/// bad input, a spare whose etcd runs, refused before anything changes; (2) the second
+/// pair's spare runs no etcd (a drop-in runs `sleep`), so its learner never catches up:
+/// withdrawn, its old member stays, the run stops after one pair; then `rollback`: the
+/// first pair's retired member rejoins (its data root kept aside), its spare leaves and is
+/// a clean spare again; (3) the spare repaired, `replace` again (a new run) is killed right
+/// after its first member-add, then resumed; (1) every member ends replaced by the new
+/// hosts on 3.5.16, the leader's pair last, a key written before read after, the voters
+/// never fewer than three (journals and `member list` sampled every 200 ms throughout),
+/// the old hosts stopped, disabled and archived, `check` passing on the inventory
+/// rollgate wrote.
 #[test]
-fn members_replaced_by_new_hosts_after_a_refusal_a_withdrawal_and_a_kill() {
+fn members_replaced_by_new_hosts_after_a_refusal_a_withdrawal_a_rollback_and_a_kill() {
     let Some((lab, tmp)) = spares_lab() else { return };
     let _restore = Restore(&lab);
     lab.root(&addr(1), "ETCDCTL_API=3 etcdctl put rollgate-replace kept >/dev/null");
@@ -141,6 +164,9 @@ fn members_replaced_by_new_hosts_after_a_refusal_a_withdrawal_and_a_kill() {
     assert!(said.contains("replace: 3 pair(s), the leader's last"), "{said}");
     let last = said.lines().rfind(|l| l.contains("voters 3:")).unwrap_or_default();
     assert!(["node4", "node5", "node6"].iter().all(|n| last.contains(n)), "{said}");
+    let (old1, new1) = planned_pair(&said, 1);
+    let (old2, new2) = planned_pair(&said, 2);
+    let addr_of = |name: &str| addr(name.trim_start_matches("node").parse().unwrap());
 
     // Bad input: node6's etcd runs (a cluster of its own).
     lab.root(&addr(6), "systemctl start etcd");
@@ -157,49 +183,114 @@ fn members_replaced_by_new_hosts_after_a_refusal_a_withdrawal_and_a_kill() {
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = sample_voters(&lab, Arc::clone(&stop));
 
-    // (2) node5 never catches up.
+    // (2) The second pair's spare never catches up.
     let broken = "/etc/systemd/system/etcd.service.d/broken.conf";
     lab.root(
-        &addr(5),
+        &addr_of(&new2),
         &format!("mkdir -p /etc/systemd/system/etcd.service.d && printf '[Service]\\nType=simple\\nExecStart=\\nExecStart=/bin/sleep 1000\\n' >{broken} && systemctl daemon-reload"),
     );
     let out = run(rollgate(&inv, &state, &["replace", "--yes", "--health-timeout", "20s"]));
     let err = text(&out.stderr);
     assert!(!out.status.success(), "{err}");
-    assert!(err.contains("node5") && err.contains("node2 stays a member"), "{err}");
-    // Whatever pairs came first (the leader's goes last), node2 is still a member, node5 not.
-    let names = member_names(&lab);
     assert!(
-        names.contains(&"node2".to_owned()) && !names.contains(&"node5".to_owned()),
-        "{names:?}"
+        err.contains(&new2) && err.contains(&format!("{old2} stays a member")),
+        "{err}"
     );
+    // The first pair done, the second's old member still in, its spare not.
+    let names = member_names(&lab);
+    assert!(names.contains(&old2) && !names.contains(&new2), "{names:?}");
+    assert!(names.contains(&new1) && !names.contains(&old1), "{names:?}");
     assert_eq!(names.len(), 3, "{names:?}");
-    assert_eq!(lab.root(&addr(5), "systemctl is-active etcd; true").trim(), "inactive");
-    assert_eq!(lab.root(&addr(2), "systemctl is-active etcd; true").trim(), "active");
-    let records = journal(&state);
+    assert_eq!(
+        lab.root(&addr_of(&new2), "systemctl is-active etcd; true").trim(),
+        "inactive"
+    );
+    assert_eq!(
+        lab.root(&addr_of(&old2), "systemctl is-active etcd; true").trim(),
+        "active"
+    );
+    let first = run_ids(&state).pop().unwrap();
+    let records = journal_of(&state, &first);
     let withdrawn = records
         .iter()
-        .rposition(|r| r["host"] == "node5" && r["step"] == "rollback-stop" && r["status"] == "done")
-        .unwrap_or_else(|| panic!("node5 stopped: {err}"));
+        .rposition(|r| r["host"] == new2.as_str() && r["step"] == "rollback-stop" && r["status"] == "done")
+        .unwrap_or_else(|| panic!("{new2} stopped: {err}"));
     assert!(
         records[withdrawn + 1..].iter().all(|r| r["host"].is_null()),
         "nothing after the withdrawal"
     );
 
-    // (3) node5 repaired; replace again resumes the failed run, killed once node5 is a
+    // The rollback: old1 rejoins on its own etcd (3.4.23), new1 leaves.
+    let out = run(rollgate(&inv, &state, &["rollback", "--yes"]));
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(member_names(&lab), ["node1", "node2", "node3"]);
+    let got = lab.root(
+        &addr_of(&old1),
+        "ETCDCTL_API=3 etcdctl get --print-value-only rollgate-replace",
+    );
+    assert_eq!(got.trim(), "kept");
+    let unit = |name: &str| {
+        let out = lab.root(
+            &addr_of(name),
+            "systemctl is-active etcd; systemctl is-enabled etcd; true",
+        );
+        out.split_whitespace().map(str::to_owned).collect::<Vec<_>>()
+    };
+    assert_eq!(unit(&old1), ["active", "enabled"], "{old1}");
+    assert_eq!(unit(&new1), ["inactive", "disabled"], "{new1}");
+    // Both data roots the rollback emptied are kept aside; new1's is empty again.
+    for name in [&old1, &new1] {
+        let kept = lab.root(
+            &addr_of(name),
+            "ls -A /var/lib/etcd | wc -l; ls -d /var/lib/etcd.rollgate-aside-* | wc -l; find /var/lib/etcd.rollgate-aside-* -type f | wc -l",
+        );
+        let n: Vec<u64> = kept.split_whitespace().map(|w| w.parse().unwrap()).collect();
+        assert!(n[1] == 1 && n[2] > 0, "{name}: the set-aside data root: {n:?}");
+        if name == &new1 {
+            assert_eq!(n[0], 0, "{new1}'s data root is empty again");
+        }
+    }
+    let records = journal_of(&state, &first);
+    let rolled: Vec<(String, String)> = records
+        .iter()
+        .skip_while(|r| r["step"] != "rollback")
+        .filter(|r| r["status"] == "done" && r["host"].is_string())
+        .map(|r| {
+            (
+                r["host"].as_str().unwrap().to_owned(),
+                r["step"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let at = |h: &str, s: &str| rolled.iter().position(|(a, b)| a == h && b == s);
+    let healthy = at(&old1, "rollback-health").unwrap_or_else(|| panic!("{old1} healthy: {rolled:?}"));
+    let removed = at(&new1, "member-remove").unwrap_or_else(|| panic!("{new1} removed: {rolled:?}"));
+    assert!(
+        healthy < removed,
+        "{old1} a healthy voter before {new1} left: {rolled:?}"
+    );
+    assert!(records
+        .last()
+        .is_some_and(|r| r["step"] == "rollback" && r["status"] == "done"));
+    // A rolled-back replacement is not resumed by `replace`.
+    assert!(text(&run(rollgate(&inv, &state, &["runs"])).stdout).contains("rolled back"));
+
+    // (3) The spare repaired; replace again is a new run, killed once its first spare is a
     // learner (its member-add done), before it starts.
-    lab.root(&addr(5), &format!("rm {broken} && systemctl daemon-reload"));
+    lab.root(&addr_of(&new2), &format!("rm {broken} && systemctl daemon-reload"));
     let (mut child, mut records) = spawn_json(&inv, &state, &["replace", "--yes", "--json"]);
     let added = records
         .by_ref()
-        .any(|r| r["host"] == "node5" && r["step"] == "member-add" && r["status"] == "done");
-    assert!(added, "node5's member-add never done");
+        .any(|r| r["step"] == "member-add" && r["status"] == "done");
+    assert!(added, "no member-add done");
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(
-        member_names(&lab).contains(&String::new()),
-        "node5 is a learner not started"
-    );
+    assert!(member_names(&lab).contains(&String::new()), "a learner not started");
+    let second = run_ids(&state)
+        .into_iter()
+        .find(|id| *id != first)
+        .expect("a second run");
     // `resume` sends the operator to `replace`, which resumes it.
     let resume = run(rollgate(&inv, &state, &["resume", "--yes"]));
     assert!(!resume.status.success());
@@ -211,7 +302,10 @@ fn members_replaced_by_new_hosts_after_a_refusal_a_withdrawal_and_a_kill() {
     let out = run(rollgate(&inv, &state, &["replace", "--yes"]));
     let err = text(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("resuming it"), "{err}");
+    assert!(
+        err.contains(&format!("replacement {second} is interrupted: resuming it")),
+        "{err}"
+    );
     stop.store(true, Ordering::SeqCst);
     let seen = sampler.join().unwrap();
 
@@ -235,12 +329,14 @@ fn members_replaced_by_new_hosts_after_a_refusal_a_withdrawal_and_a_kill() {
         !seen.is_empty() && seen.iter().all(|&v| v >= 3),
         "voters sampled: {seen:?}"
     );
-    let journal = journal(&state);
-    for r in journal.iter().filter(|r| r["status"] == "done") {
-        if let Some(v) = r["detail"]["voters"].as_u64() {
-            assert!(v >= 3, "{r}");
+    for id in [&first, &second] {
+        for r in journal_of(&state, id).iter().filter(|r| r["status"] == "done") {
+            if let Some(v) = r["detail"]["voters"].as_u64() {
+                assert!(v >= 3, "{r}");
+            }
         }
     }
+    let journal = journal_of(&state, &second);
     let steps: Vec<(String, String)> = journal
         .iter()
         .filter(|r| r["status"] == "done" || r["status"] == "skipped")

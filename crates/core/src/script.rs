@@ -140,6 +140,59 @@ s=$(systemctl is-enabled {u} 2>/dev/null); case $s in disabled|masked) echo disa
     )
 }
 
+/// `systemctl enable UNIT`, checked with `systemctl is-enabled` (`enabled`); prints
+/// `already` when it was enabled.
+pub fn enable(unit: &str) -> String {
+    let u = q(unit);
+    format!(
+        "s=$(systemctl is-enabled {u} 2>/dev/null); [ \"$s\" = enabled ] && {{ echo already; exit 0; }}
+systemctl enable {u} || exit $?
+s=$(systemctl is-enabled {u} 2>/dev/null); [ \"$s\" = enabled ] && {{ echo enabled; exit 0; }}
+{msg}; exit 1",
+        msg = say("unit %s is %s after enable", &[&u, "\"$s\""])
+    )
+}
+
+/// Where [`set_aside`] of run `run` keeps `data_root` (`.2`, `.3`, ... after it when one is
+/// there already: none is ever overwritten).
+pub fn aside_path(data_root: &str, run: &str) -> String {
+    format!("{data_root}.rollgate-aside-{run}")
+}
+
+/// Renames `data_root` aside ([`aside_path`]) and makes an empty directory in its place
+/// with the same owner and mode, so that a host can join a cluster afresh; nothing is
+/// removed. Prints `already` when the data root is missing or empty (nothing to keep), else
+/// `kept PATH` once the data root is checked empty and `PATH` a directory. Refuses, nothing
+/// changed: a data root that is not a directory (3) or is a mount
+/// point (8: it cannot be renamed); `unit` not known to be stopped (`systemctl is-active`
+/// says neither `inactive` nor `failed`: exit 3). If the empty directory cannot be made, the data root is
+/// renamed back (exit 7).
+pub fn set_aside(data_root: &str, unit: &str, run: &str) -> String {
+    let (d, u, aside) = (q(data_root), q(unit), q(&aside_path(data_root, run)));
+    format!(
+        "if [ ! -e {d} ] || {{ [ -d {d} ] && [ -z \"$(ls -A {d})\" ]; }}; then echo already; exit 0; fi
+[ -d {d} ] || {{ {notdir}; exit 3; }}
+s=$(systemctl is-active {u} 2>/dev/null); case $s in inactive|failed) ;; *) {running}; exit 3;; esac
+if mountpoint -q {d} 2>/dev/null; then {mount}; exit 8; fi
+o={aside}; i=1
+while [ -e \"$o\" ]; do i=$((i+1)); o={aside}.$i; done
+mv -T {d} \"$o\" || exit 7
+if ! {{ mkdir {d} && chown --reference=\"$o\" {d} && chmod --reference=\"$o\" {d}; }}; then
+  rmdir {d} 2>/dev/null; mv -T \"$o\" {d} && {back}; exit 7
+fi
+[ -d \"$o\" ] && [ -d {d} ] && [ -z \"$(ls -A {d})\" ] || {{ {check}; exit 9; }}
+printf 'kept %s\\n' \"$o\"",
+        notdir = say("%s is not a directory", &[&d]),
+        running = say(
+            "unit %s is %s, not stopped: its data root is not moved under it",
+            &[&u, "\"$s\""]
+        ),
+        mount = say("%s is a mount point and cannot be renamed; empty it by hand", &[&d]),
+        back = say("cannot make an empty %s: the data root is back in place", &[&d]),
+        check = say("%s is not empty or %s is missing after the rename", &[&d, "\"$o\""]),
+    )
+}
+
 /// Keeps the current `binary` as `BINARY.rollgate-prev` (a hard link: mode and owner
 /// kept), gives the staged file the binary's owner and mode, renames it into place and
 /// checks the installed sha256 against `sha256`. Each of `files` (`(path, sha256)`, the
@@ -432,12 +485,65 @@ mod tests {
         )
     }
 
+    /// A data root set aside twice keeps both copies (the second beside the first, never
+    /// over or into it), leaves an empty directory with the old mode, and an empty or
+    /// missing one is `already`.
+    #[test]
+    fn set_aside_keeps_every_copy_and_leaves_an_empty_data_root() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("data").to_string_lossy().into_owned();
+        // A `systemctl` of the test's own says how the unit is (this machine may have no
+        // systemd): inactive, then active.
+        let bin = d.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let state = d.path().join("unit-state");
+        std::fs::write(&state, "inactive\n").unwrap();
+        let fake = bin.join("systemctl");
+        std::fs::write(&fake, format!("#!/bin/sh\ncat {}\n", state.display())).unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("PATH={}:$PATH; ", bin.display());
+        let sh = |script: String| sh(&(path.clone() + &script));
+        let unit = "etcd";
+        assert_eq!(sh(set_aside(&root, unit, "r1")), (true, "already\n".into()));
+        std::fs::create_dir(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(sh(set_aside(&root, unit, "r1")), (true, "already\n".into()));
+        std::fs::write(format!("{root}/member"), b"first").unwrap();
+        let aside = aside_path(&root, "r1");
+        assert_eq!(sh(set_aside(&root, unit, "r1")), (true, format!("kept {aside}\n")));
+        assert_eq!(std::fs::read_to_string(format!("{aside}/member")).unwrap(), "first");
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+        assert_eq!(std::fs::metadata(&root).unwrap().permissions().mode() & 0o777, 0o700);
+        std::fs::write(format!("{root}/member"), b"second").unwrap();
+        assert_eq!(sh(set_aside(&root, unit, "r1")), (true, format!("kept {aside}.2\n")));
+        assert_eq!(std::fs::read_to_string(format!("{aside}/member")).unwrap(), "first");
+        assert_eq!(std::fs::read_to_string(format!("{aside}.2/member")).unwrap(), "second");
+        // Not a directory: refused, untouched.
+        let file = d.path().join("file").to_string_lossy().into_owned();
+        std::fs::write(&file, b"x").unwrap();
+        let (ok, out) = sh(set_aside(&file, unit, "r1"));
+        assert!(!ok && out.contains("is not a directory"), "{out}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+        // A unit not known to be stopped: refused, untouched.
+        std::fs::write(&state, "active\n").unwrap();
+        std::fs::write(format!("{root}/member"), b"third").unwrap();
+        let (ok, out) = sh(set_aside(&root, unit, "r1"));
+        assert!(!ok && out.contains("unit etcd is active, not stopped"), "{out}");
+        assert_eq!(std::fs::read_to_string(format!("{root}/member")).unwrap(), "third");
+    }
+
     /// The join and disable scripts parse as shell, and the environment goes in as one
     /// quoted word: nothing in it runs (the lab's replace tests run them on real units).
     #[test]
     fn join_and_disable_scripts_parse_and_quote_the_environment() {
         let env = "ETCD_NAME=node4\nETCD_INITIAL_CLUSTER=a=$(touch /tmp/rollgate-pwned)'b'\n";
-        for script in [join("etcd", env), join("etcd.service", env), disable("etcd")] {
+        for script in [
+            join("etcd", env),
+            join("etcd.service", env),
+            disable("etcd"),
+            enable("etcd"),
+        ] {
             let out = std::process::Command::new("sh")
                 .args(["-n", "-c", &script])
                 .output()

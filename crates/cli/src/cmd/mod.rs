@@ -43,6 +43,16 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         return replace::replace(&args, run, *plan).await;
     }
     let ctx = Ctx::load(&args)?;
+    if let Command::Rollback {
+        run_id,
+        restore_data,
+        hosts,
+        run,
+    } = &args.command
+    {
+        let only = (run_id.as_deref(), *restore_data, hosts.as_deref());
+        return rollback::rollback(&ctx, &args, only, run).await;
+    }
     match args.command {
         Command::Check { hosts, json } => check::run(&ctx, hosts.as_deref(), args.verbose > 0, json).await,
         Command::Status { hosts, json } => status::run(&ctx, hosts.as_deref(), json).await,
@@ -79,12 +89,6 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Command::Restart { run, rolling } => restart::restart(&ctx, &run, &rolling).await,
         Command::Reconfigure { run, rolling } => reconfigure::reconfigure(&ctx, &run, &rolling).await,
         Command::Resume { run_id, run } => upgrade::resume(&ctx, run_id.as_deref(), &run).await,
-        Command::Rollback {
-            run_id,
-            restore_data,
-            hosts,
-            run,
-        } => rollback::rollback(&ctx, run_id.as_deref(), restore_data, hosts.as_deref(), &run).await,
         Command::Runs { json } => runs::runs(&ctx, json),
         Command::Backups { json } => backups::run(&ctx, json),
         Command::Report { run_id, html, svg } => report::run(&ctx, run_id.as_deref(), html, svg),
@@ -92,8 +96,9 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         | Command::Completions { .. }
         | Command::Man
         | Command::Discover { .. }
-        | Command::Replace { .. } => {
-            unreachable!("handled before the inventory is loaded")
+        | Command::Replace { .. }
+        | Command::Rollback { .. } => {
+            unreachable!("handled above")
         }
         Command::Backup { hosts, yes, json } => backup::backup(&ctx, hosts.as_deref(), yes, json).await,
     }

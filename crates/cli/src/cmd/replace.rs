@@ -35,10 +35,7 @@ pub async fn replace(args: &Args, run: &RunArgs, plan_only: bool) -> anyhow::Res
             path.display()
         );
     }
-    // The executor reaches every host of its inventory: the spares too.
-    let mut reach = inv.clone();
-    reach.hosts.extend(inv.spares.iter().map(|s| s.host.clone()));
-    let ctx = Ctx::with_inventory(reach, path, args)?;
+    let ctx = reach_spares(&inv, path, args)?;
     let sd = StateDir::new(&ctx.state_dir, &ctx.inv.cluster.name);
     if plan_only {
         return print_plan(&ctx, &inv, &sd, run).await;
@@ -48,7 +45,12 @@ pub async fn replace(args: &Args, run: &RunArgs, plan_only: bool) -> anyhow::Res
         .runs()?
         .into_iter()
         .rev()
-        .find(|(m, s, _)| m.is_replace() && matches!(s, RunState::Interrupted | RunState::Failed));
+        // One whose rollback began is the rollback's to finish.
+        .find(|(m, s, records)| {
+            m.is_replace()
+                && matches!(s, RunState::Interrupted | RunState::Failed)
+                && !records.iter().any(|r| r.step() == journal::StepId::Rollback)
+        });
     let options = |meta: &RunMeta| RunOptions {
         health_timeout: Duration::from_millis(meta.health_timeout_ms),
         expect_version: None,
@@ -104,8 +106,61 @@ pub async fn replace(args: &Args, run: &RunArgs, plan_only: bool) -> anyhow::Res
     };
     let run_id = ex.meta().run.clone();
     let code = crate::driver::replace(ex, fresh, opts).await?;
-    write_after(path, &inv, &run_id)?;
+    // Only a finished replacement changed the inventory (an interrupted one is resumed).
+    if code == ExitCode::SUCCESS {
+        write_after(path, &inv, &run_id)?;
+    }
     Ok(code)
+}
+
+/// A context whose hosts are the inventory's and its spares (the executor reaches every
+/// host of its inventory).
+fn reach_spares(inv: &Inventory, path: &std::path::Path, args: &Args) -> anyhow::Result<Ctx> {
+    let mut reach = inv.clone();
+    reach.hosts.extend(inv.spares.iter().map(|s| s.host.clone()));
+    Ctx::with_inventory(reach, path, args)
+}
+
+/// `rollback` of replacement run `meta` (its `state` and journal `records`): the prompt,
+/// the lock, then [`crate::driver::unreplace`].
+///
+/// # Errors
+/// No inventory; "no" at the prompt; the lock held or the journal changed since it was
+/// read; as [`crate::driver::unreplace`].
+pub async fn rollback(
+    args: &Args,
+    (mut meta, state, records): (RunMeta, RunState, Vec<journal::Record>),
+    run: &RunArgs,
+) -> anyhow::Result<ExitCode> {
+    let path = args
+        .inventory
+        .as_deref()
+        .context("no inventory: pass -i FILE or set ROLLGATE_INVENTORY")?;
+    let inv = Inventory::load(path)?;
+    let ctx = reach_spares(&inv, path, args)?;
+    let sd = StateDir::new(&ctx.state_dir, &ctx.inv.cluster.name);
+    confirm(
+        run.yes,
+        &format!(
+            "Roll back replacement {} ({state}) on cluster {}: the retired members rejoin, the new hosts leave?",
+            meta.run, inv.cluster.name
+        ),
+    )?;
+    let _lock = sd.lock(&meta.run)?;
+    sd.unchanged_since_planned(&meta.run, &records)?;
+    if let Some(t) = run.health_timeout {
+        meta.health_timeout_ms = t.as_millis() as u64;
+    }
+    let options = RunOptions {
+        health_timeout: Duration::from_millis(meta.health_timeout_ms),
+        expect_version: None,
+        backups: sd.backup_root(),
+        snapshots: sd.snapshot_dir(),
+        hosts: None,
+    };
+    let journal = Journal::open(&sd.journal_path(&meta.run))?;
+    let ex = Executor::new(&ctx, meta, journal, records, run.json).await?;
+    crate::driver::unreplace(ex, options).await
 }
 
 /// `replace --plan`: the pairs in the order a run takes them, each step with its host, and

@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _};
 use rollgate_core::journal::Journal;
 use rollgate_core::plan::{rollback_plan, Progress};
 
-use crate::args::RunArgs;
+use crate::args::{Args, RunArgs};
 use crate::context::Ctx;
 use crate::executor::Executor;
 use crate::prompt::confirm;
@@ -16,12 +16,13 @@ use crate::select;
 use crate::state::{RunState, StateDir};
 
 /// Puts the previous binary back on every host `run` swapped, in reverse order of the
-/// swaps, one at a time, with the gates of an upgrade.
+/// swaps, one at a time, with the gates of an upgrade; a replacement run's retired hosts
+/// rejoin and its spares leave ([`super::replace::rollback`]). `(run_id, restore_data,
+/// only)`: the run (the newest that changed something), `--restore-data`, `--hosts`.
 pub async fn rollback(
     ctx: &Ctx,
-    run_id: Option<&str>,
-    restore_data: bool,
-    only: Option<&str>,
+    args: &Args,
+    (run_id, restore_data, only): (Option<&str>, bool, Option<&str>),
     run: &RunArgs,
 ) -> anyhow::Result<ExitCode> {
     let only = select::names(&ctx.inv, only)?;
@@ -35,14 +36,20 @@ pub async fn rollback(
         None => runs
             .into_iter()
             .rev()
-            .find(|(m, _, _)| !m.is_backup() && !m.is_restart() && !m.is_replace())
+            .find(|(m, _, _)| !m.is_backup() && !m.is_restart())
             .context("no run to roll back")?,
     };
     if meta.is_replace() {
-        bail!(
-            "run {} replaced members: rollgate cannot roll a replacement back yet (the retired hosts' data roots are archived in its backups; see README, Replacing hosts)",
-            meta.run
-        );
+        if restore_data || only.is_some() {
+            bail!(
+                "run {} replaced members: its rollback takes no --restore-data or --hosts (each retired host rejoins afresh, its data root kept aside)",
+                meta.run
+            );
+        }
+        if state == RunState::Running {
+            bail!("run {} is running", meta.run);
+        }
+        return super::replace::rollback(args, (meta, state, records), run).await;
     }
     if meta.is_backup() || meta.is_restart() {
         bail!(

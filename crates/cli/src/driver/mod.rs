@@ -36,7 +36,7 @@ mod roll;
 mod wide;
 
 pub use hosts::{backup, rollback};
-pub use replace::replace;
+pub use replace::{replace, unreplace};
 pub use roll::can_pause;
 
 /// Runs an upgrade or a restart (a run without a binary: [`crate::state::RunMeta::is_restart`]),

@@ -14,9 +14,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _};
 use futures::FutureExt as _;
+use rollgate_core::cluster::ClusterView;
 use rollgate_core::facts::HostFacts;
-use rollgate_core::journal::{Event, PreflightDetail, Record, RunDetail, Status, StepId};
-use rollgate_core::plan::{replace_plan, withdraw_steps, Pair, RunOptions};
+use rollgate_core::journal::{Event, PreflightDetail, Record, RollbackDetail, RunDetail, Status, StepId};
+use rollgate_core::plan::{replace_plan, unreplace_plan, withdraw_steps, Pair, RunOptions};
+use rollgate_core::preset::Listed;
 use rollgate_core::Step;
 
 use crate::executor::{Executor, HostError, Outcome};
@@ -67,7 +69,9 @@ pub async fn replace(mut ex: Executor<'_>, fresh: bool, options: RunOptions) -> 
             match ex.run_step(host, step).await {
                 Ok(()) => {}
                 Err(HostError::Interrupted) => return interrupted(&mut ex, started),
-                Err(HostError::Failed { error, .. }) => return failed(ex, started, pair, *on_new, step, error).await,
+                Err(HostError::Failed { error, .. }) => {
+                    return failed(ex, started, (pair, *on_new, step), error, None).await
+                }
             }
         }
     }
@@ -87,7 +91,7 @@ fn done_steps(records: &[Record], new: &str, old: &str) -> BTreeSet<(bool, StepI
             _ => continue,
         };
         if r.completed() {
-            if on_new && r.step() == StepId::RollbackStop {
+            if on_new && r.step() == StepId::RollbackStop && done.contains(&(true, StepId::MemberAdd)) {
                 // The withdrawal's last step: the pair starts over, its gate too.
                 done.clear();
                 continue;
@@ -105,7 +109,6 @@ fn done_steps(records: &[Record], new: &str, old: &str) -> BTreeSet<(bool, StepI
 /// host of a pair not begun reachable, its unit installed and not running, its data root
 /// empty, its binary in place. The plan of the pairs not finished.
 async fn preflight(ex: &mut Executor<'_>, options: &RunOptions) -> anyhow::Result<Vec<Pair>> {
-    let max_lag = ex.inv().cluster.max_raft_lag;
     let finished: Vec<String> = ex
         .inv()
         .spares
@@ -131,23 +134,49 @@ async fn preflight(ex: &mut Executor<'_>, options: &RunOptions) -> anyhow::Resul
         })
         .map(|s| s.host.name.clone())
         .collect();
-    let plan: Arc<Mutex<Option<Vec<Pair>>>> = Arc::default();
-    let step = Step::Preflight { max_raft_lag: max_lag };
     let options = options.clone();
-    let slot = Arc::clone(&plan);
+    planned(ex, "refusing to replace", move |inv, members, view, facts| {
+        let versions = |name: &str| facts.get(name).and_then(|f| f.version.clone());
+        let pairs = replace_plan(inv, members, view, &options, &finished, &versions)?;
+        let mut problems = Vec::new();
+        for p in pairs.iter().filter(|p| !begun.contains(&p.new.name)) {
+            problems.extend(new_host_problems(&p.new.name, facts, members, &p.new.address));
+        }
+        Ok((pairs, problems))
+    })
+    .await
+}
+
+/// A run-wide preflight, journaled: the member list, the cluster healthy (one leader,
+/// every member healthy and caught up), each host's facts, then `plan` (given the
+/// inventory, the member list, the view and the facts; it returns the pairs and the
+/// problems that refuse them); any problem of the
+/// cluster's or the plan's refuses it (`refusing`, then the problems).
+async fn planned<P>(ex: &mut Executor<'_>, refusing: &'static str, plan: P) -> anyhow::Result<Vec<Pair>>
+where
+    P: FnOnce(
+            &rollgate_core::Inventory,
+            &[Listed],
+            &ClusterView,
+            &HashMap<String, HostFacts>,
+        ) -> anyhow::Result<(Vec<Pair>, Vec<String>)>
+        + Send
+        + 'static,
+{
+    let max_lag = ex.inv().cluster.max_raft_lag;
+    let planned: Arc<Mutex<Option<Vec<Pair>>>> = Arc::default();
+    let step = Step::Preflight { max_raft_lag: max_lag };
+    let slot = Arc::clone(&planned);
     ex.run_wide(&step, move |ex| {
         async move {
             let (_, members, view) = ex.member_list("").await?;
             let view = view?;
             let mut problems = view.problems(max_lag);
             let facts = ex.installed().await?;
-            let versions = |name: &str| facts.get(name).and_then(|f| f.version.clone());
-            let pairs = replace_plan(ex.inv(), &members, &view, &options, &finished, &versions)?;
-            for p in pairs.iter().filter(|p| !begun.contains(&p.new.name)) {
-                problems.extend(new_host_problems(&p.new.name, &facts, &members, &p.new.address));
-            }
+            let (pairs, more) = plan(ex.inv(), &members, &view, &facts)?;
+            problems.extend(more);
             if !problems.is_empty() {
-                bail!("refusing to replace: {}", problems.join("; "));
+                bail!("{refusing}: {}", problems.join("; "));
             }
             if let Ok(mut slot) = slot.lock() {
                 *slot = Some(pairs);
@@ -160,7 +189,7 @@ async fn preflight(ex: &mut Executor<'_>, options: &RunOptions) -> anyhow::Resul
         .boxed()
     })
     .await?;
-    let pairs = plan
+    let pairs = planned
         .lock()
         .ok()
         .and_then(|mut p| p.take())
@@ -210,15 +239,22 @@ fn new_host_problems(
 async fn failed(
     mut ex: Executor<'_>,
     started: Instant,
-    pair: &Pair,
-    on_new: bool,
-    step: &Step,
+    (pair, on_new, step): (&Pair, bool, &Step),
     error: anyhow::Error,
+    rollback: Option<usize>,
 ) -> anyhow::Result<ExitCode> {
     let host = pair.host(on_new).name.clone();
-    let mut message = format!("{} of {host} failed: {error:#}", step.id());
-    let promoted = done_steps(ex.records(), &pair.new.name, &pair.old.name).contains(&(true, StepId::Health));
-    if on_new || !promoted {
+    let what = if rollback.is_some() { "rollback: " } else { "" };
+    let mut message = format!("{what}{} of {host} failed: {error:#}", step.id());
+    let done = done_steps(&ex.records()[rollback.unwrap_or(0)..], &pair.new.name, &pair.old.name);
+    let withdraw = if rollback.is_some() {
+        // A retired host that failed once it began to rejoin; never one still a member
+        // beside its spare (a pair that only withdraws its spare).
+        on_new && !matches!(step.id(), StepId::RollbackStop | StepId::SetAside | StepId::Enable)
+    } else {
+        on_new || !done.contains(&(true, StepId::Health))
+    };
+    if withdraw {
         // The voters at the start, as the pair's member-remove has them.
         let voters = pair
             .steps
@@ -249,25 +285,140 @@ async fn failed(
                 pair.new.name, pair.old.name
             )
         });
-    } else {
+    } else if on_new {
+        // A rollback's retired host before it was added.
         message.push_str(&format!(
-            "; {} is a voter; {} may still be one (see `rollgate status`); run replace again to go on",
+            "; {} was not added; {} stays a member; run the rollback again to go on",
             pair.new.name, pair.old.name
         ));
+    } else {
+        message.push_str(&format!(
+            "; {} is a voter; {} may still be one (see `rollgate status`); run {} again to go on",
+            pair.new.name,
+            pair.old.name,
+            if rollback.is_some() { "the rollback" } else { "replace" }
+        ));
     }
-    let detail = RunDetail {
-        failed_at: Some((host, step.id())),
-        ..Default::default()
+    let end = if rollback.is_some() {
+        Event::Rollback(None)
+    } else {
+        Event::Run(Some(RunDetail {
+            failed_at: Some((host, step.id())),
+            ..Default::default()
+        }))
     };
-    ex.record(
-        None,
-        Event::Run(Some(detail)),
-        Status::Failed,
-        Some(started),
-        Some(message.clone()),
-    )?;
+    ex.record(None, end, Status::Failed, Some(started), Some(message.clone()))?;
     crate::cmd::report::print(&ex, started.elapsed());
     Err(Exit { code: 1, message }.into())
+}
+
+/// Rolls back replacement run `ex` ([`rollgate_core::plan::unreplace_plan`]): its pairs in
+/// reverse order, each retired host that left joining again and each spare withdrawn, the
+/// voters never fewer than at the replacement's start. Journaled in the run's journal after a
+/// `rollback` record; running the rollback again continues it (steps done since the first
+/// `rollback` record are skipped). A host that fails to rejoin is withdrawn again (its spare
+/// stays a member) and the rollback stops, naming both.
+///
+/// # Errors
+/// [`Exit`] 1: the cluster unhealthy or a retired host that cannot rejoin (nothing changed),
+/// or a step that failed; 130 (as `Ok`) for an interrupt; a journal that cannot be written.
+pub async fn unreplace(mut ex: Executor<'_>, options: RunOptions) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let first_rollback = ex
+        .records()
+        .iter()
+        .position(|r| r.host.is_none() && r.step() == StepId::Rollback)
+        .unwrap_or(ex.records().len());
+    // The spares in the order the replacement began their pairs.
+    let mut order: Vec<String> = Vec::new();
+    for r in &ex.records()[..first_rollback] {
+        if let Some(h) = r.host.as_deref() {
+            if ex.inv().spares.iter().any(|s| s.host.name == h) && !order.iter().any(|o| o == h) {
+                order.push(h.to_owned());
+            }
+        }
+    }
+    let hosts = order
+        .iter()
+        .rev()
+        .flat_map(|n| {
+            let retired = ex
+                .inv()
+                .spares
+                .iter()
+                .find(|s| s.host.name == *n)
+                .map(|s| s.replaces.clone());
+            [n.clone()].into_iter().chain(retired)
+        })
+        .collect();
+    let detail = RollbackDetail {
+        hosts,
+        restore_data: false,
+    };
+    ex.record(None, Event::Rollback(Some(detail.clone())), Status::Started, None, None)?;
+    let plan = match unreplace_preflight(&mut ex, &options, order).await {
+        Ok(plan) => plan,
+        Err(e) => {
+            let message = format!("{e:#}; nothing was changed");
+            ex.record(
+                None,
+                Event::Rollback(None),
+                Status::Failed,
+                Some(started),
+                Some(message.clone()),
+            )?;
+            return Err(Exit { code: 1, message }.into());
+        }
+    };
+    for pair in &plan {
+        // A spare that leads hands over to a member on the retired hosts' version first.
+        let version = pair.steps.iter().find_map(|(_, s)| match s {
+            Step::RollbackHealth { version, .. } => Some(version.clone()),
+            _ => None,
+        });
+        ex.set_version(version.or_else(|| ex.fact_version(&pair.new.name)));
+        let done = done_steps(&ex.records()[first_rollback..], &pair.new.name, &pair.old.name);
+        for (on_new, step) in &pair.steps {
+            if done.contains(&(*on_new, step.id())) {
+                continue;
+            }
+            match ex.run_step(pair.host(*on_new), step).await {
+                Ok(()) => {}
+                Err(HostError::Interrupted) => {
+                    crate::cmd::report::print(&ex, started.elapsed());
+                    crate::say!("rollgate: interrupted after the last completed step; run the rollback again to go on");
+                    return Ok(ExitCode::from(130));
+                }
+                Err(HostError::Failed { error, .. }) => {
+                    return failed(ex, started, (pair, *on_new, step), error, Some(first_rollback)).await
+                }
+            }
+        }
+    }
+    ex.record(None, Event::Rollback(Some(detail)), Status::Done, Some(started), None)?;
+    crate::say!(
+        "rolled back {} pair(s) in {:.1} s",
+        plan.len(),
+        started.elapsed().as_secs_f64()
+    );
+    ex.print_status().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The rollback's preflight, journaled: the member list and the cluster healthy; the plan.
+async fn unreplace_preflight(
+    ex: &mut Executor<'_>,
+    options: &RunOptions,
+    order: Vec<String>,
+) -> anyhow::Result<Vec<Pair>> {
+    let run = ex.meta().run.clone();
+    let options = options.clone();
+    planned(ex, "refusing to roll back", move |inv, members, view, facts| {
+        let versions = |name: &str| facts.get(name).and_then(|f| f.version.clone());
+        let pairs = unreplace_plan(inv, members, view, &options, (&run, &order), &versions)?;
+        Ok((pairs, Vec::new()))
+    })
+    .await
 }
 
 /// Interrupted between steps: journaled, resumable by running `replace` again.

@@ -6,11 +6,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use rollgate_core::cluster::ClusterView;
-use rollgate_core::journal::{Event, MemberDetail};
+use rollgate_core::journal::{Event, MemberDetail, SetAsideDetail};
 use rollgate_core::preset::{Listed, Membership};
 use rollgate_core::{script, Host};
 
 use super::{Executor, Outcome};
+
+/// How long a membership change the cluster refuses for now is tried again.
+const REFUSED_FOR: Duration = Duration::from_secs(20);
 
 impl<'a> Executor<'a> {
     fn membership(&self) -> anyhow::Result<&'a dyn Membership> {
@@ -67,18 +70,30 @@ impl<'a> Executor<'a> {
     }
 
     /// Runs membership `command` on `via`; its failure is an error with what it printed.
+    /// A refusal the preset says passes ([`Membership::refused_for_now`]: etcd, for 5 s
+    /// after a membership change) is sent again each second for up to [`REFUSED_FOR`].
     async fn change(&self, via: &str, what: &str, command: &str) -> anyhow::Result<()> {
-        let out = self.fleet.output(via, command).await?;
-        if out.exit != Some(0) {
-            bail!(
-                "{what} on {via} failed: {}",
-                out.stderr
-                    .lines()
-                    .rfind(|l| !l.trim().is_empty())
-                    .unwrap_or("no message")
+        let deadline = Instant::now() + REFUSED_FOR;
+        loop {
+            let out = self.fleet.output(via, command).await?;
+            if out.exit == Some(0) {
+                return Ok(());
+            }
+            let said = out
+                .stderr
+                .lines()
+                .rfind(|l| !l.trim().is_empty())
+                .unwrap_or("no message")
+                .to_owned();
+            if !self.membership()?.refused_for_now(&out.stderr) || Instant::now() >= deadline {
+                bail!("{what} on {via} failed: {said}");
+            }
+            crate::live::waiting(
+                via,
+                &format!("{what}: the cluster refuses for now ({said}); again in 1 s"),
             );
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        Ok(())
     }
 
     /// [`rollgate_core::Step::MemberAdd`]: `host` added as a non-voter at `peer_url` (unless
@@ -224,6 +239,30 @@ impl<'a> Executor<'a> {
             bail!("disabling {}: {}", host.unit, out.stderr.trim());
         }
         Ok(Outcome::acted(out.stdout.trim() != "already", Event::Disable))
+    }
+
+    /// [`rollgate_core::Step::Enable`]: `host`'s unit enabled.
+    pub(super) async fn enable(&self, host: &Host, script: &str) -> anyhow::Result<Outcome> {
+        let out = self.fleet.output(&host.name, script).await?;
+        if out.exit != Some(0) {
+            bail!("enabling {}: {}", host.unit, out.stderr.trim());
+        }
+        Ok(Outcome::acted(out.stdout.trim() != "already", Event::Enable))
+    }
+
+    /// [`rollgate_core::Step::SetAside`]: `host`'s data root renamed aside (kept) and an
+    /// empty one made, its unit stopped (asked first, and again by the script).
+    pub(super) async fn set_aside(&self, host: &Host, script: &str) -> anyhow::Result<Outcome> {
+        self.refuse_running(host, "set its data root aside").await?;
+        let out = self.fleet.output(&host.name, script).await?;
+        if out.exit != Some(0) {
+            bail!("setting {} aside: {}", host.data_root, out.stderr.trim());
+        }
+        let said = out.stdout.trim();
+        Ok(match said.strip_prefix("kept ") {
+            Some(kept) => Outcome::done(Event::SetAside(Some(SetAsideDetail { kept: kept.to_owned() }))),
+            None => Outcome::skipped(Event::SetAside(None), "the data root is empty"),
+        })
     }
 }
 

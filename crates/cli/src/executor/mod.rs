@@ -196,7 +196,7 @@ impl<'a> Executor<'a> {
     ///
     /// # Errors
     /// The unit is active, or its state cannot be asked.
-    async fn refuse_running(&self, host: &Host, what: &str) -> anyhow::Result<()> {
+    pub(super) async fn refuse_running(&self, host: &Host, what: &str) -> anyhow::Result<()> {
         if self.stopped_here(host) {
             // This invocation stopped it and has begun no start since: no need to ask.
             return Ok(());
@@ -701,6 +701,8 @@ impl<'a> Executor<'a> {
             } => self.promote(host, peer_url, *max_raft_lag, *wait).await,
             Step::MemberRemove { peer_url, min_voters } => self.member_remove(host, peer_url, *min_voters).await,
             Step::Disable(u) => self.disable(host, &u.script).await,
+            Step::Enable(u) => self.enable(host, &u.script).await,
+            Step::SetAside { script, .. } => self.set_aside(host, script).await,
             Step::Preflight { .. } | Step::VersionPolicy { .. } | Step::Snapshot { .. } => {
                 Err(anyhow!("{} is a run-wide step, not one of {}", step.id(), host.name))
             }

@@ -96,11 +96,16 @@ pub enum StepId {
     MemberRemove,
     /// Replace: the retired host's unit was disabled.
     Disable,
+    /// Replace: the joining host's unit was enabled (it starts at boot).
+    Enable,
+    /// Rollback of a replacement: the data root of a host that rejoins (or of a withdrawn
+    /// new host) was renamed aside, kept, and an empty one made in its place.
+    SetAside,
 }
 
 impl StepId {
     /// Every step id, in the order a host goes through them (run-wide ones first).
-    pub const ALL: [StepId; 41] = [
+    pub const ALL: [StepId; 43] = [
         StepId::Run,
         StepId::Preflight,
         StepId::Versions,
@@ -142,6 +147,8 @@ impl StepId {
         StepId::Promote,
         StepId::MemberRemove,
         StepId::Disable,
+        StepId::Enable,
+        StepId::SetAside,
     ];
 
     /// The name written in the journal (`swap`, `rollback-health`).
@@ -188,6 +195,8 @@ impl StepId {
             StepId::Promote => "promote",
             StepId::MemberRemove => "member-remove",
             StepId::Disable => "disable",
+            StepId::Enable => "enable",
+            StepId::SetAside => "set-aside",
         }
     }
 
@@ -314,6 +323,10 @@ pub enum Event {
     MemberRemove(Option<MemberDetail>),
     /// See [`StepId::Disable`].
     Disable,
+    /// See [`StepId::Enable`].
+    Enable,
+    /// See [`StepId::SetAside`].
+    SetAside(Option<SetAsideDetail>),
 }
 
 impl Event {
@@ -361,6 +374,8 @@ impl Event {
             Event::Promote(_) => StepId::Promote,
             Event::MemberRemove(_) => StepId::MemberRemove,
             Event::Disable => StepId::Disable,
+            Event::Enable => StepId::Enable,
+            Event::SetAside(_) => StepId::SetAside,
         }
     }
 
@@ -425,6 +440,8 @@ impl Event {
             StepId::Promote => Event::Promote(None),
             StepId::MemberRemove => Event::MemberRemove(None),
             StepId::Disable => Event::Disable,
+            StepId::Enable => Event::Enable,
+            StepId::SetAside => Event::SetAside(None),
         }
     }
 }
@@ -618,6 +635,13 @@ pub struct MemberDetail {
     pub via: String,
     /// The voters once it was done.
     pub voters: usize,
+}
+
+/// `set-aside`: where the data root went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetAsideDetail {
+    /// The path on the host that now holds the old data root.
+    pub kept: String,
 }
 
 /// One hook command run.

@@ -31,7 +31,7 @@ pub use batch::{batches, Batch};
 pub use config::{ConfigPlan, HostFile};
 pub use hooks::weave;
 pub use progress::{HostProgress, Progress};
-pub use replace::{replace_plan, replaced_inventory, withdraw_steps, Pair, ReplaceError};
+pub use replace::{replace_plan, replaced_inventory, unreplace_plan, withdraw_steps, Pair, ReplaceError};
 pub use restart::{back_on, RestartPlan};
 pub use rollback::{bring_back_previous, roll_back_host, rollback_plan};
 pub use step::{HookCommand, StageFile, Step, UnitStep};

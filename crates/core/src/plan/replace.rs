@@ -2,8 +2,8 @@
 //! `[[hosts]]` member it names, one pair at a time, the pair of the leader last.
 //!
 //! A pair's steps: the gate (on the old host: the cluster healthy, one leader), then on the
-//! new host `member-add` (a non-voter), `start`, `promote` (once caught up), `health`; then
-//! on the old host `leader-transfer` (if it leads; to a member on the new hosts' version
+//! new host `member-add` (a non-voter), `start`, `promote` (once caught up), `health`,
+//! its unit `enable`d; on the old host `leader-transfer` (if it leads; to a member on the new hosts' version
 //! first), `member-remove`, `stop`, `backup` (its
 //! data root to the jump host), `disable`, `compress`. The voters never drop below the
 //! count at the start: the new member is a voter before the old one leaves, and
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::cluster::{endpoint_host, ClusterView};
 use crate::inventory::{Host, Inventory};
-use crate::preset::Listed;
+use crate::preset::{Listed, Membership};
 use crate::script;
 
 use super::{start_step, stop_step, RunOptions, Step, UnitStep};
@@ -56,6 +56,17 @@ pub enum ReplaceError {
     /// A host to retire is not in the member list.
     #[error("{0} is not a member of the cluster (the member list has no peer URL on {1})")]
     NotAMember(String, String),
+    /// A host that would rejoin cannot (the preset says why).
+    #[error("{host} cannot rejoin: {why}")]
+    JoinRefused {
+        /// The retired host.
+        host: String,
+        /// The preset's reason.
+        why: String,
+    },
+    /// A retired host's binary version is not known (its health gate needs it).
+    #[error("{0}'s binary version is not known (could it be asked its facts?)")]
+    NoVersion(String),
     /// A spare's peer URL could not be derived from the old member's.
     #[error("cannot tell {new}'s peer URL from {old}'s ({url}): it does not name {old}'s address")]
     PeerUrl {
@@ -97,30 +108,7 @@ pub fn replace_plan(
             continue; // validated at load
         };
         let new = &spare.host;
-        let on = |address: &str| {
-            members
-                .iter()
-                .find(|m| m.peer_urls.iter().any(|u| endpoint_host(u) == address))
-        };
-        // A pair that began may have taken the old member out already; its peer URL then
-        // follows from the new one's, as the new one's follows from the old one's.
-        let (old_peer_url, peer_url) = match (on(&old.address), on(&new.address)) {
-            (Some(o), _) => {
-                let url = membership
-                    .peer_url(o, &old.address, &new.address)
-                    .ok_or_else(|| ReplaceError::PeerUrl {
-                        new: new.name.clone(),
-                        old: old.name.clone(),
-                        url: o.peer_urls.first().cloned().unwrap_or_default(),
-                    })?;
-                (o.peer_urls[0].clone(), url)
-            }
-            (None, Some(n)) => {
-                let back = membership.peer_url(n, &new.address, &old.address).unwrap_or_default();
-                (back, n.peer_urls[0].clone())
-            }
-            (None, None) => return Err(ReplaceError::NotAMember(old.name.clone(), old.address.clone())),
-        };
+        let (old_peer_url, peer_url) = peer_urls(membership, members, old, new)?;
         let steps = pair_steps(inv, old, new, options, t, &peer_url, &old_peer_url, voters, versions);
         pairs.push(Pair {
             old: old.clone(),
@@ -134,6 +122,159 @@ pub fn replace_plan(
     let leads = |p: &Pair| view.leader().is_some_and(|l| l.endpoint_host() == p.old.address);
     pairs.sort_by_key(leads);
     Ok(pairs)
+}
+
+/// The member of `members` with a peer URL on `address`.
+fn listed_on<'l>(members: &'l [Listed], address: &str) -> Option<&'l Listed> {
+    members
+        .iter()
+        .find(|m| m.peer_urls.iter().any(|u| endpoint_host(u) == address))
+}
+
+/// The peer URLs of retired host `old` and of its spare `new`: from the member list, the
+/// one not listed derived from the other's (a pair that began may have taken the old
+/// member out already).
+fn peer_urls(
+    membership: &dyn Membership,
+    members: &[Listed],
+    old: &Host,
+    new: &Host,
+) -> Result<(String, String), ReplaceError> {
+    match (listed_on(members, &old.address), listed_on(members, &new.address)) {
+        (Some(o), _) => {
+            let url = membership
+                .peer_url(o, &old.address, &new.address)
+                .ok_or_else(|| ReplaceError::PeerUrl {
+                    new: new.name.clone(),
+                    old: old.name.clone(),
+                    url: o.peer_urls.first().cloned().unwrap_or_default(),
+                })?;
+            Ok((o.peer_urls[0].clone(), url))
+        }
+        (None, Some(n)) => {
+            let back = membership.peer_url(n, &new.address, &old.address).unwrap_or_default();
+            Ok((back, n.peer_urls[0].clone()))
+        }
+        (None, None) => Err(ReplaceError::NotAMember(old.name.clone(), old.address.clone())),
+    }
+}
+
+/// Plans the rollback of a replacement run (`run`, whose pairs began in `order`, spare
+/// names): its pairs in reverse order, each a [`Pair`] whose `old` is the spare that
+/// leaves and `new` the retired host that joins again. Per pair, from the member list now:
+/// - the retired host out, its spare in: the retired host rejoins as a new member would
+///   (its unit stopped if it runs, its data root set aside and kept, its unit enabled,
+///   `member-add`, `rollback-start`, `promote`, `rollback-health` on the version it runs),
+///   then the spare is withdrawn;
+/// - both in (the pair stopped half-way): the spare is withdrawn;
+/// - the spare out: nothing to do.
+///
+/// Withdrawing a spare: `leader-transfer` (if it leads), `member-remove`, `rollback-stop`,
+/// `set-aside` of its data root (so it can serve as a spare again), `disable`. The voters
+/// never drop below the count the replacement began with (`min_voters`: the voters now,
+/// less the spares whose retired host is still a voter beside them).
+///
+/// # Errors
+/// [`ReplaceError`]: a preset that cannot, neither host of a pair a member, a retired
+/// host's version unknown or refused by the cluster ([`Membership::join_refused`]).
+pub fn unreplace_plan(
+    inv: &Inventory,
+    members: &[Listed],
+    view: &ClusterView,
+    options: &RunOptions,
+    (run, order): (&str, &[String]),
+    versions: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Pair>, ReplaceError> {
+    let preset = &inv.cluster.preset;
+    let membership = preset.membership().ok_or(ReplaceError::NoMembership(preset.name()))?;
+    let t = &inv.cluster.timeouts;
+    let voter_on = |address: &str| listed_on(members, address).is_some_and(|m| !m.learner);
+    let doubled = inv
+        .spares
+        .iter()
+        .filter(|s| voter_on(&s.host.address) && inv.host(&s.replaces).is_some_and(|o| voter_on(&o.address)))
+        .count();
+    let min_voters = members.iter().filter(|m| !m.learner).count() - doubled;
+    let member_versions: Vec<&str> = view.members.iter().filter_map(|m| m.version.as_deref()).collect();
+    let mut spares: Vec<_> = inv.spares.iter().collect();
+    spares.sort_by_key(|s| std::cmp::Reverse(order.iter().position(|n| *n == s.host.name)));
+    let mut pairs = Vec::new();
+    for spare in spares {
+        let (Some(retired), spare_host) = (inv.host(&spare.replaces), &spare.host) else {
+            continue; // validated at load
+        };
+        if listed_on(members, &spare_host.address).is_none() {
+            continue;
+        }
+        let (retired_url, spare_url) = peer_urls(membership, members, retired, spare_host)?;
+        let mut steps = Vec::new();
+        if listed_on(members, &retired.address).is_none() {
+            let version = versions(&retired.name).ok_or_else(|| ReplaceError::NoVersion(retired.name.clone()))?;
+            if let Some(why) = membership.join_refused(&version, &member_versions) {
+                return Err(ReplaceError::JoinRefused {
+                    host: retired.name.clone(),
+                    why,
+                });
+            }
+            let health = options.health_timeout;
+            steps.extend([
+                (true, Step::RollbackStop(stop_step(retired, None, t))),
+                (true, set_aside_step(retired, run)),
+                (
+                    true,
+                    Step::Enable(unit_step(retired, script::enable(&retired.unit), t.stop)),
+                ),
+                (
+                    true,
+                    Step::MemberAdd {
+                        peer_url: retired_url.clone(),
+                    },
+                ),
+                (true, Step::RollbackStart(start_step(retired, t, health))),
+                (
+                    true,
+                    Step::Promote {
+                        peer_url: retired_url.clone(),
+                        max_raft_lag: inv.cluster.max_raft_lag,
+                        wait: health,
+                    },
+                ),
+                (true, Step::RollbackHealth { version, wait: health }),
+            ]);
+        }
+        steps.extend([
+            (false, Step::LeaderTransfer),
+            (
+                false,
+                Step::MemberRemove {
+                    peer_url: spare_url.clone(),
+                    min_voters,
+                },
+            ),
+            (false, Step::RollbackStop(stop_step(spare_host, None, t))),
+            (false, set_aside_step(spare_host, run)),
+            (
+                false,
+                Step::Disable(unit_step(spare_host, script::disable(&spare_host.unit), t.stop)),
+            ),
+        ]);
+        pairs.push(Pair {
+            old: spare_host.clone(),
+            new: retired.clone(),
+            old_peer_url: spare_url,
+            peer_url: retired_url,
+            steps,
+        });
+    }
+    Ok(pairs)
+}
+
+/// [`Step::SetAside`] of `h`'s data root, for run `run`.
+fn set_aside_step(h: &Host, run: &str) -> Step {
+    Step::SetAside {
+        data_root: h.data_root.clone(),
+        script: script::set_aside(&h.data_root, &h.unit, run),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -180,6 +321,8 @@ fn pair_steps(
             },
         ),
     ];
+    // A member now: it starts at boot (a spare's unit is disabled until it joins).
+    steps.push((true, Step::Enable(unit_step(new, script::enable(&new.unit), t.stop))));
     // Whatever `leader_transfer` says: the old leader hands over (to a member on the new
     // hosts' version first) before it leaves, rather than the cluster electing after it.
     steps.push((false, Step::LeaderTransfer));
@@ -203,7 +346,7 @@ fn pair_steps(
             },
         ));
     }
-    steps.push((false, Step::Disable(disable_step(old, t.stop))));
+    steps.push((false, Step::Disable(unit_step(old, script::disable(&old.unit), t.stop))));
     if old.backup {
         steps.push((
             false,
@@ -215,11 +358,11 @@ fn pair_steps(
     steps
 }
 
-/// `systemctl disable` of `h`'s unit.
-fn disable_step(h: &Host, wait: Duration) -> UnitStep {
+/// `script` (`systemctl enable` or `disable`) of `h`'s unit.
+fn unit_step(h: &Host, script: String, wait: Duration) -> UnitStep {
     UnitStep {
         unit: h.unit.clone(),
-        script: script::disable(&h.unit),
+        script,
         wait,
         signal: None,
     }
@@ -357,6 +500,7 @@ mod tests {
                 (true, StepId::Start),
                 (true, StepId::Promote),
                 (true, StepId::Health),
+                (true, StepId::Enable),
                 (false, StepId::LeaderTransfer),
                 (false, StepId::MemberRemove),
                 (false, StepId::Stop),
@@ -376,6 +520,76 @@ mod tests {
         // A pair the journal finished is left out.
         let rest = replace_plan(&inv(), &members, &led_by(1), &options(), &["node5".into()], &v).unwrap();
         assert_eq!(rest.len(), 2);
+    }
+
+    /// After a run that replaced node2 by node5 and stopped half-way through node3's pair
+    /// (node6 a voter beside node3): node3's pair first (node6 withdrawn), then node2
+    /// rejoins before node5 leaves; the voters never below the three the run began with.
+    #[test]
+    fn a_rollback_rejoins_retired_hosts_in_reverse_order_and_withdraws_the_spares() {
+        let mut members = listed(&[("node1", 1), ("node5", 5), ("node3", 3), ("node6", 6)]);
+        let versions = |name: &str| Some(if name == "node2" { "3.4.23" } else { "3.5.16" }.to_owned());
+        let order = ["node5".to_owned(), "node6".to_owned()];
+        let pairs = unreplace_plan(&inv(), &members, &led_by(1), &options(), ("r1", &order), &versions).unwrap();
+        use crate::journal::StepId;
+        type Shape<'a> = (&'a str, &'a str, Vec<(bool, StepId)>);
+        let shape: Vec<Shape> = pairs
+            .iter()
+            .map(|p| {
+                (
+                    p.old.name.as_str(),
+                    p.new.name.as_str(),
+                    p.steps.iter().map(|(n, s)| (*n, s.id())).collect(),
+                )
+            })
+            .collect();
+        let withdraw = [
+            (false, StepId::LeaderTransfer),
+            (false, StepId::MemberRemove),
+            (false, StepId::RollbackStop),
+            (false, StepId::SetAside),
+            (false, StepId::Disable),
+        ];
+        let mut rejoin = vec![
+            (true, StepId::RollbackStop),
+            (true, StepId::SetAside),
+            (true, StepId::Enable),
+            (true, StepId::MemberAdd),
+            (true, StepId::RollbackStart),
+            (true, StepId::Promote),
+            (true, StepId::RollbackHealth),
+        ];
+        rejoin.extend(withdraw);
+        assert_eq!(
+            shape,
+            [("node6", "node3", withdraw.to_vec()), ("node5", "node2", rejoin)]
+        );
+        let p = &pairs[1];
+        assert_eq!(
+            (p.old_peer_url.as_str(), p.peer_url.as_str()),
+            ("http://10.77.0.15:2380", "http://10.77.0.12:2380")
+        );
+        for p in &pairs {
+            assert!(p
+                .steps
+                .iter()
+                .all(|(_, s)| !matches!(s, Step::MemberRemove { min_voters, .. } if *min_voters != 3)));
+        }
+        assert!(p
+            .steps
+            .iter()
+            .any(|(_, s)| matches!(s, Step::RollbackHealth { version, .. } if version == "3.4.23")));
+        // Every member on 3.5: etcd refuses node2's 3.4.23, before anything is tried.
+        members.truncate(3);
+        let mut view = led_by(1);
+        for m in &mut view.members {
+            m.version = Some("3.5.16".into());
+        }
+        let e = unreplace_plan(&inv(), &members, &view, &options(), ("r1", &order), &versions).unwrap_err();
+        assert!(
+            matches!(&e, ReplaceError::JoinRefused { host, why } if host == "node2" && why.contains("3.5 or later")),
+            "{e}"
+        );
     }
 
     #[test]

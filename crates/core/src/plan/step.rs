@@ -205,6 +205,17 @@ pub enum Step {
     },
     /// `rollgate replace`, on a retired host: `systemctl disable UNIT`, checked.
     Disable(UnitStep),
+    /// `rollgate replace`, on a host that joined: `systemctl enable UNIT`, checked.
+    Enable(UnitStep),
+    /// Rollback of a replacement, on a host that is not a member: its data root renamed
+    /// aside (kept; [`crate::script::set_aside`]) and an empty one made in its place, so
+    /// that it can join again (a removed etcd member never restarts on its old data).
+    SetAside {
+        /// The data root on the host.
+        data_root: String,
+        /// The remote script.
+        script: String,
+    },
     /// Rollback: healthy again on `version`.
     RollbackHealth {
         /// The version it ran before the upgrade.
@@ -285,6 +296,8 @@ impl Step {
             Step::Promote { .. } => StepId::Promote,
             Step::MemberRemove { .. } => StepId::MemberRemove,
             Step::Disable(_) => StepId::Disable,
+            Step::Enable(_) => StepId::Enable,
+            Step::SetAside { .. } => StepId::SetAside,
             Step::Hook { point, rollback, .. } => match (point, rollback) {
                 (HookPoint::BeforeStop, false) => StepId::HookBeforeStop,
                 (HookPoint::AfterStop, false) => StepId::HookAfterStop,
@@ -318,7 +331,8 @@ impl Step {
             // Two membership commands, the list and the join script: a command's bound each.
             Step::MemberAdd { .. } | Step::MemberRemove { .. } => t.command * 4,
             Step::Promote { wait, .. } => *wait + MARGIN,
-            Step::Disable(u) => u.wait + MARGIN,
+            Step::Disable(u) | Step::Enable(u) => u.wait + MARGIN,
+            Step::SetAside { .. } => t.swap,
             // Each command's timeout, and a margin for finding the leader or a member.
             Step::Hook { commands, .. } => commands.iter().map(|c| c.timeout + MARGIN).sum(),
         }
@@ -404,6 +418,10 @@ impl Step {
                 "from another member: remove the member at {peer_url} (refused below {min_voters} voters)"
             ),
             Step::Disable(u) => format!("systemctl disable {}; check it is disabled", u.unit),
+            Step::Enable(u) => format!("systemctl enable {}; check it is enabled", u.unit),
+            Step::SetAside { data_root, .. } => format!(
+                "rename {data_root} aside (kept, {data_root}.rollgate-aside-RUN) and make an empty one in its place"
+            ),
             Step::Hook { point, commands, .. } => {
                 let each: Vec<String> = commands
                     .iter()

@@ -67,6 +67,27 @@ pub trait Membership: std::fmt::Debug + Send + Sync {
     /// join `members` (the list once it was added) instead of starting a cluster of its
     /// own. `None` when a member does not name itself yet (not started) other than `name`.
     fn join_environment(&self, name: &str, peer_url: &str, members: &[Listed]) -> Option<String>;
+
+    /// `true` when a membership command failed with `stderr` because the cluster refuses
+    /// changes for a while (nothing changed; the same command may be sent again).
+    fn refused_for_now(&self, stderr: &str) -> bool {
+        let _ = stderr;
+        false
+    }
+
+    /// Why a member on `version` cannot join a cluster whose members run `members` (their
+    /// versions), before anything is tried; `None` when it can (the default: the preset's
+    /// servers accept older ones).
+    fn join_refused(&self, version: &str, members: &[&str]) -> Option<String> {
+        let _ = (version, members);
+        None
+    }
+}
+
+/// `"3.5.16"` gives `(3, 5)`.
+fn minor(version: &str) -> Option<(u64, u64)> {
+    let mut it = version.trim_start_matches('v').split('.');
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
 /// etcd's membership through `etcdctl` (v3 API): see the module docs.
@@ -97,6 +118,29 @@ const ETCDCTL: &str = "ETCDCTL_API=3 etcdctl --dial-timeout=2s --command-timeout
 impl Membership for EtcdMembership {
     fn list_command(&self) -> String {
         format!("{ETCDCTL} -w json member list")
+    }
+
+    /// etcd (with `--strict-reconfig-check`, the default) refuses a member add or remove
+    /// with `etcdserver: unhealthy cluster` until the leader has been connected to every
+    /// voter for 5 s (its health interval; so for a few seconds after any membership
+    /// change), and with `re-configuration failed due to not enough started members` while
+    /// a voter is not started; in both cases before it changes anything.
+    fn refused_for_now(&self, stderr: &str) -> bool {
+        stderr.contains("etcdserver: unhealthy cluster") || stderr.contains("not enough started members")
+    }
+
+    /// etcd's cluster version is the lowest major.minor its members run, and a member
+    /// older than the cluster version is refused when it starts (etcd 3.5: "cluster cannot
+    /// be downgraded"): once every member runs 3.5, a 3.4 member cannot join.
+    fn join_refused(&self, version: &str, members: &[&str]) -> Option<String> {
+        let lowest = members.iter().filter_map(|v| minor(v)).min()?;
+        let mine = minor(version)?;
+        (mine < lowest).then(|| {
+            format!(
+                "etcd {version} cannot join a cluster whose members all run {}.{} or later (etcd never lowers a cluster's version)",
+                lowest.0, lowest.1
+            )
+        })
     }
 
     fn parse_list(&self, out: &ProbeOutput) -> Result<Vec<Listed>, ProbeError> {
@@ -169,6 +213,25 @@ mod tests {
             stderr: String::new(),
             exit: Some(0),
         }
+    }
+
+    #[test]
+    fn etcd_refusals_that_pass_are_told_from_the_others() {
+        let m = EtcdMembership;
+        assert!(m.refused_for_now("{\"level\":\"warn\"}\nError: etcdserver: unhealthy cluster\n"));
+        assert!(m.refused_for_now("Error: etcdserver: re-configuration failed due to not enough started members\n"));
+        assert!(!m.refused_for_now("Error: etcdserver: member not found\n"));
+        assert!(!m.refused_for_now("Error: context deadline exceeded\n"));
+    }
+
+    #[test]
+    fn an_older_etcd_joins_only_while_some_member_runs_its_minor_version() {
+        let m = EtcdMembership;
+        assert_eq!(m.join_refused("3.4.23", &["3.5.16", "3.4.23", "3.5.16"]), None);
+        let e = m.join_refused("3.4.23", &["3.5.16", "3.5.16"]).unwrap();
+        assert!(e.contains("all run 3.5 or later"), "{e}");
+        assert_eq!(m.join_refused("3.5.16", &["3.5.0", "3.4.23"]), None);
+        assert_eq!(m.join_refused("3.4.23", &[]), None, "nothing to compare with");
     }
 
     #[test]
