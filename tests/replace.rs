@@ -60,6 +60,31 @@ fn replace_inventory(lab: &Lab, dir: &Path) -> PathBuf {
 /// Samples the voters (`member list`, learners left out) every 200 ms from whichever host
 /// answers, until stopped: the smallest count seen.
 fn sample_voters(lab: &Lab, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<usize>> {
+    sample(
+        lab,
+        stop,
+        "ETCDCTL_API=3 etcdctl --dial-timeout=1s --command-timeout=2s -w json member list",
+        |out| {
+            let v: serde_json::Value = serde_json::from_str(out).ok()?;
+            Some(
+                v["members"]
+                    .as_array()?
+                    .iter()
+                    .filter(|m| m["isLearner"] != true)
+                    .count(),
+            )
+        },
+    )
+}
+
+/// Runs `command` every 200 ms on the first of node1..node6 where it succeeds, until
+/// stopped: what `count` made of each output.
+fn sample(
+    lab: &Lab,
+    stop: Arc<AtomicBool>,
+    command: &'static str,
+    count: fn(&str) -> Option<usize>,
+) -> std::thread::JoinHandle<Vec<usize>> {
     let addrs: Vec<String> = (1..=6).map(addr).collect();
     let (key, known) = (lab.key(), lab.known_hosts());
     std::thread::spawn(move || {
@@ -69,24 +94,24 @@ fn sample_voters(lab: &Lab, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Ve
                 let out = std::process::Command::new("ssh")
                     .arg("-i")
                     .arg(&key)
-                    .args(["-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o"])
+                    .args([
+                        "-o",
+                        "BatchMode=yes",
+                        "-o",
+                        "LogLevel=ERROR",
+                        "-o",
+                        "ConnectTimeout=2",
+                        "-o",
+                    ])
                     .arg(format!("UserKnownHostsFile={}", known.display()))
                     .arg(format!("root@{a}"))
-                    .arg("ETCDCTL_API=3 etcdctl --dial-timeout=1s --command-timeout=2s -w json member list")
+                    .arg(command)
                     .output()
                     .unwrap();
-                if !out.status.success() {
-                    continue;
+                if let Some(n) = out.status.success().then(|| count(&text(&out.stdout))).flatten() {
+                    seen.push(n);
+                    break;
                 }
-                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-                let voters = v["members"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter(|m| m["isLearner"] != true)
-                    .count();
-                seen.push(voters);
-                break;
             }
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
@@ -115,6 +140,29 @@ fn member_names(lab: &Lab) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// The inventory `replace` wrote in `dir` beside `NAME.toml`; `check` passes on it.
+fn written_and_checked(dir: &Path, name: &str) -> PathBuf {
+    let written = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains(&format!("{name}.after-replace-")))
+        .expect("the written inventory");
+    let check = run(rollgate(&written, &dir.join("check"), &["check"]));
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    written
+}
+
+/// `true` when `state` holds a `.tar.gz` archive of `host`'s data root (cluster `cluster`).
+fn archived(state: &Path, cluster: &str, host: &str) -> bool {
+    std::fs::read_dir(state.join(format!("backups/{cluster}/{host}")))
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".tar.gz"))
+        })
+        .unwrap_or(false)
 }
 
 /// The run ids in `state`, oldest first.
@@ -239,14 +287,15 @@ fn members_replaced_by_new_hosts_after_a_refusal_a_withdrawal_a_rollback_and_a_k
     };
     assert_eq!(unit(&old1), ["active", "enabled"], "{old1}");
     assert_eq!(unit(&new1), ["inactive", "disabled"], "{new1}");
-    // Both data roots the rollback emptied are kept aside; new1's is empty again.
+    // Both data roots the rollback emptied are kept aside, under the run's name; new1's is
+    // empty again.
     for name in [&old1, &new1] {
         let kept = lab.root(
             &addr_of(name),
-            "ls -A /var/lib/etcd | wc -l; ls -d /var/lib/etcd.rollgate-aside-* | wc -l; find /var/lib/etcd.rollgate-aside-* -type f | wc -l",
+            &format!("ls -A /var/lib/etcd | wc -l; find /var/lib/etcd.rollgate-aside-{first} -type f | wc -l"),
         );
         let n: Vec<u64> = kept.split_whitespace().map(|w| w.parse().unwrap()).collect();
-        assert!(n[1] == 1 && n[2] > 0, "{name}: the set-aside data root: {n:?}");
+        assert!(n[1] > 0, "{name}: the set-aside data root: {n:?}");
         if name == &new1 {
             assert_eq!(n[0], 0, "{new1}'s data root is empty again");
         }
@@ -348,21 +397,157 @@ fn members_replaced_by_new_hosts_after_a_refusal_a_withdrawal_a_rollback_and_a_k
         let healthy = at(new, "health").unwrap_or_else(|| panic!("{new} health: {steps:?}"));
         let removed = at(old, "member-remove").unwrap_or_else(|| panic!("{old} member-remove: {steps:?}"));
         assert!(healthy < removed, "{new} healthy after {old} left: {steps:?}");
-        let archive = state.join(format!("backups/lab/{old}"));
-        let tgz = std::fs::read_dir(&archive)
-            .unwrap()
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().ends_with(".tar.gz"));
-        assert!(tgz, "{old}'s data root archived in {}", archive.display());
+        assert!(archived(&state, "lab", old), "{old}'s data root archived");
     }
     // The inventory as the cluster now is, beside the old one; check passes on it.
-    let written = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().contains("replace.after-replace-"))
-        .expect("the written inventory");
-    let check = run(rollgate(&written, &tmp.path().join("check"), &["check"]));
-    assert!(check.status.success(), "{}", text(&check.stderr));
+    let written = written_and_checked(tmp.path(), "replace");
     assert_all_on(&written, "3.5.16");
+}
+
+/// Consul's raft peers as `(name, voter)`, from the first of node1..node6 that answers.
+fn consul_peers(lab: &Lab) -> Vec<(String, bool)> {
+    let out = (1..=6)
+        .map(|k| lab.ssh("root", &addr(k), "consul operator raft list-peers"))
+        .find(|o| o.status.success())
+        .expect("no consul server answers");
+    let mut peers: Vec<(String, bool)> = text(&out.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            Some((w.first()?.to_string(), *w.get(4)? == "true"))
+        })
+        .collect();
+    peers.sort();
+    peers
+}
+
+/// Issue test (4): the Consul servers node1..node3 (1.8.7, `lab/lab up --consul`) replaced
+/// by spare servers node4..node6 (`lab/lab spares`): each joins by itself once started
+/// (its `retry_join`), autopilot makes it a voter, then the old server leaves gracefully
+/// (`consul leave`) and is stopped, archived and disabled, the leader's pair last; a key
+/// written before is read after, the voters never fewer than three, `check` passes on the
+/// written inventory. Then `rollback`: each retired server rejoins (its data dir set aside;
+/// `consul join`, since its `retry_join` names only retired servers) before its spare
+/// leaves, and the cluster is node1..node3 again with the key.
+#[test]
+fn consul_servers_replaced_by_spare_servers_then_rolled_back() {
+    let Some(lab) = lab_main() else { return };
+    lab.lab(&["up", "--hosts", "6", "--etcd", "3", "--consul"]);
+    let _restore = Restore(&lab);
+    lab.reset();
+    lab.lab(&["spares"]);
+    let tmp = tempfile::tempdir().unwrap();
+    // The lab's Consul inventory: its servers as hosts, its other hosts as spares.
+    let lab_inv = std::fs::read_to_string(repo().join("lab/.state/inventory-consul.toml")).unwrap();
+    let head = &lab_inv[..lab_inv.find("[[hosts]]").unwrap()];
+    let mut text_inv = head
+        .replace("identity = \"id_ed25519\"", &format!("identity = {:?}", lab.key()))
+        .replace(
+            "known_hosts = \"known_hosts\"",
+            &format!("known_hosts = {:?}", lab.known_hosts()),
+        );
+    for k in 1..=3 {
+        text_inv.push_str(&format!("[[hosts]]\nname = \"node{k}\"\naddress = \"{}\"\n\n", addr(k)));
+    }
+    for k in 4..=6 {
+        text_inv.push_str(&format!(
+            "[[spares]]\nname = \"node{k}\"\naddress = \"{}\"\nreplaces = \"node{}\"\n\n",
+            addr(k),
+            k - 3
+        ));
+    }
+    let inv = tmp.path().join("consul.toml");
+    std::fs::write(&inv, text_inv).unwrap();
+    let state = tmp.path().join("state");
+    lab.root(&addr(1), "consul kv put rollgate/replace kept >/dev/null");
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample(&lab, Arc::clone(&stop), "consul operator raft list-peers", |out| {
+        Some(
+            out.lines()
+                .skip(1)
+                .filter(|l| l.split_whitespace().nth(4) == Some("true"))
+                .count(),
+        )
+    });
+    let voters = |names: &[&str]| -> Vec<(String, bool)> { names.iter().map(|n| (n.to_string(), true)).collect() };
+
+    // The command `what` (replace or rollback), which must succeed: what it said.
+    let succeeds = |what: &str| {
+        let out = run(rollgate(&inv, &state, &[what, "--yes", "--health-timeout", "180s"]));
+        let err = text(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        err
+    };
+    let err = succeeds("replace");
+    assert_eq!(consul_peers(&lab), voters(&["node4", "node5", "node6"]), "{err}");
+    assert_eq!(lab.root(&addr(5), "consul kv get rollgate/replace").trim(), "kept");
+    let unit = |k: usize| {
+        let out = lab.root(
+            &addr(k),
+            "systemctl is-active consul; systemctl is-enabled consul; true",
+        );
+        out.split_whitespace().map(str::to_owned).collect::<Vec<_>>()
+    };
+    for k in 1..=3 {
+        assert_eq!(unit(k), ["inactive", "disabled"], "node{k}");
+        assert!(
+            archived(&state, "lab-consul", &format!("node{k}")),
+            "node{k}'s data dir archived"
+        );
+    }
+    for k in 4..=6 {
+        assert_eq!(unit(k), ["active", "enabled"], "node{k}");
+    }
+    let journal = journal(&state);
+    // Each pair: the member-add skipped (a Consul server joins by itself), the new server
+    // a voter and healthy before the old one left; the leader's pair last.
+    let steps: Vec<(String, String, String)> = journal
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r["host"].as_str()?.to_owned(),
+                r["step"].as_str()?.to_owned(),
+                r["status"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    for (new, old) in [("node4", "node1"), ("node5", "node2"), ("node6", "node3")] {
+        let at = |h: &str, s: &str| steps.iter().position(|(a, b, c)| a == h && b == s && c == "done");
+        assert!(
+            steps
+                .iter()
+                .any(|(a, b, c)| a == new && b == "member-add" && c == "skipped"),
+            "{steps:?}"
+        );
+        let promoted = at(new, "promote").unwrap_or_else(|| panic!("{new} promote: {steps:?}"));
+        let healthy = at(new, "health").unwrap_or_else(|| panic!("{new} health: {steps:?}"));
+        let removed = at(old, "member-remove").unwrap_or_else(|| panic!("{old} member-remove: {steps:?}"));
+        assert!(promoted < healthy && healthy < removed, "{steps:?}");
+    }
+    written_and_checked(tmp.path(), "consul");
+
+    let err = succeeds("rollback");
+    stop.store(true, Ordering::SeqCst);
+    let seen = sampler.join().unwrap();
+    assert_eq!(consul_peers(&lab), voters(&["node1", "node2", "node3"]), "{err}");
+    assert_eq!(lab.root(&addr(2), "consul kv get rollgate/replace").trim(), "kept");
+    for k in 1..=3 {
+        assert_eq!(unit(k), ["active", "enabled"], "node{k}");
+    }
+    for k in 4..=6 {
+        assert_eq!(unit(k), ["inactive", "disabled"], "node{k}");
+    }
+    assert!(
+        !seen.is_empty() && seen.iter().all(|&v| v >= 3),
+        "voters sampled: {seen:?}"
+    );
+    for r in journal_of(&state, &run_ids(&state)[0])
+        .iter()
+        .filter(|r| r["status"] == "done")
+    {
+        if let Some(v) = r["detail"]["voters"].as_u64() {
+            assert!(v >= 3, "{r}");
+        }
+    }
 }

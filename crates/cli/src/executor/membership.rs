@@ -15,6 +15,9 @@ use super::{Executor, Outcome};
 /// How long a membership change the cluster refuses for now is tried again.
 const REFUSED_FOR: Duration = Duration::from_secs(20);
 
+/// How long a removed (or left) member may stay in the member list.
+const GONE_WITHIN: Duration = Duration::from_secs(20);
+
 impl<'a> Executor<'a> {
     fn membership(&self) -> anyhow::Result<&'a dyn Membership> {
         let preset = &self.inv().cluster.preset;
@@ -98,17 +101,20 @@ impl<'a> Executor<'a> {
 
     /// [`rollgate_core::Step::MemberAdd`]: `host` added as a non-voter at `peer_url` (unless
     /// the list has it), then its unit given the join environment (unless it runs already).
+    /// With a preset whose members join by themselves once started (Consul), skipped.
     pub(super) async fn member_add(&self, host: &Host, peer_url: &str) -> anyhow::Result<Outcome> {
         let m = self.membership()?;
+        let Some(add) = m.add_command(&host.name, peer_url) else {
+            return Ok(Outcome::skipped(
+                Event::MemberAdd(None),
+                "it joins by itself once started (its configuration names the cluster)",
+            ));
+        };
         let (mut via, mut list, _) = self.member_list(&host.name).await?;
         let added = !has(&list, peer_url);
         if added {
-            self.change(
-                &via,
-                &format!("adding {} as a non-voter", host.name),
-                &m.add_command(&host.name, peer_url),
-            )
-            .await?;
+            self.change(&via, &format!("adding {} as a non-voter", host.name), &add)
+                .await?;
             (via, list, _) = self.member_list(&host.name).await?;
         }
         let me =
@@ -139,7 +145,9 @@ impl<'a> Executor<'a> {
     }
 
     /// [`rollgate_core::Step::Promote`]: once `host`'s raft index is within `max_lag` of the
-    /// leader's, it is made a voter; retried while the cluster refuses, up to `wait`.
+    /// leader's, it is made a voter; retried while the cluster refuses, up to `wait`. With a
+    /// preset whose cluster promotes by itself (Consul's autopilot), waits until `host` is
+    /// listed as a voter.
     pub(super) async fn promote(
         &self,
         host: &Host,
@@ -150,9 +158,40 @@ impl<'a> Executor<'a> {
         let m = self.membership()?;
         let deadline = Instant::now() + wait;
         let mut acted = false;
+        let mut joined = false;
+        // Where nothing adds a member before it starts (Consul), it may not be listed yet.
+        let joins_itself = m.add_command(&host.name, peer_url).is_none();
+        // Past the deadline an error with `reason`, else it is shown as what `host` waits for.
+        let wait_or_fail = |reason: String| -> anyhow::Result<()> {
+            if Instant::now() >= deadline {
+                bail!(
+                    "{} did not catch up to become a voter within {}: {reason}",
+                    host.name,
+                    humantime::format_duration(wait)
+                );
+            }
+            crate::live::waiting(&host.name, &reason);
+            Ok(())
+        };
         loop {
             let (via, list, view) = self.member_list(&host.name).await?;
-            let me = find(&list, peer_url).with_context(|| format!("{} is not a member ({peer_url})", host.name))?;
+            // A member that joins by itself and has not: pointed at the members (until the
+            // command succeeds; its agent may not answer yet right after the start).
+            if let (None, false, Some(join)) = (find(&list, peer_url), joined, m.join_command(&list)) {
+                match self.change(&host.name, &format!("{} joining", host.name), &join).await {
+                    Ok(()) => joined = true,
+                    Err(e) => crate::live::waiting(&host.name, &format!("{e:#}")),
+                }
+            }
+            let Some(me) = find(&list, peer_url) else {
+                if joins_itself {
+                    wait_or_fail("not in the raft configuration yet".to_owned())?;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                bail!("{} is not a member ({peer_url})", host.name);
+            };
+            let promote = m.promote_command(&me.id);
             if !me.learner {
                 let detail = MemberDetail {
                     id: me.id.clone(),
@@ -160,19 +199,18 @@ impl<'a> Executor<'a> {
                     via,
                     voters: voters(&list),
                 };
-                return Ok(if acted {
+                // A cluster that promotes by itself did it while rollgate waited.
+                return Ok(if acted || promote.is_none() {
                     Outcome::done(Event::Promote(Some(detail)))
                 } else {
                     Outcome::skipped(Event::Promote(Some(detail)), "a voter already")
                 });
             }
-            let reason = match view {
-                Ok(v) => match v.lag_of(&host.address) {
+            let reason = match (promote, view) {
+                (None, _) => "a non-voter; the cluster promotes it once it is stable".to_owned(),
+                (Some(promote), Ok(v)) => match v.lag_of(&host.address) {
                     Some(lag) if lag <= max_lag => {
-                        match self
-                            .change(&via, &format!("promoting {}", host.name), &m.promote_command(&me.id))
-                            .await
-                        {
+                        match self.change(&via, &format!("promoting {}", host.name), &promote).await {
                             Ok(()) => {
                                 acted = true;
                                 continue;
@@ -183,22 +221,17 @@ impl<'a> Executor<'a> {
                     Some(lag) => format!("{lag} raft entries behind the leader (at most {max_lag})"),
                     None => "its raft index is not known yet".to_owned(),
                 },
-                Err(e) => format!("{e:#}"),
+                (Some(_), Err(e)) => format!("{e:#}"),
             };
-            if Instant::now() >= deadline {
-                bail!(
-                    "{} did not catch up to become a voter within {}: {reason}",
-                    host.name,
-                    humantime::format_duration(wait)
-                );
-            }
-            crate::live::waiting(&host.name, &reason);
+            wait_or_fail(reason)?;
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
-    /// [`rollgate_core::Step::MemberRemove`]: the member at `peer_url` (`host`) removed, from
-    /// another member; refused when it would leave fewer than `min_voters` voters.
+    /// [`rollgate_core::Step::MemberRemove`]: the member at `peer_url` (`host`) removed;
+    /// refused when it would leave fewer than `min_voters` voters. Where the preset has a
+    /// graceful leave ([`Membership::leave_command`]: Consul), it runs on `host` first;
+    /// a member still listed [`GONE_WITHIN`] later is removed from another member.
     pub(super) async fn member_remove(
         &self,
         host: &Host,
@@ -207,7 +240,7 @@ impl<'a> Executor<'a> {
     ) -> anyhow::Result<Outcome> {
         let m = self.membership()?;
         let (via, list, _) = self.member_list(&host.name).await?;
-        let Some(me) = find(&list, peer_url) else {
+        let Some(me) = find(&list, peer_url).cloned() else {
             return Ok(Outcome::skipped(Event::MemberRemove(None), "not a member"));
         };
         let left = voters(&list) - usize::from(!me.learner);
@@ -217,19 +250,46 @@ impl<'a> Executor<'a> {
                 host.name
             );
         }
-        let id = me.id.clone();
-        self.change(&via, &format!("removing {}", host.name), &m.remove_command(&id))
-            .await?;
-        let (via, list, _) = self.member_list(&host.name).await?;
-        if has(&list, peer_url) {
-            bail!("{} is still in the member list after member remove", host.name);
+        let mut gone = None;
+        if let Some(leave) = m.leave_command() {
+            match self.change(&host.name, &format!("{} leaving", host.name), &leave).await {
+                Ok(()) => gone = self.gone(host, peer_url).await?,
+                Err(e) => crate::live::waiting(&host.name, &format!("{e:#}; removing it from another member")),
+            }
         }
+        let (via, list) = match gone {
+            Some(seen) => seen,
+            None => {
+                self.change(&via, &format!("removing {}", host.name), &m.remove_command(&me))
+                    .await?;
+                self.gone(host, peer_url)
+                    .await?
+                    .with_context(|| format!("{} is still in the member list after its removal", host.name))?
+            }
+        };
         Ok(Outcome::done(Event::MemberRemove(Some(MemberDetail {
-            id,
+            id: me.id,
             peer_url: peer_url.to_owned(),
             via,
             voters: voters(&list),
         }))))
+    }
+
+    /// The member list (and the host that gave it) once it no longer has `peer_url`, asked
+    /// each second for up to [`GONE_WITHIN`]; `None` if it still does then.
+    async fn gone(&self, host: &Host, peer_url: &str) -> anyhow::Result<Option<(String, Vec<Listed>)>> {
+        let deadline = Instant::now() + GONE_WITHIN;
+        loop {
+            let (via, list, _) = self.member_list(&host.name).await?;
+            if !has(&list, peer_url) {
+                return Ok(Some((via, list)));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            crate::live::waiting(&host.name, "still in the member list");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     /// [`rollgate_core::Step::Disable`]: `host`'s unit disabled.

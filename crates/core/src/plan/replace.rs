@@ -242,8 +242,10 @@ pub fn unreplace_plan(
                 (true, Step::RollbackHealth { version, wait: health }),
             ]);
         }
+        if transfers_first(inv) {
+            steps.push((false, Step::LeaderTransfer));
+        }
         steps.extend([
-            (false, Step::LeaderTransfer),
             (
                 false,
                 Step::MemberRemove {
@@ -267,6 +269,18 @@ pub fn unreplace_plan(
         });
     }
     Ok(pairs)
+}
+
+/// `true` when a leaving leader hands over first (`leader-transfer`): with
+/// `leader_transfer = true`, and always where the preset has no graceful leave that steps
+/// down by itself (etcd; a leaving Consul leader steps down).
+fn transfers_first(inv: &Inventory) -> bool {
+    let leave = inv
+        .cluster
+        .preset
+        .membership()
+        .is_some_and(|m| m.leave_command().is_some());
+    inv.cluster.leader_transfer || !leave
 }
 
 /// [`Step::SetAside`] of `h`'s data root, for run `run`.
@@ -323,9 +337,13 @@ fn pair_steps(
     ];
     // A member now: it starts at boot (a spare's unit is disabled until it joins).
     steps.push((true, Step::Enable(unit_step(new, script::enable(&new.unit), t.stop))));
-    // Whatever `leader_transfer` says: the old leader hands over (to a member on the new
-    // hosts' version first) before it leaves, rather than the cluster electing after it.
-    steps.push((false, Step::LeaderTransfer));
+    // The old leader hands over (to a member on the new hosts' version first) before it
+    // leaves, rather than the cluster electing after it: whatever `leader_transfer` says
+    // where the preset's leave does not hand over itself (etcd), else as it says (a
+    // leaving Consul leader steps down; 1.8 has no transfer-leader).
+    if transfers_first(inv) {
+        steps.push((false, Step::LeaderTransfer));
+    }
     steps.extend([
         (
             false,

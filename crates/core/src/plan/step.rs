@@ -409,13 +409,13 @@ impl Step {
             Step::RollbackLeaderChange => "move leadership to another caught-up member before this one starts".into(),
             Step::RollbackHealth { version, .. } => format!("member again on {version}, caught up, every member healthy"),
             Step::MemberAdd { peer_url, .. } => format!(
-                "on a voter: add this host as a non-voter at {peer_url}; give its unit the membership to join"
+                "a non-voter at {peer_url}: added on a voter and its unit given the membership to join (etcd), or it joins by itself once started (Consul)"
             ),
-            Step::Promote { max_raft_lag, .. } => {
-                format!("once its raft index is within {max_raft_lag} of the leader's: make it a voter")
-            }
+            Step::Promote { max_raft_lag, .. } => format!(
+                "a voter once its raft index is within {max_raft_lag} of the leader's: promoted by rollgate (etcd) or by the cluster (Consul's autopilot)"
+            ),
             Step::MemberRemove { peer_url, min_voters } => format!(
-                "from another member: remove the member at {peer_url} (refused below {min_voters} voters)"
+                "the member at {peer_url} out: a graceful leave on its host (Consul; force-leave from another if it stays), or removed from another member (etcd); refused below {min_voters} voters"
             ),
             Step::Disable(u) => format!("systemctl disable {}; check it is disabled", u.unit),
             Step::Enable(u) => format!("systemctl enable {}; check it is enabled", u.unit),

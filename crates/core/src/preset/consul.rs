@@ -36,6 +36,7 @@ pub static CONSUL: PeersPreset = PeersPreset {
     snapshot_check: Some("consul snapshot inspect"),
     transfer: Some("consul operator raft transfer-leader -id"),
     drain: None,
+    membership: Some(&super::ConsulMembership),
 };
 
 fn info_last_log_index(out: &ProbeOutput) -> Result<u64, ProbeError> {

@@ -26,4 +26,5 @@ pub static DKRON: PeersPreset = PeersPreset {
     snapshot_check: None,
     transfer: None,
     drain: None,
+    membership: None,
 };

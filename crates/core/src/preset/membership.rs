@@ -53,15 +53,35 @@ pub trait Membership: std::fmt::Debug + Send + Sync {
         url.contains(old_address).then(|| url.replacen(old_address, address, 1))
     }
 
-    /// The command (run on a voter) that adds `name` at `peer_url` as a non-voter.
-    fn add_command(&self, name: &str, peer_url: &str) -> String;
+    /// The command (run on a voter) that adds `name` at `peer_url` as a non-voter; `None`
+    /// when a new member joins by itself once started (Consul: its `retry_join`; the
+    /// leader adds it as a non-voter).
+    fn add_command(&self, name: &str, peer_url: &str) -> Option<String>;
 
     /// The command (run on a voter) that makes non-voter `id` a voter; refused by the
-    /// cluster while it is behind.
-    fn promote_command(&self, id: &str) -> String;
+    /// cluster while it is behind. `None` when the cluster promotes a caught-up non-voter
+    /// by itself (Consul's autopilot, once the server has been stable for 10 s).
+    fn promote_command(&self, id: &str) -> Option<String>;
 
-    /// The command (run on a member other than `id`) that removes member `id`.
-    fn remove_command(&self, id: &str) -> String;
+    /// The command run on a new member's host, once it started, that points it at the
+    /// cluster's `members` when it has not joined by itself (Consul: `consul join` with
+    /// their addresses, for a server whose `retry_join` names none that is still there);
+    /// `None` where a member is added before it starts (etcd).
+    fn join_command(&self, members: &[Listed]) -> Option<String> {
+        let _ = members;
+        None
+    }
+
+    /// The command run on the leaving member's own host that takes it out gracefully
+    /// (Consul: `consul leave`, after which its agent exits); `None` when a member is
+    /// removed from another one only (etcd).
+    fn leave_command(&self) -> Option<String> {
+        None
+    }
+
+    /// The command (run on another member) that removes `member` (after a
+    /// [`Membership::leave_command`] that did not take it out: Consul's `force-leave`).
+    fn remove_command(&self, member: &Listed) -> String;
 
     /// The environment file (`KEY=VALUE` lines) that makes new member `name` at `peer_url`
     /// join `members` (the list once it was added) instead of starting a cluster of its
@@ -171,16 +191,20 @@ impl Membership for EtcdMembership {
             .collect())
     }
 
-    fn add_command(&self, name: &str, peer_url: &str) -> String {
-        format!("{ETCDCTL} member add {} --learner --peer-urls={}", q(name), q(peer_url))
+    fn add_command(&self, name: &str, peer_url: &str) -> Option<String> {
+        Some(format!(
+            "{ETCDCTL} member add {} --learner --peer-urls={}",
+            q(name),
+            q(peer_url)
+        ))
     }
 
-    fn promote_command(&self, id: &str) -> String {
-        format!("{ETCDCTL} member promote {}", q(id))
+    fn promote_command(&self, id: &str) -> Option<String> {
+        Some(format!("{ETCDCTL} member promote {}", q(id)))
     }
 
-    fn remove_command(&self, id: &str) -> String {
-        format!("{ETCDCTL} member remove {}", q(id))
+    fn remove_command(&self, member: &Listed) -> String {
+        format!("{ETCDCTL} member remove {}", q(&member.id))
     }
 
     fn join_environment(&self, name: &str, peer_url: &str, members: &[Listed]) -> Option<String> {
@@ -200,19 +224,132 @@ impl Membership for EtcdMembership {
     }
 }
 
+/// Consul's membership (servers only), from its CLI; formats as captured from Debian's
+/// consul 1.8.7 (bullseye) on the lab (`tests/fixtures/consul/1.8.7/replace/`):
+/// - `consul operator raft list-peers`: the table `Node ID Address State Voter
+///   RaftProtocol` ([`super::peers`] reads it for `status` too); `Address` is the server
+///   RPC address (`10.77.0.11:8300`), the peer URL here; a server the leader added but
+///   autopilot has not promoted yet is `Voter false` (raft protocol 3).
+/// - A new server joins by itself when started (its configuration's `retry_join`), and
+///   autopilot promotes it once it has been healthy for `server_stabilization_time`
+///   (10 s by default): no add or promote command.
+/// - `consul leave` on the server itself: a graceful leave, the leader takes it out of the
+///   raft configuration and its agent exits (status 0); `consul force-leave NODE` from
+///   another server for one that could not (HashiCorp's Nomad and Consul upgrade guides:
+///   check it shows `left`, else force-leave).
+#[derive(Debug, Clone, Copy)]
+pub struct ConsulMembership;
+
+impl Membership for ConsulMembership {
+    fn list_command(&self) -> String {
+        "consul operator raft list-peers".into()
+    }
+
+    fn parse_list(&self, out: &ProbeOutput) -> Result<Vec<Listed>, ProbeError> {
+        let view = super::peers::list_peers("consul", out)?;
+        Ok(view
+            .members
+            .into_iter()
+            .map(|m| Listed {
+                id: m.id.clone().unwrap_or_default(),
+                name: m.name.clone().unwrap_or_default(),
+                peer_urls: vec![m.endpoint],
+                learner: m.learner,
+            })
+            .collect())
+    }
+
+    fn add_command(&self, _name: &str, _peer_url: &str) -> Option<String> {
+        None
+    }
+
+    fn promote_command(&self, _id: &str) -> Option<String> {
+        None
+    }
+
+    fn join_command(&self, members: &[Listed]) -> Option<String> {
+        let addresses: Vec<String> = members
+            .iter()
+            .filter_map(|m| m.peer_urls.first())
+            .map(|u| q(crate::cluster::endpoint_host(u)))
+            .collect();
+        (!addresses.is_empty()).then(|| format!("consul join {}", addresses.join(" ")))
+    }
+
+    fn leave_command(&self) -> Option<String> {
+        Some("consul leave".into())
+    }
+
+    fn remove_command(&self, member: &Listed) -> String {
+        format!("consul force-leave {}", q(&member.name))
+    }
+
+    fn join_environment(&self, _name: &str, _peer_url: &str, _members: &[Listed]) -> Option<String> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> ProbeOutput {
+    /// Fixture `DIR/NAME` (under `tests/fixtures/`) as a command's successful output.
+    fn fixture_in(dir: &str, name: &str) -> ProbeOutput {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/etcd/3.4.23/replace")
+            .join("tests/fixtures")
+            .join(dir)
             .join(name);
         ProbeOutput {
             stdout: std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
             stderr: String::new(),
             exit: Some(0),
         }
+    }
+
+    fn fixture(name: &str) -> ProbeOutput {
+        fixture_in("etcd/3.4.23/replace", name)
+    }
+
+    fn consul_fixture(name: &str) -> ProbeOutput {
+        fixture_in("consul", name)
+    }
+
+    /// A server the leader added is a non-voter until autopilot promotes it; one that left
+    /// is gone from the list; the new server's peer URL is the old one's RPC address with
+    /// its own address.
+    #[test]
+    fn consul_lists_a_joined_server_as_a_non_voter_and_a_left_one_not_at_all() {
+        let m = ConsulMembership;
+        let list = m
+            .parse_list(&consul_fixture("operator-raft-list-peers_nonvoter-joined_v1.8.7.txt"))
+            .unwrap();
+        let names: Vec<(&str, bool)> = list.iter().map(|l| (l.name.as_str(), l.learner)).collect();
+        assert_eq!(
+            names,
+            [("node2", false), ("node1", false), ("node3", false), ("node4", true)]
+        );
+        assert_eq!(list[3].peer_urls, ["10.77.0.14:8300"]);
+        assert_eq!(list[3].id, "b8a91272-bd14-7b0e-e963-73cd7ed7e355");
+        let node1 = &list[1];
+        assert_eq!(
+            m.peer_url(node1, "10.77.0.11", "10.77.0.14").as_deref(),
+            Some("10.77.0.14:8300")
+        );
+        let after = m
+            .parse_list(&consul_fixture("operator-raft-list-peers_after-leave_v1.8.7.txt"))
+            .unwrap();
+        assert!(after.iter().all(|l| l.name != "node1" && !l.learner), "{after:?}");
+        assert_eq!(after.len(), 3);
+        // No add or promote: a server joins by itself, autopilot promotes it; it leaves on
+        // its own host, force-leave from another as the fallback.
+        assert_eq!(m.add_command("node4", "10.77.0.14:8300"), None);
+        assert_eq!(m.promote_command("x"), None);
+        assert_eq!(m.leave_command().as_deref(), Some("consul leave"));
+        assert_eq!(
+            m.join_command(&after).as_deref(),
+            Some("consul join 10.77.0.12 10.77.0.13 10.77.0.14")
+        );
+        assert_eq!(m.remove_command(node1), "consul force-leave node1");
     }
 
     #[test]
@@ -307,11 +444,17 @@ mod tests {
     #[test]
     fn commands_quote_their_arguments_and_a_failure_is_named() {
         assert_eq!(
-            EtcdMembership.add_command("node4", "http://10.77.0.14:2380"),
+            EtcdMembership.add_command("node4", "http://10.77.0.14:2380").unwrap(),
             "ETCDCTL_API=3 etcdctl --dial-timeout=2s --command-timeout=5s member add node4 --learner --peer-urls=http://10.77.0.14:2380"
         );
+        let node1 = Listed {
+            id: "7707e5f8b3cef42d".into(),
+            name: "node1".into(),
+            peer_urls: vec!["http://10.77.0.11:2380".into()],
+            learner: false,
+        };
         assert!(EtcdMembership
-            .remove_command("7707e5f8b3cef42d")
+            .remove_command(&node1)
             .ends_with("member remove 7707e5f8b3cef42d"));
         let failed = ProbeOutput {
             stdout: String::new(),

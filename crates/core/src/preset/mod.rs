@@ -29,7 +29,7 @@ pub use custom::{Custom, CustomSpec};
 pub use dkron::DKRON;
 pub use etcd::Etcd;
 pub use http::{Http, HttpAnswer, HttpCheck, HttpSpec};
-pub use membership::{EtcdMembership, Listed, Membership};
+pub use membership::{ConsulMembership, EtcdMembership, Listed, Membership};
 pub use nats::{Nats, NatsSpec, NATS};
 pub use nomad::{parse_agent_info, AgentRaft, NOMAD};
 pub use peers::PeersPreset;

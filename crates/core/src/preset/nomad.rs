@@ -39,6 +39,7 @@ pub static NOMAD: PeersPreset = PeersPreset {
         "nomad node drain -self -enable -yes",
         "nomad node eligibility -self -enable",
     )),
+    membership: None,
 };
 
 fn agent_info_applied(out: &ProbeOutput) -> Result<u64, ProbeError> {

@@ -212,6 +212,8 @@ pub struct PeersPreset {
     pub transfer: Option<&'static str>,
     /// Drain and undrain commands (see [`Preset::drain_commands`]).
     pub drain: Option<(&'static str, &'static str)>,
+    /// How its membership changes, for `rollgate replace` (see [`Preset::membership`]).
+    pub membership: Option<&'static dyn super::Membership>,
 }
 
 /// Reads a member's applied raft index from a catch-up probe's output.
@@ -302,5 +304,8 @@ impl Preset for PeersPreset {
     }
     fn drain_commands(&self) -> Option<(&'static str, &'static str)> {
         self.drain
+    }
+    fn membership(&self) -> Option<&dyn super::Membership> {
+        self.membership
     }
 }
