@@ -168,7 +168,10 @@ fn probe_parse_reads_every_probe_fixture() {
                     name.replace("server-members", "operator-raft-list-peers")
                         .replace("v2.0.5", "v1.10.5"),
                 ),
-                ("consul", "health") => f.with_file_name(if name.contains("5-servers") {
+                ("consul", "health") => f.with_file_name(if name.contains("after-leave") {
+                    // Captured together: node1 left, gone from the raft peers.
+                    "operator-raft-list-peers_after-leave_v1.8.7.txt"
+                } else if name.contains("5-servers") {
                     "operator-raft-list-peers_5-servers_v1.22.3.txt"
                 } else if name.contains("v1.8.7") {
                     "operator-raft-list-peers_3-servers_v1.8.7.txt"

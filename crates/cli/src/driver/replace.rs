@@ -140,7 +140,7 @@ async fn preflight(ex: &mut Executor<'_>, options: &RunOptions) -> anyhow::Resul
         let pairs = replace_plan(inv, members, view, &options, &finished, &versions)?;
         let mut problems = Vec::new();
         for p in pairs.iter().filter(|p| !begun.contains(&p.new.name)) {
-            problems.extend(new_host_problems(&p.new.name, facts, members, &p.new.address));
+            problems.extend(new_host_problems(p, facts, members));
         }
         Ok((pairs, problems))
     })
@@ -197,18 +197,24 @@ where
     Ok(pairs)
 }
 
-/// Why new host `name` cannot join: unreachable, its unit missing or running, its data
-/// root not empty, its binary missing, or a member already.
-fn new_host_problems(
-    name: &str,
-    facts: &HashMap<String, HostFacts>,
-    members: &[rollgate_core::preset::Listed],
-    address: &str,
-) -> Vec<String> {
+/// Why the new host of pair `p` cannot join: unreachable, its unit missing or running, its
+/// data root not empty, its binary missing, a member already, or no room for the data of
+/// the member it replaces (less free than [`ROOM_FACTOR`] times the old member's data root).
+fn new_host_problems(p: &Pair, facts: &HashMap<String, HostFacts>, members: &[Listed]) -> Vec<String> {
+    let (name, address) = (p.new.name.as_str(), p.new.address.as_str());
     let Some(f) = facts.get(name) else {
         return vec![format!("{name}: could not be asked its facts")];
     };
     let mut out = Vec::new();
+    let held = facts.get(&p.old.name).and_then(|o| o.data_bytes);
+    if let (Some(free), Some(held)) = (f.free_bytes, held) {
+        if free < held.saturating_mul(ROOM_FACTOR) {
+            out.push(format!(
+                "{name}: no room: {free} bytes free for its data root, {} held by {}'s ({ROOM_FACTOR}x that needed)",
+                held, p.old.name
+            ));
+        }
+    }
     if f.unit_load != "loaded" {
         out.push(format!("{name}: its unit is not installed ({})", f.unit_load));
     }
@@ -233,6 +239,11 @@ fn new_host_problems(
     }
     out
 }
+
+/// A new host needs this many times the data the member it replaces holds free on its
+/// data root's file system (the data grows between compactions, and a snapshot arrives
+/// beside the log).
+const ROOM_FACTOR: u64 = 2;
 
 /// A step of `pair` failed: a new member not through yet is withdrawn; the run ends failed,
 /// naming both hosts.
@@ -434,4 +445,64 @@ fn interrupted(ex: &mut Executor<'_>, started: Instant) -> anyhow::Result<ExitCo
         ex.ctx.inv.path.display()
     );
     Ok(ExitCode::from(130))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A spare that is ready passes; each thing wrong with one is named, room included.
+    #[test]
+    fn a_new_host_is_refused_for_each_thing_wrong_with_it() {
+        let text = "[cluster]\nname = \"c\"\npreset = \"etcd\"\nbinary = \"/usr/bin/etcd\"\ndata_root = \"/var/lib/etcd\"\n\n[[hosts]]\nname = \"node1\"\naddress = \"10.77.0.11\"\n\n[[spares]]\nname = \"node4\"\naddress = \"10.77.0.14\"\nreplaces = \"node1\"\n";
+        let inv = rollgate_core::Inventory::parse(std::path::Path::new("/inv/c.toml"), text).unwrap();
+        let pair = Pair {
+            old: inv.hosts[0].clone(),
+            new: inv.spares[0].host.clone(),
+            old_peer_url: "http://10.77.0.11:2380".into(),
+            peer_url: "http://10.77.0.14:2380".into(),
+            steps: Vec::new(),
+        };
+        let ready = HostFacts {
+            unit_load: "loaded".into(),
+            unit_active: "inactive".into(),
+            binary_sha256: Some("ab".into()),
+            data_files: Some(0),
+            free_bytes: Some(3_000),
+            ..Default::default()
+        };
+        let old = HostFacts {
+            data_bytes: Some(1_000),
+            ..Default::default()
+        };
+        let facts = |new: HostFacts| HashMap::from([("node4".to_owned(), new), ("node1".to_owned(), old.clone())]);
+        assert!(new_host_problems(&pair, &facts(ready.clone()), &[]).is_empty());
+        let wrong = HostFacts {
+            unit_load: "not-found".into(),
+            unit_active: "active".into(),
+            binary_sha256: None,
+            data_files: Some(7),
+            free_bytes: Some(1_999),
+            ..Default::default()
+        };
+        let member = Listed {
+            id: "1".into(),
+            name: "node4".into(),
+            peer_urls: vec!["http://10.77.0.14:2380".into()],
+            learner: true,
+        };
+        let said = new_host_problems(&pair, &facts(wrong), &[member]).join("; ");
+        for part in [
+            "node4: its unit is not installed (not-found)",
+            "node4: its unit is running already",
+            "node4: its data root is not empty (7 files)",
+            "node4: its binary is missing",
+            "node4: already a member of the cluster",
+            "node4: no room: 1999 bytes free for its data root, 1000 held by node1's (2x that needed)",
+        ] {
+            assert!(said.contains(part), "{part}: {said}");
+        }
+        let none = new_host_problems(&pair, &HashMap::new(), &[]);
+        assert_eq!(none, ["node4: could not be asked its facts"]);
+    }
 }
