@@ -54,30 +54,52 @@ pub async fn replace(mut ex: Executor<'_>, fresh: bool, options: RunOptions) -> 
         }
     };
     for pair in &plan {
-        // A leader that leaves hands over to a member on the new hosts' version first.
-        let version = pair.steps.iter().find_map(|(_, s)| match s {
-            Step::Health { version, .. } => version.clone(),
-            _ => None,
-        });
-        ex.set_version(version);
-        let done = done_steps(ex.records(), &pair.new.name, &pair.old.name);
-        for (on_new, step) in &pair.steps {
-            let host = pair.host(*on_new);
-            if done.contains(&(*on_new, step.id())) {
-                continue;
-            }
-            match ex.run_step(host, step).await {
-                Ok(()) => {}
-                Err(HostError::Interrupted) => return interrupted(&mut ex, started),
-                Err(HostError::Failed { error, .. }) => {
-                    return failed(ex, started, (pair, *on_new, step), error, None).await
-                }
+        match run_pair(&mut ex, pair, 0).await {
+            Ok(()) => {}
+            Err((_, _, HostError::Interrupted)) => return interrupted(&mut ex, started),
+            Err((on_new, step, HostError::Failed { error, .. })) => {
+                return failed(ex, started, (pair, on_new, step), error, None).await
             }
         }
     }
     ex.record(None, Event::Run(None), Status::Done, Some(started), None)?;
     crate::cmd::report::print(&ex, started.elapsed());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the steps of `pair` the journal has not done since record `since` (the replacement's
+/// from 0; a rollback's from its first `rollback` record), the leader hand-over preferring
+/// a member on the joining host's version; the first that fails ends them, with its host
+/// (`true`: the joining one) and step.
+async fn run_pair<'p>(ex: &mut Executor<'_>, pair: &'p Pair, since: usize) -> Result<(), (bool, &'p Step, HostError)> {
+    let version = pair.steps.iter().find_map(|(_, s)| match s {
+        Step::Health { version, .. } => version.clone(),
+        Step::RollbackHealth { version, .. } => Some(version.clone()),
+        _ => None,
+    });
+    ex.set_version(version.or_else(|| ex.fact_version(&pair.new.name)));
+    let done = done_steps(&ex.records()[since..], &pair.new.name, &pair.old.name);
+    for (on_new, step) in &pair.steps {
+        if done.contains(&(*on_new, step.id())) {
+            continue;
+        }
+        ex.run_step(pair.host(*on_new), step)
+            .await
+            .map_err(|e| (*on_new, step, e))?;
+    }
+    Ok(())
+}
+
+/// The spares of `inv` in the order `records` (a replacement's) first name them: the order
+/// its pairs began.
+fn pair_order(records: &[Record], inv: &rollgate_core::Inventory) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    for h in records.iter().filter_map(|r| r.host.as_deref()) {
+        if inv.spares.iter().any(|s| s.host.name == h) && !order.iter().any(|o| o == h) {
+            order.push(h.to_owned());
+        }
+    }
+    order
 }
 
 /// The steps of a pair the journal has done or skipped, as (on the new host, step): a
@@ -261,7 +283,7 @@ async fn failed(
     let withdraw = if rollback.is_some() {
         // A retired host that failed once it began to rejoin; never one still a member
         // beside its spare (a pair that only withdraws its spare).
-        on_new && !matches!(step.id(), StepId::RollbackStop | StepId::SetAside | StepId::Enable)
+        on_new && !matches!(step.id(), StepId::RollbackStop | StepId::SetAside)
     } else {
         on_new || !done.contains(&(true, StepId::Health))
     };
@@ -340,27 +362,13 @@ pub async fn unreplace(mut ex: Executor<'_>, options: RunOptions) -> anyhow::Res
         .iter()
         .position(|r| r.host.is_none() && r.step() == StepId::Rollback)
         .unwrap_or(ex.records().len());
-    // The spares in the order the replacement began their pairs.
-    let mut order: Vec<String> = Vec::new();
-    for r in &ex.records()[..first_rollback] {
-        if let Some(h) = r.host.as_deref() {
-            if ex.inv().spares.iter().any(|s| s.host.name == h) && !order.iter().any(|o| o == h) {
-                order.push(h.to_owned());
-            }
-        }
-    }
+    let order = pair_order(&ex.records()[..first_rollback], ex.inv());
+    // The rollback's hosts in the order it takes them: each spare, then the host it replaced.
     let hosts = order
         .iter()
         .rev()
-        .flat_map(|n| {
-            let retired = ex
-                .inv()
-                .spares
-                .iter()
-                .find(|s| s.host.name == *n)
-                .map(|s| s.replaces.clone());
-            [n.clone()].into_iter().chain(retired)
-        })
+        .filter_map(|n| ex.inv().spares.iter().find(|s| s.host.name == *n))
+        .flat_map(|s| [s.host.name.clone(), s.replaces.clone()])
         .collect();
     let detail = RollbackDetail {
         hosts,
@@ -382,27 +390,15 @@ pub async fn unreplace(mut ex: Executor<'_>, options: RunOptions) -> anyhow::Res
         }
     };
     for pair in &plan {
-        // A spare that leads hands over to a member on the retired hosts' version first.
-        let version = pair.steps.iter().find_map(|(_, s)| match s {
-            Step::RollbackHealth { version, .. } => Some(version.clone()),
-            _ => None,
-        });
-        ex.set_version(version.or_else(|| ex.fact_version(&pair.new.name)));
-        let done = done_steps(&ex.records()[first_rollback..], &pair.new.name, &pair.old.name);
-        for (on_new, step) in &pair.steps {
-            if done.contains(&(*on_new, step.id())) {
-                continue;
+        match run_pair(&mut ex, pair, first_rollback).await {
+            Ok(()) => {}
+            Err((_, _, HostError::Interrupted)) => {
+                crate::cmd::report::print(&ex, started.elapsed());
+                crate::say!("rollgate: interrupted after the last completed step; run the rollback again to go on");
+                return Ok(ExitCode::from(130));
             }
-            match ex.run_step(pair.host(*on_new), step).await {
-                Ok(()) => {}
-                Err(HostError::Interrupted) => {
-                    crate::cmd::report::print(&ex, started.elapsed());
-                    crate::say!("rollgate: interrupted after the last completed step; run the rollback again to go on");
-                    return Ok(ExitCode::from(130));
-                }
-                Err(HostError::Failed { error, .. }) => {
-                    return failed(ex, started, (pair, *on_new, step), error, Some(first_rollback)).await
-                }
+            Err((on_new, step, HostError::Failed { error, .. })) => {
+                return failed(ex, started, (pair, on_new, step), error, Some(first_rollback)).await
             }
         }
     }

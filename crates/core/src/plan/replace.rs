@@ -163,8 +163,9 @@ fn peer_urls(
 /// names): its pairs in reverse order, each a [`Pair`] whose `old` is the spare that
 /// leaves and `new` the retired host that joins again. Per pair, from the member list now:
 /// - the retired host out, its spare in: the retired host rejoins as a new member would
-///   (its unit stopped if it runs, its data root set aside and kept, its unit enabled,
-///   `member-add`, `rollback-start`, `promote`, `rollback-health` on the version it runs),
+///   (its unit stopped if it runs, its data root set aside and kept, `member-add`,
+///   `rollback-start`, `promote`, `rollback-health` on the version it runs, its unit
+///   enabled),
 ///   then the spare is withdrawn;
 /// - both in (the pair stopped half-way): the spare is withdrawn;
 /// - the spare out: nothing to do.
@@ -216,31 +217,18 @@ pub fn unreplace_plan(
                     why,
                 });
             }
-            let health = options.health_timeout;
+            let wait = options.health_timeout;
             steps.extend([
                 (true, Step::RollbackStop(stop_step(retired, None, t))),
                 (true, set_aside_step(retired, run)),
-                (
-                    true,
-                    Step::Enable(unit_step(retired, script::enable(&retired.unit), t.stop)),
-                ),
-                (
-                    true,
-                    Step::MemberAdd {
-                        peer_url: retired_url.clone(),
-                    },
-                ),
-                (true, Step::RollbackStart(start_step(retired, t, health))),
-                (
-                    true,
-                    Step::Promote {
-                        peer_url: retired_url.clone(),
-                        max_raft_lag: inv.cluster.max_raft_lag,
-                        wait: health,
-                    },
-                ),
-                (true, Step::RollbackHealth { version, wait: health }),
             ]);
+            steps.extend(join_steps(
+                inv,
+                (retired, &retired_url),
+                wait,
+                Step::RollbackStart(start_step(retired, t, wait)),
+                Step::RollbackHealth { version, wait },
+            ));
         }
         if transfers_first(inv) {
             steps.push((false, Step::LeaderTransfer));
@@ -255,10 +243,7 @@ pub fn unreplace_plan(
             ),
             (false, Step::RollbackStop(stop_step(spare_host, None, t))),
             (false, set_aside_step(spare_host, run)),
-            (
-                false,
-                Step::Disable(unit_step(spare_host, script::disable(&spare_host.unit), t.stop)),
-            ),
+            (false, disable_step(spare_host, t)),
         ]);
         pairs.push(Pair {
             old: spare_host.clone(),
@@ -304,39 +289,23 @@ fn pair_steps(
     versions: &dyn Fn(&str) -> Option<String>,
 ) -> Vec<(bool, Step)> {
     let health = options.health_timeout;
-    let mut steps = vec![
-        (
-            false,
-            Step::Gate {
-                strict: true,
-                wait: t.gate,
-            },
-        ),
-        (
-            true,
-            Step::MemberAdd {
-                peer_url: peer_url.to_owned(),
-            },
-        ),
-        (true, Step::Start(start_step(new, t, health))),
-        (
-            true,
-            Step::Promote {
-                peer_url: peer_url.to_owned(),
-                max_raft_lag: inv.cluster.max_raft_lag,
-                wait: health,
-            },
-        ),
-        (
-            true,
-            Step::Health {
-                version: versions(&new.name),
-                wait: health,
-            },
-        ),
-    ];
-    // A member now: it starts at boot (a spare's unit is disabled until it joins).
-    steps.push((true, Step::Enable(unit_step(new, script::enable(&new.unit), t.stop))));
+    let mut steps = vec![(
+        false,
+        Step::Gate {
+            strict: true,
+            wait: t.gate,
+        },
+    )];
+    steps.extend(join_steps(
+        inv,
+        (new, peer_url),
+        health,
+        Step::Start(start_step(new, t, health)),
+        Step::Health {
+            version: versions(&new.name),
+            wait: health,
+        },
+    ));
     // The old leader hands over (to a member on the new hosts' version first) before it
     // leaves, rather than the cluster electing after it: whatever `leader_transfer` says
     // where the preset's leave does not hand over itself (etcd), else as it says (a
@@ -364,7 +333,7 @@ fn pair_steps(
             },
         ));
     }
-    steps.push((false, Step::Disable(unit_step(old, script::disable(&old.unit), t.stop))));
+    steps.push((false, disable_step(old, t)));
     if old.backup {
         steps.push((
             false,
@@ -376,14 +345,54 @@ fn pair_steps(
     steps
 }
 
-/// `script` (`systemctl enable` or `disable`) of `h`'s unit.
-fn unit_step(h: &Host, script: String, wait: Duration) -> UnitStep {
-    UnitStep {
+/// The steps, each on the joining host, that make `host` a member at `peer_url`:
+/// `member-add`, `start`, `promote`, the health gate, then `enable` (a member starts at
+/// boot; a spare's or a retired host's unit is disabled until then).
+/// `wait`: how long `promote` waits for it to catch up.
+fn join_steps(
+    inv: &Inventory,
+    (host, peer_url): (&Host, &str),
+    wait: Duration,
+    start: Step,
+    health: Step,
+) -> [(bool, Step); 5] {
+    [
+        (
+            true,
+            Step::MemberAdd {
+                peer_url: peer_url.to_owned(),
+            },
+        ),
+        (true, start),
+        (
+            true,
+            Step::Promote {
+                peer_url: peer_url.to_owned(),
+                max_raft_lag: inv.cluster.max_raft_lag,
+                wait,
+            },
+        ),
+        (true, health),
+        (
+            true,
+            Step::Enable(UnitStep {
+                unit: host.unit.clone(),
+                script: script::enable(&host.unit),
+                wait: inv.cluster.timeouts.stop,
+                signal: None,
+            }),
+        ),
+    ]
+}
+
+/// `systemctl disable` of `h`'s unit, checked.
+fn disable_step(h: &Host, t: &crate::inventory::Timeouts) -> Step {
+    Step::Disable(UnitStep {
         unit: h.unit.clone(),
-        script,
-        wait,
+        script: script::disable(&h.unit),
+        wait: t.stop,
         signal: None,
-    }
+    })
 }
 
 /// The steps that undo a new member that failed before its pair finished: out of the
@@ -571,11 +580,11 @@ mod tests {
         let mut rejoin = vec![
             (true, StepId::RollbackStop),
             (true, StepId::SetAside),
-            (true, StepId::Enable),
             (true, StepId::MemberAdd),
             (true, StepId::RollbackStart),
             (true, StepId::Promote),
             (true, StepId::RollbackHealth),
+            (true, StepId::Enable),
         ];
         rejoin.extend(withdraw);
         assert_eq!(
