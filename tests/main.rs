@@ -5,6 +5,7 @@ mod commands;
 mod consul;
 mod discover;
 mod faults;
+mod fleet;
 mod lab;
 mod nats;
 mod network;

@@ -249,6 +249,18 @@ pub enum Command {
         #[arg(long, short = 'o', value_name = "FILE")]
         out: PathBuf,
     },
+    /// Many clusters in waves: a canary wave, then at most max_parallel clusters at once,
+    /// a soak and a health check after each wave, a failure budget over the whole fleet.
+    /// Each cluster is upgraded by a `rollgate upgrade` of its own (its journal, lock,
+    /// leases, backups and report in the fleet's state directory).
+    Fleet {
+        /// The fleet file (TOML), or a directory whose `*.toml` files are the clusters'
+        /// inventories.
+        #[arg(long, short = 'f', value_name = "FILE|DIR")]
+        file: PathBuf,
+        #[command(subcommand)]
+        action: FleetAction,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
     Completions {
         /// The shell.
@@ -256,6 +268,79 @@ pub enum Command {
     },
     /// Print the manual page (roff) on stdout: `rollgate man | man -l -`.
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetAction {
+    /// Show the waves and each cluster's inventory, labels and upgrade arguments; touches
+    /// nothing.
+    Plan {
+        #[command(flatten)]
+        waves: WaveArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Upgrade the fleet's clusters wave by wave (this jump host's shard with --shard).
+    Upgrade {
+        #[command(flatten)]
+        waves: WaveArgs,
+        /// Do not ask for confirmation (required without a terminal).
+        #[arg(long)]
+        yes: bool,
+        /// More arguments for every cluster's `rollgate upgrade` (after `--`).
+        #[arg(last = true)]
+        upgrade: Vec<String>,
+    },
+    /// Continue an interrupted fleet run: its unfinished clusters (each resumes its own
+    /// run) and the waves not begun.
+    Resume {
+        /// The fleet run [default: the newest unfinished one].
+        fleet_run: Option<String>,
+    },
+    /// One row per cluster: its state in the newest fleet run and its newest run's state.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One row per cluster of the newest fleet run (or FLEET_RUN), merged across the state
+    /// directories given with --from (the shards').
+    Report {
+        /// The fleet run [default: the newest in each state directory].
+        fleet_run: Option<String>,
+        /// More state directories (other jump hosts' shards) to merge.
+        #[arg(long, value_name = "DIR")]
+        from: Vec<PathBuf>,
+        /// Also write a self-contained HTML page: a bar per cluster on one time axis,
+        /// linked to each cluster's own report.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How a fleet's waves go (each overrides the fleet file's `[fleet]` setting).
+#[derive(Debug, clap::Args)]
+pub struct WaveArgs {
+    /// Only this jump host's clusters: shard I of N, by rendezvous hashing of the
+    /// clusters' names.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<rollgate_core::fleet::Shard>,
+    /// The canary wave: a count of the first clusters, or names (comma-separated).
+    #[arg(long, value_name = "N|NAMES")]
+    pub canary: Option<rollgate_core::fleet::Canary>,
+    /// Clusters at once in each wave after the canary.
+    #[arg(long)]
+    pub max_parallel: Option<usize>,
+    /// Wait after each wave before its health check.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub soak: Option<Duration>,
+    /// Failed clusters the fleet tolerates before it stops: a count or a percent.
+    #[arg(long, value_name = "N|P%")]
+    pub failure_budget: Option<rollgate_core::inventory::Amount>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@ mod backups;
 mod check;
 mod discover;
 mod exec;
+mod fleet;
 pub mod plan;
 mod probe;
 pub mod reconfigure;
@@ -26,6 +27,7 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
     match &args.command {
         Command::Probe { action } => return probe::run(action, args.inventory.as_deref()),
         Command::Discover { .. } => return discover::run(&args).await,
+        Command::Fleet { file, action } => return fleet::run(file, args.state_dir.as_deref(), action).await,
         Command::Completions { shell } => {
             let mut cmd = <Args as clap::CommandFactory>::command();
             let mut text = Vec::new();
@@ -96,6 +98,7 @@ pub async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         | Command::Completions { .. }
         | Command::Man
         | Command::Discover { .. }
+        | Command::Fleet { .. }
         | Command::Replace { .. }
         | Command::Rollback { .. } => {
             unreachable!("handled above")

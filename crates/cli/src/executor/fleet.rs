@@ -173,12 +173,20 @@ pub trait Fleet: Send + Sync {
 
     /// Prints the hosts' status table (on stderr with `on_stderr`) at a run's end.
     fn print_status(&self, on_stderr: bool) -> LocalBoxFuture<'_, ()>;
+
+    /// Why the run may no longer change the hosts: another run took its lease on one
+    /// (`None` while the leases hold, and for a fleet without leases).
+    fn lease_lost(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The hosts over SSH: one session per host for the run.
 pub struct SshFleet<'a> {
     ctx: &'a Ctx,
-    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    sessions: super::lease::Sessions,
+    /// The run's leases on the hosts, released when the fleet is dropped.
+    leases: super::lease::Leases,
     /// The run's id: its tethered commands are recorded under it on the hosts.
     run: String,
     /// The host whose probes last gave a view: asked first next time. A member that left
@@ -188,23 +196,29 @@ pub struct SshFleet<'a> {
 }
 
 impl<'a> SshFleet<'a> {
-    /// Connects to every host of `ctx`'s inventory for run `run`, and ends on each what an
-    /// earlier invocation of the run left running there (a command whose link was cut:
+    /// Connects to every host of `ctx`'s inventory for run `run`, takes the run's lease on
+    /// each ([`super::lease::Leases::take`]), and ends on each what an earlier invocation
+    /// of the run left running there (a command whose link was cut:
     /// [`Session::end_leftovers`]).
     ///
     /// # Errors
-    /// A host that cannot be reached, or whose leftovers do not end, named.
+    /// A host that cannot be reached, or whose leftovers do not end, named; a host leased
+    /// by another run (exit code 3).
     pub async fn connect(ctx: &'a Ctx, run: &str) -> anyhow::Result<Self> {
         let hosts: Vec<&Host> = ctx.inv.hosts.iter().collect();
         let mut sessions = HashMap::new();
         for (h, s) in hosts.iter().zip(ctx.connect(&hosts).await) {
             sessions.insert(h.name.clone(), Arc::new(s?.with_tether_tag(run)));
         }
-        let ended = futures::future::join_all(sessions.values().map(|s| end_leftovers(s))).await;
+        let all: Vec<Arc<Session>> = sessions.values().cloned().collect();
+        let sessions = Arc::new(Mutex::new(sessions));
+        let leases = super::lease::Leases::take(ctx, &sessions, run).await?;
+        let ended = futures::future::join_all(all.iter().map(|s| end_leftovers(s))).await;
         ended.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
         Ok(Self {
             ctx,
-            sessions: Mutex::new(sessions),
+            sessions,
+            leases,
             run: run.to_owned(),
             answered: Mutex::new(None),
         })
@@ -572,6 +586,10 @@ impl Fleet for SshFleet<'_> {
             let (rows, _) = crate::status::rows_with(self.ctx, each).await;
             crate::status::print_table(&rows, on_stderr);
         })
+    }
+
+    fn lease_lost(&self) -> Option<String> {
+        self.leases.lost()
     }
 }
 

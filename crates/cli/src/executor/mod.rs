@@ -29,6 +29,7 @@ mod cluster;
 mod data;
 mod fleet;
 mod hook;
+mod lease;
 mod membership;
 mod outcome;
 mod signals;
@@ -449,6 +450,15 @@ impl<'a> Executor<'a> {
             let out = items.iter().map(|_| Err(HostError::Interrupted)).collect();
             let wide = wide.map(|_| Err(anyhow!("interrupted")));
             return (out, wide);
+        }
+        // Another run took a lease this one lost: nothing more is changed, but a host this
+        // run stopped is still brought back.
+        if let (false, Some(lost)) = (self.compensating, self.fleet.lease_lost()) {
+            let out = items
+                .iter()
+                .map(|(_, s)| Err(HostError::failed(s.id(), anyhow!("{lost}"))))
+                .collect();
+            return (out, wide.map(|_| Err(anyhow!("{lost}"))));
         }
         // A remembered view is for the gates or health gates that come next: any other
         // step may change the cluster, so it is dropped.

@@ -94,6 +94,10 @@ pub struct Cluster {
     pub max_raft_lag: u64,
     /// How long the health gate waits after a start, unless the command line says.
     pub health_timeout: Duration,
+    /// How long a run's lease on a host lasts unless it is renewed (`lease_ttl`, default
+    /// 60 s): a run renews its leases every quarter of it, so a lease outlives its run by
+    /// at most this when the run is killed (see `rollgate_core::lease`).
+    pub lease_ttl: Duration,
     /// Hand leadership to an upgraded member before the leader stops (default `false`).
     pub leader_transfer: bool,
     /// Run the preset's backup hook (a snapshot of the cluster) before the first stop

@@ -54,6 +54,7 @@ pub struct RawCluster {
     pub(super) data_root: Option<Spanned<String>>,
     pub(super) max_raft_lag: Option<u64>,
     pub(super) health_timeout: Option<Spanned<String>>,
+    pub(super) lease_ttl: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) probes: BTreeMap<String, Spanned<String>>,
     pub(super) leader_transfer: Option<bool>,

@@ -69,6 +69,14 @@ impl fmt::Display for Amount {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Amount {
+    /// `3` or `"25%"`, as [`Amount::parse`] reads them.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = toml::Value::deserialize(d)?;
+        Amount::parse(&v).map_err(serde::de::Error::custom)
+    }
+}
+
 impl Serialize for Amount {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

@@ -322,7 +322,18 @@ impl Validator<'_> {
             Some(d) => self.duration(d, "cluster.health_timeout")?,
             None => Duration::from_secs(120),
         };
+        let lease_ttl = match &c.lease_ttl {
+            Some(d) => {
+                let ttl = self.duration(d, "cluster.lease_ttl")?;
+                if ttl < Duration::from_secs(4) {
+                    return Err(self.err(d.span(), "cluster.lease_ttl", "must be at least 4s".to_owned()));
+                }
+                ttl
+            }
+            None => Duration::from_secs(60),
+        };
         let cluster = Cluster {
+            lease_ttl,
             timeouts: self.timeouts(&c.timeouts)?,
             name: self.word(&c.name, "cluster.name")?,
             probes: c.probes.iter().map(|(k, v)| (k.clone(), v.get_ref().clone())).collect(),

@@ -1,0 +1,1080 @@
+//! `rollgate fleet`: many clusters in waves ([`rollgate_core::fleet`]). Each cluster is
+//! upgraded by a `rollgate upgrade` process of its own (this binary, with `--json`), with
+//! its own journal, lock, leases, backups and report in the fleet's state directory; the
+//! fleet keeps a journal of its own, `STATE/fleets/FLEETRUN/journal.jsonl` (one JSON
+//! object per line, fsynced: `ts`, `fleet_run`, `event`, and `wave`, `cluster`, `run`,
+//! `code`, `error` where they apply), beside `fleet.json` (what was asked: the waves, the
+//! shard, each cluster's arguments) and each cluster's log, `CLUSTER.log`.
+//!
+//! Events: `fleet-start`, `wave-start`, `cluster-start`, `cluster-done`, `cluster-failed`,
+//! `cluster-interrupted`, `soak-start`, `soak-failed`, `wave-done`, and one end:
+//! `fleet-done`, `fleet-failed` (a canary failed, or the failure budget was spent) or
+//! `fleet-interrupted`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+use rollgate_core::fleet::{self, Canary, Fleet, FleetCluster, Shard, Waves};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncBufReadExt as _;
+
+use crate::args::{FleetAction, WaveArgs};
+use crate::exit::Exit;
+
+/// The fleet journal's format version.
+const FORMAT: u32 = 1;
+
+/// What a fleet run was asked: `fleet.json` in its directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FleetMeta {
+    pub format: u32,
+    pub fleet_run: String,
+    pub fleet: String,
+    pub file: PathBuf,
+    pub waves: Waves,
+    pub shard: Option<Shard>,
+    /// The waves' cluster names, in order.
+    pub plan: Vec<Vec<String>>,
+    /// This shard's clusters.
+    pub clusters: Vec<FleetCluster>,
+    /// Arguments added to every cluster's `upgrade` (after `--`).
+    pub extra: Vec<String>,
+    pub jump_host: String,
+}
+
+/// One line of a fleet journal.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FleetRecord {
+    pub ts: String,
+    pub fleet_run: String,
+    pub event: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Runs `rollgate fleet ACTION` over the fleet at `file`.
+pub async fn run(file: &Path, state_dir: Option<&Path>, action: &FleetAction) -> anyhow::Result<ExitCode> {
+    let fleet = Fleet::load(file).map_err(|message| Exit { code: 2, message })?;
+    let state = state_dir.map_or_else(|| default_state_dir(file), Path::to_path_buf);
+    // The clusters' processes run in the fleet file's directory.
+    let state = std::path::absolute(&state).with_context(|| format!("{}", state.display()))?;
+    match action {
+        FleetAction::Plan { waves, json } => {
+            let (waves_set, shard) = settings(&fleet, waves)?;
+            let (plan, clusters) = planned(&fleet, &waves_set, shard);
+            print_plan(&fleet, &waves_set, shard, &plan, &clusters, *json)
+        }
+        FleetAction::Upgrade { waves, yes, upgrade } => {
+            let (waves_set, shard) = settings(&fleet, waves)?;
+            let (plan, clusters) = planned(&fleet, &waves_set, shard);
+            crate::prompt::confirm(
+                *yes,
+                &format!(
+                    "Upgrade fleet {} ({} clusters in {} waves)?",
+                    fleet.name,
+                    clusters.len(),
+                    plan.len()
+                ),
+            )?;
+            let meta = FleetMeta {
+                format: FORMAT,
+                fleet_run: format!("fleet-{}", rollgate_core::journal::new_run_id()),
+                fleet: fleet.name.clone(),
+                file: std::path::absolute(&fleet.path).unwrap_or_else(|_| fleet.path.clone()),
+                waves: waves_set,
+                shard,
+                plan,
+                clusters,
+                extra: upgrade.clone(),
+                jump_host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|s| s.trim().to_owned())
+                    .unwrap_or_default(),
+            };
+            let _lock = lock(&state, &fleet.name)?;
+            let dir = create_run(&state, &meta)?;
+            drive(&state, &dir, meta, Vec::new()).await
+        }
+        FleetAction::Resume { fleet_run } => {
+            let _lock = lock(&state, &fleet.name)?;
+            let runs = fleet_runs(&state, &fleet.name)?;
+            let found = match fleet_run {
+                Some(id) => runs.into_iter().find(|(m, _)| &m.fleet_run == id),
+                None => runs.into_iter().rev().find(|(_, r)| end_of(r).is_none()),
+            };
+            let Some((meta, records)) = found else {
+                bail!("no unfinished run of fleet {} in {}", fleet.name, state.display());
+            };
+            if let Some(end) = end_of(&records) {
+                bail!("fleet run {} ended ({end}): nothing to resume", meta.fleet_run);
+            }
+            eprintln!("resuming fleet run {}", meta.fleet_run);
+            let dir = state.join("fleets").join(&meta.fleet_run);
+            drive(&state, &dir, meta, records).await
+        }
+        FleetAction::Status { json } => status(&fleet, &state, *json),
+        FleetAction::Report {
+            fleet_run,
+            html,
+            from,
+            json,
+        } => {
+            let mut dirs = vec![state.clone()];
+            dirs.extend(from.iter().cloned());
+            report(&fleet, &dirs, fleet_run.as_deref(), html.as_deref(), *json)
+        }
+    }
+}
+
+/// `.rollgate` beside the fleet file, or inside a directory of inventories.
+fn default_state_dir(file: &Path) -> PathBuf {
+    if file.is_dir() {
+        file.join(".rollgate")
+    } else {
+        file.parent().unwrap_or(Path::new(".")).join(".rollgate")
+    }
+}
+
+/// The file's settings with the command line's on top, and the shard.
+fn settings(fleet: &Fleet, w: &WaveArgs) -> anyhow::Result<(Waves, Option<Shard>)> {
+    let mut waves = fleet.waves.clone();
+    if let Some(c) = &w.canary {
+        if let Canary::Names(names) = c {
+            for n in names {
+                if !fleet.clusters.iter().any(|c| &c.name == n) {
+                    return Err(Exit {
+                        code: 2,
+                        message: format!("--canary: no cluster of fleet {} is named {n}", fleet.name),
+                    }
+                    .into());
+                }
+            }
+        }
+        waves.canary = c.clone();
+    }
+    if let Some(n) = w.max_parallel {
+        if n == 0 {
+            return Err(Exit {
+                code: 2,
+                message: "--max-parallel must be at least 1".to_owned(),
+            }
+            .into());
+        }
+        waves.max_parallel = n;
+    }
+    if let Some(s) = w.soak {
+        waves.soak_ms = s.as_millis() as u64;
+    }
+    if let Some(b) = w.failure_budget {
+        waves.failure_budget = b;
+    }
+    Ok((waves, w.shard))
+}
+
+/// This shard's clusters and their waves.
+fn planned(fleet: &Fleet, waves: &Waves, shard: Option<Shard>) -> (Vec<Vec<String>>, Vec<FleetCluster>) {
+    let clusters: Vec<FleetCluster> = fleet
+        .clusters
+        .iter()
+        .filter(|c| shard.is_none_or(|s| fleet::shard_of(&c.name, s.of) == s.index))
+        .cloned()
+        .collect();
+    let names: Vec<String> = clusters.iter().map(|c| c.name.clone()).collect();
+    (fleet::plan_waves(&names, waves), clusters)
+}
+
+fn print_plan(
+    fleet: &Fleet,
+    waves: &Waves,
+    shard: Option<Shard>,
+    plan: &[Vec<String>],
+    clusters: &[FleetCluster],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if json {
+        let v = serde_json::json!({
+            "format": FORMAT,
+            "fleet": fleet.name,
+            "shard": shard.map(|s| s.to_string()),
+            "settings": waves,
+            "waves": plan,
+            "clusters": clusters,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "fleet {}{}: {} clusters in {} waves; max_parallel {}, soak {}, failure budget {}",
+        fleet.name,
+        shard.map(|s| format!(" (shard {s})")).unwrap_or_default(),
+        clusters.len(),
+        plan.len(),
+        waves.max_parallel,
+        humantime::format_duration(fleet::soak(waves)),
+        waves.failure_budget
+    );
+    let mut t = super::table(&["wave", "cluster", "inventory", "labels", "upgrade"]);
+    let canary = !matches!(waves.canary, Canary::Count(0));
+    for (i, wave) in plan.iter().enumerate() {
+        for name in wave {
+            let Some(c) = clusters.iter().find(|c| &c.name == name) else {
+                continue;
+            };
+            let labels: Vec<String> = c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            t.add_row(vec![
+                if i == 0 && canary {
+                    format!("{} (canary)", i + 1)
+                } else {
+                    (i + 1).to_string()
+                },
+                c.name.clone(),
+                c.inventory.display().to_string(),
+                labels.join(","),
+                c.upgrade.join(" "),
+            ]);
+        }
+    }
+    println!("{t}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The fleet's lock in the state directory (`fleet-NAME.lock`, flock): one `fleet
+/// upgrade` or `resume` at a time per state directory. Each cluster has its own lock, and
+/// each host its lease, beside it.
+fn lock(state: &Path, name: &str) -> anyhow::Result<std::fs::File> {
+    crate::archive::create_private_dir(state).with_context(|| format!("creating {}", state.display()))?;
+    let path = state.join(format!("fleet-{name}.lock"));
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if f.try_lock().is_err() {
+        return Err(Exit {
+            code: 3,
+            message: format!(
+                "fleet {name} is being run by another process (lock file {})",
+                path.display()
+            ),
+        }
+        .into());
+    }
+    Ok(f)
+}
+
+fn create_run(state: &Path, meta: &FleetMeta) -> anyhow::Result<PathBuf> {
+    let fleets = state.join("fleets");
+    crate::archive::create_private_dir(&fleets).with_context(|| format!("creating {}", fleets.display()))?;
+    let dir = fleets.join(&meta.fleet_run);
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    crate::archive::write_private_atomic(&dir.join("fleet.json"), &serde_json::to_vec_pretty(meta)?)
+        .with_context(|| format!("writing {}", dir.join("fleet.json").display()))?;
+    Ok(dir)
+}
+
+/// Every run of fleet `name` in `state`, oldest first, with its records.
+fn fleet_runs(state: &Path, name: &str) -> anyhow::Result<Vec<(FleetMeta, Vec<FleetRecord>)>> {
+    let dir = state.join("fleets");
+    let mut ids: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(anyhow!(e).context(format!("reading {}", dir.display()))),
+    };
+    ids.sort();
+    let mut out = Vec::new();
+    for d in ids {
+        let meta_path = d.join("fleet.json");
+        let Ok(bytes) = std::fs::read(&meta_path) else { continue };
+        let meta: FleetMeta =
+            serde_json::from_slice(&bytes).with_context(|| format!("{} is damaged", meta_path.display()))?;
+        if meta.fleet != name {
+            continue;
+        }
+        let records = read_journal(&d.join("journal.jsonl"))?;
+        out.push((meta, records));
+    }
+    Ok(out)
+}
+
+/// A fleet journal's records; a line that does not parse is an error (a damaged journal).
+fn read_journal(path: &Path) -> anyhow::Result<Vec<FleetRecord>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(anyhow!(e).context(format!("reading {}", path.display()))),
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .with_context(|| format!("{}:{}: a damaged fleet journal line", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// The end event of a fleet run, if it ended.
+fn end_of(records: &[FleetRecord]) -> Option<&str> {
+    records
+        .iter()
+        .rev()
+        .map(|r| r.event.as_str())
+        .find(|e| matches!(*e, "fleet-done" | "fleet-failed"))
+}
+
+/// The fleet journal, appended to and fsynced record by record.
+struct FleetJournal {
+    file: std::fs::File,
+    fleet_run: String,
+    records: Vec<FleetRecord>,
+}
+
+impl FleetJournal {
+    fn open(dir: &Path, fleet_run: &str, records: Vec<FleetRecord>) -> anyhow::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let path = dir.join("journal.jsonl");
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(Self {
+            file,
+            fleet_run: fleet_run.to_owned(),
+            records,
+        })
+    }
+
+    /// Appends an event; a write that fails stops the fleet (the caller returns it).
+    fn record(
+        &mut self,
+        event: &str,
+        wave: Option<usize>,
+        cluster: Option<&str>,
+        f: impl FnOnce(&mut FleetRecord),
+    ) -> anyhow::Result<()> {
+        let mut r = FleetRecord {
+            ts: rollgate_core::journal::now_rfc3339(),
+            fleet_run: self.fleet_run.clone(),
+            event: event.to_owned(),
+            wave,
+            cluster: cluster.map(str::to_owned),
+            run: None,
+            code: None,
+            error: None,
+        };
+        f(&mut r);
+        let mut line = serde_json::to_vec(&r)?;
+        line.push(b'\n');
+        self.file
+            .write_all(&line)
+            .and_then(|()| self.file.sync_data())
+            .context("writing the fleet journal")?;
+        self.records.push(r);
+        Ok(())
+    }
+
+    fn has(&self, event: &str, wave: Option<usize>, cluster: Option<&str>) -> bool {
+        self.records
+            .iter()
+            .any(|r| r.event == event && r.wave == wave && (cluster.is_none() || r.cluster.as_deref() == cluster))
+    }
+
+    /// How a cluster ended in this fleet run so far: `done` or `failed` (an interrupted one
+    /// is unfinished and runs again on resume).
+    fn outcome(&self, cluster: &str) -> Option<&str> {
+        self.records
+            .iter()
+            .rev()
+            .filter(|r| r.cluster.as_deref() == Some(cluster))
+            .find_map(|r| match r.event.as_str() {
+                "cluster-done" => Some("done"),
+                "cluster-failed" | "soak-failed" => Some("failed"),
+                "cluster-interrupted" | "cluster-start" => Some(""),
+                _ => None,
+            })
+            .filter(|s| !s.is_empty())
+    }
+
+    fn failures(&self) -> usize {
+        let mut names: HashSet<&str> = HashSet::new();
+        for r in &self.records {
+            if matches!(r.event.as_str(), "cluster-failed" | "soak-failed") {
+                names.extend(r.cluster.as_deref());
+            }
+        }
+        names.len()
+    }
+}
+
+/// How one cluster's process ended.
+enum Ended {
+    Done(Option<String>),
+    Failed(Option<String>, i32, String),
+    Interrupted(Option<String>),
+}
+
+/// The processes in flight (their pids), to pass an interrupt on to.
+type Children = Arc<Mutex<Vec<u32>>>;
+
+/// Runs the fleet run `meta` (its journal so far `records`): each wave in order, skipping
+/// clusters done or failed; a wave's clusters at most `max_parallel` at once; the soak and
+/// its check after each wave; stops after a failed canary wave, when the failures pass the
+/// budget, or at an interrupt (passed on to the clusters in flight, which bring their hosts
+/// back; no cluster starts after it).
+async fn drive(state: &Path, dir: &Path, meta: FleetMeta, records: Vec<FleetRecord>) -> anyhow::Result<ExitCode> {
+    let mut j = FleetJournal::open(dir, &meta.fleet_run, records)?;
+    if !j.has("fleet-start", None, None) {
+        j.record("fleet-start", None, None, |_| {})?;
+    }
+    eprintln!(
+        "fleet run {} ({} clusters, {} waves; journal {})",
+        meta.fleet_run,
+        meta.clusters.len(),
+        meta.plan.len(),
+        dir.join("journal.jsonl").display()
+    );
+    let children: Children = Arc::new(Mutex::new(Vec::new()));
+    let interrupts = watch_interrupts(children.clone())?;
+    let allowed = meta.waves.failure_budget.of(meta.clusters.len());
+    let canary_wave = !matches!(meta.waves.canary, Canary::Count(0)) && !meta.plan.is_empty();
+    let extra = &meta.extra;
+    let base = fleet::base_dir(&meta.file);
+    let base = &base;
+    let by_name: HashMap<&str, &FleetCluster> = meta.clusters.iter().map(|c| (c.name.as_str(), c)).collect();
+    let j = Arc::new(Mutex::new(j));
+    let journal = |f: &mut dyn FnMut(&mut FleetJournal) -> anyhow::Result<()>| -> anyhow::Result<()> {
+        let mut g = j.lock().map_err(|_| anyhow!("the fleet journal's lock is poisoned"))?;
+        f(&mut g)
+    };
+    let fleet_line = |wave: usize| {
+        crate::live::begin("fleet", &format!("wave {}/{}", wave + 1, meta.plan.len()));
+    };
+    for (w, wave) in meta.plan.iter().enumerate() {
+        let wave_no = Some(w + 1);
+        let mut done_already = false;
+        journal(&mut |g| {
+            done_already = g.has("wave-done", wave_no, None);
+            Ok(())
+        })?;
+        if done_already {
+            continue;
+        }
+        if *interrupts.borrow() > 0 {
+            break;
+        }
+        fleet_line(w);
+        journal(&mut |g| {
+            if !g.has("wave-start", wave_no, None) {
+                g.record("wave-start", wave_no, None, |_| {})?;
+            }
+            Ok(())
+        })?;
+        crate::live::line(&format!(
+            "fleet: wave {}/{}: {}",
+            w + 1,
+            meta.plan.len(),
+            wave.join(", ")
+        ));
+        let todo: Vec<&FleetCluster> = wave
+            .iter()
+            .filter_map(|n| by_name.get(n.as_str()).copied())
+            .filter(|c| j.lock().map(|g| g.outcome(&c.name).is_none()).unwrap_or(true))
+            .collect();
+        let stop_starting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let results: Vec<anyhow::Result<()>> = futures::StreamExt::collect(futures::StreamExt::buffer_unordered(
+            futures::stream::iter(todo.iter().map(|c| {
+                let (j, children, stop, interrupts) =
+                    (j.clone(), children.clone(), stop_starting.clone(), interrupts.clone());
+                let is_canary = canary_wave && w == 0;
+                async move {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) || *interrupts.borrow() > 0 {
+                        return Ok(());
+                    }
+                    j.lock().map_err(|_| anyhow!("poisoned"))?.record(
+                        "cluster-start",
+                        wave_no,
+                        Some(&c.name),
+                        |_| {},
+                    )?;
+                    let ended = upgrade_cluster(state, dir, base, c, extra, &children).await?;
+                    let mut g = j.lock().map_err(|_| anyhow!("poisoned"))?;
+                    match ended {
+                        Ended::Done(run) => {
+                            crate::live::line(&format!(
+                                "fleet: {}: done (run {})",
+                                c.name,
+                                run.as_deref().unwrap_or("?")
+                            ));
+                            g.record("cluster-done", wave_no, Some(&c.name), |r| r.run = run)?;
+                        }
+                        Ended::Interrupted(run) => {
+                            crate::live::line(&format!("fleet: {}: interrupted", c.name));
+                            g.record("cluster-interrupted", wave_no, Some(&c.name), |r| r.run = run)?;
+                        }
+                        Ended::Failed(run, code, error) => {
+                            crate::live::line(&format!("fleet: {}: FAILED (exit {code}): {error}", c.name));
+                            g.record("cluster-failed", wave_no, Some(&c.name), |r| {
+                                r.run = run;
+                                r.code = Some(code);
+                                r.error = Some(error);
+                            })?;
+                            if is_canary || g.failures() > allowed {
+                                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                            }
+                        }
+                    }
+                    Ok(())
+                }
+            })),
+            meta.waves.max_parallel.max(1),
+        ))
+        .await;
+        for r in results {
+            r?;
+        }
+        if *interrupts.borrow() > 0 {
+            break;
+        }
+        let failed_in_wave: Vec<String> = wave
+            .iter()
+            .filter(|n| j.lock().map(|g| g.outcome(n) == Some("failed")).unwrap_or(false))
+            .cloned()
+            .collect();
+        if canary_wave && w == 0 && !failed_in_wave.is_empty() {
+            journal(&mut |g| {
+                g.record("fleet-failed", None, None, |r| {
+                    r.error = Some(format!(
+                        "the canary wave failed ({}): no other cluster started",
+                        failed_in_wave.join(", ")
+                    ))
+                })
+            })?;
+            crate::live::end("fleet");
+            eprintln!(
+                "fleet: the canary wave failed ({}): stopping",
+                failed_in_wave.join(", ")
+            );
+            return Ok(ExitCode::from(1));
+        }
+        // The soak: wait, then every cluster of the wave that finished must still be healthy.
+        let soak = fleet::soak(&meta.waves);
+        journal(&mut |g| g.record("soak-start", wave_no, None, |_| {}))?;
+        if !soak.is_zero() {
+            crate::live::begin(
+                "fleet",
+                &format!(
+                    "wave {}/{}: soaking {}",
+                    w + 1,
+                    meta.plan.len(),
+                    humantime::format_duration(soak)
+                ),
+            );
+            let mut rx = interrupts.clone();
+            tokio::select! {
+                () = tokio::time::sleep(soak) => {}
+                _ = rx.wait_for(|n| *n > 0) => {}
+            }
+            if *interrupts.borrow() > 0 {
+                break;
+            }
+        }
+        for name in wave {
+            let done = j.lock().map(|g| g.outcome(name) == Some("done")).unwrap_or(false);
+            let Some(c) = by_name.get(name.as_str()) else { continue };
+            if !done {
+                continue;
+            }
+            if let Err(e) = check_cluster(state, base, c).await {
+                crate::live::line(&format!("fleet: {}: unhealthy after the soak: {e:#}", c.name));
+                journal(&mut |g| {
+                    g.record("soak-failed", wave_no, Some(&c.name), |r| {
+                        r.error = Some(format!("{e:#}"))
+                    })
+                })?;
+            }
+        }
+        journal(&mut |g| g.record("wave-done", wave_no, None, |_| {}))?;
+        let failures = j.lock().map(|g| g.failures()).unwrap_or(usize::MAX);
+        let canary_soak_failed = canary_wave && w == 0 && failures > 0;
+        if failures > allowed || canary_soak_failed {
+            let why = if canary_soak_failed {
+                "a canary cluster was unhealthy after its soak".to_owned()
+            } else {
+                format!(
+                    "{failures} clusters failed, more than the failure budget of {allowed} ({})",
+                    meta.waves.failure_budget
+                )
+            };
+            journal(&mut |g| g.record("fleet-failed", None, None, |r| r.error = Some(why.clone())))?;
+            crate::live::end("fleet");
+            eprintln!("fleet: {why}: stopping");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    crate::live::end("fleet");
+    if *interrupts.borrow() > 0 {
+        journal(&mut |g| g.record("fleet-interrupted", None, None, |_| {}))?;
+        eprintln!(
+            "fleet: interrupted; `rollgate fleet -f {} resume` continues it",
+            meta.file.display()
+        );
+        return Ok(ExitCode::from(130));
+    }
+    let failures = j.lock().map(|g| g.failures()).unwrap_or(0);
+    journal(&mut |g| {
+        g.record("fleet-done", None, None, |r| {
+            if failures > 0 {
+                r.error = Some(format!(
+                    "{failures} clusters failed, within the failure budget of {allowed}"
+                ));
+            }
+        })
+    })?;
+    eprintln!(
+        "fleet: done: {} clusters upgraded, {failures} failed",
+        meta.clusters.len() - failures
+    );
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Counts interrupts (Ctrl-C, SIGTERM) and passes each on to the processes in flight as a
+/// SIGINT (they run in process groups of their own, so a terminal's Ctrl-C reaches only
+/// the fleet, and each cluster sees each interrupt once).
+fn watch_interrupts(children: Children) -> anyhow::Result<tokio::sync::watch::Receiver<u32>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = tokio::sync::watch::channel(0u32);
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => if r.is_err() { return },
+                _ = term.recv() => {}
+            }
+            crate::say!("\nrollgate fleet: interrupted: no cluster starts now; the clusters in flight are interrupted and bring their hosts back");
+            for pid in children.lock().map(|c| c.clone()).unwrap_or_default() {
+                if let Ok(pid) = i32::try_from(pid) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT);
+                }
+            }
+            tx.send_replace(*tx.borrow() + 1);
+        }
+    });
+    Ok(rx)
+}
+
+/// This binary with the cluster's inventory and the fleet's state directory, run in `base`
+/// (the fleet file's directory: relative paths in the `upgrade` arguments start there).
+fn rollgate(state: &Path, c: &FleetCluster, base: &Path) -> anyhow::Result<tokio::process::Command> {
+    let exe = std::env::current_exe().context("finding rollgate's own binary")?;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.current_dir(base);
+    cmd.arg("--inventory").arg(&c.inventory).arg("--state-dir").arg(state);
+    cmd.stdin(Stdio::null());
+    Ok(cmd)
+}
+
+/// Upgrades one cluster: `rollgate upgrade --yes --json ARGS` in a process group of its
+/// own, its stderr into `DIR/CLUSTER.log`, its journal events (stdout) shown as the
+/// cluster's live line. Running the same upgrade again resumes the cluster's interrupted
+/// run.
+async fn upgrade_cluster(
+    state: &Path,
+    dir: &Path,
+    base: &Path,
+    c: &FleetCluster,
+    extra: &[String],
+    children: &Children,
+) -> anyhow::Result<Ended> {
+    let log_path = dir.join(format!("{}.log", c.name));
+    let log = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?
+    };
+    let mut cmd = rollgate(state, c, base)?;
+    cmd.arg("upgrade")
+        .arg("--yes")
+        .arg("--json")
+        .args(&c.upgrade)
+        .args(extra);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::from(log)).process_group(0);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("{}: starting rollgate upgrade", c.name))?;
+    let pid = child.id();
+    if let Some(pid) = pid {
+        if let Ok(mut ch) = children.lock() {
+            ch.push(pid);
+        }
+    }
+    crate::live::begin(&c.name, "starting");
+    let mut run = None;
+    if let Some(out) = child.stdout.take() {
+        let mut lines = tokio::io::BufReader::new(out).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if run.is_none() {
+                run = v["run"].as_str().map(str::to_owned);
+            }
+            if v["status"] == "started" {
+                let host = v["host"].as_str().unwrap_or("*");
+                crate::live::begin(&c.name, &format!("{host} {}", v["step"].as_str().unwrap_or("?")));
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .await
+        .with_context(|| format!("{}: waiting for rollgate upgrade", c.name))?;
+    if let (Some(pid), Ok(mut ch)) = (pid, children.lock()) {
+        ch.retain(|p| *p != pid);
+    }
+    crate::live::end(&c.name);
+    let code = status.code().unwrap_or(-1);
+    Ok(match code {
+        0 => Ended::Done(run),
+        130 => Ended::Interrupted(run),
+        _ => {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let error = text
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix("rollgate: error: "))
+                .map_or_else(
+                    || format!("rollgate upgrade exited with {status}; see {}", log_path.display()),
+                    str::to_owned,
+                );
+            Ended::Failed(run, code, error)
+        }
+    })
+}
+
+/// The soak's check of one cluster: `rollgate check` must pass (every member healthy,
+/// one leader, caught up).
+async fn check_cluster(state: &Path, base: &Path, c: &FleetCluster) -> anyhow::Result<()> {
+    let mut cmd = rollgate(state, c, base)?;
+    cmd.arg("--quiet")
+        .arg("check")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .map_err(|_| anyhow!("rollgate check did not answer within 120 s"))??;
+    if !out.status.success() {
+        bail!(
+            "rollgate check: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("not healthy")
+        );
+    }
+    Ok(())
+}
+
+/// One row per cluster of the fleet: its state in the newest fleet run and its own newest
+/// run's state.
+fn status(fleet: &Fleet, state: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let runs = fleet_runs(state, &fleet.name)?;
+    let newest = runs.last();
+    let mut rows = Vec::new();
+    for c in &fleet.clusters {
+        let sd = crate::state::StateDir::new(state, &c.name);
+        let last = sd.runs()?.into_iter().next_back();
+        let in_fleet = newest.and_then(|(_, recs)| cluster_state(recs, &c.name));
+        rows.push(serde_json::json!({
+            "cluster": c.name,
+            "fleet_run": newest.map(|(m, _)| m.fleet_run.clone()),
+            "wave": newest.and_then(|(m, _)| m.plan.iter().position(|w| w.contains(&c.name)).map(|i| i + 1)),
+            "fleet_state": in_fleet,
+            "run": last.as_ref().map(|(m, _, _)| m.run.clone()),
+            "run_state": last.as_ref().map(|(_, s, _)| s.to_string()),
+        }));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some((m, recs)) = newest {
+        println!(
+            "fleet {}: run {} {}",
+            fleet.name,
+            m.fleet_run,
+            end_of(recs).unwrap_or("unfinished")
+        );
+    }
+    let mut t = super::table(&["cluster", "wave", "in the fleet run", "newest run", "its state"]);
+    let s = |v: &serde_json::Value| {
+        v.as_str()
+            .map(str::to_owned)
+            .or_else(|| v.as_u64().map(|n| n.to_string()))
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    for r in &rows {
+        t.add_row(vec![
+            s(&r["cluster"]),
+            s(&r["wave"]),
+            s(&r["fleet_state"]),
+            s(&r["run"]),
+            s(&r["run_state"]),
+        ]);
+    }
+    println!("{t}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A cluster's state in a fleet run's records: `done`, `failed`, `interrupted`,
+/// `running` (started, no end), or `None` (not begun).
+fn cluster_state(records: &[FleetRecord], cluster: &str) -> Option<String> {
+    records
+        .iter()
+        .rev()
+        .filter(|r| r.cluster.as_deref() == Some(cluster))
+        .find_map(|r| match r.event.as_str() {
+            "cluster-done" => Some("done"),
+            "cluster-failed" | "soak-failed" => Some("failed"),
+            "cluster-interrupted" => Some("interrupted"),
+            "cluster-start" => Some("running"),
+            _ => None,
+        })
+        .map(str::to_owned)
+}
+
+/// One row per cluster across the newest fleet run of each state directory in `dirs`
+/// (the shards' journals merged), or of fleet run `id` in any of them.
+fn report(
+    fleet: &Fleet,
+    dirs: &[PathBuf],
+    id: Option<&str>,
+    html: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut rows: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    let mut fleet_runs_seen = Vec::new();
+    for d in dirs {
+        let runs = fleet_runs(d, &fleet.name)?;
+        let chosen = match id {
+            Some(id) => runs.into_iter().find(|(m, _)| m.fleet_run == id),
+            None => runs.into_iter().next_back(),
+        };
+        let Some((meta, recs)) = chosen else { continue };
+        fleet_runs_seen.push(format!("{} ({})", meta.fleet_run, d.display()));
+        for c in &meta.clusters {
+            let of = |e: &str| {
+                recs.iter()
+                    .rev()
+                    .find(|r| r.cluster.as_deref() == Some(&c.name) && r.event == e)
+            };
+            let start = of("cluster-start");
+            let end = recs.iter().rev().find(|r| {
+                r.cluster.as_deref() == Some(&c.name)
+                    && matches!(
+                        r.event.as_str(),
+                        "cluster-done" | "cluster-failed" | "cluster-interrupted"
+                    )
+            });
+            let error = recs
+                .iter()
+                .rev()
+                .find(|r| r.cluster.as_deref() == Some(&c.name) && r.error.is_some())
+                .and_then(|r| r.error.clone());
+            let run = end.and_then(|r| r.run.clone());
+            let report = run.as_ref().map(|r| d.join("runs").join(r).join("report.html"));
+            rows.insert(
+                c.name.clone(),
+                serde_json::json!({
+                    "cluster": c.name,
+                    "shard": meta.shard.map(|s| s.to_string()),
+                    "state_dir": d,
+                    "fleet_run": meta.fleet_run,
+                    "wave": meta.plan.iter().position(|w| w.contains(&c.name)).map(|i| i + 1),
+                    "state": cluster_state(&recs, &c.name),
+                    "run": run,
+                    "started": start.map(|r| r.ts.clone()),
+                    "ended": end.map(|r| r.ts.clone()),
+                    "error": error,
+                    "report": report,
+                }),
+            );
+        }
+    }
+    if fleet_runs_seen.is_empty() {
+        bail!(
+            "no run of fleet {} in {}",
+            fleet.name,
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let rows: Vec<serde_json::Value> = rows.into_values().collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!("fleet {}: {}", fleet.name, fleet_runs_seen.join(", "));
+        let s = |v: &serde_json::Value| {
+            v.as_str()
+                .map(str::to_owned)
+                .or_else(|| v.as_u64().map(|n| n.to_string()))
+                .unwrap_or_else(|| "-".to_owned())
+        };
+        let mut t = super::table(&["cluster", "shard", "wave", "state", "run", "started", "ended", "error"]);
+        for r in &rows {
+            t.add_row(vec![
+                s(&r["cluster"]),
+                s(&r["shard"]),
+                s(&r["wave"]),
+                s(&r["state"]),
+                s(&r["run"]),
+                s(&r["started"]),
+                s(&r["ended"]),
+                s(&r["error"]),
+            ]);
+        }
+        println!("{t}");
+    }
+    if let Some(path) = html {
+        // Each cluster's own timeline (its hosts' bars), linked from its row.
+        for r in &rows {
+            if let (Some(run), Some(d)) = (r["run"].as_str(), r["state_dir"].as_str()) {
+                let exe = std::env::current_exe()?;
+                let c = fleet
+                    .clusters
+                    .iter()
+                    .find(|c| Some(c.name.as_str()) == r["cluster"].as_str());
+                if let Some(c) = c {
+                    let _ = std::process::Command::new(exe)
+                        .arg("--inventory")
+                        .arg(&c.inventory)
+                        .arg("--state-dir")
+                        .arg(d)
+                        .arg("--quiet")
+                        .arg("report")
+                        .arg(run)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+        }
+        crate::archive::write_private_atomic(path, html_page(&fleet.name, &rows).as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("fleet report: {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A self-contained page: one row per cluster, a bar on the fleet's time axis, a link to
+/// the cluster's own report (its hosts' bars).
+fn html_page(name: &str, rows: &[serde_json::Value]) -> String {
+    let t = |v: &serde_json::Value| {
+        v.as_str()
+            .and_then(|s| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
+    };
+    let starts: Vec<_> = rows.iter().filter_map(|r| t(&r["started"])).collect();
+    let ends: Vec<_> = rows.iter().filter_map(|r| t(&r["ended"])).collect();
+    let (t0, t1) = (starts.iter().min().copied(), ends.iter().chain(&starts).max().copied());
+    let span = match (t0, t1) {
+        (Some(a), Some(b)) => (b - a).as_seconds_f64().max(1.0),
+        _ => 1.0,
+    };
+    let mut body = String::new();
+    for r in rows {
+        let s = |k: &str| html_escape(r[k].as_str().unwrap_or("-"));
+        let (left, width) = match (t0, t(&r["started"]), t(&r["ended"])) {
+            (Some(a), Some(b), Some(e)) => (
+                (b - a).as_seconds_f64() / span * 100.0,
+                ((e - b).as_seconds_f64() / span * 100.0).max(0.5),
+            ),
+            _ => (0.0, 0.0),
+        };
+        let colour = match r["state"].as_str() {
+            Some("done") => "#3a7",
+            Some("failed") => "#c33",
+            _ => "#999",
+        };
+        let link = r["report"]
+            .as_str()
+            .map(|p| format!("<a href=\"file://{}\">hosts</a>", html_escape(p)))
+            .unwrap_or_default();
+        body.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=bar><div style=\"margin-left:{left:.2}%;width:{width:.2}%;background:{colour}\">&nbsp;</div></td><td>{link}</td><td>{}</td></tr>\n",
+            s("cluster"),
+            r["wave"].as_u64().map_or_else(|| "-".to_owned(), |w| w.to_string()),
+            s("state"),
+            s("run"),
+            s("error"),
+        ));
+    }
+    format!(
+        "<!doctype html><meta charset=utf-8><title>fleet {n}</title><style>body{{font:14px sans-serif}}td{{padding:2px 8px}}td.bar{{width:50%}}td.bar div{{height:14px}}</style><h1>fleet {n}</h1><table><tr><th>cluster</th><th>wave</th><th>state</th><th>run</th><th>time</th><th>report</th><th>error</th></tr>\n{body}</table>\n",
+        n = html_escape(name)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_interrupted_or_started_is_unfinished_and_failures_count_each_cluster_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = FleetJournal::open(dir.path(), "fleet-1", Vec::new()).unwrap();
+        j.record("cluster-start", Some(1), Some("a"), |_| {}).unwrap();
+        assert_eq!(j.outcome("a"), None);
+        j.record("cluster-done", Some(1), Some("a"), |r| r.run = Some("r1".into()))
+            .unwrap();
+        assert_eq!(j.outcome("a"), Some("done"));
+        j.record("soak-failed", Some(1), Some("a"), |_| {}).unwrap();
+        j.record("cluster-failed", Some(2), Some("b"), |_| {}).unwrap();
+        j.record("cluster-interrupted", Some(2), Some("c"), |_| {}).unwrap();
+        assert_eq!(j.outcome("a"), Some("failed"));
+        assert_eq!(j.outcome("c"), None);
+        assert_eq!(j.failures(), 2);
+        let back = read_journal(&dir.path().join("journal.jsonl")).unwrap();
+        assert_eq!(back, j.records);
+        assert_eq!(cluster_state(&back, "c").as_deref(), Some("interrupted"));
+        std::fs::write(dir.path().join("journal.jsonl"), "{\"ts\":\n").unwrap();
+        let e = read_journal(&dir.path().join("journal.jsonl")).unwrap_err();
+        assert!(format!("{e:#}").contains("damaged"), "{e:#}");
+    }
+}

@@ -1,0 +1,392 @@
+//! `rollgate fleet` over the lab's pool clusters (`lab/lab up --clusters N`:
+//! lab/.state/fleet.toml), and the host-side leases that keep two rollgates off one
+//! cluster (issue 27).
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::{assert_all_on, fresh_lab, journal, lab_whole, records, rollgate, run, text, Lab};
+
+/// Every pool cluster of the lab back on a fresh etcd 3.4.23, at once.
+fn reset_pool(lab: &Lab) {
+    std::thread::scope(|s| {
+        for c in 1..=lab.pool {
+            s.spawn(move || lab.lab(&["reset", "--cluster", &c.to_string()]));
+        }
+    });
+}
+
+/// The fleet inventory lab/lab wrote for pool cluster `c`.
+fn pool_inventory(lab: &Lab, c: usize) -> PathBuf {
+    lab.state.join(format!("fleet/pool{c}.toml"))
+}
+
+/// A fleet file in `dir` over the lab's pool clusters: `settings` under `[fleet]`, and
+/// `upgrade` arguments for some clusters (by number) instead of the fleet's `--to 3.5.16`.
+fn fleet_file(lab: &Lab, dir: &Path, settings: &str, own: &HashMap<usize, Vec<String>>) -> PathBuf {
+    let mut text = format!("[fleet]\nname = \"pool\"\nupgrade = [\"--to\", \"3.5.16\"]\n{settings}\n");
+    for c in 1..=lab.pool {
+        text.push_str(&format!(
+            "\n[[clusters]]\ninventory = \"{}\"\n",
+            pool_inventory(lab, c).display()
+        ));
+        if let Some(args) = own.get(&c) {
+            text.push_str(&format!("upgrade = {}\n", serde_json::to_string(args).unwrap()));
+        }
+    }
+    let path = dir.join("fleet.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn fleet(file: &Path, state: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"));
+    cmd.arg("--state-dir")
+        .arg(state)
+        .arg("fleet")
+        .arg("-f")
+        .arg(file)
+        .args(args);
+    run(cmd)
+}
+
+/// The fleet journal of the only fleet run in `state`.
+fn fleet_journal(state: &Path) -> Vec<Value> {
+    let runs: Vec<PathBuf> = std::fs::read_dir(state.join("fleets"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    std::fs::read_to_string(runs[0].join("journal.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn at(r: &Value) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(
+        r["ts"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap()
+}
+
+fn event<'a>(j: &'a [Value], event: &str, cluster: Option<&str>) -> &'a Value {
+    j.iter()
+        .find(|r| r["event"] == event && cluster.is_none_or(|c| r["cluster"] == c))
+        .unwrap_or_else(|| panic!("no {event} {cluster:?} in {j:#?}"))
+}
+
+/// Issue 27, lab test 1: the pool as a fleet, canary 1, max_parallel 2, soak 2 s: every
+/// cluster on 3.5.16 from the lab's signed release; from the fleet journal's timestamps,
+/// the canary done before any other cluster starts, each wave begun only after the last
+/// one's soak, never more than 2 clusters at once and the second wave's two at once, the
+/// soak at least 2 s; each cluster with its own finished run.
+#[test]
+fn the_pool_as_a_fleet_canary_first_then_waves_of_two_with_a_soak() {
+    let Some(lab) = lab_whole() else { return };
+    if lab.pool < 3 {
+        eprintln!("skipped: the fleet test needs a pool of at least 3 clusters (lab/lab up --clusters 3)");
+        return;
+    }
+    reset_pool(&lab);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = fleet_file(
+        &lab,
+        tmp.path(),
+        "canary = 1\nmax_parallel = 2\nsoak = \"2s\"",
+        &HashMap::new(),
+    );
+    let state = tmp.path().join("state");
+    let out = fleet(&file, &state, &["plan", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let waves: Vec<Vec<String>> = serde_json::from_value(plan["waves"].clone()).unwrap();
+    let names: Vec<String> = (1..=lab.pool).map(|c| format!("pool{c}")).collect();
+    let mut expected = vec![vec![names[0].clone()]];
+    expected.extend(names[1..].chunks(2).map(<[String]>::to_vec));
+    assert_eq!(waves, expected);
+
+    let out = fleet(&file, &state, &["upgrade", "--yes"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for c in 1..=lab.pool {
+        assert_all_on(&pool_inventory(&lab, c), "3.5.16");
+    }
+    let j = fleet_journal(&state);
+    let canary_done = at(event(&j, "cluster-done", Some("pool1")));
+    for n in &names[1..] {
+        assert!(
+            at(event(&j, "cluster-start", Some(n))) > canary_done,
+            "{n} started before the canary ended"
+        );
+    }
+    for (w, next) in waves.iter().enumerate().skip(1) {
+        let soak = j.iter().find(|r| r["event"] == "soak-start" && r["wave"] == w).unwrap();
+        let done = j.iter().find(|r| r["event"] == "wave-done" && r["wave"] == w).unwrap();
+        assert!(at(done) - at(soak) >= time::Duration::seconds(2), "wave {w}'s soak");
+        for n in next {
+            assert!(
+                at(event(&j, "cluster-start", Some(n))) > at(done),
+                "{n} started before wave {w} ended"
+            );
+        }
+    }
+    // In flight at once, from the starts and ends in journal order.
+    let mut flying = 0;
+    let mut most = 0;
+    for r in &j {
+        match r["event"].as_str().unwrap() {
+            "cluster-start" => flying += 1,
+            "cluster-done" | "cluster-failed" => flying -= 1,
+            _ => {}
+        }
+        most = most.max(flying);
+    }
+    assert_eq!(most, 2, "{j:#?}");
+    let (a, b) = (&waves[1][0], &waves[1][1]);
+    assert!(at(event(&j, "cluster-start", Some(b))) < at(event(&j, "cluster-done", Some(a))));
+    assert!(at(event(&j, "cluster-start", Some(a))) < at(event(&j, "cluster-done", Some(b))));
+    assert_eq!(j.last().unwrap()["event"], "fleet-done");
+    for n in &names {
+        let run = event(&j, "cluster-done", Some(n))["run"].as_str().unwrap().to_owned();
+        let own = crate::util::journal_of(&state, &run);
+        assert_eq!(records(&own, "swap", "done").count(), 3, "{n}: {own:?}");
+    }
+    let out = fleet(
+        &file,
+        &state,
+        &[
+            "report",
+            "--json",
+            "--html",
+            tmp.path().join("fleet.html").to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), lab.pool);
+    assert!(rows.iter().all(|r| r["state"] == "done"), "{rows:?}");
+    let html = std::fs::read_to_string(tmp.path().join("fleet.html")).unwrap();
+    assert!(html.contains("pool1") && html.contains("report.html"), "{html}");
+}
+
+/// Issue 27, lab test 2: the canary cluster's new binary cannot start: it is rolled back
+/// (every member on 3.4.23 and healthy), the fleet stops with the canary named, and no
+/// other cluster is touched (no start in the fleet journal, no run in the state directory).
+#[test]
+fn a_broken_canary_is_rolled_back_and_no_other_cluster_is_touched() {
+    let Some(lab) = lab_whole() else { return };
+    if lab.pool < 2 {
+        eprintln!("skipped: the fleet test needs a pool of at least 2 clusters (lab/lab up --clusters 2)");
+        return;
+    }
+    reset_pool(&lab);
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = crate::util::stand_in(
+        tmp.path(),
+        "etcd-broken",
+        "/bin/sh",
+        "if [ \"$1\" = --version ]; then echo 'etcd Version: 3.5.16'; exit 0; fi\necho 'refusing to start' >&2\nexit 1\n",
+    );
+    let own = HashMap::from([(
+        1,
+        vec![
+            "--binary".to_owned(),
+            bad.display().to_string(),
+            "--health-timeout".to_owned(),
+            "15s".to_owned(),
+        ],
+    )]);
+    let file = fleet_file(
+        &lab,
+        tmp.path(),
+        "canary = 1\nmax_parallel = 4\nfailure_budget = \"100%\"",
+        &own,
+    );
+    let state = tmp.path().join("state");
+    let out = fleet(&file, &state, &["upgrade", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("the canary wave failed (pool1)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let j = fleet_journal(&state);
+    let starts: Vec<&Value> = j.iter().filter(|r| r["event"] == "cluster-start").collect();
+    assert_eq!(starts.len(), 1, "{j:#?}");
+    assert_eq!(starts[0]["cluster"], "pool1");
+    assert_eq!(event(&j, "cluster-failed", Some("pool1"))["code"], 1);
+    assert_eq!(j.last().unwrap()["event"], "fleet-failed");
+    let run = event(&j, "cluster-failed", Some("pool1"))["run"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let own_j = crate::util::journal_of(&state, &run);
+    assert_eq!(records(&own_j, "rollback-health", "done").count(), 1, "{own_j:?}");
+    for c in 1..=lab.pool {
+        assert_all_on(&pool_inventory(&lab, c), "3.4.23");
+    }
+    let runs: Vec<String> = std::fs::read_dir(state.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(runs, [run], "only the canary has a run");
+}
+
+/// Two rollgate upgrades of one cluster started at once from two state directories (two
+/// jump hosts, as the hosts see it): exactly one runs; the other is refused (exit 3)
+/// naming the holder's run, pid and state directory, before it stopped anything; every
+/// member swapped once; no lease is left.
+#[test]
+fn two_rollgates_on_one_cluster_from_two_state_directories_one_is_refused_by_the_leases() {
+    let Some((lab, tmp)) = fresh_lab() else { return };
+    let bin = lab.etcd_3_5();
+    let states = [tmp.path().join("a"), tmp.path().join("b")];
+    let children: Vec<_> = states
+        .iter()
+        .map(|s| {
+            rollgate(
+                &lab.inventory(),
+                s,
+                &["upgrade", "--binary", bin.to_str().unwrap(), "--yes"],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let codes: Vec<Option<i32>> = outs.iter().map(|o| o.status.code()).collect();
+    let winner = codes
+        .iter()
+        .position(|c| *c == Some(0))
+        .unwrap_or_else(|| panic!("{codes:?}: {} / {}", text(&outs[0].stderr), text(&outs[1].stderr)));
+    let loser = 1 - winner;
+    assert_eq!(codes[loser], Some(3), "{}", text(&outs[loser].stderr));
+    let err = text(&outs[loser].stderr);
+    let won = journal(&states[winner]);
+    let run = won[0]["run"].as_str().unwrap();
+    assert!(err.contains("is leased by run") && err.contains(run), "{err}");
+    let canonical = std::fs::canonicalize(&states[winner]).unwrap();
+    assert!(err.contains(&canonical.display().to_string()), "{err}");
+    assert_eq!(records(&won, "swap", "done").count(), 3, "{won:?}");
+    let lost = journal(&states[loser]);
+    assert!(
+        lost.iter().all(|r| r["step"] != "stop" && r["step"] != "stage"),
+        "{lost:?}"
+    );
+    assert_all_on(&lab.inventory(), "3.5.16");
+    for (_, addr) in &lab.hosts {
+        let left = lab.ssh("root", addr, "test -e /var/lib/rollgate/lease");
+        assert!(!left.status.success(), "{addr}: a lease was left");
+    }
+}
+
+/// A lease left by a SIGKILLed run (lease_ttl 15 s): another state directory's run is
+/// refused while it lasts, naming the killed run, and takes it over with a warning once it
+/// has expired, then finishes the upgrade.
+#[test]
+fn a_lease_left_by_a_killed_run_is_refused_then_taken_over_after_it_expires() {
+    let Some((lab, tmp)) = fresh_lab() else { return };
+    let inv = lab.inventory_with(tmp.path(), "leased", "lease_ttl = \"15s\"", "");
+    let bin = lab.etcd_3_5();
+    let first = tmp.path().join("first");
+    let mut child = rollgate(
+        &inv,
+        &first,
+        &["upgrade", "--binary", bin.to_str().unwrap(), "--yes", "--json"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let pid = child.id();
+    let mut killed_run = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let rec: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if rec["step"] == "stage" && rec["status"] == "done" {
+            child.kill().unwrap();
+            killed_run = rec["run"].as_str().map(str::to_owned);
+            break;
+        }
+    }
+    child.wait().unwrap();
+    let killed_run = killed_run.expect("the first run staged");
+    let killed = Instant::now();
+    let second = tmp.path().join("second");
+    let args = ["upgrade", "--binary", bin.to_str().unwrap(), "--yes"];
+    let out = run(rollgate(&inv, &second, &args));
+    assert!(
+        killed.elapsed() < Duration::from_secs(4),
+        "the refusal came too late to test"
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("is leased by run {killed_run}")) && err.contains(&format!("pid {pid}")),
+        "{err}"
+    );
+    // It expires at most 15 s after the kill (its last renewal came before).
+    std::thread::sleep(Duration::from_secs(16).saturating_sub(killed.elapsed()));
+    let out = run(rollgate(&inv, &second, &args));
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("took over the expired lease of run {killed_run}")),
+        "{err}"
+    );
+    assert_all_on(&inv, "3.5.16");
+}
+
+/// Issue 27, test 5 (no lab): `--shard 1/2` and `--shard 2/2` plan every cluster of a
+/// 12-cluster fleet exactly once, and so do three shards.
+#[test]
+fn shards_plan_every_cluster_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fleet_text = String::from("[fleet]\ncanary = 1\nmax_parallel = 3\n");
+    for c in 1..=12 {
+        std::fs::write(
+            tmp.path().join(format!("c{c}.toml")),
+            format!(
+                "[cluster]\nname = \"etcd-{c}\"\npreset = \"etcd\"\nunit = \"etcd\"\nbinary = \"/usr/bin/etcd\"\ndata_root = \"/var/lib/etcd\"\n\n[[hosts]]\nname = \"n1\"\naddress = \"192.0.2.{c}\"\n"
+            ),
+        )
+        .unwrap();
+        fleet_text.push_str(&format!("\n[[clusters]]\ninventory = \"c{c}.toml\"\n"));
+    }
+    let file = tmp.path().join("fleet.toml");
+    std::fs::write(&file, fleet_text).unwrap();
+    let state = tmp.path().join("state");
+    let planned = |shard: &str| -> Vec<String> {
+        let out = fleet(&file, &state, &["plan", "--json", "--shard", shard]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["waves"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|w| w.as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_owned()))
+            .collect()
+    };
+    let all: BTreeSet<String> = (1..=12).map(|c| format!("etcd-{c}")).collect();
+    for n in [2, 3] {
+        let mut seen = BTreeSet::new();
+        let mut count = 0;
+        for i in 1..=n {
+            let mine = planned(&format!("{i}/{n}"));
+            count += mine.len();
+            seen.extend(mine);
+        }
+        assert_eq!(count, 12, "{n} shards: a cluster planned twice");
+        assert_eq!(seen, all, "{n} shards");
+    }
+    let out = fleet(&file, &state, &["plan", "--shard", "3/2"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
