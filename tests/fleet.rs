@@ -390,3 +390,81 @@ fn shards_plan_every_cluster_exactly_once() {
     let out = fleet(&file, &state, &["plan", "--shard", "3/2"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
+
+/// An interrupted fleet resumes: SIGINT to `fleet upgrade` once the second wave began
+/// (passed on once to the clusters in flight, which bring their hosts back and exit 130);
+/// the fleet ends `fleet-interrupted` (exit 130) with no later wave begun; `fleet resume`
+/// finishes it: every cluster on 3.5.16, the canary never started again, each cluster
+/// done exactly once in the fleet journal.
+#[test]
+fn an_interrupted_fleet_resumes_its_unfinished_clusters_and_waves() {
+    let Some(lab) = lab_whole() else { return };
+    if lab.pool < 3 {
+        eprintln!("skipped: the fleet test needs a pool of at least 3 clusters (lab/lab up --clusters 3)");
+        return;
+    }
+    reset_pool(&lab);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = fleet_file(&lab, tmp.path(), "canary = 1\nmax_parallel = 2", &HashMap::new());
+    let state = tmp.path().join("state");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["fleet", "-f", file.to_str().unwrap(), "upgrade", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let begun = std::fs::read_dir(state.join("fleets"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.unwrap().path().join("journal.jsonl")).ok())
+            .is_some_and(|t| t.contains("\"cluster-start\"") && t.contains("\"wave\":2"));
+        if begun {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the second wave did not begin");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let j = fleet_journal(&state);
+    assert_eq!(j.last().unwrap()["event"], "fleet-interrupted", "{j:#?}");
+    assert!(j.iter().all(|r| r["wave"] != 3), "no later wave begun: {j:#?}");
+    for c in 1..=lab.pool {
+        // Every member running: an interrupted cluster brought its hosts back.
+        let rows = crate::util::status(&pool_inventory(&lab, c), tmp.path());
+        assert!(rows.iter().all(|r| r["unit_state"] == "active"), "pool{c}: {rows:?}");
+    }
+
+    let out = fleet(&file, &state, &["resume"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for c in 1..=lab.pool {
+        assert_all_on(&pool_inventory(&lab, c), "3.5.16");
+    }
+    let j = fleet_journal(&state);
+    assert_eq!(j.last().unwrap()["event"], "fleet-done", "{j:#?}");
+    let starts = |n: &str| {
+        j.iter()
+            .filter(|r| r["event"] == "cluster-start" && r["cluster"] == n)
+            .count()
+    };
+    assert_eq!(starts("pool1"), 1, "the canary ran once: {j:#?}");
+    for c in 1..=lab.pool {
+        let n = format!("pool{c}");
+        let done = j
+            .iter()
+            .filter(|r| r["event"] == "cluster-done" && r["cluster"] == n.as_str())
+            .count();
+        assert_eq!(done, 1, "{n}: {j:#?}");
+    }
+}

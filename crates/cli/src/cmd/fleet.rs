@@ -681,7 +681,10 @@ fn watch_interrupts(children: Children) -> anyhow::Result<tokio::sync::watch::Re
                     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT);
                 }
             }
-            tx.send_replace(*tx.borrow() + 1);
+            // The count read first: `borrow` holds the channel's read lock, and a send
+            // under it waits for itself (it did, in the first lab run of a fleet's Ctrl-C).
+            let n = *tx.borrow() + 1;
+            tx.send_replace(n);
         }
     });
     Ok(rx)
