@@ -78,30 +78,11 @@ impl Leases {
         let me = me(ctx, run);
         let ttl = ctx.inv.cluster.lease_ttl.as_secs();
         let script = lease::take(&me, ttl, Mode::Take);
-        let list: Vec<(String, Arc<Session>)> = {
-            let s = sessions.lock().map_err(|_| anyhow!("the sessions' lock is poisoned"))?;
-            ctx.inv
-                .hosts
-                .iter()
-                .filter_map(|h| s.get(&h.name).map(|x| (h.name.clone(), x.clone())))
-                .collect()
-        };
-        let take_one = |(name, s): &(String, Arc<Session>)| {
-            let script = &script;
-            let name = name.clone();
-            let s = s.clone();
-            async move { (name, ask(&s, script).await) }
-        };
-        let mut answers = Vec::new();
-        if let Some(first) = list.first() {
-            answers.push(take_one(first).await);
-        }
+        let names: Vec<String> = ctx.inv.hosts.iter().map(|h| h.name.clone()).collect();
+        let (first, rest) = names.split_at(names.len().min(1));
+        let mut answers = ask_all(sessions, first, &script, 1).await;
         if answers.iter().all(|(_, a)| matches!(a, Ok(Answer::Taken { .. }))) {
-            let rest = futures::stream::iter(list.iter().skip(1).map(take_one))
-                .buffered(ctx.parallel.max(1))
-                .collect::<Vec<_>>()
-                .await;
-            answers.extend(rest);
+            answers.extend(ask_all(sessions, rest, &script, ctx.parallel).await);
         }
         let mut problem = None;
         let mut taken = Vec::new();
@@ -195,9 +176,14 @@ impl Drop for Leases {
     }
 }
 
-/// Releases `holder`'s lease on `hosts`; a failure is a warning (the lease expires).
-async fn release_all(sessions: &Sessions, hosts: &[String], holder: &str, parallel: usize) {
-    let script = lease::release(holder);
+/// Runs a lease script on each of `hosts` (at most `parallel` at once) through the fleet's
+/// current sessions: the answers in `hosts` order.
+async fn ask_all(
+    sessions: &Sessions,
+    hosts: &[String],
+    script: &str,
+    parallel: usize,
+) -> Vec<(String, anyhow::Result<Answer>)> {
     let list: Vec<(String, Option<Arc<Session>>)> = {
         let s = sessions.lock().ok();
         hosts
@@ -205,19 +191,21 @@ async fn release_all(sessions: &Sessions, hosts: &[String], holder: &str, parall
             .map(|h| (h.clone(), s.as_ref().and_then(|s| s.get(h).cloned())))
             .collect()
     };
-    let results = futures::stream::iter(list.into_iter().map(|(name, s)| {
-        let script = &script;
-        async move {
-            let r = match s {
-                Some(s) => ask(&s, script).await,
-                None => Err(anyhow!("no session")),
-            };
-            (name, r)
-        }
+    futures::stream::iter(list.into_iter().map(|(name, s)| async move {
+        let r = match s {
+            Some(s) => ask(&s, script).await,
+            None => Err(anyhow!("no session")),
+        };
+        (name, r)
     }))
     .buffered(parallel.max(1))
     .collect::<Vec<_>>()
-    .await;
+    .await
+}
+
+/// Releases `holder`'s lease on `hosts`; a failure is a warning (the lease expires).
+async fn release_all(sessions: &Sessions, hosts: &[String], holder: &str, parallel: usize) {
+    let results = ask_all(sessions, hosts, &lease::release(holder), parallel).await;
     for (name, r) in results {
         if let Err(e) = r.context("releasing the lease") {
             crate::say!("rollgate: warning: {name}: {e:#}; it expires by itself");
@@ -246,26 +234,7 @@ async fn renew(
             _ = &mut stop => break,
             () = tokio::time::sleep(every) => {}
         }
-        let list: Vec<(String, Option<Arc<Session>>)> = {
-            let s = sessions.lock().ok();
-            hosts
-                .iter()
-                .map(|h| (h.clone(), s.as_ref().and_then(|s| s.get(h).cloned())))
-                .collect()
-        };
-        let results = futures::stream::iter(list.into_iter().map(|(name, s)| {
-            let script = &script;
-            async move {
-                let r = match s {
-                    Some(s) => ask(&s, script).await,
-                    None => Err(anyhow!("no session")),
-                };
-                (name, r)
-            }
-        }))
-        .buffered(parallel.max(1))
-        .collect::<Vec<_>>()
-        .await;
+        let results = ask_all(&sessions, &hosts, &script, parallel).await;
         for (name, r) in results {
             match r {
                 Ok(Answer::Lost { to }) => {
@@ -283,7 +252,6 @@ async fn renew(
             }
         }
     }
-    let held: Vec<String> = hosts.clone();
-    release_all(&sessions, &held, &me.holder, parallel).await;
+    release_all(&sessions, &hosts, &me.holder, parallel).await;
     let _ = done.send(());
 }

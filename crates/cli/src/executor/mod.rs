@@ -40,6 +40,7 @@ pub(crate) use fleet::acted;
 pub use fleet::{Fleet, SshFleet, UnitSaid, Upload};
 use outcome::{print_record, Cancel};
 pub use outcome::{Compressed, Deadline, HostError, Outcome};
+pub use signals::count_interrupts;
 use signals::watch_signals;
 
 /// One run's executor: sessions to every host, the journal, the stop flag.
