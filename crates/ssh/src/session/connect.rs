@@ -120,7 +120,6 @@ impl Session {
         let config = Arc::new(client::Config {
             keepalive_interval: Some(opts.keepalive),
             keepalive_max: 3,
-            nodelay: true,
             preferred: preferred_algorithms(&target.address, target.port, &opts.known_hosts),
             ..Default::default()
         });
@@ -148,6 +147,12 @@ impl Session {
                         addr: addr.clone(),
                         source,
                     })?;
+                // russh sets TCP_NODELAY (its `Config::nodelay`) only on sockets it opens
+                // itself. Without it every command's small packets wait for the host's
+                // delayed ACK: 40 ms per round trip (bench/stage).
+                if let Err(e) = socket.set_nodelay(true) {
+                    tracing::debug!(host = %target.name, error = %e, "TCP_NODELAY not set");
+                }
                 Self::handshake(target, opts, config, socket).await
             }
         }
