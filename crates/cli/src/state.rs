@@ -322,10 +322,18 @@ impl StateDir {
         for id in ids {
             let meta = match self.load_meta(&id) {
                 Ok(meta) => meta,
-                // A directory made by a run that stopped before it wrote anything.
-                Err(_) if !self.run_dir(&id).join("run.json").exists() && !self.journal_path(&id).exists() => continue,
-                // An unreadable run.json is an error, not a run that is not there: `resume`
-                // and `rollback` would pick an older run.
+                // run.json is renamed into place whole: found now, it was written (by
+                // another cluster's run starting in this state directory) between the
+                // read and this look, and reads whole.
+                Err(e) if self.run_dir(&id).join("run.json").exists() => match self.load_meta(&id) {
+                    Ok(meta) => meta,
+                    // An unreadable run.json is an error, not a run that is not there:
+                    // `resume` and `rollback` would pick an older run.
+                    Err(_) => return Err(e),
+                },
+                // A directory made by a run that stopped (or has not yet got) to write
+                // its run.json.
+                Err(_) if !self.journal_path(&id).exists() => continue,
                 Err(e) => return Err(e),
             };
             if meta.cluster != self.cluster {
@@ -478,6 +486,46 @@ mod tests {
 
     fn mode(p: &Path) -> u32 {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    /// A fleet starts its clusters' runs in one state directory at once: listing the runs
+    /// while others are being created (a run directory whose run.json appears between the
+    /// read and the look that tells a half-made run) is never an error. Found by
+    /// bench/fleet: eight clusters started in one second, one failed with "no run
+    /// ...-2 (run.json)".
+    #[test]
+    fn runs_are_listed_while_other_clusters_create_theirs() {
+        let root = tempfile::tempdir().unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let lister = s.spawn(|| {
+                let me = StateDir::new(root.path(), "lister");
+                let mut listed = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    me.runs().expect("listing runs while others are created");
+                    listed += 1;
+                }
+                listed
+            });
+            let makers: Vec<_> = (0..4)
+                .map(|c| {
+                    let root = root.path();
+                    s.spawn(move || {
+                        let dir = StateDir::new(root, &format!("c{c}"));
+                        for _ in 0..200 {
+                            dir.create_run(&mut meta("20261204T193910Z", &format!("c{c}"))).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for m in makers {
+                m.join().unwrap();
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            assert!(lister.join().unwrap() > 0);
+        });
+        let runs = std::fs::read_dir(root.path().join("runs")).unwrap().count();
+        assert_eq!(runs, 800, "every run got a directory of its own");
     }
 
     /// Issue 23, defect 7: two clusters started in the same second get a journal each;
