@@ -468,3 +468,157 @@ fn an_interrupted_fleet_resumes_its_unfinished_clusters_and_waves() {
         assert_eq!(done, 1, "{n}: {j:#?}");
     }
 }
+
+/// A stand-in for etcd 3.5.16 that says its version and refuses to start, with a short
+/// health timeout: the `upgrade` arguments of a cluster that must fail (and roll back).
+fn broken_upgrade(dir: &Path) -> Vec<String> {
+    let bad = crate::util::stand_in(
+        dir,
+        "etcd-broken",
+        "/bin/sh",
+        "if [ \"$1\" = --version ]; then echo 'etcd Version: 3.5.16'; exit 0; fi\necho 'refusing to start' >&2\nexit 1\n",
+    );
+    vec![
+        "--binary".to_owned(),
+        bad.display().to_string(),
+        "--health-timeout".to_owned(),
+        "15s".to_owned(),
+    ]
+}
+
+/// The clusters started in a fleet journal, in order.
+fn started(j: &[Value]) -> Vec<String> {
+    j.iter()
+        .filter(|r| r["event"] == "cluster-start")
+        .map(|r| r["cluster"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Issue 27, the failure budget over the whole fleet. pool1's new binary cannot start.
+/// With a budget of 0 and waves of one cluster, no canary: pool1 fails (rolled back) and
+/// no other cluster starts (`fleet-failed`, exit 1). With a budget of 1, all at once:
+/// pool1 fails, every other cluster is upgraded, the fleet ends `fleet-done` naming the
+/// failure within the budget, exit 1 (not every cluster is on the new version).
+#[test]
+fn a_failure_within_the_budget_lets_the_others_go_on_and_one_past_it_stops_the_fleet() {
+    let Some(lab) = lab_whole() else { return };
+    if lab.pool < 2 {
+        eprintln!("skipped: the fleet test needs a pool of at least 2 clusters (lab/lab up --clusters 2)");
+        return;
+    }
+    reset_pool(&lab);
+    let tmp = tempfile::tempdir().unwrap();
+    let own = HashMap::from([(1, broken_upgrade(tmp.path()))]);
+
+    let spent = tmp.path().join("spent");
+    std::fs::create_dir(&spent).unwrap();
+    let file = fleet_file(&lab, &spent, "canary = 0\nmax_parallel = 1\nfailure_budget = 0", &own);
+    let out = fleet(&file, &spent.join("state"), &["upgrade", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let j = fleet_journal(&spent.join("state"));
+    assert_eq!(started(&j), ["pool1"], "{j:#?}");
+    let end = j.last().unwrap();
+    assert_eq!(end["event"], "fleet-failed", "{j:#?}");
+    assert!(
+        end["error"]
+            .as_str()
+            .unwrap()
+            .contains("more than the failure budget of 0"),
+        "{end}"
+    );
+    for c in 1..=lab.pool {
+        assert_all_on(&pool_inventory(&lab, c), "3.4.23");
+    }
+
+    let within = tmp.path().join("within");
+    std::fs::create_dir(&within).unwrap();
+    let file = fleet_file(
+        &lab,
+        &within,
+        &format!("canary = 0\nmax_parallel = {}\nfailure_budget = 1", lab.pool),
+        &own,
+    );
+    let out = fleet(&file, &within.join("state"), &["upgrade", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let j = fleet_journal(&within.join("state"));
+    assert_eq!(started(&j).len(), lab.pool, "{j:#?}");
+    assert_eq!(event(&j, "cluster-failed", Some("pool1"))["code"], 1);
+    let end = j.last().unwrap();
+    assert_eq!(end["event"], "fleet-done", "{j:#?}");
+    assert!(
+        end["error"]
+            .as_str()
+            .unwrap()
+            .contains("1 clusters failed, within the failure budget of 1"),
+        "{end}"
+    );
+    assert_all_on(&pool_inventory(&lab, 1), "3.4.23");
+    for c in 2..=lab.pool {
+        assert_all_on(&pool_inventory(&lab, c), "3.5.16");
+    }
+}
+
+/// Issue 27, the soak's check: a member of the canary cluster stops during the soak; the
+/// check after it finds the cluster unhealthy (`soak-failed`) and the fleet stops there,
+/// no other cluster started (exit 1).
+#[test]
+fn a_canary_unhealthy_after_its_soak_stops_the_fleet() {
+    let Some(lab) = lab_whole() else { return };
+    if lab.pool < 2 {
+        eprintln!("skipped: the fleet test needs a pool of at least 2 clusters (lab/lab up --clusters 2)");
+        return;
+    }
+    reset_pool(&lab);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = fleet_file(
+        &lab,
+        tmp.path(),
+        "canary = 1\nmax_parallel = 2\nsoak = \"6s\"",
+        &HashMap::new(),
+    );
+    let state = tmp.path().join("state");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["fleet", "-f", file.to_str().unwrap(), "upgrade", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_dir(state.join("fleets"))
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(|e| std::fs::read_to_string(e.unwrap().path().join("journal.jsonl")).ok())
+        .is_some_and(|t| t.contains("\"soak-start\""))
+    {
+        assert!(Instant::now() < deadline, "the canary's soak did not begin");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let inventory = std::fs::read_to_string(pool_inventory(&lab, 1)).unwrap();
+    let node1 = inventory
+        .lines()
+        .find_map(|l| l.strip_prefix("address = \""))
+        .and_then(|a| a.strip_suffix('"'))
+        .expect("an address in the pool inventory")
+        .to_owned();
+    lab.root(&node1, "systemctl stop etcd");
+    let out = child.wait_with_output().unwrap();
+    lab.root(&node1, "systemctl start etcd");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("a canary cluster was unhealthy after its soak"),
+        "{}",
+        text(&out.stderr)
+    );
+    let j = fleet_journal(&state);
+    assert_eq!(started(&j), ["pool1"], "{j:#?}");
+    assert!(event(&j, "soak-failed", Some("pool1"))["error"]
+        .as_str()
+        .unwrap()
+        .contains("rollgate check"));
+    assert_eq!(j.last().unwrap()["event"], "fleet-failed", "{j:#?}");
+    for c in 2..=lab.pool {
+        assert_all_on(&pool_inventory(&lab, c), "3.4.23");
+    }
+}

@@ -65,7 +65,7 @@ const SMALL: usize = 4 << 20;
 /// How long a connection or a silent read may take.
 const STALL: Duration = Duration::from_secs(60);
 /// How long a whole download may take.
-const DOWNLOAD: Duration = Duration::from_secs(30 * 60);
+pub(super) const DOWNLOAD: Duration = Duration::from_secs(30 * 60);
 /// Largest release file downloaded, bytes (etcd's archives are ~20 MB, Consul's ~50 MB).
 pub const MAX_RELEASE: u64 = 2 << 30;
 /// Redirects followed at most.

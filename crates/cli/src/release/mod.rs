@@ -205,6 +205,39 @@ fn sources(ctx: &Ctx, args: &BinaryArgs, want: Option<&str>) -> anyhow::Result<S
     })
 }
 
+/// Takes the exclusive lock of the release cache `cache` (`cache/lock`, a `flock`),
+/// waiting for another rollgate that holds it (at most a download's deadline and five
+/// minutes); released when the file is dropped.
+///
+/// # Errors
+/// Creating the cache directory or the lock file; the lock itself; the wait's deadline.
+async fn lock_cache(cache: &Path) -> anyhow::Result<std::fs::File> {
+    crate::archive::create_private_dir(cache).with_context(|| format!("creating {}", cache.display()))?;
+    let path = cache.join("lock");
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?
+    };
+    // The holder fetches for at most fetch::DOWNLOAD, then unpacks.
+    let wait = fetch::DOWNLOAD + std::time::Duration::from_secs(5 * 60);
+    tokio::time::timeout(wait, tokio::task::spawn_blocking(move || file.lock().map(|()| file)))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{}: another rollgate has held the release cache for {} min",
+                path.display(),
+                wait.as_secs() / 60
+            )
+        })??
+        .with_context(|| format!("locking {}", path.display()))
+}
+
 /// A release: fill the templates, fetch and check the sums file (and its signature),
 /// fetch the release against it, unpack, find the binary and the files.
 async fn release(ctx: &Ctx, args: &BinaryArgs, want: Option<&str>) -> anyhow::Result<Artifact> {
@@ -245,7 +278,10 @@ async fn release(ctx: &Ctx, args: &BinaryArgs, want: Option<&str>) -> anyhow::Re
         }
         None => want.map(str::to_owned),
     };
-    // 2. The release, checked against it.
+    // 2. The release, checked against it, and 3. unpacked, under the cache's lock: the
+    // clusters of a fleet share one state directory and so its cache; the first fetches
+    // and unpacks, the others wait and find it there.
+    let _cache_lock = lock_cache(&cache).await?;
     let fetched = fetch::artifact(&src, listed.as_deref(), &cache).await?;
     // 3. The binary and the files in it.
     let kind = Kind::of(&name);

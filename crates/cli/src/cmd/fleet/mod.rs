@@ -11,7 +11,7 @@
 //! `fleet-done`, `fleet-failed` (a canary failed, or the failure budget was spent) or
 //! `fleet-interrupted`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -441,10 +441,9 @@ enum Ended {
 type Children = Arc<Mutex<Vec<u32>>>;
 
 /// Runs the fleet run `meta` (its journal so far `records`): each wave in order, skipping
-/// clusters done or failed; a wave's clusters at most `max_parallel` at once; the soak and
-/// its check after each wave; stops after a failed canary wave, when the failures pass the
-/// budget, or at an interrupt (passed on to the clusters in flight, which bring their hosts
-/// back; no cluster starts after it).
+/// waves done; stops after a failed canary wave, when the failures pass the budget, or at
+/// an interrupt (passed on to the clusters in flight, which bring their hosts back; no
+/// cluster starts after it).
 async fn drive(state: &Path, dir: &Path, meta: FleetMeta, records: Vec<FleetRecord>) -> anyhow::Result<ExitCode> {
     let mut j = FleetJournal::open(dir, &meta.fleet_run, records)?;
     if !j.has("fleet-start", None, None) {
@@ -458,198 +457,70 @@ async fn drive(state: &Path, dir: &Path, meta: FleetMeta, records: Vec<FleetReco
         dir.join("journal.jsonl").display()
     );
     let children: Children = Arc::new(Mutex::new(Vec::new()));
-    let interrupts = watch_interrupts(children.clone())?;
-    let allowed = meta.waves.failure_budget.of(meta.clusters.len());
-    let canary_wave = !matches!(meta.waves.canary, Canary::Count(0)) && !meta.plan.is_empty();
-    let extra = &meta.extra;
-    let base = fleet::base_dir(&meta.file);
-    let base = &base;
-    let by_name: HashMap<&str, &FleetCluster> = meta.clusters.iter().map(|c| (c.name.as_str(), c)).collect();
-    let j = Arc::new(Mutex::new(j));
-    let journal = |f: &mut dyn FnMut(&mut FleetJournal) -> anyhow::Result<()>| -> anyhow::Result<()> {
-        let mut g = j.lock().map_err(|_| anyhow!("the fleet journal's lock is poisoned"))?;
-        f(&mut g)
-    };
-    let fleet_line = |wave: usize| {
-        crate::live::begin("fleet", &format!("wave {}/{}", wave + 1, meta.plan.len()));
+    let d = Driver {
+        state,
+        dir,
+        base: fleet::base_dir(&meta.file),
+        meta: &meta,
+        journal: Arc::new(Mutex::new(j)),
+        interrupts: watch_interrupts(children.clone())?,
+        children,
+        allowed: meta.waves.failure_budget.of(meta.clusters.len()),
+        canary_wave: !matches!(meta.waves.canary, Canary::Count(0)) && !meta.plan.is_empty(),
     };
     for (w, wave) in meta.plan.iter().enumerate() {
-        let wave_no = Some(w + 1);
-        let mut done_already = false;
-        journal(&mut |g| {
-            done_already = g.has("wave-done", wave_no, None);
-            Ok(())
-        })?;
-        if done_already {
+        if d.journal(|g| Ok(g.has("wave-done", Some(w + 1), None)))? {
             continue;
         }
-        if *interrupts.borrow() > 0 {
+        if d.interrupted() {
             break;
         }
-        fleet_line(w);
-        journal(&mut |g| {
-            if !g.has("wave-start", wave_no, None) {
-                g.record("wave-start", wave_no, None, |_| {})?;
-            }
-            Ok(())
-        })?;
-        crate::live::line(&format!(
-            "fleet: wave {}/{}: {}",
-            w + 1,
-            meta.plan.len(),
-            wave.join(", ")
-        ));
-        let todo: Vec<&FleetCluster> = wave
-            .iter()
-            .filter_map(|n| by_name.get(n.as_str()).copied())
-            .filter(|c| j.lock().map(|g| g.outcome(&c.name).is_none()).unwrap_or(true))
-            .collect();
-        let stop_starting = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let results: Vec<anyhow::Result<()>> = futures::StreamExt::collect(futures::StreamExt::buffer_unordered(
-            futures::stream::iter(todo.iter().map(|c| {
-                let (j, children, stop, interrupts) =
-                    (j.clone(), children.clone(), stop_starting.clone(), interrupts.clone());
-                let is_canary = canary_wave && w == 0;
-                async move {
-                    if stop.load(std::sync::atomic::Ordering::SeqCst) || *interrupts.borrow() > 0 {
-                        return Ok(());
-                    }
-                    j.lock().map_err(|_| anyhow!("poisoned"))?.record(
-                        "cluster-start",
-                        wave_no,
-                        Some(&c.name),
-                        |_| {},
-                    )?;
-                    let ended = upgrade_cluster(state, dir, base, c, extra, &children).await?;
-                    let mut g = j.lock().map_err(|_| anyhow!("poisoned"))?;
-                    match ended {
-                        Ended::Done(run) => {
-                            crate::live::line(&format!(
-                                "fleet: {}: done (run {})",
-                                c.name,
-                                run.as_deref().unwrap_or("?")
-                            ));
-                            g.record("cluster-done", wave_no, Some(&c.name), |r| r.run = run)?;
-                        }
-                        Ended::Interrupted(run) => {
-                            crate::live::line(&format!("fleet: {}: interrupted", c.name));
-                            g.record("cluster-interrupted", wave_no, Some(&c.name), |r| r.run = run)?;
-                        }
-                        Ended::Failed(run, code, error) => {
-                            crate::live::line(&format!("fleet: {}: FAILED (exit {code}): {error}", c.name));
-                            g.record("cluster-failed", wave_no, Some(&c.name), |r| {
-                                r.run = run;
-                                r.code = Some(code);
-                                r.error = Some(error);
-                            })?;
-                            if is_canary || g.failures() > allowed {
-                                stop.store(true, std::sync::atomic::Ordering::SeqCst);
-                            }
-                        }
-                    }
-                    Ok(())
-                }
-            })),
-            meta.waves.max_parallel.max(1),
-        ))
-        .await;
-        for r in results {
-            r?;
-        }
-        if *interrupts.borrow() > 0 {
+        d.run_wave(w, wave).await?;
+        if d.interrupted() {
             break;
         }
-        let failed_in_wave: Vec<String> = wave
+        let failed: Vec<String> = wave
             .iter()
-            .filter(|n| j.lock().map(|g| g.outcome(n) == Some("failed")).unwrap_or(false))
+            .filter(|n| d.outcome(n) == Some("failed"))
             .cloned()
             .collect();
-        if canary_wave && w == 0 && !failed_in_wave.is_empty() {
-            journal(&mut |g| {
-                g.record("fleet-failed", None, None, |r| {
-                    r.error = Some(format!(
-                        "the canary wave failed ({}): no other cluster started",
-                        failed_in_wave.join(", ")
-                    ))
-                })
-            })?;
-            crate::live::end("fleet");
-            eprintln!(
-                "fleet: the canary wave failed ({}): stopping",
-                failed_in_wave.join(", ")
+        if d.is_canary(w) && !failed.is_empty() {
+            let why = format!("the canary wave failed ({})", failed.join(", "));
+            return d.fail(&format!("{why}: no other cluster started"), &why);
+        }
+        if !d.soak(w, wave).await? {
+            break;
+        }
+        d.journal(|g| g.record("wave-done", Some(w + 1), None, |_| {}))?;
+        let failures = d.journal(|g| Ok(g.failures()))?;
+        if d.is_canary(w) && failures > 0 {
+            let why = "a canary cluster was unhealthy after its soak";
+            return d.fail(why, why);
+        }
+        if failures > d.allowed {
+            let why = format!(
+                "{failures} clusters failed, more than the failure budget of {} ({})",
+                d.allowed, meta.waves.failure_budget
             );
-            return Ok(ExitCode::from(1));
-        }
-        // The soak: wait, then every cluster of the wave that finished must still be healthy.
-        let soak = fleet::soak(&meta.waves);
-        journal(&mut |g| g.record("soak-start", wave_no, None, |_| {}))?;
-        if !soak.is_zero() {
-            crate::live::begin(
-                "fleet",
-                &format!(
-                    "wave {}/{}: soaking {}",
-                    w + 1,
-                    meta.plan.len(),
-                    humantime::format_duration(soak)
-                ),
-            );
-            let mut rx = interrupts.clone();
-            tokio::select! {
-                () = tokio::time::sleep(soak) => {}
-                _ = rx.wait_for(|n| *n > 0) => {}
-            }
-            if *interrupts.borrow() > 0 {
-                break;
-            }
-        }
-        for name in wave {
-            let done = j.lock().map(|g| g.outcome(name) == Some("done")).unwrap_or(false);
-            let Some(c) = by_name.get(name.as_str()) else { continue };
-            if !done {
-                continue;
-            }
-            if let Err(e) = check_cluster(state, base, c).await {
-                crate::live::line(&format!("fleet: {}: unhealthy after the soak: {e:#}", c.name));
-                journal(&mut |g| {
-                    g.record("soak-failed", wave_no, Some(&c.name), |r| {
-                        r.error = Some(format!("{e:#}"))
-                    })
-                })?;
-            }
-        }
-        journal(&mut |g| g.record("wave-done", wave_no, None, |_| {}))?;
-        let failures = j.lock().map(|g| g.failures()).unwrap_or(usize::MAX);
-        let canary_soak_failed = canary_wave && w == 0 && failures > 0;
-        if failures > allowed || canary_soak_failed {
-            let why = if canary_soak_failed {
-                "a canary cluster was unhealthy after its soak".to_owned()
-            } else {
-                format!(
-                    "{failures} clusters failed, more than the failure budget of {allowed} ({})",
-                    meta.waves.failure_budget
-                )
-            };
-            journal(&mut |g| g.record("fleet-failed", None, None, |r| r.error = Some(why.clone())))?;
-            crate::live::end("fleet");
-            eprintln!("fleet: {why}: stopping");
-            return Ok(ExitCode::from(1));
+            return d.fail(&why, &why);
         }
     }
     crate::live::end("fleet");
-    if *interrupts.borrow() > 0 {
-        journal(&mut |g| g.record("fleet-interrupted", None, None, |_| {}))?;
+    if d.interrupted() {
+        d.journal(|g| g.record("fleet-interrupted", None, None, |_| {}))?;
         eprintln!(
             "fleet: interrupted; `rollgate fleet -f {} resume` continues it",
             meta.file.display()
         );
         return Ok(ExitCode::from(130));
     }
-    let failures = j.lock().map(|g| g.failures()).unwrap_or(0);
-    journal(&mut |g| {
+    let failures = d.journal(|g| Ok(g.failures()))?;
+    d.journal(|g| {
         g.record("fleet-done", None, None, |r| {
             if failures > 0 {
                 r.error = Some(format!(
-                    "{failures} clusters failed, within the failure budget of {allowed}"
+                    "{failures} clusters failed, within the failure budget of {}",
+                    d.allowed
                 ));
             }
         })
@@ -663,6 +534,198 @@ async fn drive(state: &Path, dir: &Path, meta: FleetMeta, records: Vec<FleetReco
     } else {
         ExitCode::from(1)
     })
+}
+
+/// A fleet run in progress: what its waves share.
+struct Driver<'a> {
+    state: &'a Path,
+    /// The fleet run's directory (journal, fleet.json, the clusters' logs).
+    dir: &'a Path,
+    /// Where the clusters' processes run (see [`rollgate`]).
+    base: PathBuf,
+    meta: &'a FleetMeta,
+    journal: Arc<Mutex<FleetJournal>>,
+    children: Children,
+    /// The interrupts counted so far.
+    interrupts: tokio::sync::watch::Receiver<u32>,
+    /// The failure budget, in clusters.
+    allowed: usize,
+    /// Whether the first wave is a canary wave.
+    canary_wave: bool,
+}
+
+impl Driver<'_> {
+    /// Runs `f` on the fleet journal (under its lock).
+    ///
+    /// # Errors
+    /// `f`'s (a journal write that failed stops the fleet); a poisoned lock.
+    fn journal<R>(&self, f: impl FnOnce(&mut FleetJournal) -> anyhow::Result<R>) -> anyhow::Result<R> {
+        let mut g = self
+            .journal
+            .lock()
+            .map_err(|_| anyhow!("the fleet journal's lock is poisoned"))?;
+        f(&mut g)
+    }
+
+    fn outcome(&self, cluster: &str) -> Option<&'static str> {
+        self.journal
+            .lock()
+            .ok()?
+            .outcome(cluster)
+            .map(|o| if o == "done" { "done" } else { "failed" })
+    }
+
+    fn interrupted(&self) -> bool {
+        *self.interrupts.borrow() > 0
+    }
+
+    fn is_canary(&self, w: usize) -> bool {
+        self.canary_wave && w == 0
+    }
+
+    /// The clusters named, in their order (names of no cluster of this shard left out).
+    fn clusters<'n>(&self, names: &'n [String]) -> impl Iterator<Item = &FleetCluster> + use<'_, 'n> {
+        names
+            .iter()
+            .filter_map(|n| self.meta.clusters.iter().find(|c| &c.name == n))
+    }
+
+    /// Wave `w` (0-based): its clusters not yet done or failed, at most `max_parallel` at
+    /// once; none starts after a failed canary, a spent budget or an interrupt.
+    ///
+    /// # Errors
+    /// A fleet journal write; a cluster's process that could not be started or waited for.
+    async fn run_wave(&self, w: usize, wave: &[String]) -> anyhow::Result<()> {
+        let wave_no = Some(w + 1);
+        crate::live::begin("fleet", &format!("wave {}/{}", w + 1, self.meta.plan.len()));
+        self.journal(|g| {
+            if !g.has("wave-start", wave_no, None) {
+                g.record("wave-start", wave_no, None, |_| {})?;
+            }
+            Ok(())
+        })?;
+        crate::live::line(&format!(
+            "fleet: wave {}/{}: {}",
+            w + 1,
+            self.meta.plan.len(),
+            wave.join(", ")
+        ));
+        let todo: Vec<&FleetCluster> = self
+            .clusters(wave)
+            .filter(|c| self.outcome(&c.name).is_none())
+            .collect();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let results: Vec<anyhow::Result<()>> = futures::StreamExt::collect(futures::StreamExt::buffer_unordered(
+            futures::stream::iter(todo.into_iter().map(|c| self.upgrade(w, c, &stop))),
+            self.meta.waves.max_parallel.max(1),
+        ))
+        .await;
+        results.into_iter().collect()
+    }
+
+    /// One cluster of wave `w`, journaled from start to end; sets `stop` when its failure
+    /// must keep the others from starting (a canary's, or one past the budget).
+    async fn upgrade(&self, w: usize, c: &FleetCluster, stop: &std::sync::atomic::AtomicBool) -> anyhow::Result<()> {
+        let wave_no = Some(w + 1);
+        if stop.load(std::sync::atomic::Ordering::SeqCst) || self.interrupted() {
+            return Ok(());
+        }
+        self.journal(|g| g.record("cluster-start", wave_no, Some(&c.name), |_| {}))?;
+        let ended = upgrade_cluster(self.state, self.dir, &self.base, c, &self.meta.extra, &self.children).await?;
+        self.journal(|g| match ended {
+            Ended::Done(run) => {
+                crate::live::line(&format!(
+                    "fleet: {}: done (run {})",
+                    c.name,
+                    run.as_deref().unwrap_or("?")
+                ));
+                g.record("cluster-done", wave_no, Some(&c.name), |r| r.run = run)
+            }
+            Ended::Interrupted(run) => {
+                crate::live::line(&format!("fleet: {}: interrupted", c.name));
+                g.record("cluster-interrupted", wave_no, Some(&c.name), |r| r.run = run)
+            }
+            Ended::Failed(run, code, error) => {
+                crate::live::line(&format!("fleet: {}: FAILED (exit {code}): {error}", c.name));
+                g.record("cluster-failed", wave_no, Some(&c.name), |r| {
+                    r.run = run;
+                    r.code = Some(code);
+                    r.error = Some(error);
+                })?;
+                if self.is_canary(w) || g.failures() > self.allowed {
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                Ok(())
+            }
+        })
+    }
+
+    /// After wave `w`: the soak time, then `rollgate check` of each of its clusters that
+    /// finished, at most `max_parallel` at once; an unhealthy one is journaled
+    /// `soak-failed` (and counts as failed). `false` when an interrupt ended the soak.
+    ///
+    /// # Errors
+    /// A fleet journal write.
+    async fn soak(&self, w: usize, wave: &[String]) -> anyhow::Result<bool> {
+        let wave_no = Some(w + 1);
+        let soak = fleet::soak(&self.meta.waves);
+        self.journal(|g| g.record("soak-start", wave_no, None, |_| {}))?;
+        if !soak.is_zero() {
+            crate::live::begin(
+                "fleet",
+                &format!(
+                    "wave {}/{}: soaking {}",
+                    w + 1,
+                    self.meta.plan.len(),
+                    humantime::format_duration(soak)
+                ),
+            );
+            let mut rx = self.interrupts.clone();
+            tokio::select! {
+                () = tokio::time::sleep(soak) => {}
+                _ = rx.wait_for(|n| *n > 0) => {}
+            }
+            if self.interrupted() {
+                return Ok(false);
+            }
+        }
+        let done: Vec<&FleetCluster> = self
+            .clusters(wave)
+            .filter(|c| self.outcome(&c.name) == Some("done"))
+            .collect();
+        let checks: Vec<(&FleetCluster, anyhow::Result<()>)> =
+            futures::StreamExt::collect(futures::StreamExt::buffer_unordered(
+                futures::stream::iter(
+                    done.into_iter()
+                        .map(|c| async move { (c, check_cluster(self.state, &self.base, c).await) }),
+                ),
+                self.meta.waves.max_parallel.max(1),
+            ))
+            .await;
+        for (c, checked) in checks {
+            if let Err(e) = checked {
+                crate::live::line(&format!("fleet: {}: unhealthy after the soak: {e:#}", c.name));
+                self.journal(|g| {
+                    g.record("soak-failed", wave_no, Some(&c.name), |r| {
+                        r.error = Some(format!("{e:#}"))
+                    })
+                })?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Ends the fleet run failed: `fleet-failed` with `error` in the journal, `why` on
+    /// stderr; exit 1.
+    ///
+    /// # Errors
+    /// A fleet journal write.
+    fn fail(&self, error: &str, why: &str) -> anyhow::Result<ExitCode> {
+        self.journal(|g| g.record("fleet-failed", None, None, |r| r.error = Some(error.to_owned())))?;
+        crate::live::end("fleet");
+        eprintln!("fleet: {why}: stopping");
+        Ok(ExitCode::from(1))
+    }
 }
 
 /// Counts interrupts (Ctrl-C, SIGTERM) and passes each on to the processes in flight as a
