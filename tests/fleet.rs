@@ -69,6 +69,33 @@ fn fleet_journal(state: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// `rollgate fleet -f FILE upgrade --yes` started in the background (stderr piped).
+fn spawn_fleet_upgrade(file: &Path, state: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
+        .arg("--state-dir")
+        .arg(state)
+        .args(["fleet", "-f", file.to_str().unwrap(), "upgrade", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (at most 120 s, else the test fails naming `what`) until the text of the fleet
+/// journal in `state` satisfies `seen`.
+fn wait_for_fleet_journal(state: &Path, what: &str, seen: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_dir(state.join("fleets"))
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(|e| std::fs::read_to_string(e.unwrap().path().join("journal.jsonl")).ok())
+        .is_some_and(|t| seen(&t))
+    {
+        assert!(Instant::now() < deadline, "not seen in the fleet journal: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn at(r: &Value) -> time::OffsetDateTime {
     time::OffsetDateTime::parse(
         r["ts"].as_str().unwrap(),
@@ -188,21 +215,7 @@ fn a_broken_canary_is_rolled_back_and_no_other_cluster_is_touched() {
     }
     reset_pool(&lab);
     let tmp = tempfile::tempdir().unwrap();
-    let bad = crate::util::stand_in(
-        tmp.path(),
-        "etcd-broken",
-        "/bin/sh",
-        "if [ \"$1\" = --version ]; then echo 'etcd Version: 3.5.16'; exit 0; fi\necho 'refusing to start' >&2\nexit 1\n",
-    );
-    let own = HashMap::from([(
-        1,
-        vec![
-            "--binary".to_owned(),
-            bad.display().to_string(),
-            "--health-timeout".to_owned(),
-            "15s".to_owned(),
-        ],
-    )]);
+    let own = HashMap::from([(1, broken_upgrade(tmp.path()))]);
     let file = fleet_file(
         &lab,
         tmp.path(),
@@ -407,27 +420,10 @@ fn an_interrupted_fleet_resumes_its_unfinished_clusters_and_waves() {
     let tmp = tempfile::tempdir().unwrap();
     let file = fleet_file(&lab, tmp.path(), "canary = 1\nmax_parallel = 2", &HashMap::new());
     let state = tmp.path().join("state");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
-        .arg("--state-dir")
-        .arg(&state)
-        .args(["fleet", "-f", file.to_str().unwrap(), "upgrade", "--yes"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let begun = std::fs::read_dir(state.join("fleets"))
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| std::fs::read_to_string(e.unwrap().path().join("journal.jsonl")).ok())
-            .is_some_and(|t| t.contains("\"cluster-start\"") && t.contains("\"wave\":2"));
-        if begun {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the second wave did not begin");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let child = spawn_fleet_upgrade(&file, &state);
+    wait_for_fleet_journal(&state, "the second wave's first start", |t| {
+        t.contains("\"cluster-start\"") && t.contains("\"wave\":2")
+    });
     std::thread::sleep(Duration::from_secs(2));
     let pid = child.id().to_string();
     assert!(std::process::Command::new("kill")
@@ -577,24 +573,8 @@ fn a_canary_unhealthy_after_its_soak_stops_the_fleet() {
         &HashMap::new(),
     );
     let state = tmp.path().join("state");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
-        .arg("--state-dir")
-        .arg(&state)
-        .args(["fleet", "-f", file.to_str().unwrap(), "upgrade", "--yes"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !std::fs::read_dir(state.join("fleets"))
-        .ok()
-        .and_then(|mut d| d.next())
-        .and_then(|e| std::fs::read_to_string(e.unwrap().path().join("journal.jsonl")).ok())
-        .is_some_and(|t| t.contains("\"soak-start\""))
-    {
-        assert!(Instant::now() < deadline, "the canary's soak did not begin");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let child = spawn_fleet_upgrade(&file, &state);
+    wait_for_fleet_journal(&state, "the canary's soak", |t| t.contains("\"soak-start\""));
     let inventory = std::fs::read_to_string(pool_inventory(&lab, 1)).unwrap();
     let node1 = inventory
         .lines()
