@@ -322,19 +322,15 @@ impl StateDir {
         for id in ids {
             let meta = match self.load_meta(&id) {
                 Ok(meta) => meta,
-                // run.json is renamed into place whole: found now, it was written (by
-                // another cluster's run starting in this state directory) between the
-                // read and this look, and reads whole.
-                Err(e) if self.run_dir(&id).join("run.json").exists() => match self.load_meta(&id) {
-                    Ok(meta) => meta,
-                    // An unreadable run.json is an error, not a run that is not there:
-                    // `resume` and `rollback` would pick an older run.
-                    Err(_) => return Err(e),
-                },
-                // A directory made by a run that stopped (or has not yet got) to write
-                // its run.json.
+                // A directory made by a run that stopped (or has not yet got) to open its
+                // journal: nothing to list. The journal is opened only after run.json was
+                // renamed into place whole, so a journal found now means the run.json the
+                // read missed (another cluster's run starting in this state directory
+                // between the read and this look) is there: read it again.
                 Err(_) if !self.journal_path(&id).exists() => continue,
-                Err(e) => return Err(e),
+                // An unreadable run.json is an error, not a run that is not there:
+                // `resume` and `rollback` would pick an older run.
+                Err(_) => self.load_meta(&id)?,
             };
             if meta.cluster != self.cluster {
                 continue;
