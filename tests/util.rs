@@ -268,7 +268,9 @@ impl Lab {
     /// `lab/lab ARGS` must succeed.
     #[track_caller]
     pub fn lab(&self, args: &[&str]) {
+        let started = std::time::Instant::now();
         let out = Command::new(repo().join("lab/lab")).args(args).output().unwrap();
+        eprintln!("{:6.1} s  lab/lab {}", started.elapsed().as_secs_f64(), args.join(" "));
         assert!(
             out.status.success(),
             "lab/lab {args:?}: {}",
@@ -341,9 +343,29 @@ pub fn rollgate(inventory: &Path, state_dir: &Path, args: &[&str]) -> Command {
     c
 }
 
-/// Runs `cmd`; its output.
+/// Runs `cmd`; its output. Prints (to the test's captured stderr: shown with a failure or
+/// `--no-capture`) how long it took, with its arguments after the state directory: where a
+/// slow lab test spends its time.
 pub fn run(mut cmd: Command) -> Output {
-    cmd.output().unwrap()
+    let started = std::time::Instant::now();
+    let out = cmd.output().unwrap();
+    let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+    let shown = args
+        .iter()
+        .position(|a| a == "--state-dir")
+        .map_or(&args[..], |i| &args[(i + 2).min(args.len())..]);
+    eprintln!(
+        "{:6.1} s  {} {} ({})",
+        started.elapsed().as_secs_f64(),
+        cmd.get_program()
+            .to_string_lossy()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default(),
+        shown.join(" "),
+        out.status
+    );
+    out
 }
 
 pub fn text(b: &[u8]) -> String {
