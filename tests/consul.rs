@@ -37,12 +37,13 @@ fn consul_lab() -> Option<ConsulLab> {
 fn inventory(lab: &Lab, dir: &Path) -> PathBuf {
     let path = dir.join("consul.toml");
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"));
+    let node2 = lab.host(2);
     cmd.args([
         "discover",
         "--preset",
         "consul",
         "--host",
-        "root@10.77.0.12",
+        &format!("root@{node2}"),
         "--identity",
     ])
     .arg(lab.key())
@@ -56,14 +57,14 @@ fn inventory(lab: &Lab, dir: &Path) -> PathBuf {
     for k in 1..=5 {
         let role = if k <= 3 { "server" } else { "client" };
         let host = format!(
-            "name = \"node{k}\"  # as the member at 10.77.0.12 lists it\naddress = \"{}\"",
-            addr(k)
+            "name = \"node{k}\"  # as the member at {node2} lists it\naddress = \"{}\"",
+            lab.host(k)
         );
         assert!(written.contains(&host), "{written}");
         assert!(
             written.contains(&format!(
                 "{}:8301 in consul members ({role})\nrole = \"{role}\"",
-                addr(k)
+                lab.host(k)
             )),
             "{written}"
         );
@@ -95,13 +96,8 @@ fn rebuilt(dir: &Path) -> (PathBuf, String) {
     (path, hex::encode(sha2::Sha256::digest(&bytes)))
 }
 
-/// Main host `k`'s address (the `Lab` was taken before the lab grew to five hosts).
-fn addr(k: usize) -> String {
-    format!("10.77.0.{}", 10 + k)
-}
-
 fn installed_sha(lab: &Lab, k: usize) -> String {
-    lab.root(&addr(k), "sha256sum < /usr/bin/consul | cut -d' ' -f1")
+    lab.root(&lab.host(k), "sha256sum < /usr/bin/consul | cut -d' ' -f1")
         .trim()
         .to_owned()
 }
@@ -110,7 +106,7 @@ fn installed_sha(lab: &Lab, k: usize) -> String {
 fn consul_logs(lab: &Lab) -> String {
     let mut out = String::new();
     for k in 1..=5 {
-        let o = lab.ssh("root", &addr(k), "journalctl -u consul -n 20 --no-pager");
+        let o = lab.ssh("root", &lab.host(k), "journalctl -u consul -n 20 --no-pager");
         out.push_str(&format!("--- node{k}:\n{}\n", text(&o.stdout)));
     }
     out
@@ -122,7 +118,7 @@ fn consul_servers_then_clients_leader_last_with_a_checked_snapshot_then_rollback
     let lab = &guard.0;
     let tmp = tempfile::tempdir().unwrap();
     let inv = inventory(lab, tmp.path());
-    lab.root(&addr(1), "consul kv put rollgate/before kept >/dev/null");
+    lab.root(&lab.host(1), "consul kv put rollgate/before kept >/dev/null");
     let leader_before = status(&inv, tmp.path())
         .into_iter()
         .find(|r| r["state"] == "leader")
@@ -189,7 +185,7 @@ fn consul_servers_then_clients_leader_last_with_a_checked_snapshot_then_rollback
     for k in 1..=5 {
         assert_eq!(installed_sha(lab, k), new_sha, "node{k} runs the rebuilt binary");
     }
-    let kept = lab.root(&addr(2), "consul kv get rollgate/before");
+    let kept = lab.root(&lab.host(2), "consul kv get rollgate/before");
     assert_eq!(kept.trim(), "kept");
 
     // rollback: every host back on the binary it had, latest first, the key still there.
@@ -198,7 +194,7 @@ fn consul_servers_then_clients_leader_last_with_a_checked_snapshot_then_rollback
     for k in 1..=5 {
         assert_eq!(installed_sha(lab, k), original, "node{k} after the rollback");
     }
-    let kept = lab.root(&addr(3), "consul kv get rollgate/before");
+    let kept = lab.root(&lab.host(3), "consul kv get rollgate/before");
     assert_eq!(kept.trim(), "kept");
     let rows = status(&inv, tmp.path());
     assert_eq!(rows.iter().filter(|r| r["state"] == "leader").count(), 1, "{rows:?}");
@@ -231,23 +227,23 @@ fn consul_servers_then_clients_leader_last_with_a_checked_snapshot_then_rollback
     for k in 1..=5 {
         assert_eq!(installed_sha(lab, k), original, "node{k} after the restart");
     }
-    let kept = lab.root(&addr(1), "consul kv get rollgate/before");
+    let kept = lab.root(&lab.host(1), "consul kv get rollgate/before");
     assert_eq!(kept.trim(), "kept");
 }
 
 /// `/etc/consul.d/consul.hcl` of main host `k` as a template: its name and address made
 /// placeholders, and a node_meta added that names the host and its role.
 fn template_of(lab: &Lab, k: usize) -> String {
-    let now = lab.root(&addr(k), "cat /etc/consul.d/consul.hcl");
+    let now = lab.root(&lab.host(k), "cat /etc/consul.d/consul.hcl");
     let t = now
         .replace(&format!("node_name = \"node{k}\""), "node_name = \"{name}\"")
-        .replace(&format!("bind_addr = \"{}\"", addr(k)), "bind_addr = \"{address}\"");
+        .replace(&format!("bind_addr = \"{}\"", lab.host(k)), "bind_addr = \"{address}\"");
     assert!(t.contains("{name}") && t.contains("{address}"), "{now}");
     format!("{t}node_meta {{\n  rollgate = \"{{name}}-{{role}}\"\n}}\n")
 }
 
 fn config_sha(lab: &Lab, k: usize) -> String {
-    lab.root(&addr(k), "sha256sum < /etc/consul.d/consul.hcl | cut -d' ' -f1")
+    lab.root(&lab.host(k), "sha256sum < /etc/consul.d/consul.hcl | cut -d' ' -f1")
         .trim()
         .to_owned()
 }
@@ -265,7 +261,7 @@ fn consul_configuration_change_validated_on_each_host_leader_last_then_rolled_ba
     let lab = &guard.0;
     let tmp = tempfile::tempdir().unwrap();
     let inv = inventory(lab, tmp.path());
-    lab.root(&addr(1), "consul kv put rollgate/before kept >/dev/null");
+    lab.root(&lab.host(1), "consul kv put rollgate/before kept >/dev/null");
     let (server, client) = (template_of(lab, 1), template_of(lab, 4));
     let before: Vec<String> = (1..=5).map(|k| config_sha(lab, k)).collect();
     let mut text_inv = std::fs::read_to_string(&inv).unwrap();
@@ -292,7 +288,7 @@ fn consul_configuration_change_validated_on_each_host_leader_last_then_rolled_ba
     assert!(j.iter().all(|r| r["step"] != "stop"), "{j:?}");
     for k in 1..=5 {
         assert_eq!(config_sha(lab, k), before[k - 1], "node{k}");
-        let left = lab.root(&addr(k), "ls -a /etc/consul.d");
+        let left = lab.root(&lab.host(k), "ls -a /etc/consul.d");
         assert!(!left.contains("rollgate"), "node{k}: {left}");
     }
 
@@ -328,21 +324,21 @@ fn consul_configuration_change_validated_on_each_host_leader_last_then_rolled_ba
         let role = if k <= 3 { "server" } else { "client" };
         let want = if k <= 3 { &server } else { &client }
             .replace("{name}", &format!("node{k}"))
-            .replace("{address}", &addr(k))
+            .replace("{address}", &lab.host(k))
             .replace("{role}", role);
-        assert_eq!(lab.root(&addr(k), "cat /etc/consul.d/consul.hcl"), want, "node{k}");
+        assert_eq!(lab.root(&lab.host(k), "cat /etc/consul.d/consul.hcl"), want, "node{k}");
         let prev = lab.root(
-            &addr(k),
+            &lab.host(k),
             "sha256sum < /etc/consul.d/consul.hcl.rollgate-prev | cut -d' ' -f1",
         );
         assert_eq!(prev.trim(), before[k - 1], "node{k} keeps the file it had");
         let listed = lab.root(
-            &addr(2),
+            &lab.host(2),
             &format!("consul catalog nodes -node-meta rollgate=node{k}-{role}"),
         );
         assert!(listed.contains(&format!("node{k} ")), "node{k} runs it: {listed}");
     }
-    assert_eq!(lab.root(&addr(2), "consul kv get rollgate/before").trim(), "kept");
+    assert_eq!(lab.root(&lab.host(2), "consul kv get rollgate/before").trim(), "kept");
     let out = run(rollgate(&inv, &state, &["plan", "--config", "--json"]));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -354,7 +350,7 @@ fn consul_configuration_change_validated_on_each_host_leader_last_then_rolled_ba
     for k in 1..=5 {
         assert_eq!(config_sha(lab, k), before[k - 1], "node{k} after the rollback");
     }
-    assert_eq!(lab.root(&addr(3), "consul kv get rollgate/before").trim(), "kept");
+    assert_eq!(lab.root(&lab.host(3), "consul kv get rollgate/before").trim(), "kept");
     let rows = status(&inv, tmp.path());
     assert_eq!(rows.iter().filter(|r| r["state"] == "leader").count(), 1, "{rows:?}");
 }
@@ -362,7 +358,7 @@ fn consul_configuration_change_validated_on_each_host_leader_last_then_rolled_ba
 /// Each server's RaftProtocol as `consul operator raft list-peers` on the client node4
 /// shows it, in node order.
 fn raft_protocols(lab: &Lab) -> Vec<(String, String)> {
-    let peers = lab.root(&addr(4), "consul operator raft list-peers");
+    let peers = lab.root(&lab.host(4), "consul operator raft list-peers");
     let mut rows: Vec<(String, String)> = peers
         .lines()
         .skip(1)
@@ -461,7 +457,7 @@ fn consul_servers_to_raft_protocol_3_by_hooks_leader_last_rollback_while_the_lea
     let inv = inventory(lab, tmp.path());
     let two: Vec<(String, String)> = (1..=3).map(|k| (format!("node{k}"), "2".to_owned())).collect();
     assert_eq!(raft_protocols(lab), two);
-    lab.root(&addr(1), "consul kv put rollgate/protocol kept >/dev/null");
+    lab.root(&lab.host(1), "consul kv put rollgate/protocol kept >/dev/null");
     let server = template_of(lab, 1);
     assert!(server.contains("raft_protocol = 2\n"), "{server}");
     std::fs::write(
@@ -495,7 +491,7 @@ fn consul_servers_to_raft_protocol_3_by_hooks_leader_last_rollback_while_the_lea
     assert!(err.contains(host), "{err}");
     assert!(j.iter().all(|r| r["step"] != "stop"), "{j:?}");
     for k in 1..=3 {
-        let left = lab.root(&addr(k), "ls -a /etc/consul.d");
+        let left = lab.root(&lab.host(k), "ls -a /etc/consul.d");
         assert!(!left.contains("rollgate"), "node{k}: {left}");
     }
     assert_eq!(raft_protocols(lab), two);
@@ -535,7 +531,7 @@ fn consul_servers_to_raft_protocol_3_by_hooks_leader_last_rollback_while_the_lea
     ] {
         assert_eq!(records(&j, step, "done").count(), 2, "{step}: {j:?}");
     }
-    assert_eq!(lab.root(&addr(4), "consul kv get rollgate/protocol").trim(), "kept");
+    assert_eq!(lab.root(&lab.host(4), "consul kv get rollgate/protocol").trim(), "kept");
 
     // Every server: RaftProtocol 3, the leader last, the key kept.
     let state = tmp.path().join("state");
@@ -561,7 +557,7 @@ fn consul_servers_to_raft_protocol_3_by_hooks_leader_last_rollback_while_the_lea
             );
         }
     }
-    assert_eq!(lab.root(&addr(4), "consul kv get rollgate/protocol").trim(), "kept");
+    assert_eq!(lab.root(&lab.host(4), "consul kv get rollgate/protocol").trim(), "kept");
 
     // Its rollback: refused by the hook before any stop (the leader runs protocol 3), every
     // server still on 3, the key kept.
@@ -573,7 +569,7 @@ fn consul_servers_to_raft_protocol_3_by_hooks_leader_last_rollback_while_the_lea
     assert_eq!(records(&j, "rollback-hook-before-stop", "failed").count(), 1, "{j:?}");
     assert!(j.iter().all(|r| r["step"] != "rollback-stop"), "{j:?}");
     assert_eq!(raft_protocols(lab), three);
-    assert_eq!(lab.root(&addr(4), "consul kv get rollgate/protocol").trim(), "kept");
+    assert_eq!(lab.root(&lab.host(4), "consul kv get rollgate/protocol").trim(), "kept");
     let rows = status(&inv, tmp.path());
     assert_eq!(rows.iter().filter(|r| r["state"] == "leader").count(), 1, "{rows:?}");
 }

@@ -27,23 +27,25 @@ fn binary_2_10() -> PathBuf {
     repo().join("lab/.state/artifacts/nats-2.10.27/nats-server")
 }
 
-/// `inventory/lab-nats.toml` with `cluster_keys` added to `[cluster]`, in `dir`.
-fn inventory(dir: &Path, cluster_keys: &str) -> PathBuf {
-    let text = std::fs::read_to_string(repo().join("inventory/lab-nats.toml")).unwrap();
-    let state = format!("\"{}/", repo().join("lab/.state").display());
-    let text = text
-        .replace("\"../lab/.state/", &state)
-        .replace("[cluster]\n", &format!("[cluster]\n{cluster_keys}\n"));
+/// `inventory/lab-nats.toml` (for the lab `lab` is on) with `cluster_keys` added to
+/// `[cluster]`, in `dir`.
+fn inventory(lab: &Lab, dir: &Path, cluster_keys: &str) -> PathBuf {
+    let text = lab.checked_in("inventory/lab-nats.toml");
+    let text = text.replace("[cluster]\n", &format!("[cluster]\n{cluster_keys}\n"));
     let path = dir.join("nats.toml");
     std::fs::write(&path, text).unwrap();
     path
 }
 
-/// `lab/nats-client ARGS` in the lab's venv; must succeed; its stdout.
+/// `lab/nats-client ARGS` in the lab's venv, to the servers on node1..node3 of `lab`; must
+/// succeed; its stdout.
 #[track_caller]
-fn client(args: &[&str]) -> String {
+fn client(lab: &Lab, args: &[&str]) -> String {
+    let servers: Vec<String> = (1..=3).map(|k| format!("nats://{}:4222", lab.host(k))).collect();
     let out: Output = Command::new(repo().join("lab/.state/venv/bin/python"))
         .arg(repo().join("lab/nats-client"))
+        .arg("--servers")
+        .arg(servers.join(","))
         .args(args)
         .output()
         .unwrap();
@@ -52,8 +54,8 @@ fn client(args: &[&str]) -> String {
 }
 
 /// Every message of `stream`, as (seq, data).
-fn messages(stream: &str) -> Vec<(u64, String)> {
-    client(&["read", stream])
+fn messages(lab: &Lab, stream: &str) -> Vec<(u64, String)> {
+    client(lab, &["read", stream])
         .lines()
         .map(|l| {
             let v: Value = serde_json::from_str(l).unwrap();
@@ -123,8 +125,8 @@ fn nats_2_9_10_to_2_10_27_with_an_r3_stream_leader_last_lame_duck_stops_then_a_r
         written.contains("data_root = \"/var/lib/nats\"  # /varz jetstream store_dir"),
         "{written}"
     );
-    client(&["create", "ORDERS", "orders"]);
-    client(&["publish", "orders", "500", "before"]);
+    client(&lab, &["create", "ORDERS", "orders"]);
+    client(&lab, &["publish", "orders", "500", "before"]);
     let leader_before = meta_leader(&lab);
 
     let state = tmp.path().join("state");
@@ -166,9 +168,9 @@ fn nats_2_9_10_to_2_10_27_with_an_r3_stream_leader_last_lame_duck_stops_then_a_r
     assert_all_on(&inv, "2.10.27");
 
     // Every message published before reads back, and the stream takes new ones.
-    client(&["publish", "orders", "100", "after"]);
-    assert_eq!(messages("ORDERS"), expected(&[("before", 500), ("after", 100)]));
-    let info: Value = serde_json::from_str(&client(&["info", "ORDERS"])).unwrap();
+    client(&lab, &["publish", "orders", "100", "after"]);
+    assert_eq!(messages(&lab, "ORDERS"), expected(&[("before", 500), ("after", 100)]));
+    let info: Value = serde_json::from_str(&client(&lab, &["info", "ORDERS"])).unwrap();
     assert_eq!(info["replicas"].as_array().map(Vec::len), Some(2), "{info}");
 
     // restart (issue 25, part 2): each server once, the meta leader last, each back on
@@ -188,9 +190,9 @@ fn nats_2_9_10_to_2_10_27_with_an_r3_stream_leader_last_lame_duck_stops_then_a_r
     assert!(j
         .iter()
         .all(|r| !matches!(r["step"].as_str(), Some("stage" | "swap" | "backup"))));
-    client(&["publish", "orders", "10", "restarted"]);
+    client(&lab, &["publish", "orders", "10", "restarted"]);
     assert_eq!(
-        messages("ORDERS"),
+        messages(&lab, "ORDERS"),
         expected(&[("before", 500), ("after", 100), ("restarted", 10)])
     );
     nats_off(&lab);
@@ -201,9 +203,13 @@ fn nats_meta_leader_killed_mid_roll_stops_clearly_and_resume_finishes() {
     let Some(lab) = nats_lab() else { return };
     let tmp = tempfile::tempdir().unwrap();
     // Short waits: the gate and the health gate give up in seconds, not minutes.
-    let inv = inventory(tmp.path(), "health_timeout = \"20s\"\ntimeouts = { gate = \"10s\" }");
-    client(&["create", "EVENTS", "events"]);
-    client(&["publish", "events", "300", "before"]);
+    let inv = inventory(
+        &lab,
+        tmp.path(),
+        "health_timeout = \"20s\"\ntimeouts = { gate = \"10s\" }",
+    );
+    client(&lab, &["create", "EVENTS", "events"]);
+    client(&lab, &["publish", "events", "300", "before"]);
 
     let state = tmp.path().join("state");
     let bin = binary_2_10();
@@ -278,7 +284,7 @@ fn nats_meta_leader_killed_mid_roll_stops_clearly_and_resume_finishes() {
         nats_logs(&lab)
     );
     assert_all_on(&inv, "2.10.27");
-    client(&["publish", "events", "50", "after"]);
-    assert_eq!(messages("EVENTS"), expected(&[("before", 300), ("after", 50)]));
+    client(&lab, &["publish", "events", "50", "after"]);
+    assert_eq!(messages(&lab, "EVENTS"), expected(&[("before", 300), ("after", 50)]));
     nats_off(&lab);
 }

@@ -7,12 +7,6 @@ use std::sync::Arc;
 
 use crate::util::*;
 
-/// Main host `k`'s address (`lab/lab`'s host_addr): the `Lab` was read before the lab
-/// grew to six hosts.
-fn addr(k: usize) -> String {
-    format!("10.77.0.{}", 10 + k)
-}
-
 /// Up with three spares beside the three members, each spare given etcd 3.5.16.
 fn spares_lab() -> Option<(Lab, tempfile::TempDir)> {
     let lab = lab_main()?;
@@ -24,7 +18,7 @@ fn spares_lab() -> Option<(Lab, tempfile::TempDir)> {
     for k in 4..=6 {
         let out = lab.ssh_stdin(
             "root",
-            &addr(k),
+            &lab.host(k),
             "cat >/usr/bin/etcd.new && chmod 0755 /usr/bin/etcd.new && mv /usr/bin/etcd.new /usr/bin/etcd",
             &etcd,
         );
@@ -49,7 +43,7 @@ fn replace_inventory(lab: &Lab, dir: &Path) -> PathBuf {
         .map(|k| {
             format!(
                 "[[spares]]\nname = \"node{k}\"\naddress = \"{}\"\nreplaces = \"node{}\"\n\n",
-                &addr(k),
+                &lab.host(k),
                 k - 3
             )
         })
@@ -85,7 +79,7 @@ fn sample(
     command: &'static str,
     count: fn(&str) -> Option<usize>,
 ) -> std::thread::JoinHandle<Vec<usize>> {
-    let addrs: Vec<String> = (1..=6).map(addr).collect();
+    let addrs: Vec<String> = (1..=6).map(|k| lab.host(k)).collect();
     let (key, known) = (lab.key(), lab.known_hosts());
     std::thread::spawn(move || {
         let mut seen = Vec::new();
@@ -125,7 +119,7 @@ fn member_names(lab: &Lab) -> Vec<String> {
         .map(|k| {
             lab.ssh(
                 "root",
-                &addr(k),
+                &lab.host(k),
                 "ETCDCTL_API=3 etcdctl --dial-timeout=1s -w json member list",
             )
         })
@@ -201,7 +195,10 @@ fn planned_pair(plan: &str, n: usize) -> (String, String) {
 fn members_replaced_by_new_hosts_after_a_refusal_a_withdrawal_a_rollback_and_a_kill() {
     let Some((lab, tmp)) = spares_lab() else { return };
     let _restore = Restore(&lab);
-    lab.root(&addr(1), "ETCDCTL_API=3 etcdctl put rollgate-replace kept >/dev/null");
+    lab.root(
+        &lab.host(1),
+        "ETCDCTL_API=3 etcdctl put rollgate-replace kept >/dev/null",
+    );
     let inv = replace_inventory(&lab, tmp.path());
     let state = tmp.path().join("state");
 
@@ -214,10 +211,10 @@ fn members_replaced_by_new_hosts_after_a_refusal_a_withdrawal_a_rollback_and_a_k
     assert!(["node4", "node5", "node6"].iter().all(|n| last.contains(n)), "{said}");
     let (old1, new1) = planned_pair(&said, 1);
     let (old2, new2) = planned_pair(&said, 2);
-    let addr_of = |name: &str| addr(name.trim_start_matches("node").parse().unwrap());
+    let addr_of = |name: &str| lab.host(name.trim_start_matches("node").parse().unwrap());
 
     // Bad input: node6's etcd runs (a cluster of its own).
-    lab.root(&addr(6), "systemctl start etcd");
+    lab.root(&lab.host(6), "systemctl start etcd");
     let refused = run(rollgate(&inv, &tmp.path().join("refused"), &["replace", "--yes"]));
     let err = text(&refused.stderr);
     assert!(!refused.status.success(), "{err}");
@@ -226,7 +223,7 @@ fn members_replaced_by_new_hosts_after_a_refusal_a_withdrawal_a_rollback_and_a_k
         "{err}"
     );
     assert_eq!(member_names(&lab), ["node1", "node2", "node3"]);
-    lab.root(&addr(6), "systemctl stop etcd && rm -rf /var/lib/etcd/default");
+    lab.root(&lab.host(6), "systemctl stop etcd && rm -rf /var/lib/etcd/default");
 
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = sample_voters(&lab, Arc::clone(&stop));
@@ -361,12 +358,15 @@ fn members_replaced_by_new_hosts_after_a_refusal_a_withdrawal_a_rollback_and_a_k
     // (1) The end.
     assert_eq!(member_names(&lab), ["node4", "node5", "node6"]);
     let got = lab.root(
-        &addr(6),
+        &lab.host(6),
         "ETCDCTL_API=3 etcdctl get --print-value-only rollgate-replace",
     );
     assert_eq!(got.trim(), "kept");
     for k in 1..=3 {
-        let unit = lab.root(&addr(k), "systemctl is-active etcd; systemctl is-enabled etcd; true");
+        let unit = lab.root(
+            &lab.host(k),
+            "systemctl is-active etcd; systemctl is-enabled etcd; true",
+        );
         assert_eq!(
             unit.split_whitespace().collect::<Vec<_>>(),
             ["inactive", "disabled"],
@@ -407,7 +407,7 @@ fn members_replaced_by_new_hosts_after_a_refusal_a_withdrawal_a_rollback_and_a_k
 /// Consul's raft peers as `(name, voter)`, from the first of node1..node6 that answers.
 fn consul_peers(lab: &Lab) -> Vec<(String, bool)> {
     let out = (1..=6)
-        .map(|k| lab.ssh("root", &addr(k), "consul operator raft list-peers"))
+        .map(|k| lab.ssh("root", &lab.host(k), "consul operator raft list-peers"))
         .find(|o| o.status.success())
         .expect("no consul server answers");
     let mut peers: Vec<(String, bool)> = text(&out.stdout)
@@ -439,7 +439,7 @@ fn consul_servers_replaced_by_spare_servers_then_rolled_back() {
     lab.lab(&["spares"]);
     let tmp = tempfile::tempdir().unwrap();
     // The lab's Consul inventory: its servers as hosts, its other hosts as spares.
-    let lab_inv = std::fs::read_to_string(repo().join("lab/.state/inventory-consul.toml")).unwrap();
+    let lab_inv = std::fs::read_to_string(lab.state.join("inventory-consul.toml")).unwrap();
     let head = &lab_inv[..lab_inv.find("[[hosts]]").unwrap()];
     let mut text_inv = head
         .replace("identity = \"id_ed25519\"", &format!("identity = {:?}", lab.key()))
@@ -448,19 +448,22 @@ fn consul_servers_replaced_by_spare_servers_then_rolled_back() {
             &format!("known_hosts = {:?}", lab.known_hosts()),
         );
     for k in 1..=3 {
-        text_inv.push_str(&format!("[[hosts]]\nname = \"node{k}\"\naddress = \"{}\"\n\n", addr(k)));
+        text_inv.push_str(&format!(
+            "[[hosts]]\nname = \"node{k}\"\naddress = \"{}\"\n\n",
+            lab.host(k)
+        ));
     }
     for k in 4..=6 {
         text_inv.push_str(&format!(
             "[[spares]]\nname = \"node{k}\"\naddress = \"{}\"\nreplaces = \"node{}\"\n\n",
-            addr(k),
+            lab.host(k),
             k - 3
         ));
     }
     let inv = tmp.path().join("consul.toml");
     std::fs::write(&inv, text_inv).unwrap();
     let state = tmp.path().join("state");
-    lab.root(&addr(1), "consul kv put rollgate/replace kept >/dev/null");
+    lab.root(&lab.host(1), "consul kv put rollgate/replace kept >/dev/null");
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = sample(&lab, Arc::clone(&stop), "consul operator raft list-peers", |out| {
         Some(
@@ -481,10 +484,10 @@ fn consul_servers_replaced_by_spare_servers_then_rolled_back() {
     };
     let err = succeeds("replace");
     assert_eq!(consul_peers(&lab), voters(&["node4", "node5", "node6"]), "{err}");
-    assert_eq!(lab.root(&addr(5), "consul kv get rollgate/replace").trim(), "kept");
+    assert_eq!(lab.root(&lab.host(5), "consul kv get rollgate/replace").trim(), "kept");
     let unit = |k: usize| {
         let out = lab.root(
-            &addr(k),
+            &lab.host(k),
             "systemctl is-active consul; systemctl is-enabled consul; true",
         );
         out.split_whitespace().map(str::to_owned).collect::<Vec<_>>()
@@ -531,7 +534,7 @@ fn consul_servers_replaced_by_spare_servers_then_rolled_back() {
     stop.store(true, Ordering::SeqCst);
     let seen = sampler.join().unwrap();
     assert_eq!(consul_peers(&lab), voters(&["node1", "node2", "node3"]), "{err}");
-    assert_eq!(lab.root(&addr(2), "consul kv get rollgate/replace").trim(), "kept");
+    assert_eq!(lab.root(&lab.host(2), "consul kv get rollgate/replace").trim(), "kept");
     for k in 1..=3 {
         assert_eq!(unit(k), ["active", "enabled"], "node{k}");
     }

@@ -187,7 +187,7 @@ fn upgrade_clients(
 fn gateway_answers(lab: &Lab, k: usize) -> bool {
     lab.ssh(
         "root",
-        &format!("10.77.0.{}", 10 + k),
+        &lab.host(k),
         "ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:23790 --command-timeout=3s endpoint health",
     )
     .status
@@ -261,7 +261,7 @@ fn gateway_clients_after_the_servers_and_a_broken_client_stops_the_rollout() {
         );
     }
     for k in 1..=5 {
-        let v = lab.root(&format!("10.77.0.{}", 10 + k), "etcd --version | head -1");
+        let v = lab.root(&lab.host(k), "etcd --version | head -1");
         assert!(v.starts_with("etcd Version: 3.5.16"), "node{k}: {v}");
     }
     for k in 4..=5 {
@@ -503,7 +503,7 @@ fn forty_hosts_in_batches_after_a_canary_and_a_pause() {
     assert_eq!(pause[1]["status"], "done");
     assert!(pause[1]["ms"].as_u64().unwrap() >= 2000, "{}", pause[1]);
     for k in [1, 3, 4, 5, 22, 40] {
-        let v = lab.root(&format!("10.77.0.{}", 10 + k), "etcd --version | head -1");
+        let v = lab.root(&lab.host(k), "etcd --version | head -1");
         assert!(v.starts_with("etcd Version: 3.5.16"), "node{k}: {v}");
     }
     for k in [4, 13, 31, 40] {

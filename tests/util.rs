@@ -15,11 +15,14 @@ pub fn repo() -> PathBuf {
 }
 
 /// A running lab's etcd cluster, held exclusively by one test: the main cluster (0) or
-/// one of the pool's (`lab/lab up --pool P`: clusters 1..=P, three members each). The
-/// hold is an exclusive lock on `lab/.state/locks/cluster-C` (flock(2): it excludes other
-/// test processes, as cargo-nextest runs them, and other threads of one `cargo test`),
-/// released when the `Lab` is dropped.
+/// one of the pool's (`lab/lab up --pool P`: clusters 1..=P, three members each), of the
+/// first lab, or the main cluster of a lab beside it (`ROLLGATE_LAB_INSTANCE=2 lab/lab
+/// up`). The hold is an exclusive lock on `lab/.state/locks/cluster-C` (of the other lab:
+/// `lab/.state-I/locks/cluster-0`; flock(2): it excludes other test processes, as
+/// cargo-nextest runs them, and other threads of one `cargo test`), released when the
+/// `Lab` is dropped.
 pub struct Lab {
+    /// The lab's state directory (`lab/.state`, `lab/.state-2`).
     pub state: PathBuf,
     /// The cluster's hosts (name in its inventory, address), in order.
     pub hosts: Vec<(String, String)>,
@@ -29,9 +32,47 @@ pub struct Lab {
     pub cluster: usize,
     /// How many clusters the pool has (`lab/lab up --pool P`).
     pub pool: usize,
+    /// Which lab (`ROLLGATE_LAB_INSTANCE`): 1, the first, or 2, 3 beside it.
+    pub instance: usize,
     /// The lab's number of each host (its veth is `rgv{number}`).
     numbers: Vec<usize>,
     _locks: Vec<File>,
+}
+
+/// The state directory of lab `instance`.
+fn state_of(instance: usize) -> PathBuf {
+    match instance {
+        1 => repo().join("lab/.state"),
+        i => repo().join(format!("lab/.state-{i}")),
+    }
+}
+
+/// The first three octets of lab `instance`'s addresses (lab/lab's SUBNET_PREFIX).
+fn subnet_of(instance: usize) -> &'static str {
+    match instance {
+        1 => "10.77.0",
+        2 => "10.78.0",
+        _ => "10.80.0",
+    }
+}
+
+/// `lab/lab` for lab `instance`.
+fn lab_command(instance: usize) -> Command {
+    let mut c = Command::new(repo().join("lab/lab"));
+    c.env("ROLLGATE_LAB_INSTANCE", instance.to_string());
+    c
+}
+
+/// Whether every host of lab `instance`'s cluster `c` (of the whole lab: `None`) runs, and
+/// its config then.
+fn running_config(instance: usize, c: Option<usize>) -> Option<String> {
+    let config = std::fs::read_to_string(state_of(instance).join("config")).ok()?;
+    let mut running = lab_command(instance);
+    running.arg("running");
+    if let Some(c) = c {
+        running.args(["--cluster", &c.to_string()]);
+    }
+    running.status().is_ok_and(|s| s.success()).then_some(config)
 }
 
 /// The lab's `config` (N hosts, M etcd members, P pool clusters, ...), or `None` (with a
@@ -40,19 +81,12 @@ pub struct Lab {
 /// Called with the locks held: a test that reshapes the main hosts holds the main
 /// cluster's lock (and every lock, to take them down or off the bridge).
 fn lab_config(c: Option<usize>) -> Option<String> {
-    let config = std::fs::read_to_string(repo().join("lab/.state/config")).ok();
-    let mut running = Command::new(repo().join("lab/lab"));
-    running.arg("running");
-    if let Some(c) = c {
-        running.args(["--cluster", &c.to_string()]);
-    }
-    let up = config.is_some() && running.status().is_ok_and(|s| s.success());
-    if !up {
+    let config = running_config(1, c);
+    if config.is_none() {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("the lab is not up (CI=true): run `lab/lab up` first");
         }
         eprintln!("SKIPPED: the lab is not up; start it with `lab/lab up` (as root)");
-        return None;
     }
     config
 }
@@ -65,9 +99,14 @@ fn config_value(config: &str, key: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// The lock file of cluster `c`.
+/// The lock file of cluster `c` of the first lab.
 fn cluster_lock(c: usize) -> File {
-    let dir = repo().join("lab/.state/locks");
+    lock_of(1, c)
+}
+
+/// The lock file of cluster `c` of lab `instance`.
+fn lock_of(instance: usize, c: usize) -> File {
+    let dir = state_of(instance).join("locks");
     std::fs::create_dir_all(&dir).unwrap();
     File::create(dir.join(format!("cluster-{c}"))).unwrap()
 }
@@ -75,7 +114,7 @@ fn cluster_lock(c: usize) -> File {
 /// Appends `event` (`take` or `drop`) of cluster `c` by the running test to
 /// `lab/.state/locks/timeline` (seconds since the epoch, event, cluster, test), for seeing
 /// afterwards how the tests shared the clusters.
-fn timeline(event: &str, c: usize) {
+fn timeline(event: &str, c: &str) {
     use std::io::Write as _;
     let at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -89,16 +128,24 @@ fn timeline(event: &str, c: usize) {
     }
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        timeline("drop", self.cluster);
+/// A cluster's name in the timeline: `C` in the first lab, `labI-C` in another.
+fn timeline_name(instance: usize, c: usize) -> String {
+    match instance {
+        1 => c.to_string(),
+        i => format!("lab{i}-{c}"),
     }
 }
 
-/// Cluster `c` of a lab whose config is `config`, held by `locks`.
-fn held(config: &str, c: usize, locks: Vec<File>) -> Lab {
-    timeline("take", c);
-    let state = repo().join("lab/.state");
+impl Drop for Lab {
+    fn drop(&mut self) {
+        timeline("drop", &timeline_name(self.instance, self.cluster));
+    }
+}
+
+/// Cluster `c` of lab `instance`, whose config is `config`, held by `locks`.
+fn held(instance: usize, config: &str, c: usize, locks: Vec<File>) -> Lab {
+    timeline("take", &timeline_name(instance, c));
+    let state = state_of(instance);
     let (numbers, etcd): (Vec<usize>, usize) = if c == 0 {
         ((1..=config_value(config, "N")).collect(), config_value(config, "M"))
     } else {
@@ -110,7 +157,7 @@ fn held(config: &str, c: usize, locks: Vec<File>) -> Lab {
         .enumerate()
         .map(|(i, n)| {
             let name = if c == 0 { n } else { &(i + 1) };
-            (format!("node{name}"), format!("10.77.0.{}", 10 + n))
+            (format!("node{name}"), format!("{}.{}", subnet_of(instance), 10 + n))
         })
         .collect();
     Lab {
@@ -119,6 +166,7 @@ fn held(config: &str, c: usize, locks: Vec<File>) -> Lab {
         etcd,
         cluster: c,
         pool: config_value(config, "P"),
+        instance,
         numbers,
         _locks: locks,
     }
@@ -158,7 +206,7 @@ pub fn lab() -> Option<Lab> {
                 if c > config_value(&config, "P") {
                     break; // the pool shrank meanwhile
                 }
-                return Some(held(&config, c, vec![lock]));
+                return Some(held(1, &config, c, vec![lock]));
             }
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -174,15 +222,33 @@ pub fn fresh_lab() -> Option<(Lab, tempfile::TempDir)> {
     Some((lab, tempfile::tempdir().unwrap()))
 }
 
-/// The main cluster (hosts node1..nodeN at 10.77.0.11...), for a test that names its
-/// addresses, uses hosts beyond the etcd members, or cuts its links.
+/// A main cluster (hosts node1..nodeN at 10.77.0.11... in the first lab), for a test that
+/// reshapes the lab (`lab/lab up --hosts`, `--nats`, `--consul`), uses hosts beyond the
+/// etcd members, or cuts its links: the first lab's, or that of a lab beside it
+/// (`ROLLGATE_LAB_INSTANCE=2 lab/lab up`, lab/.state-2), whichever is free first; it waits
+/// while all are held. `None` when the first lab is not up (see [`lab_config`]).
 #[track_caller]
 pub fn lab_main() -> Option<Lab> {
     in_group("main-cluster");
-    let lock = cluster_lock(0);
-    lock.lock().unwrap();
-    let config = lab_config(Some(0))?;
-    Some(held(&config, 0, vec![lock]))
+    // The labs beside the first: those with a state directory (one that is down is passed
+    // over; its config goes with `down`).
+    let others: Vec<usize> = (2..=3).filter(|&i| state_of(i).join("config").exists()).collect();
+    loop {
+        let lock = cluster_lock(0);
+        if lock.try_lock().is_ok() {
+            let config = lab_config(Some(0))?;
+            return Some(held(1, &config, 0, vec![lock]));
+        }
+        for &i in &others {
+            let lock = lock_of(i, 0);
+            if lock.try_lock().is_ok() {
+                if let Some(config) = running_config(i, Some(0)) {
+                    return Some(held(i, &config, 0, vec![lock]));
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// The main cluster with every cluster of the pool held too, for a test that changes the
@@ -199,7 +265,7 @@ pub fn lab_whole() -> Option<Lab> {
         lock.lock().unwrap();
         locks.push(lock);
     }
-    Some(held(&config, 0, locks))
+    Some(held(1, &config, 0, locks))
 }
 
 impl Lab {
@@ -265,11 +331,27 @@ impl Lab {
         &self.hosts[k - 1].1
     }
 
-    /// `lab/lab ARGS` must succeed.
+    /// Main host `k`'s address (lab/lab's host_addr) whatever the lab's shape now: a test
+    /// that grows the lab after taking it has more hosts than [`Lab::hosts`].
+    pub fn host(&self, k: usize) -> String {
+        assert_eq!(self.cluster, 0, "host(k) is for a main cluster");
+        format!("{}.{}", subnet_of(self.instance), 10 + k)
+    }
+
+    /// The repository's file `path` (an inventory of the lab's main hosts, paths relative to
+    /// it) for this lab: absolute paths into its state directory, its addresses.
+    pub fn checked_in(&self, path: &str) -> String {
+        std::fs::read_to_string(repo().join(path))
+            .unwrap()
+            .replace("\"../lab/.state/", &format!("\"{}/", self.state.display()))
+            .replace("\"10.77.0.", &format!("\"{}.", subnet_of(self.instance)))
+    }
+
+    /// `lab/lab ARGS` (for this lab) must succeed.
     #[track_caller]
     pub fn lab(&self, args: &[&str]) {
         let started = std::time::Instant::now();
-        let out = Command::new(repo().join("lab/lab")).args(args).output().unwrap();
+        let out = lab_command(self.instance).args(args).output().unwrap();
         eprintln!("{:6.1} s  lab/lab {}", started.elapsed().as_secs_f64(), args.join(" "));
         assert!(
             out.status.success(),
@@ -290,8 +372,12 @@ impl Lab {
     /// The cluster's inventory: the checked-in one of the 3-host lab, or the one lab/lab
     /// wrote for a pool cluster (the same, but for its addresses).
     pub fn inventory(&self) -> PathBuf {
-        if self.cluster == 0 {
+        if self.cluster == 0 && self.instance == 1 {
             repo().join("inventory/lab.toml")
+        } else if self.cluster == 0 {
+            let path = self.state.join("inventory-lab.toml");
+            std::fs::write(&path, self.checked_in("inventory/lab.toml")).unwrap();
+            path
         } else {
             self.state.join(format!("inventory-pool{}.toml", self.cluster))
         }
@@ -314,7 +400,12 @@ impl Lab {
 
     /// Sets host `k`'s link (its veth on the lab bridge) up or down.
     pub fn link(&self, k: usize, up: bool) {
-        let veth = format!("rgv{}", self.numbers[k - 1]);
+        let tag = if self.instance == 1 {
+            String::new()
+        } else {
+            self.instance.to_string()
+        };
+        let veth = format!("rg{tag}v{}", self.numbers[k - 1]);
         let st = Command::new("ip")
             .args(["link", "set", &veth, if up { "up" } else { "down" }])
             .status()
