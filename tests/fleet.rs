@@ -69,6 +69,31 @@ fn fleet_journal(state: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Every cluster's log of the fleet runs in `state` (`fleets/RUN/CLUSTER.log`: the stderr
+/// of its `rollgate upgrade`), for a failure's message.
+fn cluster_logs(state: &Path) -> String {
+    let mut out = String::new();
+    let Ok(runs) = std::fs::read_dir(state.join("fleets")) else {
+        return out;
+    };
+    for run in runs.flatten() {
+        let Ok(files) = std::fs::read_dir(run.path()) else {
+            continue;
+        };
+        let mut logs: Vec<PathBuf> = files
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        logs.sort();
+        for log in logs {
+            let body = std::fs::read_to_string(&log).unwrap_or_default();
+            out.push_str(&format!("--- {}:\n{body}\n", log.display()));
+        }
+    }
+    out
+}
+
 /// `rollgate fleet -f FILE upgrade --yes` started in the background (stderr piped).
 fn spawn_fleet_upgrade(file: &Path, state: &Path) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
@@ -443,7 +468,13 @@ fn an_interrupted_fleet_resumes_its_unfinished_clusters_and_waves() {
     }
 
     let out = fleet(&file, &state, &["resume"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}\n{}\n{:#?}",
+        text(&out.stderr),
+        cluster_logs(&state),
+        fleet_journal(&state)
+    );
     for c in 1..=lab.pool {
         assert_all_on(&pool_inventory(&lab, c), "3.5.16");
     }

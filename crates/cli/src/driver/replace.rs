@@ -38,6 +38,8 @@ pub async fn replace(mut ex: Executor<'_>, fresh: bool, options: RunOptions) -> 
     ex.record(None, Event::Run(Some(detail)), Status::Started, None, None)?;
     let plan = match preflight(&mut ex, &options).await {
         Ok(plan) => plan,
+        // An interrupt is no refusal: the replacement stays resumable (exit 130).
+        Err(_) if ex.interrupted() => return interrupted(&mut ex, started),
         Err(e) => {
             ex.record(
                 None,
@@ -377,6 +379,10 @@ pub async fn unreplace(mut ex: Executor<'_>, options: RunOptions) -> anyhow::Res
     ex.record(None, Event::Rollback(Some(detail.clone())), Status::Started, None, None)?;
     let plan = match unreplace_preflight(&mut ex, &options, order).await {
         Ok(plan) => plan,
+        Err(_) if ex.interrupted() => {
+            crate::say!("rollgate: interrupted before the rollback changed anything; run it again to go on");
+            return Ok(ExitCode::from(130));
+        }
         Err(e) => {
             let message = format!("{e:#}; nothing was changed");
             ex.record(

@@ -66,6 +66,11 @@ pub async fn before_stop(ex: &mut Executor<'_>) -> anyhow::Result<Ready> {
                 Box::pin(async move { checked.map_err(anyhow::Error::msg) })
             })
             .await;
+        // An interrupt is no refusal: the run stays resumable (exit 130), and a resume
+        // runs the preflight again.
+        if res.is_err() && ex.interrupted() {
+            return Ok(Ready::Stop(End::Interrupted));
+        }
         if let Err(e) = res {
             return Ok(Ready::Stop(End::Refused {
                 message: format!("{e:#}"),
@@ -99,6 +104,9 @@ pub async fn before_stop(ex: &mut Executor<'_>) -> anyhow::Result<Ready> {
                 })
             })
             .await;
+        if res.is_err() && ex.interrupted() {
+            return Ok(Ready::Stop(End::Interrupted));
+        }
         if let Err(error) = res {
             let why = "the staged binary was refused; nothing was stopped";
             return Ok(Ready::Stop(End::BeforeStop { hosts, error, why }));

@@ -45,7 +45,8 @@ mod tests {
     /// on the new binary; a rollback with its data puts every host back on the previous
     /// binary and its backed-up data root; a second rollback finds nothing to do. (The
     /// invariants are checked after each invocation: I1 backups intact, I2 units active,
-    /// I3 no stop without quorum, I4 journal and hosts agree, I5 convergence.)
+    /// I3 no stop without quorum, I4 journal and hosts agree, I5 convergence, I6 an
+    /// interrupt never ends a run as failed.)
     #[test]
     fn clean_runs_converge_and_keep_the_invariants() {
         let out = clean(&[Kind::Upgrade], false, false);
@@ -129,7 +130,7 @@ mod tests {
         }
     }
 
-    /// Invariants I1-I5 over [`DEFAULT_SEEDS`] whole runs with faults (issue 23), on as many
+    /// Invariants I1-I6 over [`DEFAULT_SEEDS`] whole runs with faults (issue 23), on as many
     /// threads as there are cores (up to 8); prints `simulated runs: N` with its rate. A
     /// soak: `ROLLGATE_SIM_SEEDS=N ROLLGATE_SIM_FIRST=F cargo test -p rollgate --release
     /// simulated_runs -- --nocapture`.

@@ -390,6 +390,16 @@ async fn invoke(w: &mut World, kind: Kind, fault: Option<(u64, Fault, String)>, 
     }
     let what = format!("{kind:?} with {fault:?}");
     check(w, &what, !killed && !twice, !full, out);
+    // I6: an interrupt that arrived ends an upgrade, restart or resume as interrupted
+    // (exit 130, resumable) or, after its last step, done; never failed: a failed run is
+    // one a resume does not finish as the operator expects (a fleet counts it as failed).
+    let sent = w.model(|m| m.signals.as_ref().map_or(0, |s| *s.borrow()));
+    if sent == 1 && !killed && matches!(kind, Kind::Upgrade | Kind::Restart | Kind::Resume) {
+        if let Some((_, RunState::Failed, _)) = w.run_now() {
+            out.violations
+                .push(format!("{what}: I6: the interrupt ended the run as failed"));
+        }
+    }
     let now = w.run_now();
     if let (Kind::Rollback { restore: true }, Some((_, RunState::RolledBack, records))) = (kind, now) {
         let hosts = w.model(|m| m.hosts.clone());

@@ -817,9 +817,13 @@ async fn upgrade_cluster(
     }
     crate::live::end(&c.name);
     let code = status.code().unwrap_or(-1);
+    // Killed by the interrupt passed on to it (before its own handler was in place: it
+    // was still loading, fetching or connecting, and had changed nothing): interrupted too.
+    let signal = std::os::unix::process::ExitStatusExt::signal(&status);
     Ok(match code {
         0 => Ended::Done(run),
         130 => Ended::Interrupted(run),
+        _ if matches!(signal, Some(2 | 15)) => Ended::Interrupted(run),
         _ => {
             let text = std::fs::read_to_string(&log_path).unwrap_or_default();
             let error = text
