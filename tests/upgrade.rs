@@ -57,6 +57,37 @@ fn upgrade_killed_when(lab: &Lab, state: &Path, extra: &[&str], until: impl Fn(&
     panic!("the upgrade ended before the event it was to be killed at");
 }
 
+/// A reader of `--json` that goes away after the first record (`rollgate upgrade --json |
+/// head -1`, a fleet killed): the upgrade goes on to its end. A write to a closed pipe is
+/// no reason to leave a member stopped (`println!` panics on it: every line rollgate writes
+/// during a run ignores a failed write; the journal is the record).
+#[test]
+fn upgrade_finishes_when_the_json_reader_goes_away() {
+    let Some((lab, tmp)) = fresh_lab() else { return };
+    let bin = lab.etcd_3_5();
+    let args = ["upgrade", "--binary", bin.to_str().unwrap(), "--yes", "--json"];
+    let mut child = rollgate(&lab.inventory(), tmp.path(), &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.starts_with('{'), "a journal record first: {first:?}");
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, text(&out.stderr));
+    assert_upgraded(&lab, "3.5.16");
+    let j = journal(tmp.path());
+    let last = j.last().unwrap();
+    assert_eq!(
+        (&last["step"], &last["status"]),
+        (&Value::from("run"), &Value::from("done")),
+        "{j:?}"
+    );
+}
+
 #[test]
 fn upgrade_3_4_23_to_3_5_16_leader_last_with_backups() {
     let Some((lab, tmp)) = fresh_lab() else { return };

@@ -51,15 +51,32 @@ pub fn silence(on: bool) {
     SILENT.store(on, Ordering::Relaxed);
 }
 
-/// `eprintln!`, unless output is silenced ([`silence`]: the run simulation, whose
-/// thousands of runs would otherwise each tell the terminal what became of their hosts).
+/// A line on stderr ([`to_stderr`]: never a panic), unless output is silenced
+/// ([`silence`]: the run simulation, whose thousands of runs would otherwise each tell the
+/// terminal what became of their hosts).
 #[macro_export]
 macro_rules! say {
     ($($arg:tt)*) => {
         if !$crate::live::silent() {
-            eprintln!($($arg)*);
+            $crate::live::to_stderr(&format!($($arg)*));
         }
     };
+}
+
+/// Writes `text` and a newline to stderr, ignoring a failure: unlike `eprintln!`, a closed
+/// or full stderr (a terminal gone, `2>&1 | head`) never panics, so it never cuts short a
+/// run that has a host to bring back. The journal, not the terminal, is the run's record.
+pub fn to_stderr(text: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+/// Writes `text` and a newline to stdout, ignoring a failure (as [`to_stderr`]): a reader
+/// of `--json` that went away (`| head -1`, a fleet killed) never ends the run.
+pub fn to_stdout(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
 }
 
 /// Nothing at all is to be printed or written beside the journal (see [`silence`]).
@@ -88,7 +105,7 @@ pub fn line(text: &str) {
         None => false,
     });
     if printed != Some(true) {
-        eprintln!("{text}");
+        to_stderr(text);
     }
 }
 
@@ -135,7 +152,7 @@ pub fn waiting(host: &str, reason: &str) {
         Some(format!("{host:<8} {step:<16} waiting: {reason}"))
     });
     if let Some(Some(text)) = plain {
-        eprintln!("{text}");
+        to_stderr(&text);
     }
 }
 

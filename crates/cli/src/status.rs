@@ -89,9 +89,9 @@ pub async fn rows_with(ctx: &Ctx, sessions: Vec<Result<&Session, String>>) -> (V
 pub fn print_table(rows: &[Row], on_stderr: bool) {
     let out = |line: String| {
         if on_stderr {
-            eprintln!("{line}");
+            crate::live::to_stderr(&line);
         } else {
-            println!("{line}");
+            crate::live::to_stdout(&line);
         }
     };
     let mut t = crate::render::table(&[

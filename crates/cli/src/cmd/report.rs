@@ -68,13 +68,13 @@ pub fn print(ex: &Executor<'_>, total: Duration) {
         row.push(format!("{:.2}s", down as f64 / 1000.0));
         t.add_row(row);
     }
-    eprintln!("{t}");
-    eprintln!("total {:.1} s", total.as_secs_f64());
+    crate::live::to_stderr(&t.to_string());
+    crate::live::to_stderr(&format!("total {:.1} s", total.as_secs_f64()));
     let sd = StateDir::new(&ex.ctx.state_dir, &ex.ctx.inv.cluster.name);
     let page = sd.run_dir(&ex.meta().run).join("report.html");
     match write_html(ex.records(), &ex.ctx.inv.cluster.name, &page) {
-        Ok(()) => eprintln!("report: {}", page.display()),
-        Err(e) => eprintln!("rollgate: warning: no report: {e:#}"),
+        Ok(()) => crate::live::to_stderr(&format!("report: {}", page.display())),
+        Err(e) => crate::live::to_stderr(&format!("rollgate: warning: no report: {e:#}")),
     }
 }
 

@@ -142,7 +142,7 @@ pub async fn backup(mut ex: Executor<'_>, hosts: &[Host], json: bool) -> anyhow:
             return Err(Exit { code, message }.into());
         }
         if let (Some(b), false) = (ex.progress().host(&host.name).backup, json) {
-            println!("{}: {}", host.name, b.path.display());
+            crate::live::to_stdout(&format!("{}: {}", host.name, b.path.display()));
         }
     }
     let detail = Event::Run(Some(RunDetail::default()));

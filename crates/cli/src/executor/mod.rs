@@ -383,7 +383,7 @@ impl<'a> Executor<'a> {
             }
         }
         if self.json {
-            println!("{}", serde_json::to_string(&rec)?);
+            crate::live::to_stdout(&serde_json::to_string(&rec)?);
         }
         let who = rec.host.as_deref().unwrap_or("*");
         if status == Status::Started {
