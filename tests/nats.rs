@@ -208,6 +208,18 @@ fn nats_meta_leader_killed_mid_roll_stops_clearly_and_resume_finishes() {
         tmp.path(),
         "health_timeout = \"20s\"\ntimeouts = { gate = \"10s\" }",
     );
+    // After each host's health gate, a hook holds the run until the test says go: the kill
+    // below lands before the next host's gate looks at the cluster (without it, under load
+    // the gate could look first and the stop come after the kill; seen in CI: the next host
+    // came back on its own and the run went on past the dead server).
+    let mut text_inv = std::fs::read_to_string(&inv).unwrap();
+    text_inv.push_str(&format!(
+        "\n[[cluster.hook]]\nafter = \"health\"\ntimeout = \"60s\"\nrun = \"until [ -e {GO} ]; do sleep 0.2; done\"\n"
+    ));
+    std::fs::write(&inv, text_inv).unwrap();
+    for k in 1..=3 {
+        lab.root(lab.addr(k), &format!("rm -f {GO}"));
+    }
     client(&lab, &["create", "EVENTS", "events"]);
     client(&lab, &["publish", "events", "300", "before"]);
 
@@ -226,6 +238,8 @@ fn nats_meta_leader_killed_mid_roll_stops_clearly_and_resume_finishes() {
         "--on-failure",
         "halt",
     ];
+    // The meta leader now: the host rollgate upgrades last.
+    let last = meta_leader(&lab);
     let mut child = rollgate(&inv, &state, &args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -234,9 +248,17 @@ fn nats_meta_leader_killed_mid_roll_stops_clearly_and_resume_finishes() {
     let mut killed = None;
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let rec: Value = serde_json::from_str(&line.unwrap()).unwrap();
-        // Once the first host is back and healthy, the meta leader's server is killed.
-        if killed.is_none() && rec["step"] == "health" && rec["status"] == "done" {
-            let leader = meta_leader(&lab);
+        // Once the first host is back and healthy (its hook waiting), the meta leader's
+        // server is killed; unless the meta leadership moved to the host rollgate takes
+        // next (neither the first nor the last): that one down, taking it costs no quorum
+        // and the run rightly goes on, so the last host's server is killed instead.
+        if killed.is_none() && rec["step"] == "hook-after-health" && rec["status"] == "started" {
+            let first = rec["host"].as_str().unwrap_or_default();
+            let mut leader = meta_leader(&lab);
+            if leader != first && leader != last {
+                eprintln!("the meta leadership moved to {leader}, the host taken next: {last}'s server is killed");
+                leader = last.clone();
+            }
             let k: usize = leader.trim_start_matches("node").parse().unwrap();
             let kill = lab.ssh(
                 "root",
@@ -247,13 +269,25 @@ fn nats_meta_leader_killed_mid_roll_stops_clearly_and_resume_finishes() {
                 child.kill().unwrap();
                 panic!("killing {leader}'s nats-server: {}", text(&kill.stderr));
             }
+            lab.root(
+                lab.addr(k),
+                "until ! systemctl is-active --quiet nats-server; do sleep 0.1; done",
+            );
+            // Go: every host's hook (those of the resume too) passes from now on.
+            for n in 1..=3 {
+                lab.root(lab.addr(n), &format!("touch {GO}"));
+            }
             killed = Some((k, leader));
         }
     }
     let out = child.wait_with_output().unwrap();
     let (k, leader) = killed.expect("the run ended before any host was healthy");
-    assert!(!out.status.success(), "the run went on without a quorum-safe cluster");
     let err = text(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the run went on with {leader}'s server killed: {err}\n{}",
+        nats_logs(&lab)
+    );
     // The message says which host could not go on and why: the killed server. The kill
     // races the next host's gate: before it, the gate refuses; after it (the next host is
     // stopping), its health gate sees the quorum lost and brings it back at once.
@@ -276,6 +310,21 @@ fn nats_meta_leader_killed_mid_roll_stops_clearly_and_resume_finishes() {
 
     // The operator brings the killed server back; resume finishes the run.
     lab.root(lab.addr(k), "systemctl start nats-server");
+    // ... and waits until JetStream is current on every server again (under load that took
+    // over 10 s, the resume's short gate timeout, once in this machine's runs).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !(1..=3).all(|n| {
+        lab.ssh("root", lab.addr(n), "curl -fsS -m 2 http://127.0.0.1:8222/healthz")
+            .status
+            .success()
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "NATS not healthy 90 s after {leader} came back:\n{}",
+            nats_logs(&lab)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
     let out = run(rollgate(&inv, &state, &["resume", "--yes"]));
     assert!(
         out.status.success(),
@@ -286,5 +335,11 @@ fn nats_meta_leader_killed_mid_roll_stops_clearly_and_resume_finishes() {
     assert_all_on(&inv, "2.10.27");
     client(&lab, &["publish", "events", "50", "after"]);
     assert_eq!(messages(&lab, "EVENTS"), expected(&[("before", 300), ("after", 50)]));
+    for k in 1..=3 {
+        lab.root(lab.addr(k), &format!("rm -f {GO}"));
+    }
     nats_off(&lab);
 }
+
+/// The file whose presence lets the meta-leader test's after-health hooks go on.
+const GO: &str = "/run/rollgate-test-go";
