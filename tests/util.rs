@@ -34,7 +34,8 @@ pub struct Lab {
     pub pool: usize,
     /// Which lab (`ROLLGATE_LAB_INSTANCE`): 1, the first, or 2, 3 beside it.
     pub instance: usize,
-    /// The lab's number of each host (its veth is `rgv{number}`).
+    /// The lab's number of each host (its veth is `rgv{number}`, `rg{instance}v{number}`
+    /// beside the first lab).
     numbers: Vec<usize>,
     _locks: Vec<File>,
 }
