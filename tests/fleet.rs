@@ -21,6 +21,20 @@ fn reset_pool(lab: &Lab) {
     });
 }
 
+/// The whole lab, its pool reset, when it has at least `clusters` pool clusters; else
+/// `None` (the test is skipped, and says so).
+fn pool_of(clusters: usize) -> Option<Lab> {
+    let lab = lab_whole()?;
+    if lab.pool < clusters {
+        eprintln!(
+            "skipped: the fleet test needs a pool of at least {clusters} clusters (lab/lab up --clusters {clusters})"
+        );
+        return None;
+    }
+    reset_pool(&lab);
+    Some(lab)
+}
+
 /// The fleet inventory lab/lab wrote for pool cluster `c`.
 fn pool_inventory(lab: &Lab, c: usize) -> PathBuf {
     lab.state.join(format!("fleet/pool{c}.toml"))
@@ -142,12 +156,7 @@ fn event<'a>(j: &'a [Value], event: &str, cluster: Option<&str>) -> &'a Value {
 /// soak at least 2 s; each cluster with its own finished run.
 #[test]
 fn the_pool_as_a_fleet_canary_first_then_waves_of_two_with_a_soak() {
-    let Some(lab) = lab_whole() else { return };
-    if lab.pool < 3 {
-        eprintln!("skipped: the fleet test needs a pool of at least 3 clusters (lab/lab up --clusters 3)");
-        return;
-    }
-    reset_pool(&lab);
+    let Some(lab) = pool_of(3) else { return };
     let tmp = tempfile::tempdir().unwrap();
     let file = fleet_file(
         &lab,
@@ -233,12 +242,7 @@ fn the_pool_as_a_fleet_canary_first_then_waves_of_two_with_a_soak() {
 /// other cluster is touched (no start in the fleet journal, no run in the state directory).
 #[test]
 fn a_broken_canary_is_rolled_back_and_no_other_cluster_is_touched() {
-    let Some(lab) = lab_whole() else { return };
-    if lab.pool < 2 {
-        eprintln!("skipped: the fleet test needs a pool of at least 2 clusters (lab/lab up --clusters 2)");
-        return;
-    }
-    reset_pool(&lab);
+    let Some(lab) = pool_of(2) else { return };
     let tmp = tempfile::tempdir().unwrap();
     let own = HashMap::from([(1, broken_upgrade(tmp.path()))]);
     let file = fleet_file(
@@ -436,12 +440,7 @@ fn shards_plan_every_cluster_exactly_once() {
 /// done exactly once in the fleet journal.
 #[test]
 fn an_interrupted_fleet_resumes_its_unfinished_clusters_and_waves() {
-    let Some(lab) = lab_whole() else { return };
-    if lab.pool < 3 {
-        eprintln!("skipped: the fleet test needs a pool of at least 3 clusters (lab/lab up --clusters 3)");
-        return;
-    }
-    reset_pool(&lab);
+    let Some(lab) = pool_of(3) else { return };
     let tmp = tempfile::tempdir().unwrap();
     let file = fleet_file(&lab, tmp.path(), "canary = 1\nmax_parallel = 2", &HashMap::new());
     let state = tmp.path().join("state");
@@ -486,6 +485,12 @@ fn an_interrupted_fleet_resumes_its_unfinished_clusters_and_waves() {
             .count()
     };
     assert_eq!(starts("pool1"), 1, "the canary ran once: {j:#?}");
+    assert_each_done_once(&lab, &j);
+}
+
+/// Every pool cluster of `lab` journaled `cluster-done` exactly once in fleet journal `j`.
+#[track_caller]
+fn assert_each_done_once(lab: &Lab, j: &[Value]) {
     for c in 1..=lab.pool {
         let n = format!("pool{c}");
         let done = j
@@ -528,12 +533,7 @@ fn started(j: &[Value]) -> Vec<String> {
 /// failure within the budget, exit 1 (not every cluster is on the new version).
 #[test]
 fn a_failure_within_the_budget_lets_the_others_go_on_and_one_past_it_stops_the_fleet() {
-    let Some(lab) = lab_whole() else { return };
-    if lab.pool < 2 {
-        eprintln!("skipped: the fleet test needs a pool of at least 2 clusters (lab/lab up --clusters 2)");
-        return;
-    }
-    reset_pool(&lab);
+    let Some(lab) = pool_of(2) else { return };
     let tmp = tempfile::tempdir().unwrap();
     let own = HashMap::from([(1, broken_upgrade(tmp.path()))]);
 
@@ -590,12 +590,7 @@ fn a_failure_within_the_budget_lets_the_others_go_on_and_one_past_it_stops_the_f
 /// no other cluster started (exit 1).
 #[test]
 fn a_canary_unhealthy_after_its_soak_stops_the_fleet() {
-    let Some(lab) = lab_whole() else { return };
-    if lab.pool < 2 {
-        eprintln!("skipped: the fleet test needs a pool of at least 2 clusters (lab/lab up --clusters 2)");
-        return;
-    }
-    reset_pool(&lab);
+    let Some(lab) = pool_of(2) else { return };
     let tmp = tempfile::tempdir().unwrap();
     let file = fleet_file(
         &lab,
@@ -632,4 +627,62 @@ fn a_canary_unhealthy_after_its_soak_stops_the_fleet() {
     for c in 2..=lab.pool {
         assert_all_on(&pool_inventory(&lab, c), "3.4.23");
     }
+}
+
+/// Issue 27, `fleet resume` after a fleet killed by SIGKILL while a member was being
+/// stopped. The fleet's cluster runs see their parent gone and end interrupted, each
+/// bringing its hosts back (their logs say so); `fleet resume`, started at once, waits for
+/// any of them still holding its cluster's lock, then finishes every cluster: all on
+/// 3.5.16, each cluster done once, the fleet done. (Before, the runs went on unseen and the
+/// resume's run of their clusters was refused by their locks.)
+#[test]
+fn a_fleet_killed_by_sigkill_interrupts_its_runs_and_resume_finishes() {
+    let Some(lab) = pool_of(2) else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let file = fleet_file(&lab, tmp.path(), "max_parallel = 2", &HashMap::new());
+    let state = tmp.path().join("state");
+    let mut child = spawn_fleet_upgrade(&file, &state);
+    // A member being stopped in some cluster: the kill lands with a host down.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_dir(state.join("runs")).ok().is_some_and(|runs| {
+        runs.flatten().any(|r| {
+            std::fs::read_to_string(r.path().join("journal.jsonl")).is_ok_and(|t| t.contains("\"step\":\"stop\""))
+        })
+    }) {
+        assert!(Instant::now() < deadline, "no stop journaled: {}", cluster_logs(&state));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+
+    let out = fleet(&file, &state, &["resume"]);
+    let logs = cluster_logs(&state);
+    assert!(
+        out.status.success(),
+        "{}\n{logs}\n{:#?}",
+        text(&out.stderr),
+        fleet_journal(&state)
+    );
+    assert!(logs.contains("the fleet that started this run (pid"), "{logs}");
+    for c in 1..=lab.pool {
+        assert_all_on(&pool_inventory(&lab, c), "3.5.16");
+    }
+    let j = fleet_journal(&state);
+    assert_eq!(j.last().unwrap()["event"], "fleet-done", "{j:#?}");
+    assert_each_done_once(&lab, &j);
+    // The killed fleet's runs ended interrupted (the one stopping a member at least), and
+    // every run, resumed or not, ends done.
+    let mut interrupted = 0;
+    for run in std::fs::read_dir(state.join("runs")).unwrap().flatten() {
+        let text = std::fs::read_to_string(run.path().join("journal.jsonl")).unwrap();
+        interrupted += usize::from(text.contains("\"interrupted\":true"));
+        let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert!(
+            last["step"] == "run" && last["status"] == "done",
+            "{}: {text}",
+            run.path().display()
+        );
+    }
+    assert!(interrupted >= 1, "no run journaled its interrupt: {logs}");
 }

@@ -346,6 +346,21 @@ impl StateDir {
         self.root.join(format!("{}.lock", self.cluster))
     }
 
+    /// Who holds the cluster's lock now (`run RUN (pid PID, since TIME)`, or `another
+    /// process` when its file names no run), if another open file holds its `flock`.
+    pub fn lock_held_by(&self) -> Option<String> {
+        let f = OpenOptions::new().read(true).open(self.lock_path()).ok()?;
+        match f.try_lock() {
+            Ok(()) => None,
+            Err(_) => Some(
+                std::fs::read(self.lock_path())
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<LockInfo>(&b).ok())
+                    .map_or_else(|| "another process".to_owned(), |h| h.to_string()),
+            ),
+        }
+    }
+
     /// The run holding the cluster's lock now, if another open file holds its `flock`.
     fn lock_holder(&self) -> Option<LockInfo> {
         let f = OpenOptions::new().read(true).open(self.lock_path()).ok()?;
@@ -381,10 +396,7 @@ impl StateDir {
                 return Err(io(e));
             }
             let holder: Option<LockInfo> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
-            let who = holder.map_or_else(
-                || "another process".to_owned(),
-                |h| format!("run {} (pid {}, since {})", h.run, h.pid, h.since),
-            );
+            let who = holder.map_or_else(|| "another process".to_owned(), |h| h.to_string());
             return Err(Exit {
                 code: 3,
                 message: format!(
@@ -416,6 +428,12 @@ struct LockInfo {
     pid: u32,
     run: String,
     since: String,
+}
+
+impl std::fmt::Display for LockInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "run {} (pid {}, since {})", self.run, self.pid, self.since)
+    }
 }
 
 /// The cluster's lock; released when dropped (its file emptied first, so the next run
@@ -526,6 +544,21 @@ mod tests {
 
     /// Issue 23, defect 7: two clusters started in the same second get a journal each;
     /// run files are private; an unreadable run.json is an error, not a missing run.
+    #[test]
+    fn lock_held_by_names_the_holding_run_and_nothing_once_released() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(root.path(), "c");
+        assert_eq!(dir.lock_held_by(), None, "no lock file yet");
+        let lock = dir.lock("20261206T000000Z").unwrap();
+        let held = dir.lock_held_by().expect("held by this process's other open file");
+        assert!(
+            held.starts_with(&format!("run 20261206T000000Z (pid {}, since ", std::process::id())),
+            "{held}"
+        );
+        drop(lock);
+        assert_eq!(dir.lock_held_by(), None);
+    }
+
     #[test]
     fn runs_of_one_second_private_files_and_a_damaged_run_json() {
         let root = tempfile::tempdir().unwrap();

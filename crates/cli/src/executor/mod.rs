@@ -40,8 +40,8 @@ pub(crate) use fleet::acted;
 pub use fleet::{Fleet, SshFleet, UnitSaid, Upload};
 use outcome::{print_record, Cancel};
 pub use outcome::{Compressed, Deadline, HostError, Outcome};
-pub use signals::count_interrupts;
 use signals::watch_signals;
+pub use signals::{count_interrupts, FLEET_PARENT_ENV};
 
 /// One run's executor: sessions to every host, the journal, the stop flag.
 pub struct Executor<'a> {

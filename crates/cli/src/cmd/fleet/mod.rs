@@ -631,6 +631,11 @@ impl Driver<'_> {
             return Ok(());
         }
         self.journal(|g| g.record("cluster-start", wave_no, Some(&c.name), |_| {}))?;
+        self.wait_for_lock(c).await;
+        if self.interrupted() {
+            crate::live::line(&format!("fleet: {}: interrupted", c.name));
+            return self.journal(|g| g.record("cluster-interrupted", wave_no, Some(&c.name), |_| {}));
+        }
         let ended = upgrade_cluster(self.state, self.dir, &self.base, c, &self.meta.extra, &self.children).await?;
         self.journal(|g| match ended {
             Ended::Done(run) => {
@@ -658,6 +663,35 @@ impl Driver<'_> {
                 Ok(())
             }
         })
+    }
+
+    /// Waits, at most [`LOCK_WAIT`] and until an interrupt, while another process holds
+    /// `c`'s lock in the state directory: the run of a fleet that was killed, still
+    /// bringing its hosts back (see [`crate::executor::FLEET_PARENT_ENV`]), or an
+    /// operator's own run. Then the cluster's `rollgate upgrade` starts either way: a lock
+    /// still held refuses it, naming the holder, and the cluster counts as failed.
+    async fn wait_for_lock(&self, c: &FleetCluster) {
+        let dir = crate::state::StateDir::new(self.state, &c.name);
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        let mut said = false;
+        while let Some(holder) = dir.lock_held_by() {
+            if self.interrupted() || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            if !said {
+                crate::live::line(&format!(
+                    "fleet: {}: waiting up to {} s for {holder} to release the cluster's lock",
+                    c.name,
+                    LOCK_WAIT.as_secs()
+                ));
+                said = true;
+            }
+            crate::live::begin(&c.name, &format!("waiting for {holder}"));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if said {
+            crate::live::end(&c.name);
+        }
     }
 
     /// After wave `w`: the soak time, then `rollgate check` of each of its clusters that
@@ -742,6 +776,11 @@ fn watch_interrupts(children: Children) -> anyhow::Result<tokio::sync::watch::Re
     })
 }
 
+/// How long a cluster waits for its lock, held by another process, before its run starts
+/// anyway (and is refused): long enough for a killed fleet's run to bring a host back and
+/// check it.
+const LOCK_WAIT: Duration = Duration::from_secs(300);
+
 /// This binary with the cluster's inventory and the fleet's state directory, run in `base`
 /// (the fleet file's directory: relative paths in the `upgrade` arguments start there).
 fn rollgate(state: &Path, c: &FleetCluster, base: &Path) -> anyhow::Result<tokio::process::Command> {
@@ -780,7 +819,8 @@ async fn upgrade_cluster(
         .arg("--yes")
         .arg("--json")
         .args(&c.upgrade)
-        .args(extra);
+        .args(extra)
+        .env(crate::executor::FLEET_PARENT_ENV, std::process::id().to_string());
     cmd.stdout(Stdio::piped()).stderr(Stdio::from(log)).process_group(0);
     let mut child = cmd
         .spawn()
