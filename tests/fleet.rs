@@ -21,6 +21,17 @@ fn reset_pool(lab: &Lab) {
     });
 }
 
+/// The first host's address in `inventory`.
+fn first_address(inventory: &Path) -> String {
+    std::fs::read_to_string(inventory)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("address = \""))
+        .and_then(|a| a.strip_suffix('"'))
+        .expect("an address in the pool inventory")
+        .to_owned()
+}
+
 /// The whole lab, its pool reset, when it has at least `clusters` pool clusters; else
 /// `None` (the test is skipped, and says so).
 fn pool_of(clusters: usize) -> Option<Lab> {
@@ -601,13 +612,7 @@ fn a_canary_unhealthy_after_its_soak_stops_the_fleet() {
     let state = tmp.path().join("state");
     let child = spawn_fleet_upgrade(&file, &state);
     wait_for_fleet_journal(&state, "the canary's soak", |t| t.contains("\"soak-start\""));
-    let inventory = std::fs::read_to_string(pool_inventory(&lab, 1)).unwrap();
-    let node1 = inventory
-        .lines()
-        .find_map(|l| l.strip_prefix("address = \""))
-        .and_then(|a| a.strip_suffix('"'))
-        .expect("an address in the pool inventory")
-        .to_owned();
+    let node1 = first_address(&pool_inventory(&lab, 1));
     lab.root(&node1, "systemctl stop etcd");
     let out = child.wait_with_output().unwrap();
     lab.root(&node1, "systemctl start etcd");
@@ -685,4 +690,42 @@ fn a_fleet_killed_by_sigkill_interrupts_its_runs_and_resume_finishes() {
         );
     }
     assert!(interrupted >= 1, "no run journaled its interrupt: {logs}");
+}
+
+/// Issue 27, a soak failure outside the canary wave counts against the failure budget. No
+/// canary, one cluster per wave, a 6 s soak, budget 0: pool1 is upgraded, then one of its
+/// members is stopped during the soak; `rollgate check` finds it, pool1 is
+/// `soak-failed` in wave 1, the budget is spent and the fleet stops (exit 1) with no other
+/// cluster begun.
+#[test]
+fn a_cluster_unhealthy_after_a_non_canary_soak_spends_the_budget() {
+    let Some(lab) = pool_of(2) else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let file = fleet_file(
+        &lab,
+        tmp.path(),
+        "canary = 0\nmax_parallel = 1\nsoak = \"6s\"\nfailure_budget = 0",
+        &HashMap::new(),
+    );
+    let state = tmp.path().join("state");
+    let child = spawn_fleet_upgrade(&file, &state);
+    wait_for_fleet_journal(&state, "the first wave's soak", |t| t.contains("\"soak-start\""));
+    let node1 = first_address(&pool_inventory(&lab, 1));
+    lab.root(&node1, "systemctl stop etcd");
+    let out = child.wait_with_output().unwrap();
+    lab.root(&node1, "systemctl start etcd");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("1 clusters failed, more than the failure budget of 0"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("canary"), "no canary in this fleet: {stderr}");
+    let j = fleet_journal(&state);
+    assert_eq!(started(&j), ["pool1"], "{j:#?}");
+    assert_eq!(event(&j, "soak-failed", Some("pool1"))["wave"], 1, "{j:#?}");
+    assert_eq!(j.last().unwrap()["event"], "fleet-failed", "{j:#?}");
+    for c in 2..=lab.pool {
+        assert_all_on(&pool_inventory(&lab, c), "3.4.23");
+    }
 }
