@@ -518,11 +518,7 @@ fn sigint_during_a_backup_brings_the_member_back() {
     let mut sent = false;
     for r in lines {
         if !sent && r["step"] == "backup" && r["status"] == "started" {
-            let st = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status()
-                .unwrap();
-            assert!(st.success());
+            crate::util::sigint(&child);
             sent = true;
         }
     }

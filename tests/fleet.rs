@@ -460,12 +460,7 @@ fn an_interrupted_fleet_resumes_its_unfinished_clusters_and_waves() {
         t.contains("\"cluster-start\"") && t.contains("\"wave\":2")
     });
     std::thread::sleep(Duration::from_secs(2));
-    let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap()
-        .success());
+    crate::util::sigint(&child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
     let j = fleet_journal(&state);
@@ -728,4 +723,64 @@ fn a_cluster_unhealthy_after_a_non_canary_soak_spends_the_budget() {
     for c in 2..=lab.pool {
         assert_all_on(&pool_inventory(&lab, c), "3.4.23");
     }
+}
+
+/// Issue 27, an interrupt while a run takes its leases. node2's host-side lease lock is held
+/// for a few seconds (as by another run's lease script), so the run has node1's lease and
+/// waits on node2's; Ctrl-C then. The run finishes taking them, ends interrupted before its
+/// first step (exit 130) and releases every lease: no lease file is left on any host, no
+/// member was touched. (Before, the interrupt killed rollgate there, leaving node1's lease
+/// to expire.)
+#[test]
+fn ctrl_c_while_the_leases_are_taken_releases_them() {
+    let Some((lab, tmp)) = fresh_lab() else { return };
+    let inv = lab.inventory_with(tmp.path(), "leased", "lease_ttl = \"60s\"", "");
+    let node2 = lab.addr(2);
+    let held = "/run/rollgate-test-lease-held";
+    let hold = format!(
+        "mkdir -p -m 0700 /var/lib/rollgate && flock /var/lib/rollgate/lease.lock sh -c 'touch {held}; sleep 6; rm -f {held}'"
+    );
+    let out = std::thread::scope(|s| {
+        s.spawn(|| lab.root(node2, &hold));
+        interrupt_while_leasing(&lab, &inv, tmp.path(), held)
+    });
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    for k in 1..=3 {
+        let left = lab.root(lab.addr(k), "cat /var/lib/rollgate/lease 2>/dev/null || true");
+        assert!(left.trim().is_empty(), "node{k} still leased: {left}\n{err}");
+    }
+    assert_all_on(&inv, "3.4.23");
+}
+
+/// Waits until node2's lease lock is held (`held` exists there), starts an upgrade, waits
+/// until node1 is leased and sends the upgrade SIGINT; its output.
+fn interrupt_while_leasing(lab: &Lab, inv: &Path, dir: &Path, held: &str) -> std::process::Output {
+    let node2 = lab.addr(2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lab.root(node2, &format!("test -e {held} && echo held || true")).trim() != "held" {
+        assert!(Instant::now() < deadline, "node2's lease lock was not taken");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let bin = lab.etcd_3_5();
+    let child = rollgate(
+        inv,
+        &dir.join("state"),
+        &["upgrade", "--binary", bin.to_str().unwrap(), "--yes"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let node1 = lab.addr(1);
+    while lab
+        .root(node1, "test -e /var/lib/rollgate/lease && echo leased || true")
+        .trim()
+        != "leased"
+    {
+        assert!(Instant::now() < deadline, "node1 was never leased");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    crate::util::sigint(&child);
+    child.wait_with_output().unwrap()
 }

@@ -427,6 +427,16 @@ impl Lab {
     }
 }
 
+/// Sends `child` SIGINT, as Ctrl-C on its terminal would (`kill -INT PID`).
+#[track_caller]
+pub fn sigint(child: &std::process::Child) {
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -INT {}: {st}", child.id());
+}
+
 /// The rollgate binary with `args`, inventory and state directory given.
 pub fn rollgate(inventory: &Path, state_dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rollgate"));

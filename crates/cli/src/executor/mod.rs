@@ -95,11 +95,15 @@ impl std::fmt::Debug for Executor<'_> {
 
 impl<'a> Executor<'a> {
     /// An executor for `meta`'s run, journaling into `journal` (whose earlier `records` are
-    /// given for a resumed run), reaching the hosts over SSH: connects to every host of the
-    /// inventory, and watches for interrupts (Ctrl-C, SIGTERM).
+    /// given for a resumed run), reaching the hosts over SSH: watches for interrupts
+    /// (Ctrl-C, SIGTERM), then connects to every host of the inventory and takes the run's
+    /// leases. An interrupt while it connects lets the connection finish (each host's is
+    /// bounded by its timeouts) and the run then ends interrupted before its first step,
+    /// releasing the leases; a second one leaves at once.
     ///
     /// # Errors
-    /// A host that cannot be reached, named.
+    /// A host that cannot be reached, named; [`crate::exit::Exit`] 130 for a second interrupt while
+    /// connecting (the leases taken by then expire by themselves).
     pub async fn new(
         ctx: &'a Ctx,
         meta: RunMeta,
@@ -107,16 +111,22 @@ impl<'a> Executor<'a> {
         records: Vec<Record>,
         json: bool,
     ) -> anyhow::Result<Self> {
-        let fleet = Box::new(SshFleet::connect(ctx, &meta.run).await?);
-        Ok(Self::with_fleet(
-            ctx,
-            fleet,
-            watch_signals()?,
-            meta,
-            journal,
-            records,
-            json,
-        ))
+        let signals = watch_signals()?;
+        let mut twice = signals.clone();
+        let fleet = tokio::select! {
+            fleet = SshFleet::connect(ctx, &meta.run) => Box::new(fleet?),
+            _ = twice.wait_for(|n| *n >= 2) => {
+                return Err(crate::exit::Exit {
+                    code: 130,
+                    message: format!(
+                        "interrupted twice while connecting; leases taken on the hosts expire within {} s",
+                        ctx.inv.cluster.lease_ttl.as_secs()
+                    ),
+                }
+                .into());
+            }
+        };
+        Ok(Self::with_fleet(ctx, fleet, signals, meta, journal, records, json))
     }
 
     /// An executor for `meta`'s run reaching the hosts through `fleet`, told of interrupts
