@@ -349,26 +349,26 @@ impl StateDir {
     /// Who holds the cluster's lock now (`run RUN (pid PID, since TIME)`, or `another
     /// process` when its file names no run), if another open file holds its `flock`.
     pub fn lock_held_by(&self) -> Option<String> {
+        self.held()
+            .map(|h| h.map_or_else(|| "another process".to_owned(), |h| h.to_string()))
+    }
+
+    /// The run holding the cluster's lock now, if another open file holds its `flock`.
+    fn lock_holder(&self) -> Option<LockInfo> {
+        self.held().flatten()
+    }
+
+    /// `Some` when another open file holds the `flock` of the cluster's lock file, with the
+    /// run that file names (if it names one).
+    fn held(&self) -> Option<Option<LockInfo>> {
         let f = OpenOptions::new().read(true).open(self.lock_path()).ok()?;
         match f.try_lock() {
             Ok(()) => None,
             Err(_) => Some(
                 std::fs::read(self.lock_path())
                     .ok()
-                    .and_then(|b| serde_json::from_slice::<LockInfo>(&b).ok())
-                    .map_or_else(|| "another process".to_owned(), |h| h.to_string()),
+                    .and_then(|b| serde_json::from_slice(&b).ok()),
             ),
-        }
-    }
-
-    /// The run holding the cluster's lock now, if another open file holds its `flock`.
-    fn lock_holder(&self) -> Option<LockInfo> {
-        let f = OpenOptions::new().read(true).open(self.lock_path()).ok()?;
-        match f.try_lock() {
-            Ok(()) => None,
-            Err(_) => std::fs::read(self.lock_path())
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok()),
         }
     }
 
@@ -542,8 +542,6 @@ mod tests {
         assert_eq!(runs, 800, "every run got a directory of its own");
     }
 
-    /// Issue 23, defect 7: two clusters started in the same second get a journal each;
-    /// run files are private; an unreadable run.json is an error, not a missing run.
     #[test]
     fn lock_held_by_names_the_holding_run_and_nothing_once_released() {
         let root = tempfile::tempdir().unwrap();
@@ -559,6 +557,8 @@ mod tests {
         assert_eq!(dir.lock_held_by(), None);
     }
 
+    /// Issue 23, defect 7: two clusters started in the same second get a journal each;
+    /// run files are private; an unreadable run.json is an error, not a missing run.
     #[test]
     fn runs_of_one_second_private_files_and_a_damaged_run_json() {
         let root = tempfile::tempdir().unwrap();
