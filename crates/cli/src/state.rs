@@ -542,6 +542,7 @@ mod tests {
         assert_eq!(runs, 800, "every run got a directory of its own");
     }
 
+    /// Issue 27: what a fleet waits on before it starts a cluster whose lock is held.
     #[test]
     fn lock_held_by_names_the_holding_run_and_nothing_once_released() {
         let root = tempfile::tempdir().unwrap();
