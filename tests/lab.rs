@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::util::{lab, lab_main, lab_whole, repo};
+use crate::util::{lab, lab_beside, lab_main, repo};
 
 #[test]
 fn every_host_answers_ssh_as_root_and_deploy_with_sudo() {
@@ -120,10 +120,10 @@ fn upgrade_target_is_etcd_3_5_16_with_sums() {
 /// then (after `down`) three again, each a healthy cluster of exactly that many members.
 #[test]
 fn a_changed_etcd_membership_comes_up_healthy() {
-    let Some(lab) = lab_whole() else { return };
+    let Some(lab) = lab_beside() else { return };
     let members = |lab: &crate::util::Lab| -> usize {
         let status = lab.root(
-            "10.77.0.11",
+            &lab.host(1),
             "ETCDCTL_API=3 etcdctl --command-timeout=5s -w json endpoint status --cluster",
         );
         let v: Vec<serde_json::Value> = serde_json::from_str(&status).unwrap();
@@ -134,8 +134,11 @@ fn a_changed_etcd_membership_comes_up_healthy() {
     lab.lab(&["up", "--hosts", "5", "--etcd", "5"]);
     assert_eq!(members(&lab), 5);
     for k in 4..=5 {
-        let addr = format!("10.77.0.1{k}");
-        assert_eq!(lab.root(&addr, "systemctl is-active etcd").trim(), "active", "node{k}");
+        assert_eq!(
+            lab.root(&lab.host(k), "systemctl is-active etcd").trim(),
+            "active",
+            "node{k}"
+        );
     }
     // A stopped lab forgets its size: the next plain up is 3 hosts, whose data were made
     // for 5 members (and the pool's clusters come back as they were).

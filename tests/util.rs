@@ -175,7 +175,8 @@ fn held(instance: usize, config: &str, c: usize, locks: Vec<File>) -> Lab {
 
 /// Under cargo-nextest, fails a test that is not in the test group `group` of
 /// .config/nextest.toml, which its hold on the lab needs (`lab`: any cluster;
-/// `main-cluster`: the main one; `whole-lab`: all of them): in another group it would wait
+/// `main-cluster`: the main one; `whole-lab`: all of them; `beside-lab`: a lab beside the
+/// first): in another group it would wait
 /// for its cluster in a test slot of its own, or hold one another test of its group waits for.
 #[track_caller]
 fn in_group(group: &str) {
@@ -257,6 +258,31 @@ pub fn lab_main() -> Option<Lab> {
 #[track_caller]
 pub fn lab_whole() -> Option<Lab> {
     in_group("whole-lab");
+    first_lab_whole()
+}
+
+/// A lab beside the first, whole (its main cluster: such a lab has no pool), when one is up
+/// (lab/.state-2, -3); else the first lab whole. For a test that reshapes a lab and needs
+/// nothing only the first has (its pool, its bastion): scripts/test's first phase runs it
+/// beside the first lab's whole-lab tests.
+#[track_caller]
+pub fn lab_beside() -> Option<Lab> {
+    in_group("beside-lab");
+    for i in 2..=3 {
+        if !state_of(i).join("config").exists() {
+            continue;
+        }
+        let lock = lock_of(i, 0);
+        lock.lock().unwrap();
+        if let Some(config) = running_config(i, None) {
+            return Some(held(i, &config, 0, vec![lock]));
+        }
+    }
+    first_lab_whole()
+}
+
+/// Every cluster of the first lab, held (see [`lab_whole`]).
+fn first_lab_whole() -> Option<Lab> {
     let main = cluster_lock(0);
     main.lock().unwrap();
     let config = lab_config(None)?;
