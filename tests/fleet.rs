@@ -591,6 +591,21 @@ fn a_failure_within_the_budget_lets_the_others_go_on_and_one_past_it_stops_the_f
     }
 }
 
+/// `fleet upgrade` over the pool with `settings`, its state directory in `dir`: once the
+/// first soak begins, pool1's first member's etcd is stopped until the fleet ends (then
+/// started again). The state directory and the fleet's output.
+fn pool1_down_in_its_soak(lab: &Lab, dir: &Path, settings: &str) -> (PathBuf, std::process::Output) {
+    let file = fleet_file(lab, dir, settings, &HashMap::new());
+    let state = dir.join("state");
+    let child = spawn_fleet_upgrade(&file, &state);
+    wait_for_fleet_journal(&state, "the first soak", |t| t.contains("\"soak-start\""));
+    let node1 = first_address(&pool_inventory(lab, 1));
+    lab.root(&node1, "systemctl stop etcd");
+    let out = child.wait_with_output().unwrap();
+    lab.root(&node1, "systemctl start etcd");
+    (state, out)
+}
+
 /// Issue 27, the soak's check: a member of the canary cluster stops during the soak; the
 /// check after it finds the cluster unhealthy (`soak-failed`) and the fleet stops there,
 /// no other cluster started (exit 1).
@@ -598,19 +613,7 @@ fn a_failure_within_the_budget_lets_the_others_go_on_and_one_past_it_stops_the_f
 fn a_canary_unhealthy_after_its_soak_stops_the_fleet() {
     let Some(lab) = pool_of(2) else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let file = fleet_file(
-        &lab,
-        tmp.path(),
-        "canary = 1\nmax_parallel = 2\nsoak = \"6s\"",
-        &HashMap::new(),
-    );
-    let state = tmp.path().join("state");
-    let child = spawn_fleet_upgrade(&file, &state);
-    wait_for_fleet_journal(&state, "the canary's soak", |t| t.contains("\"soak-start\""));
-    let node1 = first_address(&pool_inventory(&lab, 1));
-    lab.root(&node1, "systemctl stop etcd");
-    let out = child.wait_with_output().unwrap();
-    lab.root(&node1, "systemctl start etcd");
+    let (state, out) = pool1_down_in_its_soak(&lab, tmp.path(), "canary = 1\nmax_parallel = 2\nsoak = \"6s\"");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("a canary cluster was unhealthy after its soak"),
@@ -696,19 +699,11 @@ fn a_fleet_killed_by_sigkill_interrupts_its_runs_and_resume_finishes() {
 fn a_cluster_unhealthy_after_a_non_canary_soak_spends_the_budget() {
     let Some(lab) = pool_of(2) else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let file = fleet_file(
+    let (state, out) = pool1_down_in_its_soak(
         &lab,
         tmp.path(),
         "canary = 0\nmax_parallel = 1\nsoak = \"6s\"\nfailure_budget = 0",
-        &HashMap::new(),
     );
-    let state = tmp.path().join("state");
-    let child = spawn_fleet_upgrade(&file, &state);
-    wait_for_fleet_journal(&state, "the first wave's soak", |t| t.contains("\"soak-start\""));
-    let node1 = first_address(&pool_inventory(&lab, 1));
-    lab.root(&node1, "systemctl stop etcd");
-    let out = child.wait_with_output().unwrap();
-    lab.root(&node1, "systemctl start etcd");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
     assert!(

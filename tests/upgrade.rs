@@ -362,12 +362,7 @@ fn ctrl_c_after_a_stop_brings_the_host_back_and_the_same_upgrade_resumes() {
         let rec: Value = serde_json::from_str(&line.unwrap()).unwrap();
         if rec["step"] == "stop" && rec["status"] == "done" {
             stopped = rec["host"].as_str().unwrap().to_owned();
-            let st = Command::new("kill")
-                .arg("-INT")
-                .arg(child.id().to_string())
-                .status()
-                .unwrap();
-            assert!(st.success());
+            crate::util::sigint(&child);
             break;
         }
     }

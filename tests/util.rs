@@ -176,8 +176,8 @@ fn held(instance: usize, config: &str, c: usize, locks: Vec<File>) -> Lab {
 /// Under cargo-nextest, fails a test that is not in the test group `group` of
 /// .config/nextest.toml, which its hold on the lab needs (`lab`: any cluster;
 /// `main-cluster`: the main one; `whole-lab`: all of them; `beside-lab`: a lab beside the
-/// first): in another group it would wait
-/// for its cluster in a test slot of its own, or hold one another test of its group waits for.
+/// first): in another group it would wait for its cluster in a test slot of its own, or
+/// hold one another test of its group waits for.
 #[track_caller]
 fn in_group(group: &str) {
     if let Ok(have) = std::env::var("NEXTEST_TEST_GROUP") {

@@ -27,10 +27,10 @@ pub fn count_interrupts(on: impl Fn(u32) + Send + 'static) -> anyhow::Result<tok
                 r = tokio::signal::ctrl_c() => if r.is_err() { return },
                 _ = term.recv() => {}
                 _ = poll.tick(), if fleet.is_some() => {
-                    if fleet == Some(std::os::unix::process::parent_id()) {
+                    let Some(pid) = fleet.filter(|&p| p != std::os::unix::process::parent_id()) else {
                         continue;
-                    }
-                    crate::say!("\nrollgate: the fleet that started this run (pid {}) is gone", fleet.unwrap_or(0));
+                    };
+                    crate::say!("\nrollgate: the fleet that started this run (pid {pid}) is gone");
                     fleet = None;
                 }
             }
