@@ -374,16 +374,19 @@ fn raft_protocols(lab: &Lab) -> Vec<(String, String)> {
 /// The hooks of seed 002's "Upgrading to Raft Protocol 3" for Consul servers, as the lab
 /// showed they must be (consul 1.8.7):
 /// - once a server stopped, the leader (a new one, once elected, when the server led) runs
-///   `force-leave`. On the way to 3 that is all: the server comes back with a node ID and
-///   the leader replaces its entry (a protocol-3 leader cannot remove a protocol-2 entry,
-///   so waiting for it to go would never end). On the way back to 2 it runs until the
-///   server is out of the Raft configuration: a server that comes back on 2 while its
-///   protocol-3 entry is there keeps that entry, and no election succeeds once the last
-///   protocol-3 server is gone;
+///   `force-leave` until serf lists the server as left and it is out of the Raft
+///   configuration, so that its return is a serf join, which the leader acts on at once.
+///   A server back before serf marked it failed is a member update, which Consul 1.8.7's
+///   leader leaves to its reconcile every 60 s (each server then waited 47-59 s to be a
+///   voter again: the test took 330 s, 93 s now). On the way to 3 the entry goes by its ID
+///   (`raft remove-peer -id`): a protocol-3 leader cannot remove a protocol-2 entry by
+///   address, which is what `force-leave` asks of it. On the way back to 2 the protocol-2
+///   leader removes it: a server that comes back on 2 while its protocol-3 entry is there
+///   keeps that entry, and no election succeeds once the last protocol-3 server is gone;
 /// - once the server passed its health gate, another member waits until it is a voter on
 ///   the protocol the run put in place, with the entry that protocol uses (its node ID on
-///   3, its address on 2). The leader rewrites the entry some 20 s after the server is
-///   back; a run that went on before then stopped the protocol-2 leader while the others
+///   3, its address on 2). The leader rewrites the entry when it handles the server's
+///   return; a run that went on before then stopped the protocol-2 leader while the others
 ///   were listed by addresses they no longer answer to, and no election succeeded;
 /// - a rollback is refused before its first stop unless the leader runs protocol 2: a
 ///   protocol-3 leader does not add a protocol-2 server (raft's AddPeer is unsupported
@@ -396,7 +399,8 @@ after = "stop"
 on = "leader"
 roles = ["server"]
 during = ["change"]
-run = "consul force-leave {name}"
+timeout = "90s"
+run = '''until consul members | awk '$1 == "{name}" && $3 == "left"' | grep -q . && p=$(consul operator raft list-peers) && ! printf '%s\n' "$p" | grep -q '^{name} '; do consul force-leave {name}; id=$(consul operator raft list-peers | awk '$1 == "{name}" {print $2}'); [ -z "$id" ] || consul operator raft remove-peer -id="$id" || true; sleep 1; done'''
 
 [[cluster.hook]]
 after = "stop"
