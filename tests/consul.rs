@@ -8,6 +8,7 @@
 //! inventory `rollgate discover` wrote.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sha2::Digest as _;
@@ -332,10 +333,15 @@ fn consul_configuration_change_validated_on_each_host_leader_last_then_rolled_ba
             "sha256sum < /etc/consul.d/consul.hcl.rollgate-prev | cut -d' ' -f1",
         );
         assert_eq!(prev.trim(), before[k - 1], "node{k} keeps the file it had");
-        let listed = lab.root(
-            &lab.host(2),
-            &format!("consul catalog nodes -node-meta rollgate=node{k}-{role}"),
-        );
+        // The catalog has a node's meta once its agent's anti-entropy sent it, a moment
+        // after the agent is back (the last client's, when the run has just ended).
+        let query = format!("consul catalog nodes -node-meta rollgate=node{k}-{role}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut listed = lab.root(&lab.host(2), &query);
+        while !listed.contains(&format!("node{k} ")) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(500));
+            listed = lab.root(&lab.host(2), &query);
+        }
         assert!(listed.contains(&format!("node{k} ")), "node{k} runs it: {listed}");
     }
     assert_eq!(lab.root(&lab.host(2), "consul kv get rollgate/before").trim(), "kept");
