@@ -319,11 +319,10 @@ impl Lab {
             c.args(["-o", o]);
         }
         // On the lab's masters (lab/lab's ssh_opts: one connection per host and user, ended
-        // by the lab before the host stops), where the socket's path fits.
+        // by the lab before the host stops), when the lab made their directory (only where
+        // the socket's path fits).
         let mux = self.state.join("mux");
-        if mux.as_os_str().len() <= 48 && std::fs::create_dir_all(&mux).is_ok() {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&mux, std::fs::Permissions::from_mode(0o700)).unwrap();
+        if mux.is_dir() {
             c.args(["-o", "ControlMaster=auto", "-o", "ControlPersist=60"])
                 .arg("-o")
                 .arg(format!("ControlPath={}/%C", mux.display()));
